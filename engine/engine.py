@@ -1,0 +1,119 @@
+"""``Engine``: the async context manager that owns the services, the pool, the Redis client and
+the background tasks, and stops them cleanly (uvicorn's Config -> Server, for the core)."""
+
+from __future__ import annotations
+
+import contextlib
+from types import TracebackType
+
+import anyio
+import asyncpg
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from engine.db import apply_schema, create_pool
+from engine.embedded import EmbeddedServices
+from engine.errors import SpoolError
+from engine.logging import get_logger
+from engine.metrics import Metrics
+from engine.sessions import Sessions
+from engine.settings import Settings
+from engine.store import EventStore
+from engine.tenants import Tenants
+
+log = get_logger("engine")
+
+
+class Engine:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.database_url = settings.database_url
+        self.redis_url = settings.redis_url
+        self.generated_admin_token: str | None = None
+        self._embedded: EmbeddedServices | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._redis: redis.Redis | None = None
+        self._store: EventStore | None = None
+
+    async def __aenter__(self) -> Engine:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stop()
+
+    async def _start(self) -> None:
+        if self.settings.embedded:
+            self._embedded = EmbeddedServices(
+                self.settings.data_dir,
+                postgres=self.settings.database_url is None,
+                redis=self.settings.redis_url is None,
+            )
+            await anyio.to_thread.run_sync(self._embedded.start)
+            self.database_url = self.database_url or self._embedded.database_url
+            self.redis_url = self.redis_url or self._embedded.redis_url
+        assert self.database_url is not None and self.redis_url is not None
+        self._pool = await create_pool(self.database_url, size=self.settings.db_pool_size)
+        await apply_schema(self._pool)
+        self._redis = redis.from_url(self.redis_url)
+        self._store = EventStore(
+            self._pool, batch_max=self.settings.append_batch_max, metrics=self.metrics
+        )
+        self._store.start()
+        self.tenants = Tenants(self._pool)
+        self.sessions = Sessions(self._store)
+        self.generated_admin_token = await self.tenants.bootstrap_admin(
+            self.settings.admin_token
+        )
+        log.info("engine.started", embedded=self._embedded is not None)
+
+    async def _stop(self) -> None:
+        # Drain first (queued appends commit), then close clients, then stop services.
+        if self._store is not None:
+            await self._store.stop()
+        if self._redis is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._redis.aclose()
+        if self._pool is not None:
+            with contextlib.suppress(Exception):
+                await self._pool.close()
+        if self._embedded is not None:
+            await anyio.to_thread.run_sync(self._embedded.stop)
+        self._store = self._pool = self._redis = self._embedded = None
+
+    @property
+    def store(self) -> EventStore:
+        if self._store is None:
+            raise SpoolError("the engine is not started")
+        return self._store
+
+    async def readiness(self) -> dict[str, str]:
+        """Reachability of each service: {"postgres": "ok"|"down", "redis": ...}."""
+        return {"postgres": await self._check_postgres(), "redis": await self._check_redis()}
+
+    async def _check_postgres(self) -> str:
+        assert self._pool is not None
+        try:
+            with anyio.fail_after(2):
+                async with self._pool.acquire() as conn:
+                    await conn.fetchval("SELECT 1")
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return "down"
+        return "ok"
+
+    async def _check_redis(self) -> str:
+        assert self._redis is not None
+        try:
+            with anyio.fail_after(2):
+                await self._redis.ping()
+        except (OSError, TimeoutError, RedisError):
+            return "down"
+        return "ok"

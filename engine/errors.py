@@ -1,0 +1,73 @@
+"""The one exception tree of agentspool.
+
+Every error the engine raises is a ``SpoolError``; lower-level errors (asyncpg, redis, OS) are
+translated at the boundary with ``raise ... from exc`` so callers never catch a driver's error.
+The HTTP layer maps each class to a status code in exactly one place (``api/errors.py``).
+
+    SpoolError                 internal_error
+    ├── InvalidRequest         invalid_request   bad input, named by field path
+    ├── Unauthorized           unauthorized      missing or unknown credentials
+    ├── Forbidden              forbidden         known credentials, not allowed
+    ├── NotFound               not_found         unknown id, or another tenant's
+    ├── Conflict               conflict          expected_seq mismatch, busy session, duplicate
+    ├── BudgetExceeded         budget_exceeded
+    ├── RateLimited            rate_limited      carries retry_after
+    └── Unavailable            unavailable       Postgres/Redis unreachable; carries retry_after
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SpoolError(Exception):
+    type = "internal_error"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidRequest(SpoolError):
+    type = "invalid_request"
+
+    def __init__(self, message: str, *, field: str | None = None, details: Any = None) -> None:
+        if field is not None and details is None:
+            details = {"field": field}
+        super().__init__(message, details=details)
+        self.field = field
+
+
+class Unauthorized(SpoolError):
+    type = "unauthorized"
+
+
+class Forbidden(SpoolError):
+    type = "forbidden"
+
+
+class NotFound(SpoolError):
+    type = "not_found"
+
+
+class Conflict(SpoolError):
+    type = "conflict"
+
+
+class BudgetExceeded(SpoolError):
+    type = "budget_exceeded"
+
+
+class _Retryable(SpoolError):
+    def __init__(self, message: str, *, retry_after: int = 1, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
+
+
+class RateLimited(_Retryable):
+    type = "rate_limited"
+
+
+class Unavailable(_Retryable):
+    type = "unavailable"

@@ -1,0 +1,37 @@
+"""Resource ids: ``<prefix>_<ULID>``. Time-ordered, so a list's cursor is simply the last id."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: sorts like the number
+_ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+
+# Namespace for ids derived from an Idempotency-Key, so a retried POST writes the same event id.
+IDEMPOTENCY_NAMESPACE = uuid.UUID("6b1f3c2e-8a3d-4c55-9c1e-5f0a2d7e9b41")
+
+
+def _ulid() -> str:
+    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{_ulid()}"
+
+
+def is_id(value: str, prefix: str) -> bool:
+    head, _, tail = value.partition("_")
+    return head == prefix and bool(_ULID.match(tail))
+
+
+def idempotent_uuid(*parts: str) -> uuid.UUID:
+    """A stable event id for a request retried with the same Idempotency-Key."""
+    return uuid.uuid5(IDEMPOTENCY_NAMESPACE, "\x1f".join(parts))

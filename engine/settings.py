@@ -1,0 +1,115 @@
+"""One frozen ``Settings`` object, read from ``SPOOL_*`` environment variables and CLI flags.
+
+Validation happens once, at start: a bad value raises ``SettingsError`` naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+
+class SettingsError(ValueError):
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: Path = Path(".spool")
+    host: str = "127.0.0.1"
+    port: int = 8700
+    admin_token: str | None = None
+    max_body_bytes: int = 1_048_576
+    log_level: str = "info"
+    cors_origins: tuple[str, ...] = ()
+    db_pool_size: int = 10
+    append_batch_max: int = 1000
+
+    @property
+    def embedded(self) -> bool:
+        """True when at least one service must be started from the data dir."""
+        return self.database_url is None or self.redis_url is None
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> Settings:
+        """Build settings from ``SPOOL_*`` variables; ``overrides`` (CLI flags) win."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field, parse in _PARSERS.items():
+            variable = f"SPOOL_{field.upper()}"
+            raw = env.get(variable)
+            if raw is None or raw == "":
+                continue
+            values[field] = _parse(variable, raw, parse)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        _check(self.port, 0 <= self.port <= 65535, "SPOOL_PORT", "must be between 0 and 65535")
+        _check(self.max_body_bytes, self.max_body_bytes >= 1024, "SPOOL_MAX_BODY_BYTES",
+               "must be at least 1024")
+        _check(self.db_pool_size, 2 <= self.db_pool_size <= 1000, "SPOOL_DB_POOL_SIZE",
+               "must be between 2 and 1000")
+        _check(self.append_batch_max, 1 <= self.append_batch_max <= 100_000,
+               "SPOOL_APPEND_BATCH_MAX", "must be between 1 and 100000")
+        _check(self.log_level, self.log_level in _LOG_LEVELS, "SPOOL_LOG_LEVEL",
+               f"must be one of {', '.join(_LOG_LEVELS)}")
+        if self.database_url is not None and not self.database_url.startswith(
+            ("postgres://", "postgresql://")
+        ):
+            raise SettingsError("SPOOL_DATABASE_URL", "must start with postgresql://")
+        if self.redis_url is not None and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise SettingsError("SPOOL_REDIS_URL", "must start with redis://, rediss:// or unix://")
+        if self.admin_token is not None and len(self.admin_token) < 16:
+            raise SettingsError("SPOOL_ADMIN_TOKEN", "must be at least 16 characters")
+
+
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _check(value: Any, ok: bool, variable: str, message: str) -> None:
+    if not ok:
+        raise SettingsError(variable, f"{message} (got {value!r})")
+
+
+def _parse(variable: str, raw: str, parse: Callable[[str], Any]) -> Any:
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise SettingsError(variable, f"cannot parse {raw!r}: {exc}") from exc
+
+
+def _int(raw: str) -> int:
+    return int(raw.strip())
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "database_url": str,
+    "redis_url": str,
+    "data_dir": Path,
+    "host": str,
+    "port": _int,
+    "admin_token": str,
+    "max_body_bytes": _int,
+    "log_level": str.lower,
+    "cors_origins": _csv,
+    "db_pool_size": _int,
+    "append_batch_max": _int,
+}

@@ -1,0 +1,401 @@
+"""The event store: ``append`` with group commit, ``read_stream`` and ``read_all``.
+
+Positions. Every append transaction first locks the single ``log_head`` row, takes the next
+positions from it and writes it back before commit. The lock is held until commit, so
+transactions hand out positions strictly in commit order: the log is gapless (a rolled-back
+transaction never used its numbers) and a reader can never see position N+1 before N.
+
+Group commit. One ``Appender`` task per process owns the write path: concurrent callers queue
+their requests and the task commits everything queued in one transaction, so the per-commit
+cost (lock, fsync) is shared. Each request still succeeds or fails on its own: a wrong
+``expected_seq`` rejects that request only, with nothing of it written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from engine.db import connection
+from engine.errors import Conflict, InvalidRequest, NotFound, SpoolError, Unavailable
+from engine.events import Event, NewEvent
+from engine.metrics import Metrics
+
+MAX_EVENTS_PER_APPEND = 1000
+MAX_READ_LIMIT = 1000
+
+_EVENT_COLUMNS = "id, stream_id, stream_type, seq, position, type, data, meta, created_at"
+
+
+def _event(row: Any) -> Event:
+    return Event(
+        id=row[0],
+        stream_id=row[1],
+        stream_type=row[2],
+        seq=row[3],
+        position=row[4],
+        type=row[5],
+        data=msgspec.Raw(row[6]),
+        meta=msgspec.Raw(row[7]),
+        created_at=row[8],
+    )
+
+
+@dataclass(slots=True)
+class _Request:
+    tenant_id: str
+    stream_id: str
+    stream_type: str
+    events: Sequence[NewEvent]
+    expected_seq: int | None
+    future: asyncio.Future[list[Event]]
+
+
+@dataclass(slots=True)
+class _Stream:
+    tenant_id: str
+    stream_type: str
+    seq: int
+
+
+@dataclass(slots=True)
+class _Stored:
+    tenant_id: str
+    event: Event
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What one transaction will write, and each request's outcome."""
+
+    head: int
+    now: datetime
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    outcomes: list[list[Event] | SpoolError] = field(default_factory=list)
+    touched: dict[str, _Stream] = field(default_factory=dict)
+
+
+class EventStore:
+    def __init__(
+        self, pool: asyncpg.Pool, *, batch_max: int = 1000, metrics: Metrics | None = None
+    ) -> None:
+        self._pool = pool
+        self._metrics = metrics or Metrics()
+        self._batch_max = batch_max
+        self._queue: deque[_Request] = deque()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="spool.appender")
+
+    async def stop(self) -> None:
+        """Commit what is queued (new appends are refused), then stop the appender."""
+        if self._task is None:
+            return
+        self._stopping = True
+        self._wakeup.set()
+        await self._task
+        self._task = None
+
+    # --- writes -------------------------------------------------------------------------------
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        *,
+        tenant_id: str,
+        stream_type: str,
+        expected_seq: int | None = None,
+    ) -> list[Event]:
+        """Append ``events`` to ``stream_id`` atomically; returns them as stored.
+
+        Idempotent by event id: a request whose ids are all stored already returns the stored
+        events and writes nothing. ``expected_seq`` (0 = the stream must not exist) raises
+        Conflict on mismatch, with nothing written.
+        """
+        _validate_append(stream_id, events, expected_seq)
+        if self._task is None or self._stopping:
+            raise Unavailable("the event store is not running", retry_after=1)
+        future: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
+        self._queue.append(
+            _Request(tenant_id, stream_id, stream_type, events, expected_seq, future)
+        )
+        self._wakeup.set()
+        return await future
+
+    async def _run(self) -> None:
+        while not (self._stopping and not self._queue):
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                batch = self._take_batch()
+                try:
+                    outcomes = await self._commit(batch)
+                except SpoolError as exc:
+                    outcomes = [exc] * len(batch)
+                except Exception as exc:  # never let one bad batch kill the write path
+                    error = SpoolError(f"append failed: {type(exc).__name__}")
+                    error.__cause__ = exc
+                    outcomes = [error] * len(batch)
+                for request, outcome in zip(batch, outcomes, strict=True):
+                    _settle(request.future, outcome)
+
+    def _take_batch(self) -> list[_Request]:
+        batch = [self._queue.popleft()]
+        count = len(batch[0].events)
+        while self._queue and count + len(self._queue[0].events) <= self._batch_max:
+            request = self._queue.popleft()
+            count += len(request.events)
+            batch.append(request)
+        return batch
+
+    async def _commit(self, batch: list[_Request]) -> list[list[Event] | SpoolError]:
+        started = time.perf_counter()
+        async with connection(self._pool, "appending events") as conn, conn.transaction():
+            head, now = await conn.fetchrow(
+                "SELECT position, now() FROM log_head WHERE id = 1 FOR UPDATE"
+            )
+            existing = await _fetch_existing(conn, batch)
+            streams = await _fetch_streams(conn, batch)
+            plan = _Plan(head=head, now=now)
+            for request in batch:
+                plan.outcomes.append(_plan_request(plan, request, existing, streams))
+            if plan.rows:
+                await _write(conn, plan)
+        self._metrics.append_seconds.observe(time.perf_counter() - started)
+        self._metrics.append_batch_size.observe(len(plan.rows))
+        self._metrics.events_appended.inc(len(plan.rows))
+        self._metrics.log_head.set(plan.head)
+        return plan.outcomes
+
+    # --- reads --------------------------------------------------------------------------------
+
+    async def read_stream(
+        self, stream_id: str, *, tenant_id: str, after: int = 0, limit: int = 100
+    ) -> list[Event]:
+        """Events of one stream with ``seq > after``, in seq order. Unknown or foreign: NotFound."""
+        limit = _check_limit(limit)
+        async with connection(self._pool, "reading a stream") as conn:
+            rows = await conn.fetch(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND tenant_id = $2"
+                " AND seq > $3 ORDER BY seq LIMIT $4",
+                stream_id, tenant_id, after, limit,
+            )
+            if not rows and not await _stream_exists(conn, stream_id, tenant_id):
+                raise NotFound(f"stream {stream_id!r} not found")
+        return [_event(row) for row in rows]
+
+    async def read_all(
+        self,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        tenant_id: str | None = None,
+        types: Sequence[str] | None = None,
+        stream_type: str | None = None,
+    ) -> list[Event]:
+        """Events with ``position > after`` in position order, optionally filtered."""
+        limit = _check_limit(limit)
+        clauses, args = ["position > $1"], [after]
+        for column, value in (("tenant_id", tenant_id), ("stream_type", stream_type)):
+            if value is not None:
+                args.append(value)
+                clauses.append(f"{column} = ${len(args)}")
+        if types:
+            args.append(list(types))
+            clauses.append(f"type = ANY(${len(args)}::text[])")
+        args.append(limit)
+        sql = (
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)}"
+            f" ORDER BY position LIMIT ${len(args)}"
+        )
+        async with connection(self._pool, "reading the log") as conn:
+            rows = await conn.fetch(sql, *args)
+        return [_event(row) for row in rows]
+
+    async def stream_version(self, stream_id: str, *, tenant_id: str) -> int:
+        """The seq of the stream's last event; NotFound for an unknown or foreign stream."""
+        async with connection(self._pool, "reading a stream version") as conn:
+            seq = await conn.fetchval(
+                "SELECT seq FROM streams WHERE stream_id = $1 AND tenant_id = $2",
+                stream_id, tenant_id,
+            )
+        if seq is None:
+            raise NotFound(f"stream {stream_id!r} not found")
+        return int(seq)
+
+    async def head(self) -> int:
+        """The position of the last committed event (0 for an empty log)."""
+        async with connection(self._pool, "reading the log head") as conn:
+            return int(await conn.fetchval("SELECT position FROM log_head WHERE id = 1"))
+
+
+# --- planning one transaction (pure, under the head lock) ----------------------------------------
+
+
+def _plan_request(
+    plan: _Plan,
+    request: _Request,
+    existing: dict[uuid.UUID, _Stored],
+    streams: dict[str, _Stream],
+) -> list[Event] | SpoolError:
+    known = [existing.get(event.id) for event in request.events]
+    if any(stored is not None for stored in known):
+        return _retried(request, known)
+    stream = streams.get(request.stream_id)
+    if stream is not None and stream.tenant_id != request.tenant_id:
+        return NotFound(f"stream {request.stream_id!r} not found")
+    if stream is not None and stream.stream_type != request.stream_type:
+        return Conflict(f"stream {request.stream_id!r} is a {stream.stream_type} stream")
+    current = stream.seq if stream is not None else 0
+    if request.expected_seq is not None and request.expected_seq != current:
+        return Conflict(
+            f"expected_seq {request.expected_seq} but stream {request.stream_id!r} is at {current}",
+            details={"expected_seq": request.expected_seq, "actual_seq": current},
+        )
+    if stream is None:
+        stream = streams[request.stream_id] = _Stream(request.tenant_id, request.stream_type, 0)
+    return _assign(plan, request, stream, existing)
+
+
+def _retried(request: _Request, known: list[_Stored | None]) -> list[Event] | SpoolError:
+    """A request whose event ids are stored already is a retry: return what was stored.
+
+    The stored events are returned even if the retry names another stream (a retried create
+    that generated a fresh stream id gets the original back). Ids that are only partly stored,
+    or stored by another tenant, are a conflict."""
+    if any(stored is None or stored.tenant_id != request.tenant_id for stored in known):
+        return Conflict("some of these event ids are already used by other events",
+                        details={"field": "events[].id"})
+    return [stored.event for stored in known if stored is not None]
+
+
+def _assign(
+    plan: _Plan, request: _Request, stream: _Stream, existing: dict[uuid.UUID, _Stored]
+) -> list[Event]:
+    stored: list[Event] = []
+    for new in request.events:
+        stream.seq += 1
+        plan.head += 1
+        event = Event(
+            id=new.id,
+            stream_id=request.stream_id,
+            stream_type=request.stream_type,
+            seq=stream.seq,
+            position=plan.head,
+            type=new.type,
+            data=msgspec.Raw(new.data),
+            meta=msgspec.Raw(new.meta),
+            created_at=plan.now,
+        )
+        plan.rows.append((event.position, new.id, request.tenant_id, request.stream_id,
+                          request.stream_type, event.seq, new.type, new.data, new.meta))
+        existing[new.id] = _Stored(request.tenant_id, event)  # a retry later in the batch sees it
+        stored.append(event)
+    plan.touched[request.stream_id] = stream
+    return stored
+
+
+async def _fetch_existing(conn: Any, batch: list[_Request]) -> dict[uuid.UUID, _Stored]:
+    ids = [event.id for request in batch for event in request.events]
+    rows = await conn.fetch(
+        f"SELECT {_EVENT_COLUMNS}, tenant_id FROM events WHERE id = ANY($1::uuid[])", ids
+    )
+    return {row[0]: _Stored(row[9], _event(row)) for row in rows}
+
+
+async def _fetch_streams(conn: Any, batch: list[_Request]) -> dict[str, _Stream]:
+    ids = list({request.stream_id for request in batch})
+    rows = await conn.fetch(
+        "SELECT stream_id, tenant_id, stream_type, seq FROM streams"
+        " WHERE stream_id = ANY($1::text[])", ids
+    )
+    return {row[0]: _Stream(row[1], row[2], row[3]) for row in rows}
+
+
+# One statement writes the events, the stream versions and the new head.
+_WRITE_SQL = """
+WITH new_events AS (
+    INSERT INTO events (position, id, tenant_id, stream_id, stream_type, seq, type, data, meta,
+                        created_at)
+    SELECT p, i, t, s, st, q, ty, d, m, $10
+    FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bigint[],
+                $7::text[], $8::jsonb[], $9::jsonb[]) AS x(p, i, t, s, st, q, ty, d, m)
+), new_streams AS (
+    INSERT INTO streams (stream_id, tenant_id, stream_type, seq, created_at, updated_at)
+    SELECT s, t, st, q, $10, $10
+    FROM unnest($11::text[], $12::text[], $13::text[], $14::bigint[]) AS y(s, t, st, q)
+    ON CONFLICT (stream_id) DO UPDATE SET seq = EXCLUDED.seq, updated_at = EXCLUDED.updated_at
+)
+UPDATE log_head SET position = $15 WHERE id = 1
+"""
+
+
+async def _write(conn: Any, plan: _Plan) -> None:
+    columns = list(zip(*plan.rows, strict=True))
+    touched = list(plan.touched.items())
+    await conn.execute(
+        _WRITE_SQL,
+        *columns,
+        plan.now,
+        [stream_id for stream_id, _ in touched],
+        [stream.tenant_id for _, stream in touched],
+        [stream.stream_type for _, stream in touched],
+        [stream.seq for _, stream in touched],
+        plan.head,
+    )
+
+
+async def _stream_exists(conn: Any, stream_id: str, tenant_id: str) -> bool:
+    found = await conn.fetchval(
+        "SELECT 1 FROM streams WHERE stream_id = $1 AND tenant_id = $2", stream_id, tenant_id
+    )
+    return found is not None
+
+
+# --- validation and settling ---------------------------------------------------------------------
+
+
+def _validate_append(
+    stream_id: str, events: Sequence[NewEvent], expected_seq: int | None
+) -> None:
+    if not stream_id or len(stream_id) > 200:
+        raise InvalidRequest("stream_id must be 1 to 200 characters", field="stream_id")
+    if not events:
+        raise InvalidRequest("at least one event is required", field="events")
+    if len(events) > MAX_EVENTS_PER_APPEND:
+        raise InvalidRequest(f"at most {MAX_EVENTS_PER_APPEND} events per append", field="events")
+    if len({event.id for event in events}) != len(events):
+        raise InvalidRequest("event ids must be unique within an append", field="events[].id")
+    if expected_seq is not None and expected_seq < 0:
+        raise InvalidRequest("expected_seq must be >= 0", field="expected_seq")
+
+
+def _check_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_READ_LIMIT:
+        raise InvalidRequest(f"limit must be between 1 and {MAX_READ_LIMIT}", field="limit")
+    return limit
+
+
+def _settle(future: asyncio.Future[list[Event]], outcome: list[Event] | SpoolError) -> None:
+    if future.done():  # the caller was cancelled; the outcome stands in the log regardless
+        return
+    if isinstance(outcome, SpoolError):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+

@@ -1,0 +1,69 @@
+-- agentspool: the whole database schema. Applied at start (idempotent), under an advisory lock so
+-- several processes starting together do not race. Ships inside the wheel as engine/schema.sql.
+
+CREATE TABLE IF NOT EXISTS schema_version (
+    version     integer PRIMARY KEY,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- The head of the global log. Every append transaction locks this one row first, so positions are
+-- handed out in commit order: gapless, and no reader sees position N+1 before N has committed.
+CREATE TABLE IF NOT EXISTS log_head (
+    id        integer PRIMARY KEY CHECK (id = 1),
+    position  bigint  NOT NULL
+);
+INSERT INTO log_head (id, position) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
+
+-- Server-wide settings (the admin token's hash lives here, never the token).
+CREATE TABLE IF NOT EXISTS server_settings (
+    key    text PRIMARY KEY,
+    value  text NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS tenants (
+    id          text PRIMARY KEY,
+    name        text NOT NULL,
+    status      text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'suspended')),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS tenants_created ON tenants (created_at, id);
+
+CREATE TABLE IF NOT EXISTS api_keys (
+    id            text PRIMARY KEY,
+    tenant_id     text NOT NULL REFERENCES tenants (id),
+    name          text NOT NULL,
+    role          text NOT NULL CHECK (role IN ('owner', 'member', 'viewer')),
+    secret_hash   bytea NOT NULL,            -- sha256 of the secret part; the key is shown once
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    revoked_at    timestamptz
+);
+CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys (tenant_id, created_at, id);
+
+-- One row per stream: its owner, its type and its current version (seq of its last event).
+CREATE TABLE IF NOT EXISTS streams (
+    stream_id    text PRIMARY KEY,
+    tenant_id    text NOT NULL,
+    stream_type  text NOT NULL,
+    seq          bigint NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS streams_tenant_type ON streams (tenant_id, stream_type, created_at, stream_id);
+
+CREATE TABLE IF NOT EXISTS events (
+    position     bigint PRIMARY KEY,
+    id           uuid   NOT NULL UNIQUE,
+    tenant_id    text   NOT NULL,
+    stream_id    text   NOT NULL,
+    stream_type  text   NOT NULL,
+    seq          bigint NOT NULL,
+    type         text   NOT NULL,
+    data         jsonb  NOT NULL,
+    meta         jsonb  NOT NULL,
+    created_at   timestamptz NOT NULL,
+    UNIQUE (stream_id, seq)
+);
+CREATE INDEX IF NOT EXISTS events_tenant_position ON events (tenant_id, position);
+
+INSERT INTO schema_version (version) VALUES (1) ON CONFLICT (version) DO NOTHING;

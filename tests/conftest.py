@@ -1,0 +1,110 @@
+"""Real Postgres and Redis for every test: the embedded ones (started once per test session in a
+temporary data dir, exactly as ``spool serve`` does), or external ones when SPOOL_DATABASE_URL and
+SPOOL_REDIS_URL are set. Each test gets a fresh database cloned from a migrated template."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import redis.asyncio as redis
+
+from engine.db import schema_sql
+from engine.embedded import EmbeddedServices
+from engine.engine import Engine
+from engine.settings import Settings
+
+ADMIN_TOKEN = "spa_test-admin-token-0123456789"
+TEMPLATE = "spool_test_template"
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+class Services:
+    def __init__(self, database_url: str, redis_url: str) -> None:
+        self.database_url = database_url  # the maintenance database
+        self.redis_url = redis_url
+
+    async def fresh_database(self) -> str:
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
+        finally:
+            await conn.close()
+        return with_database(self.database_url, name)
+
+
+async def _make_template(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}"')
+        await conn.execute(f'CREATE DATABASE "{TEMPLATE}"')
+    finally:
+        await conn.close()
+    conn = await asyncpg.connect(with_database(url, TEMPLATE))
+    try:
+        await conn.execute(schema_sql())
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    database_url = os.environ.get("SPOOL_DATABASE_URL")
+    redis_url = os.environ.get("SPOOL_REDIS_URL")
+    embedded = None
+    if not (database_url and redis_url):
+        embedded = EmbeddedServices(
+            Path(tmp_path_factory.mktemp("spool-data")),
+            postgres=not database_url,
+            redis=not redis_url,
+        )
+        embedded.start()
+        database_url = database_url or embedded.database_url
+        redis_url = redis_url or embedded.redis_url
+    assert database_url and redis_url
+    asyncio.run(_make_template(database_url))
+    try:
+        yield Services(database_url, redis_url)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+@pytest.fixture
+async def database_url(services: Services) -> str:
+    return await services.fresh_database()
+
+
+@pytest.fixture
+async def redis_url(services: Services) -> AsyncIterator[str]:
+    client = redis.from_url(services.redis_url)
+    await client.flushdb()
+    await client.aclose()
+    yield services.redis_url
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        data_dir=tmp_path / "data",
+        admin_token=ADMIN_TOKEN,
+    )
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[Engine]:
+    async with Engine(settings) as running:
+        yield running

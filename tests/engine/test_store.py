@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from engine.engine import Engine
+from engine.errors import Conflict, InvalidRequest, NotFound
+from engine.events import NewEvent
+from engine.store import EventStore
+
+
+def ev(n: int = 0, *, id: uuid.UUID | None = None) -> NewEvent:
+    return NewEvent(type="thing_happened", data=b'{"n": %d}' % n, id=id or uuid.uuid4())
+
+
+async def append(store: EventStore, stream: str, events: list[NewEvent], **kw: object):  # type: ignore[no-untyped-def]
+    return await store.append(stream, events, tenant_id="ten_a", stream_type="session", **kw)
+
+
+async def test_append_assigns_seq_and_position(engine: Engine) -> None:
+    store = engine.store
+    first = await append(store, "s1", [ev(1), ev(2)])
+    second = await append(store, "s2", [ev(3)])
+    third = await append(store, "s1", [ev(4)])
+    assert [(e.seq, e.position) for e in first] == [(1, 1), (2, 2)]
+    assert [(e.seq, e.position) for e in second] == [(1, 3)]
+    assert [(e.seq, e.position) for e in third] == [(3, 4)]
+    assert await store.head() == 4
+    stored = await store.read_stream("s1", tenant_id="ten_a")
+    assert [bytes(e.data) for e in stored] == [b'{"n": 1}', b'{"n": 2}', b'{"n": 4}']
+
+
+async def test_expected_seq_mismatch_is_conflict_and_writes_nothing(engine: Engine) -> None:
+    store = engine.store
+    await append(store, "s1", [ev(1)], expected_seq=0)
+    with pytest.raises(Conflict) as info:
+        await append(store, "s1", [ev(2), ev(3)], expected_seq=0)
+    assert info.value.details == {"expected_seq": 0, "actual_seq": 1}
+    assert await store.head() == 1
+    assert len(await store.read_stream("s1", tenant_id="ten_a")) == 1
+    assert [e.seq for e in await append(store, "s1", [ev(4)], expected_seq=1)] == [2]
+
+
+async def test_retry_with_same_ids_returns_original_and_writes_nothing(engine: Engine) -> None:
+    store = engine.store
+    events = [ev(1), ev(2)]
+    original = await append(store, "s1", events)
+    retried = await append(store, "s1", events, expected_seq=0)  # stale expected_seq: still a retry
+    assert retried == original
+    assert await store.head() == 2
+
+
+async def test_partly_used_ids_are_a_conflict(engine: Engine) -> None:
+    store = engine.store
+    used = ev(1)
+    await append(store, "s1", [used])
+    with pytest.raises(Conflict):
+        await append(store, "s1", [used, ev(2)])
+    assert await store.head() == 1
+
+
+async def test_other_tenants_ids_and_streams_are_not_visible(engine: Engine) -> None:
+    store = engine.store
+    used = ev(1)
+    await append(store, "s1", [used])
+    with pytest.raises(Conflict):
+        await store.append("s2", [used], tenant_id="ten_b", stream_type="session")
+    with pytest.raises(NotFound):
+        await store.append("s1", [ev(2)], tenant_id="ten_b", stream_type="session")
+    with pytest.raises(NotFound):
+        await store.read_stream("s1", tenant_id="ten_b")
+    assert [e.position for e in await store.read_all(tenant_id="ten_b")] == []
+
+
+async def test_concurrent_appends_share_transactions_and_stay_contiguous(engine: Engine) -> None:
+    store = engine.store
+    results = await asyncio.gather(*(append(store, f"s{i % 7}", [ev(i)]) for i in range(300)))
+    positions = sorted(e.position for batch in results for e in batch)
+    assert positions == list(range(1, 301))
+    for stream in range(7):
+        seqs = [e.seq for e in await store.read_stream(f"s{stream}", tenant_id="ten_a", limit=1000)]
+        assert seqs == list(range(1, len(seqs) + 1))
+    batches = engine.metrics.append_batch_size.collect()[0].samples
+    count = next(s.value for s in batches if s.name.endswith("_count"))
+    assert count < 300, "group commit should put concurrent appends in shared transactions"
+
+
+async def test_one_bad_request_does_not_fail_its_batch(engine: Engine) -> None:
+    store = engine.store
+    await append(store, "s1", [ev(0)])
+    good = [append(store, f"g{i}", [ev(i)]) for i in range(20)]
+    bad = append(store, "s1", [ev(99)], expected_seq=5)
+    outcomes = await asyncio.gather(bad, *good, return_exceptions=True)
+    assert isinstance(outcomes[0], Conflict)
+    assert all(isinstance(o, list) for o in outcomes[1:])
+    assert await store.head() == 21
+
+
+async def test_read_all_filters_and_pages(engine: Engine) -> None:
+    store = engine.store
+    await append(store, "s1", [ev(1)])
+    await store.append("b1", [NewEvent(type="board_created", data=b"{}")],
+                       tenant_id="ten_a", stream_type="board")
+    await append(store, "s1", [ev(2)])
+    everything = await store.read_all()
+    assert [e.position for e in everything] == [1, 2, 3]
+    assert [e.position for e in await store.read_all(after=1, limit=1)] == [2]
+    assert [e.position for e in await store.read_all(types=["board_created"])] == [2]
+    assert [e.position for e in await store.read_all(stream_type="session")] == [1, 3]
+
+
+async def test_bad_input_is_named(engine: Engine) -> None:
+    store = engine.store
+    with pytest.raises(InvalidRequest) as info:
+        await append(store, "s1", [])
+    assert info.value.field == "events"
+    same = uuid.uuid4()
+    with pytest.raises(InvalidRequest) as info:
+        await append(store, "s1", [ev(1, id=same), ev(2, id=same)])
+    assert info.value.field == "events[].id"
+    with pytest.raises(InvalidRequest) as info:
+        await store.read_all(limit=0)
+    assert info.value.field == "limit"
+
+
+async def test_stream_type_cannot_change(engine: Engine) -> None:
+    await append(engine.store, "s1", [ev(1)])
+    with pytest.raises(Conflict):
+        await engine.store.append("s1", [ev(2)], tenant_id="ten_a", stream_type="board")
