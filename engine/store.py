@@ -210,7 +210,8 @@ class EventStore:
     ) -> list[Event]:
         """Events with ``position > after`` in position order, optionally filtered."""
         limit = _check_limit(limit)
-        clauses, args = ["position > $1"], [after]
+        clauses: list[str] = ["position > $1"]
+        args: list[Any] = [after]
         for column, value in (("tenant_id", tenant_id), ("stream_type", stream_type)):
             if value is not None:
                 args.append(value)

@@ -1,0 +1,47 @@
+"""``create_app(settings)``: the Starlette app. Its lifespan runs the ``Engine``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+
+from api.errors import EXCEPTION_HANDLERS
+from api.middleware import RequestContextMiddleware
+from api.routes import api_keys, health, sessions, tenants
+from engine.engine import Engine
+from engine.settings import Settings
+
+
+def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
+    """The app; it starts (and stops) its own Engine unless a running one is passed in."""
+    owns_engine = engine is None
+    engine = engine or Engine(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if owns_engine:
+            async with engine:
+                yield
+        else:
+            yield
+
+    middleware = [Middleware(RequestContextMiddleware, metrics=engine.metrics)]
+    if settings.cors_origins:
+        middleware.append(Middleware(
+            CORSMiddleware, allow_origins=list(settings.cors_origins),
+            allow_methods=["*"], allow_headers=["*"],
+            expose_headers=["X-Request-Id", "Spool-Position", "Retry-After"],
+        ))
+    app = Starlette(
+        routes=[*health.routes, *tenants.routes, *api_keys.routes, *sessions.routes],
+        middleware=middleware,
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    return app

@@ -1,0 +1,94 @@
+"""Reading requests and writing responses: JSON bodies with size and type checks, query
+parameters, and msgspec-encoded JSON responses."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from api.errors import PayloadTooLarge, UnprocessableEntity, UnsupportedMediaType
+from engine.errors import InvalidRequest
+from engine.pages import DEFAULT_LIMIT
+
+T = TypeVar("T")
+_encoder = msgspec.json.Encoder()
+_PATH = re.compile(r" - at `\$(.*)`$")
+_NAMED_FIELD = re.compile(r"(?:missing required|unknown) field `([^`]+)`")
+
+
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(_encoder.encode(body), status, headers, media_type="application/json")
+
+
+async def read_json(request: Request, body_type: type[T]) -> T:
+    """The request body decoded into ``body_type``: 415 if not JSON, 413 if over the limit,
+    400 if malformed, 422 naming the field if it does not fit the type."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise UnsupportedMediaType("the body must be JSON (Content-Type: application/json)",
+                                   field="Content-Type")
+    raw = await _read_limited(request, request.app.state.settings.max_body_bytes)
+    try:
+        return msgspec.json.decode(raw, type=body_type)
+    except msgspec.ValidationError as exc:
+        message, field = _split_path(str(exc))
+        raise UnprocessableEntity(message, field=field) from exc
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"malformed JSON: {exc}", field="body") from exc
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is over {limit} bytes", field="body")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is over {limit} bytes", field="body")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _split_path(message: str) -> tuple[str, str]:
+    """msgspec says 'Expected `str`, got `int` - at `$.name`': return (message, 'name').
+    For a missing or unknown field the field itself is named in the message."""
+    match = _PATH.search(message)
+    path = match[1].lstrip(".") if match else ""
+    text = message[: match.start()] if match else message
+    named = _NAMED_FIELD.search(text)
+    if named is not None:
+        path = f"{path}.{named[1]}" if path else named[1]
+    return text, path or "body"
+
+
+def query_int(request: Request, name: str, default: int, *, minimum: int = 0) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be an integer", field=name) from None
+    if value < minimum:
+        raise InvalidRequest(f"{name} must be >= {minimum}", field=name)
+    return value
+
+
+def query_limit(request: Request) -> int:
+    return query_int(request, "limit", DEFAULT_LIMIT, minimum=1)
+
+
+def idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 1 <= len(key) <= 255:
+        raise InvalidRequest("Idempotency-Key must be 1 to 255 characters",
+                             field="Idempotency-Key")
+    return key

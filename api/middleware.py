@@ -1,0 +1,78 @@
+"""Request context as one pure ASGI middleware: X-Request-Id, bound log context, the access log,
+HTTP metrics, and a last-resort 500 in the error envelope (never a stack trace)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import structlog
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import error_response
+from engine.errors import SpoolError
+from engine.ids import new_id
+from engine.logging import get_logger
+from engine.metrics import Metrics
+
+log = get_logger("api")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _incoming_request_id(scope) or new_id("req")
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                MutableHeaders(scope=message)["X-Request-Id"] = request_id
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception:
+                log.exception("http.unhandled_error", path=scope["path"])
+                if not response_started:
+                    await error_response(SpoolError("internal error"))(scope, receive, send_with_id)
+            finally:
+                self._record(scope, status, time.perf_counter() - started)
+
+    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+        route = _route_template(scope)
+        self.metrics.http_requests.labels(scope["method"], route, str(status)).inc()
+        self.metrics.http_seconds.labels(route).observe(seconds)
+        log.info(
+            "http.request", method=scope["method"], path=scope["path"], route=route,
+            status=status, duration_ms=round(seconds * 1000, 2),
+        )
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            candidate = value.decode("latin-1")
+            return candidate if _SAFE_ID.match(candidate) else None
+    return None
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route's path template (bounded label cardinality), or 'unmatched'."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"

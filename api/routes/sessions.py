@@ -1,0 +1,92 @@
+"""/v1/sessions: create, get, submit a turn (messages), and the event log page."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from api.auth import event_meta, tenant_of
+from api.io import idempotency_key, json_response, query_int, query_limit, read_json
+from engine.events import ContentBlock
+
+_Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class SessionIn(msgspec.Struct, forbid_unknown_fields=True):
+    agent_id: _Text | None = None
+    title: _Text | None = None
+    metadata: Annotated[dict[_Text, Annotated[str, msgspec.Meta(max_length=2000)]],
+                        msgspec.Meta(max_length=32)] = {}
+
+
+class MessageIn(msgspec.Struct, forbid_unknown_fields=True):
+    content: Annotated[str, msgspec.Meta(min_length=1)] | Annotated[
+        list[ContentBlock], msgspec.Meta(min_length=1, max_length=100)
+    ]
+
+    def blocks(self) -> list[ContentBlock]:
+        if isinstance(self.content, str):
+            return [ContentBlock(text=self.content)]
+        return self.content
+
+
+def _position(position: int) -> dict[str, str]:
+    return {"Spool-Position": str(position)}
+
+
+async def create_session(request: Request) -> Response:
+    principal, tenant_id = await tenant_of(request, "member")
+    body = await read_json(request, SessionIn)
+    session, event = await request.app.state.engine.sessions.create(
+        tenant_id,
+        agent_id=body.agent_id,
+        title=body.title,
+        metadata=body.metadata,
+        meta=event_meta(request, principal),
+        idempotency_key=idempotency_key(request),
+    )
+    return json_response(session, 201, _position(event.position))
+
+
+async def get_session(request: Request) -> Response:
+    _, tenant_id = await tenant_of(request, "viewer")
+    session = await request.app.state.engine.sessions.get(
+        tenant_id, request.path_params["session_id"]
+    )
+    return json_response(session)
+
+
+async def submit_message(request: Request) -> Response:
+    principal, tenant_id = await tenant_of(request, "member")
+    body = await read_json(request, MessageIn)
+    event = await request.app.state.engine.sessions.submit_message(
+        tenant_id,
+        request.path_params["session_id"],
+        body.blocks(),
+        meta=event_meta(request, principal),
+        idempotency_key=idempotency_key(request),
+    )
+    return json_response({"event": event}, 202, _position(event.position))
+
+
+async def list_events(request: Request) -> Response:
+    _, tenant_id = await tenant_of(request, "viewer")
+    page = await request.app.state.engine.sessions.events(
+        tenant_id,
+        request.path_params["session_id"],
+        after=query_int(request, "after", 0),
+        limit=query_limit(request),
+    )
+    return json_response(page)
+
+
+routes = [
+    Route("/v1/sessions", create_session, methods=["POST"]),
+    Route("/v1/sessions/{session_id}", get_session, methods=["GET"]),
+    Route("/v1/sessions/{session_id}/messages", submit_message, methods=["POST"]),
+    Route("/v1/sessions/{session_id}/events", list_events, methods=["GET"]),
+]

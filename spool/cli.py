@@ -1,0 +1,117 @@
+"""The ``spool`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    result: int = args.handler(args)
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spool", description="agentspool: agent sessions "
+                                     "as event logs in Postgres, fanned out through Redis.")
+    commands = parser.add_subparsers(title="commands")
+    serve = commands.add_parser("serve", help="run the HTTP API (embedded Postgres/Valkey unless "
+                                "SPOOL_DATABASE_URL / SPOOL_REDIS_URL are set)")
+    serve.add_argument("--host", help="bind address (SPOOL_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (SPOOL_PORT, default 8700; 0 = any)")
+    serve.add_argument("--data-dir", help="embedded services' data (SPOOL_DATA_DIR, ./.spool)")
+    serve.add_argument("--database-url", help="external Postgres (SPOOL_DATABASE_URL)")
+    serve.add_argument("--redis-url", help="external Redis (SPOOL_REDIS_URL)")
+    serve.add_argument("--log-level", help="debug|info|warning|error (SPOOL_LOG_LEVEL)")
+    serve.set_defaults(handler=_serve)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from engine.logging import configure_logging
+    from engine.settings import Settings, SettingsError
+
+    flags: dict[str, Any] = {
+        "host": args.host, "port": args.port, "database_url": args.database_url,
+        "redis_url": args.redis_url, "log_level": args.log_level,
+        "data_dir": Path(args.data_dir) if args.data_dir else None,
+    }
+    try:
+        settings = Settings.from_env(**flags)
+    except SettingsError as exc:
+        print(f"spool: invalid setting {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    return asyncio.run(_run_server(settings))
+
+
+async def _run_server(settings: Any) -> int:
+    import uvicorn
+
+    from api.app import create_app
+    from engine.engine import Engine
+    from engine.errors import SpoolError
+
+    try:
+        engine = await Engine(settings).__aenter__()
+    except SpoolError as exc:
+        print(f"spool: cannot start: {exc}", file=sys.stderr)
+        return 1
+    try:
+        config = uvicorn.Config(
+            create_app(settings, engine), host=settings.host, port=settings.port,
+            log_config=None, access_log=False, lifespan="off",
+        )
+        server = _server_class()(config)
+        announce = asyncio.create_task(_announce(server, engine))
+        await server.serve()
+        announce.cancel()
+    finally:
+        await engine.__aexit__(None, None, None)
+    return 0
+
+
+def _server_class() -> Any:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            """uvicorn's, minus re-raising the signal after shutdown: that would kill the
+            process before the engine drains and the embedded services stop."""
+            handled = (signal.SIGINT, signal.SIGTERM)
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
+
+    return Server
+
+
+async def _announce(server: Any, engine: Any) -> None:
+    """Print where to reach the server once it listens (the port may have been 0)."""
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes only this flag
+        await asyncio.sleep(0.05)
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    lines = [f"agentspool listening on http://{host}:{port}"]
+    if engine.generated_admin_token:
+        lines.append(f"admin token (shown once, stored hashed): {engine.generated_admin_token}")
+    print("\n".join(lines), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from api.app import create_app
+from engine.engine import Engine
+from engine.settings import Settings
+from tests.conftest import ADMIN_TOKEN
+
+
+class Api:
+    """An httpx client on the app, plus helpers that set up tenants and keys."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def request(self, method: str, path: str, token: str | None = None,
+                      **kwargs: Any) -> httpx.Response:
+        headers = dict(kwargs.pop("headers", {}))
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return await self.client.request(method, path, headers=headers, **kwargs)
+
+    async def tenant(self, name: str = "acme") -> str:
+        response = await self.request("POST", "/v1/tenants", ADMIN_TOKEN, json={"name": name})
+        assert response.status_code == 201, response.text
+        tenant_id: str = response.json()["id"]
+        return tenant_id
+
+    async def key(self, tenant_id: str, role: str = "owner") -> str:
+        response = await self.request(
+            "POST", "/v1/api_keys", ADMIN_TOKEN, json={"name": f"{role} key", "role": role},
+            headers={"Spool-Tenant": tenant_id},
+        )
+        assert response.status_code == 201, response.text
+        key: str = response.json()["key"]
+        return key
+
+
+@pytest.fixture
+async def api(settings: Settings, engine: Engine) -> AsyncIterator[Api]:
+    app = create_app(settings, engine)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://spool.test") as client:
+        yield Api(client)

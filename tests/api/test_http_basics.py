@@ -1,0 +1,79 @@
+"""The HTTP skeleton: the error envelope for every kind of failure, request ids, health."""
+
+from __future__ import annotations
+
+from tests.api.conftest import Api
+from tests.conftest import ADMIN_TOKEN
+
+
+def assert_error(response, status: int, type_: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert error["type"] == type_
+    assert error["message"]
+    return error  # type: ignore[no-any-return]
+
+
+async def test_unknown_route_is_404_envelope(api: Api) -> None:
+    assert_error(await api.request("GET", "/v1/nothing-here"), 404, "not_found")
+
+
+async def test_wrong_method_is_405_envelope(api: Api) -> None:
+    response = await api.request("PUT", "/v1/tenants", ADMIN_TOKEN)
+    assert_error(response, 405, "invalid_request")
+    assert "POST" in response.headers["allow"]
+
+
+async def test_malformed_json_is_400(api: Api) -> None:
+    response = await api.request("POST", "/v1/tenants", ADMIN_TOKEN, content=b"{nope",
+                                 headers={"Content-Type": "application/json"})
+    assert assert_error(response, 400, "invalid_request")["details"] == {"field": "body"}
+
+
+async def test_wrong_content_type_is_415(api: Api) -> None:
+    response = await api.request("POST", "/v1/tenants", ADMIN_TOKEN, content=b"name=x",
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert_error(response, 415, "invalid_request")
+
+
+async def test_body_over_limit_is_413_and_writes_nothing(api: Api) -> None:
+    big = {"name": "x" * 2_000_000}
+    response = await api.request("POST", "/v1/tenants", ADMIN_TOKEN, json=big)
+    assert_error(response, 413, "invalid_request")
+    listing = await api.request("GET", "/v1/tenants", ADMIN_TOKEN)
+    assert listing.json()["data"] == []
+
+
+async def test_invalid_field_is_422_naming_it(api: Api) -> None:
+    response = await api.request("POST", "/v1/tenants", ADMIN_TOKEN, json={"name": 7})
+    assert assert_error(response, 422, "invalid_request")["details"] == {"field": "name"}
+    response = await api.request("POST", "/v1/tenants", ADMIN_TOKEN, json={"nme": "x"})
+    assert assert_error(response, 422, "invalid_request")["details"] == {"field": "nme"}
+
+
+async def test_request_id_is_generated_or_echoed(api: Api) -> None:
+    generated = await api.request("GET", "/healthz")
+    assert generated.headers["x-request-id"].startswith("req_")
+    echoed = await api.request("GET", "/healthz", headers={"X-Request-Id": "abc-123"})
+    assert echoed.headers["x-request-id"] == "abc-123"
+    failed = await api.request("GET", "/v1/nothing-here")
+    assert failed.headers["x-request-id"].startswith("req_")
+
+
+async def test_health_ready_and_metrics(api: Api) -> None:
+    assert (await api.request("GET", "/healthz")).json() == {"status": "ok"}
+    ready = await api.request("GET", "/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"postgres": "ok", "redis": "ok"}
+    await api.request("GET", "/healthz")
+    metrics = await api.request("GET", "/metrics")
+    assert metrics.status_code == 200
+    assert 'spool_http_requests_total{method="GET",route="/healthz",status="200"}' in metrics.text
+
+
+async def test_list_limit_is_validated(api: Api) -> None:
+    response = await api.request("GET", "/v1/tenants?limit=501", ADMIN_TOKEN)
+    assert assert_error(response, 400, "invalid_request")["details"] == {"field": "limit"}
+    response = await api.request("GET", "/v1/tenants?limit=abc", ADMIN_TOKEN)
+    assert_error(response, 400, "invalid_request")
