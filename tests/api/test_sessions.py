@@ -16,7 +16,8 @@ async def test_create_get_message_and_page_events(api: Api) -> None:
     assert int(created.headers["spool-position"]) >= 1
     sid = session["id"]
     for text in ["one", "two", "three"]:
-        sent = await api.request("POST", f"/v1/sessions/{sid}/messages", key, json={"content": text})
+        sent = await api.request("POST", f"/v1/sessions/{sid}/messages", key,
+                                 json={"content": text})
         assert sent.status_code == 202
         event = sent.json()["event"]
         assert event["type"] == "user_message"

@@ -42,7 +42,8 @@ async def test_tenant_routes_need_the_admin(api: Api) -> None:
 async def test_key_is_shown_once_and_stored_hashed(api: Api, settings: Settings) -> None:
     tenant = await api.tenant()
     owner = await api.key(tenant)
-    created = await api.request("POST", "/v1/api_keys", owner, json={"name": "ci", "role": "viewer"})
+    created = await api.request("POST", "/v1/api_keys", owner,
+                                json={"name": "ci", "role": "viewer"})
     assert created.status_code == 201
     body = created.json()
     assert body["key"].startswith("spk_") and body["role"] == "viewer"
