@@ -108,11 +108,9 @@ class Tenants:
     async def authenticate(self, token: str | None) -> Principal:
         if not token:
             raise Unauthorized("missing credentials: send Authorization: Bearer <key>")
-        if token.startswith("spa_"):
-            return self._authenticate_admin(token)
         match = _KEY.match(token)
-        if match is None:
-            raise Unauthorized("invalid API key")
+        if match is None:  # not shaped like an API key: it can only be the admin token
+            return self._authenticate_admin(token)
         key_id, secret = f"key_{match[1]}", match[2]
         async with connection(self._pool, "authenticating") as conn:
             row = await conn.fetchrow(
@@ -133,7 +131,7 @@ class Tenants:
     def _authenticate_admin(self, token: str) -> Principal:
         expected = self._admin_hash or b"\0" * 32
         if not hmac.compare_digest(expected, _hash(token)):
-            raise Unauthorized("invalid admin token")
+            raise Unauthorized("invalid credentials")
         return Principal(role="admin")
 
     # --- tenants ------------------------------------------------------------------------------
