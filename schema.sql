@@ -40,14 +40,14 @@ CREATE TABLE IF NOT EXISTS api_keys (
 );
 CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys (tenant_id, created_at, id);
 
--- One row per stream: its owner, its type and its current version (seq of its last event).
+-- One row per stream: its owner and its type, written by the stream's first append. Its version
+-- is not kept here (an update per stream per batch would cost as much as the events insert):
+-- it is the last seq in events, one backward step of the (stream_id, seq) index.
 CREATE TABLE IF NOT EXISTS streams (
     stream_id    text PRIMARY KEY,
     tenant_id    text NOT NULL,
     stream_type  text NOT NULL,
-    seq          bigint NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    updated_at   timestamptz NOT NULL DEFAULT now()
+    created_at   timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS streams_tenant_type ON streams (tenant_id, stream_type, created_at, stream_id);
 
@@ -59,8 +59,8 @@ CREATE TABLE IF NOT EXISTS events (
     stream_type  text   NOT NULL,
     seq          bigint NOT NULL,
     type         text   NOT NULL,
-    data         jsonb  NOT NULL,
-    meta         jsonb  NOT NULL,
+    data         json   NOT NULL,   -- json, not jsonb: stored byte for byte as appended and
+    meta         json   NOT NULL,   -- passed through to clients unchanged
     created_at   timestamptz NOT NULL,
     UNIQUE (stream_id, seq)
 );

@@ -45,7 +45,7 @@ from _common import (
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 
-from engine.db import create_pool
+from engine.db import create_pool, init_connection
 from engine.events import NewEvent
 from engine.metrics import Metrics
 from engine.store import EventStore
@@ -70,7 +70,7 @@ INSERT INTO events (position, id, tenant_id, stream_id, stream_type, seq, type, 
                     created_at)
 SELECT p, i, t, s, st, q, ty, d, m, now()
 FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bigint[],
-            $7::text[], $8::jsonb[], $9::jsonb[]) AS x(p, i, t, s, st, q, ty, d, m)
+            $7::text[], $8::json[], $9::json[]) AS x(p, i, t, s, st, q, ty, d, m)
 """
 
 
@@ -92,11 +92,7 @@ def _raw_columns(first: int, count: int) -> list[list[Any]]:
 
 async def _raw_connect(url: str) -> asyncpg.Connection:
     conn = await asyncpg.connect(url)
-    # jsonb as bytes, exactly as the engine's pool sends it.
-    await conn.set_type_codec(
-        "jsonb", schema="pg_catalog", format="binary",
-        encoder=lambda value: b"\x01" + value, decoder=lambda value: value[1:],
-    )
+    await init_connection(conn)  # json as bytes, exactly as the engine's pool sends it
     return conn
 
 

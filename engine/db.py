@@ -1,4 +1,4 @@
-"""Postgres plumbing: the pool, the jsonb codec, the schema, and driver-error translation."""
+"""Postgres plumbing: the pool, the json codec, the schema, and driver-error translation."""
 
 from __future__ import annotations
 
@@ -24,21 +24,17 @@ def schema_sql() -> str:
     return (Path(__file__).resolve().parent.parent / "schema.sql").read_text()
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
-    # jsonb as bytes in both directions: stored JSON reaches clients without a str round trip.
+async def init_connection(conn: asyncpg.Connection) -> None:
+    # json as bytes in both directions: stored JSON reaches clients without a str round trip.
     await conn.set_type_codec(
-        "jsonb",
-        schema="pg_catalog",
-        format="binary",
-        encoder=lambda value: b"\x01" + value,
-        decoder=lambda value: value[1:],
+        "json", schema="pg_catalog", format="binary", encoder=bytes, decoder=bytes
     )
 
 
 async def create_pool(dsn: str, *, size: int) -> asyncpg.Pool:
     with translate_errors("connecting to Postgres"):
         pool = await asyncpg.create_pool(
-            dsn, min_size=1, max_size=size, init=_init_connection, command_timeout=60
+            dsn, min_size=1, max_size=size, init=init_connection, command_timeout=60
         )
     assert pool is not None
     return pool

@@ -36,11 +36,14 @@ class Event(msgspec.Struct, frozen=True):
 
 
 class NewEvent(msgspec.Struct, frozen=True):
-    """An event to append. ``data`` and ``meta`` are already-encoded JSON objects."""
+    """An event to append. ``data`` and ``meta`` are already-encoded JSON objects.
+
+    Leave ``id`` unset for a new event (the store assigns one); set it to make the append
+    idempotent: appending an id that is stored already returns the stored event."""
 
     type: str
     data: bytes
-    id: uuid.UUID = msgspec.field(default_factory=uuid.uuid4)
+    id: uuid.UUID | None = None
     meta: bytes = b"{}"
 
 
@@ -92,7 +95,7 @@ def new_event(
     return NewEvent(
         type=tag,
         data=_encoder.encode(data),
-        id=id or uuid.uuid4(),
+        id=id,
         meta=_encoder.encode(meta) if meta is not None else b"{}",
     )
 

@@ -47,8 +47,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         for field, parse in _PARSERS.items():
             variable = f"SPOOL_{field.upper()}"
             raw = env.get(variable)
-            if raw is None or raw == "":
-                continue
+            if raw is None or raw == "" or overrides.get(field) is not None:
+                continue  # unset, or a flag wins (and a bad variable it overrides is moot)
             values[field] = _parse(variable, raw, parse)
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)

@@ -5,10 +5,11 @@ positions from it and writes it back before commit. The lock is held until commi
 transactions hand out positions strictly in commit order: the log is gapless (a rolled-back
 transaction never used its numbers) and a reader can never see position N+1 before N.
 
-Group commit. One ``Appender`` task per process owns the write path: concurrent callers queue
+Group commit. One appender task per process owns the write path: concurrent callers queue
 their requests and the task commits everything queued in one transaction, so the per-commit
 cost (lock, fsync) is shared. Each request still succeeds or fails on its own: a wrong
-``expected_seq`` rejects that request only, with nothing of it written.
+``expected_seq`` rejects that request only, with nothing of it written, and a batch that the
+database refuses is retried request by request so only the culprit fails.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class _Stream:
     tenant_id: str
     stream_type: str
     seq: int
+    is_new: bool = False
 
 
 @dataclass(slots=True)
@@ -81,7 +83,7 @@ class _Plan:
     now: datetime
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     outcomes: list[list[Event] | SpoolError] = field(default_factory=list)
-    touched: dict[str, _Stream] = field(default_factory=dict)
+    new_streams: dict[str, _Stream] = field(default_factory=dict)
 
 
 class EventStore:
@@ -143,14 +145,7 @@ class EventStore:
             self._wakeup.clear()
             while self._queue:
                 batch = self._take_batch()
-                try:
-                    outcomes = await self._commit(batch)
-                except SpoolError as exc:
-                    outcomes = [exc] * len(batch)
-                except Exception as exc:  # never let one bad batch kill the write path
-                    error = SpoolError(f"append failed: {type(exc).__name__}")
-                    error.__cause__ = exc
-                    outcomes = [error] * len(batch)
+                outcomes = await self._commit_or_isolate(batch)
                 for request, outcome in zip(batch, outcomes, strict=True):
                     _settle(request.future, outcome)
 
@@ -162,6 +157,22 @@ class EventStore:
             count += len(request.events)
             batch.append(request)
         return batch
+
+    async def _commit_or_isolate(self, batch: list[_Request]) -> list[list[Event] | SpoolError]:
+        """Commit the batch; if the database refuses it (not an outage), commit each request
+        alone so one bad request cannot fail the others queued with it."""
+        try:
+            return await self._commit(batch)
+        except Unavailable as exc:
+            return [exc] * len(batch)
+        except Exception as exc:  # never let one bad batch kill the write path
+            if len(batch) > 1:
+                return [outcome for request in batch
+                        for outcome in await self._commit_or_isolate([request])]
+            error = exc if isinstance(exc, SpoolError) else SpoolError("append failed")
+            if error is not exc:
+                error.__cause__ = exc
+            return [error]
 
     async def _commit(self, batch: list[_Request]) -> list[list[Event] | SpoolError]:
         started = time.perf_counter()
@@ -231,13 +242,14 @@ class EventStore:
     async def stream_version(self, stream_id: str, *, tenant_id: str) -> int:
         """The seq of the stream's last event; NotFound for an unknown or foreign stream."""
         async with connection(self._pool, "reading a stream version") as conn:
-            seq = await conn.fetchval(
-                "SELECT seq FROM streams WHERE stream_id = $1 AND tenant_id = $2",
+            rows = await conn.fetch(
+                f"SELECT stream_id, tenant_id, stream_type, {_LAST_SEQ} FROM streams s"
+                " WHERE stream_id = $1 AND tenant_id = $2",
                 stream_id, tenant_id,
             )
-        if seq is None:
+        if not rows:
             raise NotFound(f"stream {stream_id!r} not found")
-        return int(seq)
+        return int(rows[0][3])
 
     async def head(self) -> int:
         """The position of the last committed event (0 for an empty log)."""
@@ -254,7 +266,7 @@ def _plan_request(
     existing: dict[uuid.UUID, _Stored],
     streams: dict[str, _Stream],
 ) -> list[Event] | SpoolError:
-    known = [existing.get(event.id) for event in request.events]
+    known = [existing.get(event.id) for event in request.events if event.id is not None]
     if any(stored is not None for stored in known):
         return _retried(request, known)
     stream = streams.get(request.stream_id)
@@ -269,7 +281,9 @@ def _plan_request(
             details={"expected_seq": request.expected_seq, "actual_seq": current},
         )
     if stream is None:
-        stream = streams[request.stream_id] = _Stream(request.tenant_id, request.stream_type, 0)
+        stream = streams[request.stream_id] = _Stream(
+            request.tenant_id, request.stream_type, 0, is_new=True
+        )
     return _assign(plan, request, stream, existing)
 
 
@@ -279,7 +293,9 @@ def _retried(request: _Request, known: list[_Stored | None]) -> list[Event] | Sp
     The stored events are returned even if the retry names another stream (a retried create
     that generated a fresh stream id gets the original back). Ids that are only partly stored,
     or stored by another tenant, are a conflict."""
-    if any(stored is None or stored.tenant_id != request.tenant_id for stored in known):
+    if len(known) < len(request.events) or any(
+        stored is None or stored.tenant_id != request.tenant_id for stored in known
+    ):
         return Conflict("some of these event ids are already used by other events",
                         details={"field": "events[].id"})
     return [stored.event for stored in known if stored is not None]
@@ -292,8 +308,9 @@ def _assign(
     for new in request.events:
         stream.seq += 1
         plan.head += 1
+        event_id = new.id or uuid.uuid4()
         event = Event(
-            id=new.id,
+            id=event_id,
             stream_id=request.stream_id,
             stream_type=request.stream_type,
             seq=stream.seq,
@@ -303,16 +320,22 @@ def _assign(
             meta=msgspec.Raw(new.meta),
             created_at=plan.now,
         )
-        plan.rows.append((event.position, new.id, request.tenant_id, request.stream_id,
+        plan.rows.append((event.position, event_id, request.tenant_id, request.stream_id,
                           request.stream_type, event.seq, new.type, new.data, new.meta))
-        existing[new.id] = _Stored(request.tenant_id, event)  # a retry later in the batch sees it
+        if new.id is not None:
+            existing[new.id] = _Stored(request.tenant_id, event)  # a retry later in the batch
         stored.append(event)
-    plan.touched[request.stream_id] = stream
+    if stream.is_new:
+        plan.new_streams[request.stream_id] = stream
+        stream.is_new = False
     return stored
 
 
 async def _fetch_existing(conn: Any, batch: list[_Request]) -> dict[uuid.UUID, _Stored]:
-    ids = [event.id for request in batch for event in request.events]
+    """Stored events among the ids callers supplied (ids the store assigns are new)."""
+    ids = [event.id for request in batch for event in request.events if event.id is not None]
+    if not ids:
+        return {}
     rows = await conn.fetch(
         f"SELECT {_EVENT_COLUMNS}, tenant_id FROM events WHERE id = ANY($1::uuid[])", ids
     )
@@ -322,41 +345,44 @@ async def _fetch_existing(conn: Any, batch: list[_Request]) -> dict[uuid.UUID, _
 async def _fetch_streams(conn: Any, batch: list[_Request]) -> dict[str, _Stream]:
     ids = list({request.stream_id for request in batch})
     rows = await conn.fetch(
-        "SELECT stream_id, tenant_id, stream_type, seq FROM streams"
+        f"SELECT stream_id, tenant_id, stream_type, {_LAST_SEQ} FROM streams s"
         " WHERE stream_id = ANY($1::text[])", ids
     )
     return {row[0]: _Stream(row[1], row[2], row[3]) for row in rows}
 
 
-# One statement writes the events, the stream versions and the new head.
+# A stream's version: its last seq, one backward step of the (stream_id, seq) index.
+_LAST_SEQ = (
+    "coalesce((SELECT e.seq FROM events e WHERE e.stream_id = s.stream_id"
+    " ORDER BY e.seq DESC LIMIT 1), 0)"
+)
+
+# One statement writes the events, the streams seen for the first time and the new head.
 _WRITE_SQL = """
 WITH new_events AS (
     INSERT INTO events (position, id, tenant_id, stream_id, stream_type, seq, type, data, meta,
                         created_at)
     SELECT p, i, t, s, st, q, ty, d, m, $10
     FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bigint[],
-                $7::text[], $8::jsonb[], $9::jsonb[]) AS x(p, i, t, s, st, q, ty, d, m)
+                $7::text[], $8::json[], $9::json[]) AS x(p, i, t, s, st, q, ty, d, m)
 ), new_streams AS (
-    INSERT INTO streams (stream_id, tenant_id, stream_type, seq, created_at, updated_at)
-    SELECT s, t, st, q, $10, $10
-    FROM unnest($11::text[], $12::text[], $13::text[], $14::bigint[]) AS y(s, t, st, q)
-    ON CONFLICT (stream_id) DO UPDATE SET seq = EXCLUDED.seq, updated_at = EXCLUDED.updated_at
+    INSERT INTO streams (stream_id, tenant_id, stream_type, created_at)
+    SELECT s, t, st, $10 FROM unnest($11::text[], $12::text[], $13::text[]) AS y(s, t, st)
 )
-UPDATE log_head SET position = $15 WHERE id = 1
+UPDATE log_head SET position = $14 WHERE id = 1
 """
 
 
 async def _write(conn: Any, plan: _Plan) -> None:
     columns = list(zip(*plan.rows, strict=True))
-    touched = list(plan.touched.items())
+    new_streams = list(plan.new_streams.items())
     await conn.execute(
         _WRITE_SQL,
         *columns,
         plan.now,
-        [stream_id for stream_id, _ in touched],
-        [stream.tenant_id for _, stream in touched],
-        [stream.stream_type for _, stream in touched],
-        [stream.seq for _, stream in touched],
+        [stream_id for stream_id, _ in new_streams],
+        [stream.tenant_id for _, stream in new_streams],
+        [stream.stream_type for _, stream in new_streams],
         plan.head,
     )
 
@@ -380,10 +406,27 @@ def _validate_append(
         raise InvalidRequest("at least one event is required", field="events")
     if len(events) > MAX_EVENTS_PER_APPEND:
         raise InvalidRequest(f"at most {MAX_EVENTS_PER_APPEND} events per append", field="events")
-    if len({event.id for event in events}) != len(events):
+    supplied = [event.id for event in events if event.id is not None]
+    if len(set(supplied)) != len(supplied):
         raise InvalidRequest("event ids must be unique within an append", field="events[].id")
+    for index, event in enumerate(events):
+        _check_json_object(event.data, f"events[{index}].data")
+        _check_json_object(event.meta, f"events[{index}].meta")
     if expected_seq is not None and expected_seq < 0:
         raise InvalidRequest("expected_seq must be >= 0", field="expected_seq")
+
+
+def _check_json_object(raw: bytes, field: str) -> None:
+    """Refuse what Postgres' json type would refuse, before it can fail a shared batch."""
+    try:
+        value = _json_decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"{field} is not valid JSON: {exc}", field=field) from exc
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"{field} must be a JSON object", field=field)
+
+
+_json_decoder = msgspec.json.Decoder()
 
 
 def _check_limit(limit: int) -> int:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -59,13 +61,16 @@ async def _make_template(url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+def services() -> Iterator[Services]:
     database_url = os.environ.get("SPOOL_DATABASE_URL")
     redis_url = os.environ.get("SPOOL_REDIS_URL")
     embedded = None
+    # Not under pytest's tmp_path: a new pytest session resets /tmp/pytest-of-<user> to 0700,
+    # and as root the embedded Postgres runs as another user that must traverse the path.
+    data_dir = Path(tempfile.mkdtemp(prefix="spool-test-"))
     if not (database_url and redis_url):
         embedded = EmbeddedServices(
-            Path(tmp_path_factory.mktemp("spool-data")),
+            data_dir / "data",
             postgres=not database_url,
             redis=not redis_url,
         )
@@ -79,6 +84,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     finally:
         if embedded is not None:
             embedded.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture

