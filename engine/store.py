@@ -5,6 +5,12 @@ positions from it and writes it back before commit. The lock is held until commi
 transactions hand out positions strictly in commit order: the log is gapless (a rolled-back
 transaction never used its numbers) and a reader can never see position N+1 before N.
 
+Stream versions. The appender remembers the version of each stream it has written or looked
+up, so a batch reads only the streams it has not seen. Another process may have appended to a
+remembered stream since: then the remembered version is too low, the insert collides on
+``UNIQUE (stream_id, seq)``, and the batch is retried with those streams read afresh. A stale
+version can therefore cost a retry, never a wrong ``seq`` or a wrong ``expected_seq`` verdict.
+
 Group commit. One appender task per process owns the write path: concurrent callers queue
 their requests and the task commits everything queued in one transaction, so the per-commit
 cost (lock, fsync) is shared. Each request still succeeds or fails on its own: a wrong
@@ -15,6 +21,8 @@ database refuses is retried request by request so only the culprit fails.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import decimal
 import time
 import uuid
 from collections import deque
@@ -33,6 +41,7 @@ from engine.metrics import Metrics
 
 MAX_EVENTS_PER_APPEND = 1000
 MAX_READ_LIMIT = 1000
+_MAX_REMEMBERED_STREAMS = 100_000
 
 _EVENT_COLUMNS = "id, stream_id, stream_type, seq, position, type, data, meta, created_at"
 
@@ -97,6 +106,7 @@ class EventStore:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._versions: dict[str, _Stream] = {}  # stream_id -> owner, type, last known seq
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -162,7 +172,7 @@ class EventStore:
         """Commit the batch; if the database refuses it (not an outage), commit each request
         alone so one bad request cannot fail the others queued with it."""
         try:
-            return await self._commit(batch)
+            return await self._commit_fresh(batch)
         except Unavailable as exc:
             return [exc] * len(batch)
         except Exception as exc:  # never let one bad batch kill the write path
@@ -174,6 +184,15 @@ class EventStore:
                 error.__cause__ = exc
             return [error]
 
+    async def _commit_fresh(self, batch: list[_Request]) -> list[list[Event] | SpoolError]:
+        """Commit; if a remembered stream version was stale, forget them and commit again."""
+        try:
+            return await self._commit(batch)
+        except _StaleVersions:
+            for request in batch:
+                self._versions.pop(request.stream_id, None)
+            return await self._commit(batch)
+
     async def _commit(self, batch: list[_Request]) -> list[list[Event] | SpoolError]:
         started = time.perf_counter()
         async with connection(self._pool, "appending events") as conn, conn.transaction():
@@ -181,17 +200,37 @@ class EventStore:
                 "SELECT position, now() FROM log_head WHERE id = 1 FOR UPDATE"
             )
             existing = await _fetch_existing(conn, batch)
-            streams = await _fetch_streams(conn, batch)
+            streams = await self._streams_of(conn, batch)
             plan = _Plan(head=head, now=now)
             for request in batch:
                 plan.outcomes.append(_plan_request(plan, request, existing, streams))
             if plan.rows:
                 await _write(conn, plan)
+        self._remember(streams)
         self._metrics.append_seconds.observe(time.perf_counter() - started)
         self._metrics.append_batch_size.observe(len(plan.rows))
         self._metrics.events_appended.inc(len(plan.rows))
         self._metrics.log_head.set(plan.head)
         return plan.outcomes
+
+    async def _streams_of(self, conn: Any, batch: list[_Request]) -> dict[str, _Stream]:
+        """The batch's streams: remembered ones copied (planning changes them), others read."""
+        streams: dict[str, _Stream] = {}
+        unknown: list[str] = []
+        for request in batch:
+            known = self._versions.get(request.stream_id)
+            if known is not None:
+                streams[request.stream_id] = dataclasses.replace(known)
+            elif request.stream_id not in streams:
+                unknown.append(request.stream_id)
+        if unknown:
+            streams.update(await _fetch_streams(conn, unknown))
+        return streams
+
+    def _remember(self, streams: dict[str, _Stream]) -> None:
+        if len(self._versions) + len(streams) > _MAX_REMEMBERED_STREAMS:
+            self._versions.clear()  # crude but bounded: the next batches read them again
+        self._versions.update(streams)
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -342,8 +381,8 @@ async def _fetch_existing(conn: Any, batch: list[_Request]) -> dict[uuid.UUID, _
     return {row[0]: _Stored(row[9], _event(row)) for row in rows}
 
 
-async def _fetch_streams(conn: Any, batch: list[_Request]) -> dict[str, _Stream]:
-    ids = list({request.stream_id for request in batch})
+async def _fetch_streams(conn: Any, stream_ids: list[str]) -> dict[str, _Stream]:
+    ids = list(set(stream_ids))
     rows = await conn.fetch(
         f"SELECT stream_id, tenant_id, stream_type, {_LAST_SEQ} FROM streams s"
         " WHERE stream_id = ANY($1::text[])", ids
@@ -373,18 +412,27 @@ UPDATE log_head SET position = $14 WHERE id = 1
 """
 
 
+class _StaleVersions(SpoolError):
+    """Another process appended to a stream whose version this one remembered."""
+
+
 async def _write(conn: Any, plan: _Plan) -> None:
     columns = list(zip(*plan.rows, strict=True))
     new_streams = list(plan.new_streams.items())
-    await conn.execute(
-        _WRITE_SQL,
-        *columns,
-        plan.now,
-        [stream_id for stream_id, _ in new_streams],
-        [stream.tenant_id for _, stream in new_streams],
-        [stream.stream_type for _, stream in new_streams],
-        plan.head,
-    )
+    try:
+        await conn.execute(
+            _WRITE_SQL,
+            *columns,
+            plan.now,
+            [stream_id for stream_id, _ in new_streams],
+            [stream.tenant_id for _, stream in new_streams],
+            [stream.stream_type for _, stream in new_streams],
+            plan.head,
+        )
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name == "events_stream_id_seq_key":
+            raise _StaleVersions("stale stream version") from exc
+        raise
 
 
 async def _stream_exists(conn: Any, stream_id: str, tenant_id: str) -> bool:
@@ -400,8 +448,9 @@ async def _stream_exists(conn: Any, stream_id: str, tenant_id: str) -> bool:
 def _validate_append(
     stream_id: str, events: Sequence[NewEvent], expected_seq: int | None
 ) -> None:
-    if not stream_id or len(stream_id) > 200:
-        raise InvalidRequest("stream_id must be 1 to 200 characters", field="stream_id")
+    if not stream_id or len(stream_id) > 200 or "\x00" in stream_id:
+        raise InvalidRequest("stream_id must be 1 to 200 characters, without NUL",
+                             field="stream_id")
     if not events:
         raise InvalidRequest("at least one event is required", field="events")
     if len(events) > MAX_EVENTS_PER_APPEND:
@@ -426,7 +475,8 @@ def _check_json_object(raw: bytes, field: str) -> None:
         raise InvalidRequest(f"{field} must be a JSON object", field=field)
 
 
-_json_decoder = msgspec.json.Decoder()
+# Decimal for floats: Postgres' json takes any number, msgspec's float would refuse 1e400.
+_json_decoder = msgspec.json.Decoder(float_hook=decimal.Decimal)
 
 
 def _check_limit(limit: int) -> int:

@@ -5,6 +5,7 @@ import uuid
 
 import pytest
 
+from engine.db import create_pool
 from engine.engine import Engine
 from engine.errors import Conflict, InvalidRequest, NotFound
 from engine.events import NewEvent
@@ -129,3 +130,26 @@ async def test_stream_type_cannot_change(engine: Engine) -> None:
     await append(engine.store, "s1", [ev(1)])
     with pytest.raises(Conflict):
         await engine.store.append("s1", [ev(2)], tenant_id="ten_a", stream_type="board")
+
+
+async def test_a_version_remembered_by_one_store_goes_stale_safely(engine: Engine) -> None:
+    """Two appenders on one database (as two processes would be): each remembers stream
+    versions, and the other's appends make them stale. Seqs must stay right, and a stale
+    expected_seq verdict must not be given from memory."""
+    pool = await create_pool(engine.database_url or "", size=2)
+    other = EventStore(pool)
+    other.start()
+    try:
+        mine = engine.store
+        await append(mine, "shared", [ev(1)])  # mine remembers seq 1
+        await append(other, "shared", [ev(2)])  # other reads seq 1, writes 2
+        assert [e.seq for e in await append(mine, "shared", [ev(3)])] == [3]
+        assert [e.seq for e in await append(other, "shared", [ev(4)])] == [4]
+        with pytest.raises(Conflict):
+            await append(mine, "shared", [ev(5)], expected_seq=3)  # mine remembers 3; it is 4
+        assert [e.seq for e in await append(mine, "shared", [ev(5)], expected_seq=4)] == [5]
+    finally:
+        await other.stop()
+        await pool.close()
+    seqs = [e.seq for e in await mine.read_stream("shared", tenant_id="ten_a")]
+    assert seqs == [1, 2, 3, 4, 5]
