@@ -7,9 +7,10 @@ transaction never used its numbers) and a reader can never see position N+1 befo
 
 Stream versions. The appender remembers the version of each stream it has written or looked
 up, so a batch reads only the streams it has not seen. Another process may have appended to a
-remembered stream since: then the remembered version is too low, the insert collides on
-``UNIQUE (stream_id, seq)``, and the batch is retried with those streams read afresh. A stale
-version can therefore cost a retry, never a wrong ``seq`` or a wrong ``expected_seq`` verdict.
+remembered stream since: then the remembered version is too low (never too high), the insert
+collides on ``UNIQUE (stream_id, seq)``, and the batch is retried with those streams read
+afresh. An ``expected_seq`` above a remembered version is checked against a fresh read before
+it is refused. A stale version can cost a retry, never a wrong ``seq`` or a wrong verdict.
 
 Group commit. One appender task per process owns the write path: concurrent callers queue
 their requests and the task commits everything queued in one transaction, so the per-commit
@@ -76,6 +77,7 @@ class _Stream:
     stream_type: str
     seq: int
     is_new: bool = False
+    remembered: bool = False  # from memory, not read under this transaction's lock
 
 
 @dataclass(slots=True)
@@ -217,12 +219,12 @@ class EventStore:
         """The batch's streams: remembered ones copied (planning changes them), others read."""
         streams: dict[str, _Stream] = {}
         unknown: list[str] = []
-        for request in batch:
-            known = self._versions.get(request.stream_id)
+        for stream_id in dict.fromkeys(request.stream_id for request in batch):
+            known = self._versions.get(stream_id)
             if known is not None:
-                streams[request.stream_id] = dataclasses.replace(known)
-            elif request.stream_id not in streams:
-                unknown.append(request.stream_id)
+                streams[stream_id] = dataclasses.replace(known, remembered=True)
+            else:
+                unknown.append(stream_id)
         if unknown:
             streams.update(await _fetch_streams(conn, unknown))
         return streams
@@ -230,6 +232,8 @@ class EventStore:
     def _remember(self, streams: dict[str, _Stream]) -> None:
         if len(self._versions) + len(streams) > _MAX_REMEMBERED_STREAMS:
             self._versions.clear()  # crude but bounded: the next batches read them again
+        for stream in streams.values():
+            stream.remembered = False
         self._versions.update(streams)
 
     # --- reads --------------------------------------------------------------------------------
@@ -281,14 +285,13 @@ class EventStore:
     async def stream_version(self, stream_id: str, *, tenant_id: str) -> int:
         """The seq of the stream's last event; NotFound for an unknown or foreign stream."""
         async with connection(self._pool, "reading a stream version") as conn:
-            rows = await conn.fetch(
-                f"SELECT stream_id, tenant_id, stream_type, {_LAST_SEQ} FROM streams s"
-                " WHERE stream_id = $1 AND tenant_id = $2",
+            seq = await conn.fetchval(
+                f"SELECT {_LAST_SEQ} FROM streams s WHERE stream_id = $1 AND tenant_id = $2",
                 stream_id, tenant_id,
             )
-        if not rows:
+        if seq is None:
             raise NotFound(f"stream {stream_id!r} not found")
-        return int(rows[0][3])
+        return int(seq)
 
     async def head(self) -> int:
         """The position of the last committed event (0 for an empty log)."""
@@ -297,6 +300,10 @@ class EventStore:
 
 
 # --- planning one transaction (pure, under the head lock) ----------------------------------------
+
+
+class _StaleVersions(SpoolError):
+    """Another process appended to a stream whose version this one remembered."""
 
 
 def _plan_request(
@@ -315,6 +322,8 @@ def _plan_request(
         return Conflict(f"stream {request.stream_id!r} is a {stream.stream_type} stream")
     current = stream.seq if stream is not None else 0
     if request.expected_seq is not None and request.expected_seq != current:
+        if stream is not None and stream.remembered and request.expected_seq > current:
+            raise _StaleVersions("a remembered version may be stale")  # read it afresh
         return Conflict(
             f"expected_seq {request.expected_seq} but stream {request.stream_id!r} is at {current}",
             details={"expected_seq": request.expected_seq, "actual_seq": current},
@@ -382,10 +391,9 @@ async def _fetch_existing(conn: Any, batch: list[_Request]) -> dict[uuid.UUID, _
 
 
 async def _fetch_streams(conn: Any, stream_ids: list[str]) -> dict[str, _Stream]:
-    ids = list(set(stream_ids))
     rows = await conn.fetch(
         f"SELECT stream_id, tenant_id, stream_type, {_LAST_SEQ} FROM streams s"
-        " WHERE stream_id = ANY($1::text[])", ids
+        " WHERE stream_id = ANY($1::text[])", stream_ids
     )
     return {row[0]: _Stream(row[1], row[2], row[3]) for row in rows}
 
@@ -410,10 +418,6 @@ WITH new_events AS (
 )
 UPDATE log_head SET position = $14 WHERE id = 1
 """
-
-
-class _StaleVersions(SpoolError):
-    """Another process appended to a stream whose version this one remembered."""
 
 
 async def _write(conn: Any, plan: _Plan) -> None:

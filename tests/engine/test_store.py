@@ -153,3 +153,19 @@ async def test_a_version_remembered_by_one_store_goes_stale_safely(engine: Engin
         await pool.close()
     seqs = [e.seq for e in await mine.read_stream("shared", tenant_id="ten_a")]
     assert seqs == [1, 2, 3, 4, 5]
+
+
+async def test_a_stale_remembered_version_never_refuses_a_right_expected_seq(
+    engine: Engine,
+) -> None:
+    pool = await create_pool(engine.database_url or "", size=2)
+    other = EventStore(pool)
+    other.start()
+    try:
+        await append(engine.store, "shared", [ev(1)])  # engine.store remembers seq 1
+        await append(other, "shared", [ev(2)])  # now seq 2, unknown to engine.store
+        [event] = await append(engine.store, "shared", [ev(3)], expected_seq=2)
+        assert event.seq == 3
+    finally:
+        await other.stop()
+        await pool.close()
