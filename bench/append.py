@@ -240,10 +240,13 @@ async def _in_fresh_db(
 
 
 async def one_run(admin_url: str, timing: Timing, es_pool_max: int, samples: Samples) -> None:
-    eps = await _in_fresh_db(admin_url, True, lambda url: raw_rate(url, timing))
-    samples.add("raw", eps)
-    log(f"  raw batch {RAW_BATCH}: {eps:,.0f} events/s")
     for writers in WRITERS:
+        if writers == WRITERS[-1]:
+            # The raw limit right before the figure it is compared with: the disk's commit
+            # latency drifts on a shared machine, so the pair is measured back to back.
+            eps = await _in_fresh_db(admin_url, True, lambda url: raw_rate(url, timing))
+            samples.add("raw", eps)
+            log(f"  raw batch {RAW_BATCH}: {eps:,.0f} events/s")
         eps, batch = await _in_fresh_db(
             admin_url, True, lambda url, n=writers: engine_rate(url, n, timing)
         )
@@ -275,6 +278,7 @@ def build_result(
     top = str(WRITERS[-1])
     vs_raw = med[f"engine/{top}"] / raw
     vs_es = med[f"engine/{top}"] / med[f"eventsourcing/{top}"]
+    paired = [e / r for e, r in zip(samples.eps[f"engine/{top}"], samples.eps["raw"], strict=True)]
     return {
         "bench": "append",
         "raw_batch_size": RAW_BATCH,
@@ -282,6 +286,7 @@ def build_result(
         "engine_eps": engine,
         "eventsourcing_eps": es,
         "ratio_engine256_vs_raw": round(vs_raw, 3),
+        "ratio_engine256_vs_raw_per_run": [round(ratio, 3) for ratio in paired],
         "ratio_engine256_vs_eventsourcing": round(vs_es, 3),
         "targets": {
             "engine256_vs_raw_min": TARGET_VS_RAW,
@@ -322,6 +327,8 @@ def print_table(result: dict[str, Any]) -> None:
     log(f"target engine@256 >= {TARGET_VS_RAW:.0%} of raw: "
         f"{result['ratio_engine256_vs_raw']:.1%} -> "
         f"{'MET' if targets['engine256_vs_raw_met'] else 'NOT MET'}")
+    log(f"  engine@256 / raw per run (measured back to back): "
+        f"{', '.join(f'{r:.0%}' for r in result['ratio_engine256_vs_raw_per_run'])}")
     log(f"target engine@256 >= {TARGET_VS_EVENTSOURCING:g}x eventsourcing: "
         f"{result['ratio_engine256_vs_eventsourcing']:.1f}x -> "
         f"{'MET' if targets['engine256_vs_eventsourcing_met'] else 'NOT MET'}")

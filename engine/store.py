@@ -22,7 +22,6 @@ database refuses is retried request by request so only the culprit fails.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import decimal
 import time
 import uuid
@@ -222,7 +221,8 @@ class EventStore:
         for stream_id in dict.fromkeys(request.stream_id for request in batch):
             known = self._versions.get(stream_id)
             if known is not None:
-                streams[stream_id] = dataclasses.replace(known, remembered=True)
+                streams[stream_id] = _Stream(known.tenant_id, known.stream_type, known.seq,
+                                             remembered=True)
             else:
                 unknown.append(stream_id)
         if unknown:
@@ -463,19 +463,22 @@ def _validate_append(
     if len(set(supplied)) != len(supplied):
         raise InvalidRequest("event ids must be unique within an append", field="events[].id")
     for index, event in enumerate(events):
-        _check_json_object(event.data, f"events[{index}].data")
-        _check_json_object(event.meta, f"events[{index}].meta")
+        _check_json_object(event.data, index, "data")
+        if event.meta != b"{}":
+            _check_json_object(event.meta, index, "meta")
     if expected_seq is not None and expected_seq < 0:
         raise InvalidRequest("expected_seq must be >= 0", field="expected_seq")
 
 
-def _check_json_object(raw: bytes, field: str) -> None:
+def _check_json_object(raw: bytes, index: int, name: str) -> None:
     """Refuse what Postgres' json type would refuse, before it can fail a shared batch."""
     try:
         value = _json_decoder.decode(raw)
     except msgspec.DecodeError as exc:
+        field = f"events[{index}].{name}"
         raise InvalidRequest(f"{field} is not valid JSON: {exc}", field=field) from exc
     if not isinstance(value, dict):
+        field = f"events[{index}].{name}"
         raise InvalidRequest(f"{field} must be a JSON object", field=field)
 
 
