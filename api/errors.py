@@ -11,6 +11,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from engine import errors
+from engine.logging import get_logger
+
+log = get_logger("api")
 
 STATUS: dict[type[errors.SpoolError], int] = {
     errors.InvalidRequest: 400,
@@ -76,6 +79,8 @@ def error_response(exc: errors.SpoolError) -> Response:
 
 async def spool_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.SpoolError)
+    if status_of(exc) == 500:  # the client sees "internal error"; the log keeps the cause
+        log.error("http.internal_error", path=request.url.path, exc_info=exc)
     return error_response(exc)
 
 

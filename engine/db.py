@@ -59,7 +59,15 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
+    # asyncpg's protocol state machine on a connection the server just cut: the connection is
+    # broken (the pool replaces it on release), the request can be retried.
+    asyncpg.InternalClientError,
 )
+
+
+# SQLSTATE classes that say "the server cannot serve you now", not "your statement is wrong":
+# connection exception, insufficient resources, operator intervention (shutdown, restart).
+_UNAVAILABLE_CLASSES = ("08", "53", "57P")
 
 
 @contextlib.contextmanager
@@ -75,12 +83,22 @@ def translate_errors(doing: str) -> Iterator[None]:
     except _CONNECTION_ERRORS as exc:
         raise Unavailable(f"Postgres unavailable while {doing}", retry_after=1) from exc
     except asyncpg.PostgresError as exc:
+        if (exc.sqlstate or "").startswith(_UNAVAILABLE_CLASSES):
+            raise Unavailable(f"Postgres unavailable while {doing}", retry_after=1) from exc
         raise SpoolError(f"database error while {doing}: {exc.sqlstate}") from exc
 
 
 @contextlib.asynccontextmanager
 async def connection(pool: asyncpg.Pool, doing: str) -> AsyncIterator[Any]:
-    """Acquire a connection with errors translated; release is shielded by the pool."""
+    """Acquire a connection with errors translated; release is shielded by the pool.
+    Whatever stops a connection from being had (refused, database closed to connections,
+    too many clients) is Unavailable."""
     with translate_errors(doing):
-        async with pool.acquire() as conn:
+        try:
+            conn = await pool.acquire()
+        except (asyncpg.PostgresError, *_CONNECTION_ERRORS) as exc:
+            raise Unavailable(f"Postgres unavailable while {doing}", retry_after=1) from exc
+        try:
             yield conn
+        finally:
+            await pool.release(conn)
