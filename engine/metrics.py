@@ -19,6 +19,11 @@ class Metrics:
             "spool_append_commit_seconds", "Duration of one group-commit transaction",
             registry=self.registry,
         )
+        self.append_stale_retries = Counter(
+            "spool_append_stale_retries_total",
+            "Batches planned from a stale remembered stream version and redone under the lock",
+            registry=self.registry,
+        )
         self.log_head = Gauge(
             "spool_log_head_position", "Last committed log position seen by this process",
             registry=self.registry,

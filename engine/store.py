@@ -1,24 +1,30 @@
 """The event store: ``append`` with group commit, ``read_stream`` and ``read_all``.
 
-Positions. Every append transaction first locks the single ``log_head`` row, takes the next
-positions from it and writes it back before commit. The lock is held until commit, so
+Positions. Every append transaction takes its positions by updating the single ``log_head``
+row (``position = position + n``). The row lock that update takes is held until commit, so
 transactions hand out positions strictly in commit order: the log is gapless (a rolled-back
 transaction never used its numbers) and a reader can never see position N+1 before N.
-
-Stream versions. The appender remembers the version of each stream it has written or looked
-up, so a batch reads only the streams it has not seen. Another process may have appended to a
-remembered stream since: then the remembered version is too low (never too high), the insert
-collides on ``UNIQUE (stream_id, seq)``, and the batch is retried with those streams read
-afresh. An ``expected_seq`` above a remembered version is checked against a fresh read before
-it is refused. A stale version can cost a retry, never a wrong ``seq`` or a wrong verdict.
 
 Group commit. One appender task per process owns the write path: concurrent callers queue
 their requests and the task commits everything queued in one transaction, so the per-commit
 cost (lock, fsync) is shared. Each request still succeeds or fails on its own: a wrong
 ``expected_seq`` rejects that request only, with nothing of it written, and a batch that the
 database refuses is retried request by request so only the culprit fails.
-"""
 
+Two ways to commit a batch. The appender remembers the version (last ``seq``) of every stream
+it has written or read.
+
+* Fast: when every stream of the batch is remembered, the batch is planned from memory and
+  written by one statement in its own transaction (head update, events insert): one round
+  trip. Memory can only be too low (another process appended since); then the insert collides
+  on ``UNIQUE (stream_id, seq)`` (or ``UNIQUE (id)`` for a retried id), nothing is written, and
+  the batch goes the careful way. An ``expected_seq`` above a remembered version also goes the
+  careful way instead of being refused.
+* Careful: lock the head row first, then read the streams and the caller-supplied ids under
+  the lock (so they are exact), plan, write, commit.
+
+A stale memory therefore costs a retry, never a wrong ``seq`` or a wrong verdict.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -28,7 +34,7 @@ import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -76,23 +82,27 @@ class _Stream:
     stream_type: str
     seq: int
     is_new: bool = False
-    remembered: bool = False  # from memory, not read under this transaction's lock
+    remembered: bool = False  # from memory, not read under the head lock
 
 
 @dataclass(slots=True)
 class _Stored:
+    """An event id already taken: by a stored event, or by row ``row`` of this batch."""
+
     tenant_id: str
-    event: Event
+    event: Event | int
+
+
+Outcome = list[Event] | SpoolError
 
 
 @dataclass(slots=True)
 class _Plan:
-    """What one transaction will write, and each request's outcome."""
+    """What one transaction will write (row i gets position base + i + 1), and each request's
+    outcome: stored events, rows of this batch, or an error."""
 
-    head: int
-    now: datetime
     rows: list[tuple[Any, ...]] = field(default_factory=list)
-    outcomes: list[list[Event] | SpoolError] = field(default_factory=list)
+    outcomes: list[list[Event | int] | SpoolError] = field(default_factory=list)
     new_streams: dict[str, _Stream] = field(default_factory=dict)
 
 
@@ -169,7 +179,7 @@ class EventStore:
             batch.append(request)
         return batch
 
-    async def _commit_or_isolate(self, batch: list[_Request]) -> list[list[Event] | SpoolError]:
+    async def _commit_or_isolate(self, batch: list[_Request]) -> list[Outcome]:
         """Commit the batch; if the database refuses it (not an outage), commit each request
         alone so one bad request cannot fail the others queued with it."""
         try:
@@ -185,48 +195,56 @@ class EventStore:
                 error.__cause__ = exc
             return [error]
 
-    async def _commit_fresh(self, batch: list[_Request]) -> list[list[Event] | SpoolError]:
-        """Commit; if a remembered stream version was stale, forget them and commit again."""
-        try:
-            return await self._commit(batch)
-        except _StaleVersions:
-            for request in batch:
-                self._versions.pop(request.stream_id, None)
-            return await self._commit(batch)
+    async def _commit_fresh(self, batch: list[_Request]) -> list[Outcome]:
+        """The fast way when memory covers the batch; the careful way otherwise, or when
+        memory turns out stale."""
+        if all(request.stream_id in self._versions for request in batch):
+            try:
+                return await self._commit(batch, careful=False)
+            except _StaleVersions:
+                self._metrics.append_stale_retries.inc()
+                for request in batch:
+                    self._versions.pop(request.stream_id, None)
+        return await self._commit(batch, careful=True)
 
-    async def _commit(self, batch: list[_Request]) -> list[list[Event] | SpoolError]:
+    async def _commit(self, batch: list[_Request], *, careful: bool) -> list[Outcome]:
         started = time.perf_counter()
-        async with connection(self._pool, "appending events") as conn, conn.transaction():
-            head, now = await conn.fetchrow(
-                "SELECT position, now() FROM log_head WHERE id = 1 FOR UPDATE"
-            )
-            existing = await _fetch_existing(conn, batch)
-            streams = await self._streams_of(conn, batch)
-            plan = _Plan(head=head, now=now)
-            for request in batch:
-                plan.outcomes.append(_plan_request(plan, request, existing, streams))
-            if plan.rows:
-                await _write(conn, plan)
+        async with connection(self._pool, "appending events") as conn:
+            if careful:
+                async with conn.transaction():
+                    await conn.execute("SELECT 1 FROM log_head WHERE id = 1 FOR UPDATE")
+                    streams = await _fetch_streams(conn, batch)
+                    plan, base, at = await self._plan_and_write(conn, batch, streams)
+            else:
+                streams = self._remembered(batch)
+                plan, base, at = await self._plan_and_write(conn, batch, streams)
         self._remember(streams)
         self._metrics.append_seconds.observe(time.perf_counter() - started)
         self._metrics.append_batch_size.observe(len(plan.rows))
         self._metrics.events_appended.inc(len(plan.rows))
-        self._metrics.log_head.set(plan.head)
-        return plan.outcomes
+        self._metrics.log_head.set(base + len(plan.rows))
+        return _outcomes(plan, base, at)
 
-    async def _streams_of(self, conn: Any, batch: list[_Request]) -> dict[str, _Stream]:
-        """The batch's streams: remembered ones copied (planning changes them), others read."""
+    async def _plan_and_write(
+        self, conn: Any, batch: list[_Request], streams: dict[str, _Stream]
+    ) -> tuple[_Plan, int, datetime]:
+        existing = await _fetch_existing(conn, batch)
+        plan = _Plan()
+        for request in batch:
+            plan.outcomes.append(_plan_request(plan, request, existing, streams))
+        if not plan.rows:
+            return plan, 0, datetime.now(UTC)
+        base, at = await _write(conn, plan)
+        return plan, base, at
+
+    def _remembered(self, batch: list[_Request]) -> dict[str, _Stream]:
+        """Copies of the remembered versions (planning advances them)."""
         streams: dict[str, _Stream] = {}
-        unknown: list[str] = []
-        for stream_id in dict.fromkeys(request.stream_id for request in batch):
-            known = self._versions.get(stream_id)
-            if known is not None:
-                streams[stream_id] = _Stream(known.tenant_id, known.stream_type, known.seq,
-                                             remembered=True)
-            else:
-                unknown.append(stream_id)
-        if unknown:
-            streams.update(await _fetch_streams(conn, unknown))
+        for request in batch:
+            known = self._versions[request.stream_id]
+            streams[request.stream_id] = _Stream(
+                known.tenant_id, known.stream_type, known.seq, remembered=True
+            )
         return streams
 
     def _remember(self, streams: dict[str, _Stream]) -> None:
@@ -311,7 +329,7 @@ def _plan_request(
     request: _Request,
     existing: dict[uuid.UUID, _Stored],
     streams: dict[str, _Stream],
-) -> list[Event] | SpoolError:
+) -> list[Event | int] | SpoolError:
     known = [existing.get(event.id) for event in request.events if event.id is not None]
     if any(stored is not None for stored in known):
         return _retried(request, known)
@@ -335,7 +353,7 @@ def _plan_request(
     return _assign(plan, request, stream, existing)
 
 
-def _retried(request: _Request, known: list[_Stored | None]) -> list[Event] | SpoolError:
+def _retried(request: _Request, known: list[_Stored | None]) -> list[Event | int] | SpoolError:
     """A request whose event ids are stored already is a retry: return what was stored.
 
     The stored events are returned even if the retry names another stream (a retried create
@@ -351,32 +369,35 @@ def _retried(request: _Request, known: list[_Stored | None]) -> list[Event] | Sp
 
 def _assign(
     plan: _Plan, request: _Request, stream: _Stream, existing: dict[uuid.UUID, _Stored]
-) -> list[Event]:
-    stored: list[Event] = []
+) -> list[Event | int]:
+    rows: list[Event | int] = []
     for new in request.events:
         stream.seq += 1
-        plan.head += 1
-        event_id = new.id or uuid.uuid4()
-        event = Event(
-            id=event_id,
-            stream_id=request.stream_id,
-            stream_type=request.stream_type,
-            seq=stream.seq,
-            position=plan.head,
-            type=new.type,
-            data=msgspec.Raw(new.data),
-            meta=msgspec.Raw(new.meta),
-            created_at=plan.now,
-        )
-        plan.rows.append((event.position, event_id, request.tenant_id, request.stream_id,
-                          request.stream_type, event.seq, new.type, new.data, new.meta))
+        row = len(plan.rows)
+        plan.rows.append((new.id or uuid.uuid4(), request.tenant_id, request.stream_id,
+                          request.stream_type, stream.seq, new.type, new.data, new.meta))
         if new.id is not None:
-            existing[new.id] = _Stored(request.tenant_id, event)  # a retry later in the batch
-        stored.append(event)
+            existing[new.id] = _Stored(request.tenant_id, row)  # a retry later in the batch
+        rows.append(row)
     if stream.is_new:
         plan.new_streams[request.stream_id] = stream
         stream.is_new = False
-    return stored
+    return rows
+
+
+def _outcomes(plan: _Plan, base: int, at: datetime) -> list[Outcome]:
+    """Each request's outcome, with the batch's rows turned into stored events."""
+    events = [
+        Event(id=row[0], stream_id=row[2], stream_type=row[3], seq=row[4],
+              position=base + index + 1, type=row[5], data=msgspec.Raw(row[6]),
+              meta=msgspec.Raw(row[7]), created_at=at)
+        for index, row in enumerate(plan.rows)
+    ]
+    return [
+        outcome if isinstance(outcome, SpoolError)
+        else [events[item] if isinstance(item, int) else item for item in outcome]
+        for outcome in plan.outcomes
+    ]
 
 
 async def _fetch_existing(conn: Any, batch: list[_Request]) -> dict[uuid.UUID, _Stored]:
@@ -390,10 +411,10 @@ async def _fetch_existing(conn: Any, batch: list[_Request]) -> dict[uuid.UUID, _
     return {row[0]: _Stored(row[9], _event(row)) for row in rows}
 
 
-async def _fetch_streams(conn: Any, stream_ids: list[str]) -> dict[str, _Stream]:
+async def _fetch_streams(conn: Any, batch: list[_Request]) -> dict[str, _Stream]:
     rows = await conn.fetch(
         f"SELECT stream_id, tenant_id, stream_type, {_LAST_SEQ} FROM streams s"
-        " WHERE stream_id = ANY($1::text[])", stream_ids
+        " WHERE stream_id = ANY($1::text[])", list({request.stream_id for request in batch})
     )
     return {row[0]: _Stream(row[1], row[2], row[3]) for row in rows}
 
@@ -404,39 +425,50 @@ _LAST_SEQ = (
     " ORDER BY e.seq DESC LIMIT 1), 0)"
 )
 
-# One statement writes the events, the streams seen for the first time and the new head.
+# One statement: take n positions from the head (waiting for its row lock, which is then held
+# until commit), write the events and the streams seen for the first time. clock_timestamp()
+# is read after the lock, so created_at follows position order.
 _WRITE_SQL = """
-WITH new_events AS (
+WITH head AS (
+    UPDATE log_head SET position = position + $9 WHERE id = 1
+    RETURNING position - $9 AS base, clock_timestamp() AS at
+), new_events AS (
     INSERT INTO events (position, id, tenant_id, stream_id, stream_type, seq, type, data, meta,
                         created_at)
-    SELECT p, i, t, s, st, q, ty, d, m, $10
-    FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bigint[],
-                $7::text[], $8::json[], $9::json[]) AS x(p, i, t, s, st, q, ty, d, m)
+    SELECT h.base + x.o, x.i, x.t, x.s, x.st, x.q, x.ty, x.d, x.m, h.at
+    FROM head h, unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                        $6::text[], $7::json[], $8::json[])
+                 WITH ORDINALITY AS x(i, t, s, st, q, ty, d, m, o)
 ), new_streams AS (
     INSERT INTO streams (stream_id, tenant_id, stream_type, created_at)
-    SELECT s, t, st, $10 FROM unnest($11::text[], $12::text[], $13::text[]) AS y(s, t, st)
+    SELECT y.s, y.t, y.st, h.at
+    FROM head h, unnest($10::text[], $11::text[], $12::text[]) AS y(s, t, st)
 )
-UPDATE log_head SET position = $14 WHERE id = 1
+SELECT base, at FROM head
 """
 
+# Collisions that mean "memory was stale": a seq or an id taken by another process.
+_STALE_CONSTRAINTS = {"events_stream_id_seq_key", "events_id_key", "streams_pkey"}
 
-async def _write(conn: Any, plan: _Plan) -> None:
+
+async def _write(conn: Any, plan: _Plan) -> tuple[int, datetime]:
+    """Write the plan; returns the position before its first row and its created_at."""
     columns = list(zip(*plan.rows, strict=True))
     new_streams = list(plan.new_streams.items())
     try:
-        await conn.execute(
+        base, at = await conn.fetchrow(
             _WRITE_SQL,
             *columns,
-            plan.now,
+            len(plan.rows),
             [stream_id for stream_id, _ in new_streams],
             [stream.tenant_id for _, stream in new_streams],
             [stream.stream_type for _, stream in new_streams],
-            plan.head,
         )
     except asyncpg.UniqueViolationError as exc:
-        if exc.constraint_name == "events_stream_id_seq_key":
-            raise _StaleVersions("stale stream version") from exc
+        if exc.constraint_name in _STALE_CONSTRAINTS:
+            raise _StaleVersions(f"collision on {exc.constraint_name}") from exc
         raise
+    return int(base), at
 
 
 async def _stream_exists(conn: Any, stream_id: str, tenant_id: str) -> bool:
@@ -492,7 +524,7 @@ def _check_limit(limit: int) -> int:
     return limit
 
 
-def _settle(future: asyncio.Future[list[Event]], outcome: list[Event] | SpoolError) -> None:
+def _settle(future: asyncio.Future[list[Event]], outcome: Outcome) -> None:
     if future.done():  # the caller was cancelled; the outcome stands in the log regardless
         return
     if isinstance(outcome, SpoolError):
