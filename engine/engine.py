@@ -12,8 +12,10 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from engine.db import apply_schema, create_pool
+from engine.dispatch import Dispatcher
 from engine.embedded import EmbeddedServices
 from engine.errors import SpoolError
+from engine.fanout import Publisher
 from engine.logging import get_logger
 from engine.metrics import Metrics
 from engine.sessions import Sessions
@@ -35,6 +37,8 @@ class Engine:
         self._pool: asyncpg.Pool | None = None
         self._redis: redis.Redis | None = None
         self._store: EventStore | None = None
+        self.publisher: Publisher | None = None
+        self.dispatcher: Dispatcher | None = None
 
     async def __aenter__(self) -> Engine:
         try:
@@ -63,11 +67,17 @@ class Engine:
         assert self.database_url is not None and self.redis_url is not None
         self._pool = await create_pool(self.database_url, size=self.settings.db_pool_size)
         await apply_schema(self._pool)
-        self._redis = redis.from_url(self.redis_url)
+        # Timeouts so a Redis that hangs (rather than refuses) is noticed: the dispatcher's
+        # blocking read waits at most 1 s, well under the socket timeout.
+        self._redis = redis.from_url(self.redis_url, socket_timeout=5, socket_connect_timeout=2)
         self._store = EventStore(
             self._pool, batch_max=self.settings.append_batch_max, metrics=self.metrics
         )
         self._store.start()
+        self.publisher = Publisher(self._redis, self._store, self.metrics)
+        self.publisher.start()
+        self.dispatcher = Dispatcher(self._redis, self._store, self.metrics)
+        await self.dispatcher.start()
         self.tenants = Tenants(self._pool)
         self.sessions = Sessions(self._store)
         self.generated_admin_token = await self.tenants.bootstrap_admin(
@@ -76,9 +86,14 @@ class Engine:
         log.info("engine.started", embedded=self._embedded is not None)
 
     async def _stop(self) -> None:
-        # Drain first (queued appends commit), then close clients, then stop services.
+        # Drain first (queued appends commit and are published), then stop following the
+        # fan-out, close clients, stop services.
         if self._store is not None:
             await self._store.stop()
+        if self.publisher is not None:
+            await self.publisher.stop()
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
         if self._redis is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._redis.aclose()
@@ -88,12 +103,19 @@ class Engine:
         if self._embedded is not None:
             await anyio.to_thread.run_sync(self._embedded.stop)
         self._store = self._pool = self._redis = self._embedded = None
+        self.publisher = self.dispatcher = None
 
     @property
     def store(self) -> EventStore:
         if self._store is None:
             raise SpoolError("the engine is not started")
         return self._store
+
+    @property
+    def fanout(self) -> Dispatcher:
+        if self.dispatcher is None:
+            raise SpoolError("the engine is not started")
+        return self.dispatcher
 
     async def readiness(self) -> dict[str, str]:
         """Reachability of each service: {"postgres": "ok"|"down", "redis": ...}."""

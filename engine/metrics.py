@@ -24,6 +24,43 @@ class Metrics:
             "Batches planned from a stale remembered stream version and redone under the lock",
             registry=self.registry,
         )
+        self.events_published = Counter(
+            "spool_events_published_total", "Events added to the Redis fan-out stream",
+            registry=self.registry,
+        )
+        self.events_relayed = Counter(
+            "spool_events_relayed_total",
+            "Events the relay published because their committer had not", registry=self.registry,
+        )
+        self.publish_failures = Counter(
+            "spool_publish_failures_total", "Events Redis could not take (left to the relay)",
+            registry=self.registry,
+        )
+        self.sse_subscribers = Gauge(
+            "spool_sse_connected_clients", "Open SSE subscriptions in this process",
+            registry=self.registry,
+        )
+        self.sse_resumes = Counter(
+            "spool_sse_resumes_total", "SSE connections that resumed from a cursor",
+            registry=self.registry,
+        )
+        self.sse_replayed = Histogram(
+            "spool_sse_replayed_events", "Events replayed from Postgres per SSE connection",
+            buckets=(0, 1, 10, 100, 1000, 10_000, 100_000), registry=self.registry,
+        )
+        self.gaps_filled = Counter(
+            "spool_fanout_gaps_filled_total", "Reads from Postgres to fill a hole in the fan-out",
+            registry=self.registry,
+        )
+        self.duplicates_suppressed = Counter(
+            "spool_sse_duplicates_suppressed_total",
+            "Live events dropped at the replay/live hand-over because already sent",
+            registry=self.registry,
+        )
+        self.sse_cut_off = Counter(
+            "spool_sse_cut_off_total", "Subscribers cut off for falling too far behind",
+            registry=self.registry,
+        )
         self.log_head = Gauge(
             "spool_log_head_position", "Last committed log position seen by this process",
             registry=self.registry,

@@ -32,7 +32,7 @@ import decimal
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -94,6 +94,7 @@ class _Stored:
 
 
 Outcome = list[Event] | SpoolError
+Committed = tuple[str, Event]  # (tenant_id, event): what the engine's own consumers need
 
 
 @dataclass(slots=True)
@@ -118,6 +119,11 @@ class EventStore:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._versions: dict[str, _Stream] = {}  # stream_id -> owner, type, last known seq
+        self._listeners: list[Callable[[list[Committed]], None]] = []
+
+    def on_commit(self, listener: Callable[[list[Committed]], None]) -> None:
+        """Call ``listener`` (synchronously, so it must not block) with every committed batch."""
+        self._listeners.append(listener)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -223,7 +229,12 @@ class EventStore:
         self._metrics.append_batch_size.observe(len(plan.rows))
         self._metrics.events_appended.inc(len(plan.rows))
         self._metrics.log_head.set(base + len(plan.rows))
-        return _outcomes(plan, base, at)
+        outcomes, events = _outcomes(plan, base, at)
+        if events:
+            committed = [(row[1], event) for row, event in zip(plan.rows, events, strict=True)]
+            for listener in self._listeners:
+                listener(committed)
+        return outcomes
 
     async def _plan_and_write(
         self, conn: Any, batch: list[_Request], streams: dict[str, _Stream]
@@ -311,6 +322,17 @@ class EventStore:
             raise NotFound(f"stream {stream_id!r} not found")
         return int(seq)
 
+    async def read_log(self, *, after: int, limit: int = 1000) -> list[Committed]:
+        """The whole log (every tenant) after ``after``, with each event's tenant: for the
+        engine's own consumers (fan-out, relay, projections), never for clients."""
+        limit = _check_limit(limit)
+        async with connection(self._pool, "reading the log") as conn:
+            rows = await conn.fetch(
+                f"SELECT {_EVENT_COLUMNS}, tenant_id FROM events WHERE position > $1"
+                " ORDER BY position LIMIT $2", after, limit,
+            )
+        return [(row[9], _event(row)) for row in rows]
+
     async def head(self) -> int:
         """The position of the last committed event (0 for an empty log)."""
         async with connection(self._pool, "reading the log head") as conn:
@@ -385,19 +407,21 @@ def _assign(
     return rows
 
 
-def _outcomes(plan: _Plan, base: int, at: datetime) -> list[Outcome]:
-    """Each request's outcome, with the batch's rows turned into stored events."""
+def _outcomes(plan: _Plan, base: int, at: datetime) -> tuple[list[Outcome], list[Event]]:
+    """Each request's outcome, with the batch's rows turned into stored events (also
+    returned, in position order)."""
     events = [
         Event(id=row[0], stream_id=row[2], stream_type=row[3], seq=row[4],
               position=base + index + 1, type=row[5], data=msgspec.Raw(row[6]),
               meta=msgspec.Raw(row[7]), created_at=at)
         for index, row in enumerate(plan.rows)
     ]
-    return [
+    outcomes: list[Outcome] = [
         outcome if isinstance(outcome, SpoolError)
         else [events[item] if isinstance(item, int) else item for item in outcome]
         for outcome in plan.outcomes
     ]
+    return outcomes, events
 
 
 async def _fetch_existing(conn: Any, batch: list[_Request]) -> dict[uuid.UUID, _Stored]:
