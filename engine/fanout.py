@@ -58,6 +58,7 @@ class Publisher:
         self._relay_interval = relay_interval
         self._pending: deque[list[Committed]] = deque()
         self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -68,30 +69,29 @@ class Publisher:
         ]
 
     async def stop(self) -> None:
-        """Stop the loops, then publish what is still pending (for at most 2 s: whatever is
-        left then is published by the next relay, or filled from Postgres by subscribers)."""
-        for task in self._tasks:
+        """Publish what is pending, then stop (the loops end by themselves; whatever is still
+        unpublished after 2 s is left to the next relay and to the subscribers' gap filling)."""
+        self._stopping.set()
+        self._wakeup.set()
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(self._tasks, timeout=2)
+        for task in pending:
             task.cancel()
-        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(2):
-                while self._pending:
-                    await self.publish(self._pending.popleft())
 
     def _committed(self, batch: list[Committed]) -> None:
         self._pending.append(batch)
         self._wakeup.set()
 
     async def _publish_loop(self) -> None:
-        while True:
+        while not (self._stopping.is_set() and not self._pending):
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._pending:
-                await self.publish(self._pending[0])
-                self._pending.popleft()  # only now: a stop mid-publish publishes it again
+                await self.publish(self._pending.popleft())
 
     async def publish(self, batch: list[Committed]) -> int:
         """XADD each event; returns how many were new to the stream. Never raises: an event
@@ -116,8 +116,12 @@ class Publisher:
         """Publish what the log has and the stream lacks, once it has lacked it for a whole
         interval (so the relay does not race the normal publisher)."""
         behind_since: int | None = None
-        while True:
-            await asyncio.sleep(self._relay_interval)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._relay_interval):
+                    await self._stopping.wait()
+            if self._stopping.is_set():
+                return
             try:
                 published = await self._last_published()
                 head = await self._store.head()

@@ -18,8 +18,8 @@ it has written or read.
   written by one statement in its own transaction (head update, events insert): one round
   trip. Memory can only be too low (another process appended since); then the insert collides
   on ``UNIQUE (stream_id, seq)`` (or ``UNIQUE (id)`` for a retried id), nothing is written, and
-  the batch goes the careful way. An ``expected_seq`` above a remembered version also goes the
-  careful way instead of being refused.
+  the batch goes the careful way. An ``expected_seq`` that differs from a remembered version
+  also goes the careful way: a conflict is only ever reported from an exact version.
 * Careful: lock the head row first, then read the streams and the caller-supplied ids under
   the lock (so they are exact), plan, write, commit.
 
@@ -42,8 +42,11 @@ import msgspec
 
 from engine.db import connection
 from engine.errors import Conflict, InvalidRequest, NotFound, SpoolError, Unavailable
-from engine.events import Event, NewEvent
+from engine.events import STREAM_TYPES, Event, NewEvent
+from engine.logging import get_logger
 from engine.metrics import Metrics
+
+log = get_logger("store")
 
 MAX_EVENTS_PER_APPEND = 1000
 MAX_READ_LIMIT = 1000
@@ -120,6 +123,7 @@ class EventStore:
         self._stopping = False
         self._versions: dict[str, _Stream] = {}  # stream_id -> owner, type, last known seq
         self._listeners: list[Callable[[list[Committed]], None]] = []
+        self._committed: list[list[Committed]] = []  # committed, listeners not yet told
 
     def on_commit(self, listener: Callable[[list[Committed]], None]) -> None:
         """Call ``listener`` (synchronously, so it must not block) with every committed batch."""
@@ -131,12 +135,13 @@ class EventStore:
         self._task = asyncio.create_task(self._run(), name="spool.appender")
 
     async def stop(self) -> None:
-        """Commit what is queued (new appends are refused), then stop the appender."""
+        """Commit what is queued (new appends are refused), then stop the appender. Shielded:
+        cancelling stop() does not cancel the appender in the middle of a batch."""
         if self._task is None:
             return
         self._stopping = True
         self._wakeup.set()
-        await self._task
+        await asyncio.shield(self._task)
         self._task = None
 
     # --- writes -------------------------------------------------------------------------------
@@ -156,7 +161,7 @@ class EventStore:
         events and writes nothing. ``expected_seq`` (0 = the stream must not exist) raises
         Conflict on mismatch, with nothing written.
         """
-        _validate_append(stream_id, events, expected_seq)
+        _validate_append(stream_id, stream_type, events, expected_seq)
         if self._task is None or self._stopping:
             raise Unavailable("the event store is not running", retry_after=1)
         future: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
@@ -167,14 +172,32 @@ class EventStore:
         return await future
 
     async def _run(self) -> None:
-        while not (self._stopping and not self._queue):
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._queue:
-                batch = self._take_batch()
-                outcomes = await self._commit_or_isolate(batch)
-                for request, outcome in zip(batch, outcomes, strict=True):
-                    _settle(request.future, outcome)
+        batch: list[_Request] = []
+        try:
+            while not (self._stopping and not self._queue):
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                while self._queue:
+                    batch = self._take_batch()
+                    outcomes = await self._commit_or_isolate(batch)
+                    for request, outcome in zip(batch, outcomes, strict=True):
+                        _settle(request.future, outcome)
+                    self._notify()
+        finally:  # cancelled: nobody may wait forever (what committed stays committed)
+            for request in [*batch, *self._queue]:
+                _settle(request.future, Unavailable("the event store stopped", retry_after=1))
+            self._queue.clear()
+
+    def _notify(self) -> None:
+        """Tell the listeners what committed; a failing listener is logged, never retried
+        as if the batch had not committed."""
+        batches, self._committed = self._committed, []
+        for committed in batches:
+            for listener in self._listeners:
+                try:
+                    listener(committed)
+                except Exception:
+                    log.exception("store.listener_failed")
 
     def _take_batch(self) -> list[_Request]:
         batch = [self._queue.popleft()]
@@ -191,7 +214,7 @@ class EventStore:
         try:
             return await self._commit_fresh(batch)
         except Unavailable as exc:
-            return [exc] * len(batch)
+            return [Unavailable(exc.message, retry_after=exc.retry_after) for _ in batch]
         except Exception as exc:  # never let one bad batch kill the write path
             if len(batch) > 1:
                 return [outcome for request in batch
@@ -220,26 +243,29 @@ class EventStore:
                 async with conn.transaction():
                     await conn.execute("SELECT 1 FROM log_head WHERE id = 1 FOR UPDATE")
                     streams = await _fetch_streams(conn, batch)
-                    plan, base, at = await self._plan_and_write(conn, batch, streams)
+                    plan, base, at = await self._plan_and_write(conn, batch, streams,
+                                                                careful=True)
             else:
                 streams = self._remembered(batch)
-                plan, base, at = await self._plan_and_write(conn, batch, streams)
+                plan, base, at = await self._plan_and_write(conn, batch, streams, careful=False)
         self._remember(streams)
-        self._metrics.append_seconds.observe(time.perf_counter() - started)
-        self._metrics.append_batch_size.observe(len(plan.rows))
-        self._metrics.events_appended.inc(len(plan.rows))
-        self._metrics.log_head.set(base + len(plan.rows))
         outcomes, events = _outcomes(plan, base, at)
         if events:
-            committed = [(row[1], event) for row, event in zip(plan.rows, events, strict=True)]
-            for listener in self._listeners:
-                listener(committed)
+            self._committed.append(
+                [(row[1], event) for row, event in zip(plan.rows, events, strict=True)]
+            )
+            self._metrics.append_seconds.observe(time.perf_counter() - started)
+            self._metrics.append_batch_size.observe(len(events))
+            self._metrics.events_appended.inc(len(events))
+            self._metrics.log_head.set(events[-1].position)
         return outcomes
 
     async def _plan_and_write(
-        self, conn: Any, batch: list[_Request], streams: dict[str, _Stream]
+        self, conn: Any, batch: list[_Request], streams: dict[str, _Stream], *, careful: bool
     ) -> tuple[_Plan, int, datetime]:
-        existing = await _fetch_existing(conn, batch)
+        # The fast way skips the probe for caller-supplied ids: a retried id collides on
+        # UNIQUE (id), which sends the batch the careful way, where the probe runs.
+        existing = await _fetch_existing(conn, batch) if careful else {}
         plan = _Plan()
         for request in batch:
             plan.outcomes.append(_plan_request(plan, request, existing, streams))
@@ -362,8 +388,8 @@ def _plan_request(
         return Conflict(f"stream {request.stream_id!r} is a {stream.stream_type} stream")
     current = stream.seq if stream is not None else 0
     if request.expected_seq is not None and request.expected_seq != current:
-        if stream is not None and stream.remembered and request.expected_seq > current:
-            raise _StaleVersions("a remembered version may be stale")  # read it afresh
+        if stream is not None and stream.remembered:  # the verdict needs the exact version
+            raise _StaleVersions("a remembered version may be stale")
         return Conflict(
             f"expected_seq {request.expected_seq} but stream {request.stream_id!r} is at {current}",
             details={"expected_seq": request.expected_seq, "actual_seq": current},
@@ -506,11 +532,12 @@ async def _stream_exists(conn: Any, stream_id: str, tenant_id: str) -> bool:
 
 
 def _validate_append(
-    stream_id: str, events: Sequence[NewEvent], expected_seq: int | None
+    stream_id: str, stream_type: str, events: Sequence[NewEvent], expected_seq: int | None
 ) -> None:
-    if not stream_id or len(stream_id) > 200 or "\x00" in stream_id:
-        raise InvalidRequest("stream_id must be 1 to 200 characters, without NUL",
-                             field="stream_id")
+    _check_name(stream_id, "stream_id", 200)
+    if stream_type not in STREAM_TYPES:
+        raise InvalidRequest(f"stream_type must be one of {', '.join(STREAM_TYPES)}",
+                             field="stream_type")
     if not events:
         raise InvalidRequest("at least one event is required", field="events")
     if len(events) > MAX_EVENTS_PER_APPEND:
@@ -519,6 +546,7 @@ def _validate_append(
     if len(set(supplied)) != len(supplied):
         raise InvalidRequest("event ids must be unique within an append", field="events[].id")
     for index, event in enumerate(events):
+        _check_name(event.type, f"events[{index}].type", 100)
         _check_json_object(event.data, index, "data")
         if event.meta != b"{}":
             _check_json_object(event.meta, index, "meta")
@@ -526,11 +554,24 @@ def _validate_append(
         raise InvalidRequest("expected_seq must be >= 0", field="expected_seq")
 
 
+def _check_name(value: str, field: str, max_length: int) -> None:
+    """Ids and type names: non-empty, bounded, and storable as Postgres text."""
+    valid = 0 < len(value) <= max_length and "\x00" not in value
+    if valid:
+        try:
+            value.encode()
+        except UnicodeEncodeError:  # a lone surrogate
+            valid = False
+    if not valid:
+        raise InvalidRequest(f"{field} must be 1 to {max_length} characters of text without NUL",
+                             field=field)
+
+
 def _check_json_object(raw: bytes, index: int, name: str) -> None:
     """Refuse what Postgres' json type would refuse, before it can fail a shared batch."""
     try:
         value = _json_decoder.decode(raw)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         field = f"events[{index}].{name}"
         raise InvalidRequest(f"{field} is not valid JSON: {exc}", field=field) from exc
     if not isinstance(value, dict):

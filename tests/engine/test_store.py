@@ -3,11 +3,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import asyncpg
 import pytest
 
 from engine.db import create_pool
 from engine.engine import Engine
-from engine.errors import Conflict, InvalidRequest, NotFound
+from engine.errors import Conflict, InvalidRequest, NotFound, Unavailable
 from engine.events import NewEvent
 from engine.store import EventStore
 
@@ -169,3 +170,48 @@ async def test_a_stale_remembered_version_never_refuses_a_right_expected_seq(
     finally:
         await other.stop()
         await pool.close()
+
+
+async def test_a_failing_listener_never_writes_a_batch_twice(engine: Engine) -> None:
+    def broken(batch: object) -> None:
+        raise RuntimeError("listener bug")
+
+    engine.store.on_commit(broken)
+    results = await asyncio.gather(*(append(engine.store, f"l{i}", [ev(i)]) for i in range(3)))
+    assert sorted(e.position for batch in results for e in batch) == [1, 2, 3]
+    assert await engine.store.head() == 3
+
+
+async def test_a_conflict_reports_the_exact_version_even_from_stale_memory(
+    engine: Engine,
+) -> None:
+    pool = await create_pool(engine.database_url or "", size=2)
+    other = EventStore(pool)
+    other.start()
+    try:
+        await append(engine.store, "shared", [ev(1)])  # remembered at 1
+        await append(other, "shared", [ev(2)])
+        await append(other, "shared", [ev(3)])  # really at 3
+        with pytest.raises(Conflict) as info:
+            await append(engine.store, "shared", [ev(4)], expected_seq=0)
+        assert info.value.details == {"expected_seq": 0, "actual_seq": 3}
+    finally:
+        await other.stop()
+        await pool.close()
+
+
+async def test_a_cancelled_stop_leaves_no_caller_waiting(engine: Engine) -> None:
+    """The head row is held by another transaction, so the append cannot commit; stop() is
+    cancelled. The caller must get an answer, not wait forever."""
+    blocker = await asyncpg.connect(engine.database_url)
+    transaction = blocker.transaction()
+    await transaction.start()
+    await blocker.execute("SELECT 1 FROM log_head WHERE id = 1 FOR UPDATE")
+    pending = asyncio.create_task(append(engine.store, "s1", [ev(1)]))
+    await asyncio.sleep(0.2)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(engine.store.stop(), 0.5)
+    await transaction.rollback()
+    await blocker.close()
+    outcome = await asyncio.wait_for(asyncio.gather(pending, return_exceptions=True), 5)
+    assert isinstance(outcome[0], list | Unavailable), outcome
