@@ -1,0 +1,52 @@
+"""SSE: ``GET /v1/sessions/{id}/stream`` (ids are seq) and ``GET /v1/events/stream`` (the
+tenant firehose, ids are positions, filters ``types`` and ``stream_type``)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from api.auth import tenant_of
+from api.sse import cursor, sse_response
+from engine.errors import InvalidRequest, NotFound
+from engine.events import STREAM_TYPES
+from engine.ids import is_id
+from engine.tail import session_tail, tenant_tail
+
+
+async def session_stream(request: Request) -> Response:
+    _, tenant_id = await tenant_of(request, "viewer")
+    session_id = request.path_params["session_id"]
+    after = cursor(request)
+    engine = request.app.state.engine
+    if not is_id(session_id, "ses"):
+        raise NotFound(f"session {session_id!r} not found")
+    await engine.store.stream_version(session_id, tenant_id=tenant_id)  # 404 before streaming
+    if after:
+        engine.metrics.sse_resumes.inc()
+    tail = session_tail(engine.store, engine.fanout, tenant_id=tenant_id, stream_id=session_id,
+                        after=after)
+    return sse_response(tail, lambda event: event.seq)
+
+
+async def tenant_stream(request: Request) -> Response:
+    _, tenant_id = await tenant_of(request, "viewer")
+    after = cursor(request)
+    types = [t for t in request.query_params.get("types", "").split(",") if t]
+    stream_type = request.query_params.get("stream_type") or None
+    if stream_type is not None and stream_type not in STREAM_TYPES:
+        raise InvalidRequest(f"stream_type must be one of {', '.join(STREAM_TYPES)}",
+                             field="stream_type")
+    engine = request.app.state.engine
+    if after:
+        engine.metrics.sse_resumes.inc()
+    tail = tenant_tail(engine.store, engine.fanout, tenant_id=tenant_id, after=after,
+                       types=types, stream_type=stream_type)
+    return sse_response(tail, lambda event: event.position)
+
+
+routes = [
+    Route("/v1/sessions/{session_id}/stream", session_stream, methods=["GET"]),
+    Route("/v1/events/stream", tenant_stream, methods=["GET"]),
+]

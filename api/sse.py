@@ -1,0 +1,65 @@
+"""Server-sent events: frames, the response, and the cursor a client resumes from.
+
+Frames are ``id: <seq or position>``, ``event: <type>``, ``data: <envelope JSON>``; ``retry:``
+comes first and a ``: keepalive`` comment goes out after 15 s of silence. The envelope bytes
+are written as encoded once by the dispatcher (or read from Postgres), never re-encoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+
+from engine.dispatch import CutOff, LiveEvent
+from engine.errors import InvalidRequest
+
+RETRY_MS = 2000
+KEEPALIVE = b": keepalive\n\n"
+CUT_OFF = b": cut off: this client fell too far behind; reconnect with Last-Event-ID\n\n"
+_MAX_CURSOR = 2**63 - 1
+
+
+def frame(event_id: int, event: LiveEvent) -> bytes:
+    data = event.envelope
+    if b"\n" in data or b"\r" in data:  # whitespace in stored JSON: one data line per line
+        data = b"\ndata: ".join(data.splitlines())
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, event.type.encode(), data)
+
+
+def cursor(request: Request) -> int:
+    """Where to resume: the Last-Event-ID header (wins) or ?after=, else 0 (from the start)."""
+    header = request.headers.get("last-event-id")
+    raw, field = (header, "Last-Event-ID") if header is not None else (
+        request.query_params.get("after"), "after")
+    if raw is None or raw == "":
+        return 0
+    if not raw.isdigit() or int(raw) > _MAX_CURSOR:
+        raise InvalidRequest(f"{field} must be a non-negative integer id", field=field)
+    return int(raw)
+
+
+def sse_response(
+    events: AsyncIterator[LiveEvent | None], event_id: Callable[[LiveEvent], int]
+) -> StreamingResponse:
+    return StreamingResponse(
+        _body(events, event_id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _body(
+    events: AsyncIterator[LiveEvent | None], event_id: Callable[[LiveEvent], int]
+) -> AsyncIterator[bytes]:
+    yield b"retry: %d\n\n" % RETRY_MS
+    try:
+        async for event in events:
+            yield KEEPALIVE if event is None else frame(event_id(event), event)
+    except CutOff:
+        yield CUT_OFF
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()  # unsubscribe now, not when the generator is collected

@@ -1,0 +1,176 @@
+"""SSE over a real socket (uvicorn): replay from a cursor, then live, no gap, no duplicate."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import uvicorn
+
+from api.app import create_app
+from engine.engine import Engine
+from engine.settings import Settings
+from tests.api.sse_client import Frame, frames
+from tests.conftest import ADMIN_TOKEN
+
+
+class Live:
+    """A uvicorn server on a free port, and helpers to use it."""
+
+    def __init__(self, base_url: str, engine: Engine) -> None:
+        self.base_url = base_url
+        self.engine = engine
+        self.client = httpx.AsyncClient(base_url=base_url, timeout=10)
+
+    async def post(self, path: str, token: str, body: object, **headers: str) -> httpx.Response:
+        return await self.client.post(path, json=body,
+                                      headers={"Authorization": f"Bearer {token}", **headers})
+
+    async def member_key(self) -> str:
+        tenant = (await self.post("/v1/tenants", ADMIN_TOKEN, {"name": "t"})).json()["id"]
+        response = await self.post("/v1/api_keys", ADMIN_TOKEN, {"name": "k", "role": "member"},
+                                   **{"Spool-Tenant": tenant})
+        key: str = response.json()["key"]
+        return key
+
+    async def session(self, key: str) -> str:
+        session_id: str = (await self.post("/v1/sessions", key, {})).json()["id"]
+        return session_id
+
+    async def say(self, key: str, session_id: str, text: str) -> int:
+        response = await self.post(f"/v1/sessions/{session_id}/messages", key, {"content": text})
+        assert response.status_code == 202, response.text
+        seq: int = response.json()["event"]["seq"]
+        return seq
+
+    @contextlib.asynccontextmanager
+    async def stream(self, path: str, key: str, **headers: str) -> AsyncIterator[
+        AsyncIterator[Frame]
+    ]:
+        async with self.client.stream(
+            "GET", path, headers={"Authorization": f"Bearer {key}", **headers}
+        ) as response:
+            assert response.status_code == 200, await response.aread()
+            assert response.headers["content-type"].startswith("text/event-stream")
+            yield frames(response)
+
+
+@pytest.fixture
+async def live(settings: Settings, engine: Engine) -> AsyncIterator[Live]:
+    config = uvicorn.Config(create_app(settings, engine), host="127.0.0.1", port=0,
+                            log_config=None, lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    live = Live(f"http://127.0.0.1:{port}", engine)
+    yield live
+    await live.client.aclose()
+    server.should_exit = True
+    await task
+
+
+async def events_from(stream: AsyncIterator[Frame], count: int) -> list[Frame]:
+    got: list[Frame] = []
+    async with asyncio.timeout(10):
+        async for frame in stream:
+            if frame.id is not None:
+                got.append(frame)
+                if len(got) == count:
+                    return got
+    return got
+
+
+async def test_replay_then_live_without_gap_or_duplicate(live: Live) -> None:
+    key = await live.member_key()
+    sid = await live.session(key)
+    for text in ["a", "b", "c"]:
+        await live.say(key, sid, text)
+    async with live.stream(f"/v1/sessions/{sid}/stream", key) as stream:
+        first = await anext(stream)
+        assert first.retry == 2000
+        replayed = await events_from(stream, 4)
+        assert [f.id for f in replayed] == ["1", "2", "3", "4"]
+        assert [f.event for f in replayed] == ["session_created"] + ["user_message"] * 3
+        assert replayed[1].envelope["data"]["content"] == [{"type": "text", "text": "a"}]
+        writer = asyncio.create_task(_say_many(live, key, sid, 20))
+        live_frames = await events_from(stream, 20)
+        await writer
+    assert [int(f.id or 0) for f in live_frames] == list(range(5, 25))
+    assert all(f.envelope["seq"] == int(f.id or 0) for f in live_frames)
+
+
+async def _say_many(live: Live, key: str, sid: str, count: int) -> None:
+    for index in range(count):
+        await live.say(key, sid, f"live {index}")
+
+
+async def test_resume_from_last_event_id_or_after(live: Live) -> None:
+    key = await live.member_key()
+    sid = await live.session(key)
+    for text in ["a", "b", "c", "d"]:
+        await live.say(key, sid, text)
+    async with live.stream(f"/v1/sessions/{sid}/stream?after=1", key,
+                           **{"Last-Event-ID": "3"}) as stream:
+        assert [f.id for f in await events_from(stream, 2)] == ["4", "5"]  # header wins
+    async with live.stream(f"/v1/sessions/{sid}/stream?after=4", key) as stream:
+        assert [f.id for f in await events_from(stream, 1)] == ["5"]
+
+
+async def test_a_cursor_past_the_head_waits_for_the_event(live: Live) -> None:
+    key = await live.member_key()
+    sid = await live.session(key)
+    async with live.stream(f"/v1/sessions/{sid}/stream?after=2", key) as stream:
+        await live.say(key, sid, "two")  # seq 2: not sent, the client has it
+        await live.say(key, sid, "three")
+        assert [f.id for f in await events_from(stream, 1)] == ["3"]
+
+
+async def test_bad_cursor_unknown_and_foreign_sessions(live: Live) -> None:
+    key = await live.member_key()
+    other = await live.member_key()
+    sid = await live.session(key)
+    headers = {"Authorization": f"Bearer {key}"}
+    for path in [f"/v1/sessions/{sid}/stream?after=abc", f"/v1/sessions/{sid}/stream?after=-1"]:
+        response = await live.client.get(path, headers=headers)
+        assert response.status_code == 400
+        assert response.json()["error"]["details"] == {"field": "after"}
+    response = await live.client.get(f"/v1/sessions/{sid}/stream",
+                                     headers={**headers, "Last-Event-ID": "x"})
+    assert response.json()["error"]["details"] == {"field": "Last-Event-ID"}
+    for path, token in [("/v1/sessions/ses_01M8000000000000000000000A/stream", key),
+                        (f"/v1/sessions/{sid}/stream", other)]:
+        response = await live.client.get(path, headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 404
+
+
+async def test_disconnect_frees_the_subscription(live: Live) -> None:
+    key = await live.member_key()
+    sid = await live.session(key)
+    dispatcher = live.engine.fanout
+    async with live.stream(f"/v1/sessions/{sid}/stream", key) as stream:
+        await events_from(stream, 1)
+        assert dispatcher.subscriber_count == 1
+    async with asyncio.timeout(5):
+        while dispatcher.subscriber_count:  # noqa: ASYNC110 - polling a counter
+            await asyncio.sleep(0.02)
+    await live.say(key, sid, "after the client left")  # nobody to deliver to: no error
+
+
+async def test_tenant_firehose_filters_and_positions(live: Live) -> None:
+    key = await live.member_key()
+    other = await live.member_key()
+    sid = await live.session(key)
+    await live.session(other)  # another tenant's event: never on this firehose
+    async with live.stream("/v1/events/stream?types=user_message", key) as stream:
+        await live.say(key, sid, "hello")
+        await live.say(other, await live.session(other), "not yours")
+        await live.say(key, sid, "again")
+        got = await events_from(stream, 2)
+    assert [f.event for f in got] == ["user_message", "user_message"]
+    assert [f.envelope["data"]["content"][0]["text"] for f in got] == ["hello", "again"]
+    assert [int(f.id or 0) for f in got] == [f.envelope["position"] for f in got]
