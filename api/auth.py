@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from engine.errors import InvalidRequest
+from engine.errors import Forbidden, InvalidRequest
 from engine.events import EventMeta
 from engine.tenants import Principal, Role
 
@@ -21,7 +21,9 @@ async def authenticate(request: Request, role: Role) -> Principal:
 
 
 async def tenant_of(request: Request, role: Role) -> tuple[Principal, str]:
-    """The caller and the tenant it acts on: its own, or for the admin the Spool-Tenant header."""
+    """The caller and the tenant it acts on: its own, or for the admin the Spool-Tenant header.
+    A suspended tenant is 403 for the admin too (the tenant routes themselves do not come here,
+    so the admin can still resume it)."""
     principal = await authenticate(request, role)
     if principal.tenant_id is not None:
         return principal, principal.tenant_id
@@ -29,7 +31,9 @@ async def tenant_of(request: Request, role: Role) -> tuple[Principal, str]:
     if not tenant_id:
         raise InvalidRequest("the admin must name a tenant in the Spool-Tenant header",
                              field="Spool-Tenant")
-    await request.app.state.engine.tenants.get(tenant_id)
+    tenant = await request.app.state.engine.tenants.get(tenant_id)
+    if tenant.status != "active":
+        raise Forbidden("this tenant is suspended")
     return principal, tenant_id
 
 

@@ -15,8 +15,30 @@ from engine.logging import get_logger
 
 log = get_logger("api")
 
+
+class PayloadTooLarge(errors.InvalidRequest):
+    pass
+
+
+class UnsupportedMediaType(errors.InvalidRequest):
+    pass
+
+
+class UnprocessableEntity(errors.InvalidRequest):
+    pass
+
+
+class MethodNotAllowed(errors.InvalidRequest):
+    pass
+
+
+# The status of every error class (a subclass not listed takes its nearest listed base's).
 STATUS: dict[type[errors.SpoolError], int] = {
     errors.InvalidRequest: 400,
+    MethodNotAllowed: 405,
+    PayloadTooLarge: 413,
+    UnsupportedMediaType: 415,
+    UnprocessableEntity: 422,
     errors.Unauthorized: 401,
     errors.BudgetExceeded: 402,
     errors.Forbidden: 403,
@@ -25,22 +47,6 @@ STATUS: dict[type[errors.SpoolError], int] = {
     errors.RateLimited: 429,
     errors.Unavailable: 503,
 }
-
-
-class PayloadTooLarge(errors.InvalidRequest):
-    status = 413
-
-
-class UnsupportedMediaType(errors.InvalidRequest):
-    status = 415
-
-
-class UnprocessableEntity(errors.InvalidRequest):
-    status = 422
-
-
-class MethodNotAllowed(errors.InvalidRequest):
-    status = 405
 
 
 class ErrorBody(msgspec.Struct, omit_defaults=True):
@@ -57,9 +63,6 @@ _encoder = msgspec.json.Encoder()
 
 
 def status_of(exc: errors.SpoolError) -> int:
-    explicit = getattr(exc, "status", None)
-    if isinstance(explicit, int):
-        return explicit
     for cls in type(exc).__mro__:
         if cls in STATUS:
             return STATUS[cls]
@@ -72,8 +75,14 @@ def error_response(exc: errors.SpoolError) -> Response:
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
-    message = exc.message if status != 500 else "internal error"
-    body = ErrorEnvelope(ErrorBody(type=exc.type, message=message, details=exc.details))
+    return _envelope(status, exc.type, exc.message, exc.details, headers)
+
+
+def _envelope(status: int, type_: str, message: str, details: Any = None,
+              headers: dict[str, str] | None = None) -> Response:
+    if type_ == errors.SpoolError.type:  # the cause stays in the log
+        message = "internal error"
+    body = ErrorEnvelope(ErrorBody(type=type_, message=message, details=details))
     return Response(_encoder.encode(body), status, headers, media_type="application/json")
 
 
@@ -85,13 +94,19 @@ async def spool_error_handler(request: Request, exc: Exception) -> Response:
 
 
 async def http_exception_handler(request: Request, exc: Exception) -> Response:
-    """Starlette's own 404 (no route) and 405 (wrong method) in our envelope."""
+    """Starlette's own HTTPExceptions (404 no route, 405 wrong method, ...) in our envelope."""
     assert isinstance(exc, HTTPException)
-    if exc.status_code == 404:
+    status = exc.status_code
+    if status == 404:
         return error_response(errors.NotFound(f"no route for {request.url.path}"))
-    response = error_response(MethodNotAllowed(f"method {request.method} not allowed here"))
-    response.headers.update(exc.headers or {})
-    return response
+    if status == 405:
+        response = error_response(MethodNotAllowed(f"method {request.method} not allowed here"))
+        response.headers.update(exc.headers or {})
+        return response
+    if status < 500:
+        return _envelope(status, errors.InvalidRequest.type, exc.detail, headers=exc.headers)
+    log.error("http.internal_error", path=request.url.path, status=status, detail=exc.detail)
+    return _envelope(status, errors.SpoolError.type, exc.detail, headers=exc.headers)
 
 
 EXCEPTION_HANDLERS = {

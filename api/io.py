@@ -17,8 +17,12 @@ from engine.pages import DEFAULT_LIMIT
 
 T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
-_PATH = re.compile(r" - at `\$(.*)`$")
+_PATH = re.compile(r" - at `(?:key` in `)?\$(.*)`$")  # a dict key's error names the dict
 _NAMED_FIELD = re.compile(r"(?:missing required|unknown) field `([^`]+)`")
+
+# Postgres text and jsonb cannot hold NUL: every string that reaches the database carries this.
+NUL_FREE = msgspec.Meta(pattern=r"^[^\x00]*$")
+_INT64_MAX = 2**63 - 1  # the largest bigint
 
 
 def json_response(
@@ -29,7 +33,7 @@ def json_response(
 
 async def read_json(request: Request, body_type: type[T]) -> T:
     """The request body decoded into ``body_type``: 415 if not JSON, 413 if over the limit,
-    400 if malformed, 422 naming the field if it does not fit the type."""
+    400 if malformed (or not UTF-8), 422 naming the field if it does not fit the type."""
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise UnsupportedMediaType("the body must be JSON (Content-Type: application/json)",
@@ -42,6 +46,8 @@ async def read_json(request: Request, body_type: type[T]) -> T:
         raise UnprocessableEntity(message, field=field) from exc
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"malformed JSON: {exc}", field="body") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest("the body is not valid UTF-8", field="body") from exc
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:
@@ -70,6 +76,8 @@ def _split_path(message: str) -> tuple[str, str]:
 
 
 def query_int(request: Request, name: str, default: int, *, minimum: int = 0) -> int:
+    """An integer query parameter between ``minimum`` and 2**63-1 (what Postgres' bigint holds),
+    else 400 naming it."""
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
@@ -77,8 +85,8 @@ def query_int(request: Request, name: str, default: int, *, minimum: int = 0) ->
         value = int(raw)
     except ValueError:
         raise InvalidRequest(f"{name} must be an integer", field=name) from None
-    if value < minimum:
-        raise InvalidRequest(f"{name} must be >= {minimum}", field=name)
+    if not minimum <= value <= _INT64_MAX:
+        raise InvalidRequest(f"{name} must be between {minimum} and {_INT64_MAX}", field=name)
     return value
 
 

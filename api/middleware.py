@@ -1,5 +1,8 @@
 """Request context as one pure ASGI middleware: X-Request-Id, bound log context, the access log,
-HTTP metrics, and a last-resort 500 in the error envelope (never a stack trace)."""
+HTTP metrics, and a last-resort 500 in the error envelope (never a stack trace).
+
+A client that goes away while its body is read is no server error: it is logged at info and
+recorded with nginx's status 499 (client closed request); nothing is sent."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import time
 
 import structlog
 from starlette.datastructures import MutableHeaders
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
@@ -18,6 +22,7 @@ from engine.metrics import Metrics
 
 log = get_logger("api")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+CLIENT_CLOSED_REQUEST = 499
 
 
 class RequestContextMiddleware:
@@ -46,6 +51,9 @@ class RequestContextMiddleware:
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
                 await self.app(scope, receive, send_with_id)
+            except ClientDisconnect:
+                log.info("http.client_disconnected", path=scope["path"])
+                status = CLIENT_CLOSED_REQUEST
             except Exception:
                 log.exception("http.unhandled_error", path=scope["path"])
                 if not response_started:

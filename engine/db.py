@@ -10,7 +10,10 @@ from typing import Any
 
 import asyncpg
 
-from engine.errors import Conflict, SpoolError, Unavailable
+from engine.errors import Conflict, InvalidRequest, SpoolError, Unavailable
+from engine.logging import get_logger
+
+log = get_logger("engine.db")
 
 # Apply the schema under one advisory lock so processes starting together do not race.
 _SCHEMA_LOCK = 0x5B001
@@ -68,12 +71,15 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 # SQLSTATE classes that say "the server cannot serve you now", not "your statement is wrong":
 # connection exception, insufficient resources, operator intervention (shutdown, restart).
 _UNAVAILABLE_CLASSES = ("08", "53", "57P")
+# SQLSTATE class 22, data exception: a value Postgres will not take (NUL in text, out of range).
+_DATA_EXCEPTION = "22"
 
 
 @contextlib.contextmanager
 def translate_errors(doing: str) -> Iterator[None]:
     """Re-raise driver errors as SpoolErrors: connection trouble -> Unavailable (retryable),
-    unique violations -> Conflict, anything else from Postgres -> SpoolError."""
+    unique violations -> Conflict, data exceptions -> InvalidRequest, anything else from
+    Postgres -> SpoolError."""
     try:
         yield
     except SpoolError:
@@ -85,14 +91,19 @@ def translate_errors(doing: str) -> Iterator[None]:
     except asyncpg.PostgresError as exc:
         if (exc.sqlstate or "").startswith(_UNAVAILABLE_CLASSES):
             raise Unavailable(f"Postgres unavailable while {doing}", retry_after=1) from exc
+        if (exc.sqlstate or "").startswith(_DATA_EXCEPTION):
+            raise InvalidRequest(f"a value was refused while {doing}: {exc.sqlstate}") from exc
         raise SpoolError(f"database error while {doing}: {exc.sqlstate}") from exc
 
 
 @contextlib.asynccontextmanager
 async def connection(pool: asyncpg.Pool, doing: str) -> AsyncIterator[Any]:
-    """Acquire a connection with errors translated; release is shielded by the pool.
-    Whatever stops a connection from being had (refused, database closed to connections,
-    too many clients) is Unavailable."""
+    """Acquire a connection with errors translated. Whatever stops a connection from being had
+    (refused, database closed to connections, too many clients) is Unavailable.
+
+    Only acquire and the body decide the outcome: a failed release (the connection's reset) is
+    logged and swallowed, since the body's work is done (an append may have committed: reporting
+    503 would invite a retry that writes twice) and asyncpg terminates that connection."""
     with translate_errors(doing):
         try:
             conn = await pool.acquire()
@@ -101,4 +112,11 @@ async def connection(pool: asyncpg.Pool, doing: str) -> AsyncIterator[Any]:
         try:
             yield conn
         finally:
-            await pool.release(conn)
+            await _release(pool, conn, doing)
+
+
+async def _release(pool: asyncpg.Pool, conn: Any, doing: str) -> None:
+    try:
+        await pool.release(conn)
+    except Exception as exc:  # logged, not raised: the caller's outcome stands
+        log.warning("db.release_failed", doing=doing, error=repr(exc))

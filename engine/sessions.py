@@ -24,7 +24,7 @@ from engine.events import (
     new_event,
 )
 from engine.ids import idempotent_uuid, is_id, new_id
-from engine.pages import Page, check_limit
+from engine.pages import Page, check_limit, page_of
 from engine.store import EventStore
 
 SessionStatus = Literal["idle", "running", "requires_action", "archived"]
@@ -114,10 +114,7 @@ class Sessions:
         events = await self._store.read_stream(
             session_id, tenant_id=tenant_id, after=after, limit=check_limit(limit) + 1
         )
-        has_more = len(events) > limit
-        events = events[:limit]
-        cursor = str(events[-1].seq) if has_more else None
-        return Page(data=events, has_more=has_more, next_cursor=cursor)
+        return page_of(events, limit, lambda event: str(event.seq))
 
     async def _all_events(self, tenant_id: str, session_id: str) -> list[Event]:
         _check_session_id(session_id)

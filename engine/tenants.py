@@ -145,6 +145,7 @@ class Tenants:
         return _tenant(row)
 
     async def get(self, tenant_id: str) -> Tenant:
+        _check_id(tenant_id, "ten", "tenant")
         async with connection(self._pool, "reading a tenant") as conn:
             row = await conn.fetchrow("SELECT * FROM tenants WHERE id = $1", tenant_id)
         if row is None:
@@ -161,6 +162,7 @@ class Tenants:
         return page_of([_tenant(row) for row in rows], limit, lambda t: t.id)
 
     async def set_status(self, tenant_id: str, status: Literal["active", "suspended"]) -> Tenant:
+        _check_id(tenant_id, "ten", "tenant")
         async with connection(self._pool, "updating a tenant") as conn:
             row = await conn.fetchrow(
                 "UPDATE tenants SET status = $2, updated_at = now() WHERE id = $1 RETURNING *",
@@ -198,6 +200,7 @@ class Tenants:
         return page_of([_api_key(row) for row in rows], limit, lambda k: k.id)
 
     async def revoke_key(self, tenant_id: str, key_id: str) -> ApiKey:
+        _check_id(key_id, "key", "API key")
         async with connection(self._pool, "revoking an API key") as conn:
             row = await conn.fetchrow(
                 "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())"
@@ -208,6 +211,12 @@ class Tenants:
         if row is None:
             raise NotFound(f"API key {key_id!r} not found")
         return _api_key(row)
+
+
+def _check_id(value: str, prefix: str, what: str) -> None:
+    """A malformed id is unknown: 404 without a query (and a NUL never reaches Postgres)."""
+    if not is_id(value, prefix):
+        raise NotFound(f"{what} {value!r} not found")
 
 
 def _check_cursor(after: str | None, prefix: str) -> None:

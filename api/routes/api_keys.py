@@ -10,12 +10,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from api.auth import tenant_of
-from api.io import json_response, query_limit, read_json
+from api.io import NUL_FREE, json_response, query_limit, read_json
 from engine.tenants import KeyRole
 
 
 class ApiKeyIn(msgspec.Struct, forbid_unknown_fields=True):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    name: Annotated[str, NUL_FREE, msgspec.Meta(min_length=1, max_length=200)]
     role: KeyRole = "member"
 
 

@@ -10,28 +10,34 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from api.auth import event_meta, tenant_of
-from api.io import idempotency_key, json_response, query_int, query_limit, read_json
+from api.io import NUL_FREE, idempotency_key, json_response, query_int, query_limit, read_json
 from engine.events import ContentBlock
 
-_Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+_Text = Annotated[str, NUL_FREE, msgspec.Meta(min_length=1, max_length=200)]
 
 
 class SessionIn(msgspec.Struct, forbid_unknown_fields=True):
     agent_id: _Text | None = None
     title: _Text | None = None
-    metadata: Annotated[dict[_Text, Annotated[str, msgspec.Meta(max_length=2000)]],
+    metadata: Annotated[dict[_Text, Annotated[str, NUL_FREE, msgspec.Meta(max_length=2000)]],
                         msgspec.Meta(max_length=32)] = {}
 
 
+class TextBlockIn(msgspec.Struct, tag_field="type", tag="text", forbid_unknown_fields=True):
+    """engine.events.ContentBlock as a request accepts it: text without NUL."""
+
+    text: Annotated[str, NUL_FREE]
+
+
 class MessageIn(msgspec.Struct, forbid_unknown_fields=True):
-    content: Annotated[str, msgspec.Meta(min_length=1)] | Annotated[
-        list[ContentBlock], msgspec.Meta(min_length=1, max_length=100)
+    content: Annotated[str, NUL_FREE, msgspec.Meta(min_length=1)] | Annotated[
+        list[TextBlockIn], msgspec.Meta(min_length=1, max_length=100)
     ]
 
     def blocks(self) -> list[ContentBlock]:
         if isinstance(self.content, str):
             return [ContentBlock(text=self.content)]
-        return self.content
+        return [ContentBlock(text=block.text) for block in self.content]
 
 
 def _position(position: int) -> dict[str, str]:

@@ -5,6 +5,7 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from api.app import create_app
 from engine.engine import Engine
@@ -15,8 +16,9 @@ from tests.conftest import ADMIN_TOKEN
 class Api:
     """An httpx client on the app, plus helpers that set up tenants and keys."""
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: httpx.AsyncClient, app: Starlette) -> None:
         self.client = client
+        self.app = app  # for what a client cannot do (add a route, hang up mid-body)
 
     async def request(self, method: str, path: str, token: str | None = None,
                       **kwargs: Any) -> httpx.Response:
@@ -46,4 +48,4 @@ async def api(settings: Settings, engine: Engine) -> AsyncIterator[Api]:
     app = create_app(settings, engine)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://spool.test") as client:
-        yield Api(client)
+        yield Api(client, app)

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Message
+from structlog.testing import capture_logs
+
 from tests.api.conftest import Api
 from tests.conftest import ADMIN_TOKEN
 
@@ -77,3 +85,52 @@ async def test_list_limit_is_validated(api: Api) -> None:
     assert assert_error(response, 400, "invalid_request")["details"] == {"field": "limit"}
     response = await api.request("GET", "/v1/tenants?limit=abc", ADMIN_TOKEN)
     assert_error(response, 400, "invalid_request")
+
+
+async def test_body_that_is_not_utf8_is_400(api: Api) -> None:
+    response = await api.request("POST", "/v1/tenants", ADMIN_TOKEN, content=b'{"name":"\xff"}',
+                                 headers={"Content-Type": "application/json"})
+    assert assert_error(response, 400, "invalid_request")["details"] == {"field": "body"}
+
+
+@pytest.mark.parametrize(("status", "type_"), [
+    (400, "invalid_request"), (409, "invalid_request"), (418, "invalid_request"),
+    (500, "internal_error"), (503, "internal_error"),
+])
+async def test_starlette_http_exceptions_keep_their_status(
+    api: Api, status: int, type_: str
+) -> None:
+    async def fail(request: Request) -> Response:
+        raise HTTPException(status, "secret detail" if status >= 500 else "told")
+
+    api.app.router.routes.append(Route("/fail", fail))
+    error = assert_error(await api.request("GET", "/fail"), status, type_)
+    assert error["message"] == ("internal error" if status >= 500 else "told")
+
+
+async def test_client_gone_mid_body_is_499_not_a_500(api: Api) -> None:
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/v1/tenants", "raw_path": b"/v1/tenants",
+        "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1),
+        "server": ("spool.test", 80),
+        "headers": [(b"host", b"spool.test"), (b"content-type", b"application/json"),
+                    (b"authorization", f"Bearer {ADMIN_TOKEN}".encode())],
+    }
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    with capture_logs() as logs:
+        await api.app(scope, receive, send)
+    assert sent == []
+    events = {(entry["event"], entry["log_level"]) for entry in logs}
+    assert ("http.client_disconnected", "info") in events
+    assert not {event for event, level in events if level in ("error", "critical")}
+    metrics = (await api.request("GET", "/metrics")).text
+    assert 'route="/v1/tenants",status="499"' in metrics
+    assert 'status="500"' not in metrics

@@ -75,3 +75,28 @@ async def test_bad_message_bodies_are_named(api: Api) -> None:
         assert error["details"]["field"] == field, error
     response = await api.request("GET", f"/v1/sessions/{sid}/events?after=-1", key)
     assert_error(response, 400, "invalid_request")
+
+
+async def test_nul_in_any_stored_text_is_422_naming_the_field(api: Api) -> None:
+    key = await api.key(await api.tenant(), "member")
+    for body, field in [({"title": "a\u0000"}, "title"), ({"agent_id": "\u0000"}, "agent_id"),
+                        ({"metadata": {"k\u0000": "v"}}, "metadata"),
+                        ({"metadata": {"k": "v\u0000"}}, "metadata[...]")]:
+        response = await api.request("POST", "/v1/sessions", key, json=body)
+        assert assert_error(response, 422, "invalid_request")["details"] == {"field": field}
+    sid = (await api.request("POST", "/v1/sessions", key, json={})).json()["id"]
+    for body, field in [({"content": "hi\u0000"}, "content"),
+                        ({"content": [{"type": "text", "text": "\u0000"}]}, "content[0].text")]:
+        response = await api.request("POST", f"/v1/sessions/{sid}/messages", key, json=body)
+        assert assert_error(response, 422, "invalid_request")["details"] == {"field": field}
+    events = (await api.request("GET", f"/v1/sessions/{sid}/events", key)).json()["data"]
+    assert [e["type"] for e in events] == ["session_created"]
+
+
+async def test_an_after_beyond_bigint_is_400(api: Api) -> None:
+    key = await api.key(await api.tenant(), "member")
+    sid = (await api.request("POST", "/v1/sessions", key, json={})).json()["id"]
+    response = await api.request("GET", f"/v1/sessions/{sid}/events?after={2**63}", key)
+    assert assert_error(response, 400, "invalid_request")["details"] == {"field": "after"}
+    largest = await api.request("GET", f"/v1/sessions/{sid}/events?after={2**63 - 1}", key)
+    assert largest.status_code == 200 and largest.json()["data"] == []

@@ -104,3 +104,43 @@ async def test_admin_must_name_a_tenant(api: Api) -> None:
     response = await api.request("POST", "/v1/api_keys", ADMIN_TOKEN, json={"name": "k"},
                                  headers={"Spool-Tenant": "ten_unknown"})
     assert_error(response, 404, "not_found")
+
+
+async def test_malformed_ids_in_paths_are_404(api: Api) -> None:
+    owner = await api.key(await api.tenant())
+    for method, path, token in [
+        ("GET", "/v1/tenants/a%00b", ADMIN_TOKEN),
+        ("POST", "/v1/tenants/a%00b/suspend", ADMIN_TOKEN),
+        ("POST", "/v1/tenants/a%00b/resume", ADMIN_TOKEN),
+        ("POST", "/v1/tenants/key_01ARZ3NDEKTSV4RRFFQ69G5FAV/suspend", ADMIN_TOKEN),
+        ("DELETE", "/v1/api_keys/a%00b", owner),
+        ("DELETE", "/v1/api_keys/ten_01ARZ3NDEKTSV4RRFFQ69G5FAV", owner),
+    ]:
+        error = assert_error(await api.request(method, path, token), 404, "not_found")
+        assert error["message"].endswith("not found"), error
+    response = await api.request("GET", "/v1/api_keys", ADMIN_TOKEN,
+                                 headers={"Spool-Tenant": "ten_\x00"})
+    assert_error(response, 404, "not_found")
+
+
+async def test_nul_in_a_name_is_422_naming_it(api: Api) -> None:
+    tenant = await api.tenant()
+    for path, headers in [("/v1/tenants", {}), ("/v1/api_keys", {"Spool-Tenant": tenant})]:
+        response = await api.request("POST", path, ADMIN_TOKEN, json={"name": "a\u0000"},
+                                     headers=headers)
+        assert assert_error(response, 422, "invalid_request")["details"] == {"field": "name"}
+
+
+async def test_the_admin_cannot_act_on_a_suspended_tenant_but_can_resume_it(api: Api) -> None:
+    tenant = await api.tenant()
+    as_tenant = {"Spool-Tenant": tenant}
+    await api.request("POST", f"/v1/tenants/{tenant}/suspend", ADMIN_TOKEN)
+    for method, path, body in [("POST", "/v1/sessions", {}), ("GET", "/v1/api_keys", None),
+                               ("POST", "/v1/api_keys", {"name": "k"})]:
+        response = await api.request(method, path, ADMIN_TOKEN, json=body, headers=as_tenant)
+        assert assert_error(response, 403, "forbidden")["message"] == "this tenant is suspended"
+    assert (await api.request("GET", f"/v1/tenants/{tenant}", ADMIN_TOKEN)).status_code == 200
+    resumed = await api.request("POST", f"/v1/tenants/{tenant}/resume", ADMIN_TOKEN)
+    assert resumed.json()["status"] == "active"
+    response = await api.request("POST", "/v1/sessions", ADMIN_TOKEN, json={}, headers=as_tenant)
+    assert response.status_code == 201
