@@ -35,7 +35,8 @@ def cursor(request: Request) -> int:
         request.query_params.get("after"), "after")
     if raw is None or raw == "":
         return 0
-    if not raw.isdigit() or int(raw) > _MAX_CURSOR:
+    # ASCII digits only: str.isdigit() also accepts "²" (int() then fails: a 500) and "١٢".
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > _MAX_CURSOR:
         raise InvalidRequest(f"{field} must be a non-negative integer id", field=field)
     return int(raw)
 

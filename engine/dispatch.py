@@ -90,6 +90,9 @@ class Subscription:
             self.cut_off = True
             self._items.clear()  # free the memory now; the client resumes from Postgres
             self._dispatcher.metrics.sse_cut_off.inc()
+            # Unsubscribed now, not when its reader next runs: a client that stopped reading
+            # blocks its reader in a socket write, maybe for ever.
+            self._dispatcher._cut_off.append(self)
         else:
             self._items.append(event)
         self._ready.set()
@@ -123,6 +126,7 @@ class Dispatcher:
         self._by_stream: dict[str, set[Subscription]] = defaultdict(set)
         self._by_tenant: dict[str, set[Subscription]] = defaultdict(set)
         self._keys: dict[Subscription, tuple[dict[str, set[Subscription]], str]] = {}
+        self._cut_off: list[Subscription] = []  # cut off during this dispatch: to unsubscribe
         self._last = 0
         self.degraded = False
         self._stopping = False
@@ -247,3 +251,7 @@ class Dispatcher:
         for subscription in self._by_tenant.get(event.tenant_id, ()):
             if subscription.accepts is None or subscription.accepts(event):
                 subscription.offer(event)
+        if self._cut_off:  # not while iterating the sets above
+            for subscription in self._cut_off:
+                self.unsubscribe(subscription)
+            self._cut_off.clear()

