@@ -75,16 +75,18 @@ def _split_path(message: str) -> tuple[str, str]:
     return text, path or "body"
 
 
+_INTEGER = re.compile(r"^-?[0-9]+$")
+
+
 def query_int(request: Request, name: str, default: int, *, minimum: int = 0) -> int:
     """An integer query parameter between ``minimum`` and 2**63-1 (what Postgres' bigint holds),
     else 400 naming it."""
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidRequest(f"{name} must be an integer", field=name) from None
+    if _INTEGER.match(raw) is None:  # int() would also take " 1", "1_0" and non-ASCII digits
+        raise InvalidRequest(f"{name} must be an integer", field=name)
+    value = int(raw)
     if not minimum <= value <= _INT64_MAX:
         raise InvalidRequest(f"{name} must be between {minimum} and {_INT64_MAX}", field=name)
     return value

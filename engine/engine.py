@@ -9,6 +9,8 @@ from types import TracebackType
 import anyio
 import asyncpg
 import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from engine.db import apply_schema, create_pool
@@ -69,7 +71,12 @@ class Engine:
         await apply_schema(self._pool)
         # Timeouts so a Redis that hangs (rather than refuses) is noticed: the dispatcher's
         # blocking read waits at most 1 s, well under the socket timeout.
-        self._redis = redis.from_url(self.redis_url, socket_timeout=5, socket_connect_timeout=2)
+        # One immediate retry: after a Redis restart each pooled connection fails its first
+        # command ("Connection closed by server"); the retry reconnects.
+        self._redis = redis.from_url(
+            self.redis_url, socket_timeout=5, socket_connect_timeout=2,
+            retry=Retry(NoBackoff(), 1),
+        )
         self._store = EventStore(
             self._pool, batch_max=self.settings.append_batch_max, metrics=self.metrics
         )

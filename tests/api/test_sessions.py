@@ -100,3 +100,12 @@ async def test_an_after_beyond_bigint_is_400(api: Api) -> None:
     assert assert_error(response, 400, "invalid_request")["details"] == {"field": "after"}
     largest = await api.request("GET", f"/v1/sessions/{sid}/events?after={2**63 - 1}", key)
     assert largest.status_code == 200 and largest.json()["data"] == []
+
+
+async def test_query_integers_are_plain_ascii_digits(api: Api) -> None:
+    key = await api.key(await api.tenant(), "member")
+    sid = (await api.request("POST", "/v1/sessions", key, json={})).json()["id"]
+    for raw in [" 1", "1_0", "١٢", "+1", "1.0"]:
+        response = await api.request("GET", f"/v1/sessions/{sid}/events", key,
+                                     params={"after": raw})
+        assert assert_error(response, 400, "invalid_request")["details"] == {"field": "after"}
