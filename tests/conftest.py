@@ -17,10 +17,11 @@ import asyncpg
 import pytest
 import redis.asyncio as redis
 
-from engine.db import schema_sql
+from engine.db import create_pool, schema_sql
 from engine.embedded import EmbeddedServices
 from engine.engine import Engine
 from engine.settings import Settings
+from engine.store import EventStore
 
 ADMIN_TOKEN = "spa_test-admin-token-0123456789"
 TEMPLATE = "spool_test_template"
@@ -108,6 +109,19 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
         data_dir=tmp_path / "data",
         admin_token=ADMIN_TOKEN,
     )
+
+
+@pytest.fixture
+async def own_store(database_url: str) -> AsyncIterator[EventStore]:
+    """An appender of its own on the test database, with no publisher: another process's."""
+    pool = await create_pool(database_url, size=4)
+    store = EventStore(pool)
+    store.start()
+    try:
+        yield store
+    finally:
+        await store.stop()
+        await pool.close()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 import redis.asyncio as redis
 
-from engine.db import create_pool
 from engine.dispatch import CutOff, Dispatcher, LiveEvent, Subscription
 from engine.engine import Engine
 from engine.events import ContentBlock, Event, UserMessage, new_event
@@ -19,20 +18,6 @@ from engine.fanout import LOG_KEY, Publisher, entry_id
 from engine.metrics import Metrics
 from engine.store import Committed, EventStore
 from engine.tail import session_tail
-
-
-@pytest.fixture
-async def dead_store(database_url: str) -> AsyncIterator[EventStore]:
-    """A second writer on the engine's database with no publisher: it stands in for a process
-    that committed and died before publishing."""
-    pool = await create_pool(database_url, size=2)
-    store = EventStore(pool)
-    store.start()
-    try:
-        yield store
-    finally:
-        await store.stop()
-        await pool.close()
 
 
 @pytest.fixture
@@ -93,14 +78,14 @@ def sample(engine: Engine, name: str) -> float:
 
 
 async def test_an_unpublished_tail_is_delivered_and_relayed_once(
-    engine: Engine, dead_store: EventStore, redis_client: redis.Redis
+    engine: Engine, own_store: EventStore, redis_client: redis.Redis
 ) -> None:
     tenant_id, session_id = await new_session(engine)
     await settled(engine)
     subscription = engine.fanout.subscribe_stream(session_id)
     relayed_before = sample(engine, "spool_events_relayed_total")
 
-    events = await append(dead_store, tenant_id, session_id, 5)
+    events = await append(own_store, tenant_id, session_id, 5)
     first, last = entry_id(events[0].position), entry_id(events[-1].position)
     assert await redis_client.xrange(LOG_KEY, min=first, max=last) == []  # nobody published
 
@@ -131,7 +116,7 @@ async def test_an_unpublished_tail_is_delivered_and_relayed_once(
 
 
 async def test_an_out_of_order_publish_is_filled_from_postgres(
-    engine: Engine, dead_store: EventStore, redis_client: redis.Redis
+    engine: Engine, own_store: EventStore, redis_client: redis.Redis
 ) -> None:
     tenant_id, session_id = await new_session(engine)
     await settled(engine)
@@ -143,8 +128,8 @@ async def test_an_out_of_order_publish_is_filled_from_postgres(
     try:
         subscription = dispatcher.subscribe_stream(session_id)
         engine_subscription = engine.fanout.subscribe_stream(session_id)
-        earlier = await append(dead_store, tenant_id, session_id, 3)
-        later = await append(dead_store, tenant_id, session_id, 4)
+        earlier = await append(own_store, tenant_id, session_id, 3)
+        later = await append(own_store, tenant_id, session_id, 4)
         publisher = Publisher(redis_client, engine.store, Metrics())  # publish() only
         assert await publisher.publish([(tenant_id, e) for e in later]) == 4
         assert await publisher.publish([(tenant_id, e) for e in earlier]) == 0  # refused

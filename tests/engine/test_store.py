@@ -6,7 +6,6 @@ import uuid
 import asyncpg
 import pytest
 
-from engine.db import create_pool
 from engine.engine import Engine
 from engine.errors import Conflict, InvalidRequest, NotFound, Unavailable
 from engine.events import NewEvent
@@ -133,43 +132,31 @@ async def test_stream_type_cannot_change(engine: Engine) -> None:
         await engine.store.append("s1", [ev(2)], tenant_id="ten_a", stream_type="board")
 
 
-async def test_a_version_remembered_by_one_store_goes_stale_safely(engine: Engine) -> None:
+async def test_a_version_remembered_by_one_store_goes_stale_safely(
+    engine: Engine, own_store: EventStore
+) -> None:
     """Two appenders on one database (as two processes would be): each remembers stream
     versions, and the other's appends make them stale. Seqs must stay right, and a stale
     expected_seq verdict must not be given from memory."""
-    pool = await create_pool(engine.database_url or "", size=2)
-    other = EventStore(pool)
-    other.start()
-    try:
-        mine = engine.store
-        await append(mine, "shared", [ev(1)])  # mine remembers seq 1
-        await append(other, "shared", [ev(2)])  # other reads seq 1, writes 2
-        assert [e.seq for e in await append(mine, "shared", [ev(3)])] == [3]
-        assert [e.seq for e in await append(other, "shared", [ev(4)])] == [4]
-        with pytest.raises(Conflict):
-            await append(mine, "shared", [ev(5)], expected_seq=3)  # mine remembers 3; it is 4
-        assert [e.seq for e in await append(mine, "shared", [ev(5)], expected_seq=4)] == [5]
-    finally:
-        await other.stop()
-        await pool.close()
+    mine, other = engine.store, own_store
+    await append(mine, "shared", [ev(1)])  # mine remembers seq 1
+    await append(other, "shared", [ev(2)])  # other reads seq 1, writes 2
+    assert [e.seq for e in await append(mine, "shared", [ev(3)])] == [3]
+    assert [e.seq for e in await append(other, "shared", [ev(4)])] == [4]
+    with pytest.raises(Conflict):
+        await append(mine, "shared", [ev(5)], expected_seq=3)  # mine remembers 3; it is 4
+    assert [e.seq for e in await append(mine, "shared", [ev(5)], expected_seq=4)] == [5]
     seqs = [e.seq for e in await mine.read_stream("shared", tenant_id="ten_a")]
     assert seqs == [1, 2, 3, 4, 5]
 
 
 async def test_a_stale_remembered_version_never_refuses_a_right_expected_seq(
-    engine: Engine,
+    engine: Engine, own_store: EventStore
 ) -> None:
-    pool = await create_pool(engine.database_url or "", size=2)
-    other = EventStore(pool)
-    other.start()
-    try:
-        await append(engine.store, "shared", [ev(1)])  # engine.store remembers seq 1
-        await append(other, "shared", [ev(2)])  # now seq 2, unknown to engine.store
-        [event] = await append(engine.store, "shared", [ev(3)], expected_seq=2)
-        assert event.seq == 3
-    finally:
-        await other.stop()
-        await pool.close()
+    await append(engine.store, "shared", [ev(1)])  # engine.store remembers seq 1
+    await append(own_store, "shared", [ev(2)])  # now seq 2, unknown to engine.store
+    [event] = await append(engine.store, "shared", [ev(3)], expected_seq=2)
+    assert event.seq == 3
 
 
 async def test_a_failing_listener_never_writes_a_batch_twice(engine: Engine) -> None:
@@ -183,21 +170,14 @@ async def test_a_failing_listener_never_writes_a_batch_twice(engine: Engine) -> 
 
 
 async def test_a_conflict_reports_the_exact_version_even_from_stale_memory(
-    engine: Engine,
+    engine: Engine, own_store: EventStore
 ) -> None:
-    pool = await create_pool(engine.database_url or "", size=2)
-    other = EventStore(pool)
-    other.start()
-    try:
-        await append(engine.store, "shared", [ev(1)])  # remembered at 1
-        await append(other, "shared", [ev(2)])
-        await append(other, "shared", [ev(3)])  # really at 3
-        with pytest.raises(Conflict) as info:
-            await append(engine.store, "shared", [ev(4)], expected_seq=0)
-        assert info.value.details == {"expected_seq": 0, "actual_seq": 3}
-    finally:
-        await other.stop()
-        await pool.close()
+    await append(engine.store, "shared", [ev(1)])  # remembered at 1
+    await append(own_store, "shared", [ev(2)])
+    await append(own_store, "shared", [ev(3)])  # really at 3
+    with pytest.raises(Conflict) as info:
+        await append(engine.store, "shared", [ev(4)], expected_seq=0)
+    assert info.value.details == {"expected_seq": 0, "actual_seq": 3}
 
 
 async def test_a_cancelled_stop_leaves_no_caller_waiting(engine: Engine) -> None:

@@ -16,14 +16,13 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from engine.db import create_pool
 from engine.errors import Conflict, NotFound, SpoolError
 from engine.events import Event, EventMeta, NewEvent, encode
 from engine.store import EventStore
@@ -44,15 +43,8 @@ EXAMPLES: dict[str, int] = {"sequential": 0, "concurrent": 0}
 
 
 @pytest.fixture
-async def store(database_url: str) -> AsyncIterator[EventStore]:
-    pool = await create_pool(database_url, size=4)
-    store = EventStore(pool)
-    store.start()
-    try:
-        yield store
-    finally:
-        await store.stop()
-        await pool.close()
+def store(own_store: EventStore) -> EventStore:
+    return own_store
 
 
 # --- generated programs ------------------------------------------------------------------------
