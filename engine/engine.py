@@ -83,7 +83,9 @@ class Engine:
         self._store.start()
         self.publisher = Publisher(self._redis, self._store, self.metrics)
         self.publisher.start()
-        self.dispatcher = Dispatcher(self._redis, self._store, self.metrics)
+        self.dispatcher = Dispatcher(
+            self._redis, self._store, self.metrics, capacity=self.settings.sse_buffer_events
+        )
         await self.dispatcher.start()
         self.tenants = Tenants(self._pool)
         self.sessions = Sessions(self._store)

@@ -31,6 +31,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cors_origins: tuple[str, ...] = ()
     db_pool_size: int = 10
     append_batch_max: int = 1000
+    sse_buffer_events: int = 1000
+    sse_keepalive_seconds: float = 15.0
 
     @property
     def embedded(self) -> bool:
@@ -63,6 +65,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                "must be between 2 and 1000")
         _check(self.append_batch_max, 1 <= self.append_batch_max <= 100_000,
                "SPOOL_APPEND_BATCH_MAX", "must be between 1 and 100000")
+        _check(self.sse_buffer_events, 1 <= self.sse_buffer_events <= 1_000_000,
+               "SPOOL_SSE_BUFFER_EVENTS", "must be between 1 and 1000000")
+        _check(self.sse_keepalive_seconds, 0.01 <= self.sse_keepalive_seconds <= 3600,
+               "SPOOL_SSE_KEEPALIVE_SECONDS", "must be between 0.01 and 3600")
         _check(self.log_level, self.log_level in _LOG_LEVELS, "SPOOL_LOG_LEVEL",
                f"must be one of {', '.join(_LOG_LEVELS)}")
         if self.database_url is not None and not self.database_url.startswith(
@@ -112,4 +118,6 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "cors_origins": _csv,
     "db_pool_size": _int,
     "append_batch_max": _int,
+    "sse_buffer_events": _int,
+    "sse_keepalive_seconds": float,
 }

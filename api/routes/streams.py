@@ -26,7 +26,7 @@ async def session_stream(request: Request) -> Response:
     if after:
         engine.metrics.sse_resumes.inc()
     tail = session_tail(engine.store, engine.fanout, tenant_id=tenant_id, stream_id=session_id,
-                        after=after)
+                        after=after, idle=engine.settings.sse_keepalive_seconds)
     return sse_response(tail, lambda event: event.seq)
 
 
@@ -42,7 +42,8 @@ async def tenant_stream(request: Request) -> Response:
     if after:
         engine.metrics.sse_resumes.inc()
     tail = tenant_tail(engine.store, engine.fanout, tenant_id=tenant_id, after=after,
-                       types=types, stream_type=stream_type)
+                       types=types, stream_type=stream_type,
+                       idle=engine.settings.sse_keepalive_seconds)
     return sse_response(tail, lambda event: event.position)
 
 

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import httpx
+import msgspec
 import pytest
 import uvicorn
 
@@ -174,3 +175,16 @@ async def test_tenant_firehose_filters_and_positions(live: Live) -> None:
     assert [f.event for f in got] == ["user_message", "user_message"]
     assert [f.envelope["data"]["content"][0]["text"] for f in got] == ["hello", "again"]
     assert [int(f.id or 0) for f in got] == [f.envelope["position"] for f in got]
+
+
+async def test_an_idle_stream_sends_keepalive_comments(live: Live) -> None:
+    live.engine.settings = msgspec.structs.replace(live.engine.settings,
+                                                   sse_keepalive_seconds=0.1)
+    key = await live.member_key()
+    sid = await live.session(key)
+    async with live.stream(f"/v1/sessions/{sid}/stream?after=1", key) as stream:
+        first = await anext(stream)
+        assert first.retry == 2000
+        async with asyncio.timeout(5):
+            second = await anext(stream)
+    assert second.comment == "keepalive" and second.id is None
