@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -40,6 +42,7 @@ class _Route(msgspec.Struct):
     stream_type: str
     seq: int
     type: str
+    created_at: datetime
 
 
 _route_decoder = msgspec.json.Decoder(_Route)
@@ -60,11 +63,13 @@ class LiveEvent(msgspec.Struct, frozen=True):
                    event.type, _encoder.encode(event))
 
     @classmethod
-    def from_entry(cls, position: int, fields: dict[bytes, bytes]) -> LiveEvent:
+    def from_entry(cls, position: int, fields: dict[bytes, bytes]) -> tuple[LiveEvent, float]:
+        """The event, and how long after its commit it reached this process (seconds)."""
         envelope = fields[b"e"]
         route = _route_decoder.decode(envelope)
-        return cls(position, fields[b"t"].decode(), route.stream_id, route.stream_type,
-                   route.seq, route.type, envelope)
+        event = cls(position, fields[b"t"].decode(), route.stream_id, route.stream_type,
+                    route.seq, route.type, envelope)
+        return event, time.time() - route.created_at.timestamp()
 
 
 class CutOff(SpoolError):
@@ -213,7 +218,9 @@ class Dispatcher:
                     await self._fill(until=position - 1)
                     if position <= self._last:  # the fill reached it already
                         continue
-                self._dispatch(LiveEvent.from_entry(position, fields))
+                event, delay = LiveEvent.from_entry(position, fields)
+                self.metrics.delivery_seconds.observe(max(delay, 0.0))
+                self._dispatch(event)
 
     async def _poll_postgres_until_redis_returns(self) -> None:
         while not self._stopping:

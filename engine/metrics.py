@@ -57,6 +57,12 @@ class Metrics:
             "Live events dropped at the replay/live hand-over because already sent",
             registry=self.registry,
         )
+        self.delivery_seconds = Histogram(
+            "spool_fanout_delivery_seconds",
+            "From commit (created_at) to dispatch in this process, for events arriving via Redis",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=self.registry,
+        )
         self.sse_cut_off = Counter(
             "spool_sse_cut_off_total", "Subscribers cut off for falling too far behind",
             registry=self.registry,

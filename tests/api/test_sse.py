@@ -188,3 +188,15 @@ async def test_an_idle_stream_sends_keepalive_comments(live: Live) -> None:
         async with asyncio.timeout(5):
             second = await anext(stream)
     assert second.comment == "keepalive" and second.id is None
+
+
+async def test_delivery_latency_is_measured(live: Live) -> None:
+    key = await live.member_key()
+    sid = await live.session(key)
+    async with live.stream(f"/v1/sessions/{sid}/stream", key) as stream:
+        await live.say(key, sid, "measured")
+        await events_from(stream, 2)
+    metrics = (await live.client.get("/metrics")).text
+    count = next(line for line in metrics.splitlines()
+                 if line.startswith("spool_fanout_delivery_seconds_count"))
+    assert float(count.split()[-1]) >= 1
