@@ -7,15 +7,24 @@ are written as encoded once by the dispatcher (or read from Postgres), never re-
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
+from starlette.types import Message, Receive, Scope, Send
 
 from engine.dispatch import CutOff, LiveEvent
 from engine.errors import InvalidRequest
+from engine.logging import get_logger
+from engine.metrics import Metrics
+
+log = get_logger("sse")
 
 RETRY_MS = 2000
+# A write that cannot finish in this long means a client that stopped reading but keeps the
+# connection open: it is dropped (and resumes by id if it ever reads again).
+WRITE_TIMEOUT = 30.0
 KEEPALIVE = b": keepalive\n\n"
 CUT_OFF = b": cut off: this client fell too far behind; reconnect with Last-Event-ID\n\n"
 _MAX_CURSOR = 2**63 - 1
@@ -41,19 +50,39 @@ def cursor(request: Request) -> int:
     return int(raw)
 
 
+class _EventStreamResponse(StreamingResponse):
+    """A streaming response whose every write must finish within WRITE_TIMEOUT."""
+
+    def __init__(self, body: AsyncGenerator[bytes, None], metrics: Metrics) -> None:
+        super().__init__(body, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self._body = body
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_in_time(message: Message) -> None:
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                await send(message)
+
+        try:
+            await super().__call__(scope, receive, send_in_time)
+        except TimeoutError:
+            self._metrics.sse_stalled.inc()
+            log.info("sse.client_stalled")
+        finally:  # a body stopped at a yield is not closed by the cancellation: close it now
+            await self._body.aclose()
+
+
 def sse_response(
-    events: AsyncIterator[LiveEvent | None], event_id: Callable[[LiveEvent], int]
+    events: AsyncIterator[LiveEvent | None], event_id: Callable[[LiveEvent], int],
+    metrics: Metrics,
 ) -> StreamingResponse:
-    return StreamingResponse(
-        _body(events, event_id),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return _EventStreamResponse(_body(events, event_id), metrics)
 
 
 async def _body(
     events: AsyncIterator[LiveEvent | None], event_id: Callable[[LiveEvent], int]
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     yield b"retry: %d\n\n" % RETRY_MS
     try:
         async for event in events:

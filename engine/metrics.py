@@ -63,6 +63,11 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
             registry=self.registry,
         )
+        self.sse_stalled = Counter(
+            "spool_sse_stalled_total",
+            "SSE connections dropped because a write did not finish in time",
+            registry=self.registry,
+        )
         self.sse_cut_off = Counter(
             "spool_sse_cut_off_total", "Subscribers cut off for falling too far behind",
             registry=self.registry,

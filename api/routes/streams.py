@@ -27,7 +27,7 @@ async def session_stream(request: Request) -> Response:
         engine.metrics.sse_resumes.inc()
     tail = session_tail(engine.store, engine.fanout, tenant_id=tenant_id, stream_id=session_id,
                         after=after, idle=engine.settings.sse_keepalive_seconds)
-    return sse_response(tail, lambda event: event.seq)
+    return sse_response(tail, lambda event: event.seq, engine.metrics)
 
 
 async def tenant_stream(request: Request) -> Response:
@@ -44,7 +44,7 @@ async def tenant_stream(request: Request) -> Response:
     tail = tenant_tail(engine.store, engine.fanout, tenant_id=tenant_id, after=after,
                        types=types, stream_type=stream_type,
                        idle=engine.settings.sse_keepalive_seconds)
-    return sse_response(tail, lambda event: event.position)
+    return sse_response(tail, lambda event: event.position, engine.metrics)
 
 
 routes = [

@@ -430,3 +430,32 @@ async def test_a_cursor_that_is_not_ascii_digits_is_400_never_500(live: Live) ->
                 )
                 assert response.status_code == 400, (path, raw, response.text)
                 assert response.json()["error"]["details"] == {"field": "Last-Event-ID"}
+
+
+async def test_a_client_that_never_reads_again_is_dropped(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No cut-off here (a huge buffer): the server's write blocks on a full socket, and after
+    WRITE_TIMEOUT the connection is dropped and its subscription freed."""
+    monkeypatch.setattr("api.sse.WRITE_TIMEOUT", 0.5)
+    engine = live.engine
+    engine.fanout.capacity = 100_000
+    key = await live.member_key()
+    session_id = await live.session(key)
+    big = "x" * 200_000
+    stalled_before = sample(engine, "spool_sse_stalled_total")
+    headers = {"Authorization": f"Bearer {key}"}
+    async with live.client.stream("GET", f"/v1/sessions/{session_id}/stream",
+                                  headers=headers) as response:
+        stream = frames(response)
+        async with asyncio.timeout(5):
+            while (await anext(stream)).id is None:
+                pass
+        appended = 0
+        while sample(engine, "spool_sse_stalled_total") == stalled_before:
+            assert appended < 400, "never dropped"
+            await live.say(key, session_id, big)
+            appended += 1
+            await asyncio.sleep(0.02)
+        await no_subscribers(engine)  # while the client still holds its end, unread
+    assert sample(engine, "spool_sse_cut_off_total") == 0
