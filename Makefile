@@ -27,6 +27,9 @@ test: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/append.py
+	$(BIN)/python bench/replay.py
+	$(BIN)/python bench/reconnect_storm.py
+	$(BIN)/python bench/idle_connections.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,516 @@
+"""Replay rate: events/s one SSE client receives replaying a 100k-event session from cursor 0.
+
+Three figures per run, on the same services and the same machine:
+
+* ``sse``: ``spool serve`` in its own process; the bench process connects one client to
+  ``GET /v1/sessions/{id}/stream`` (no cursor) and times connect -> the 100,000th frame.
+* ``raw_pg``: the raw read limit. One asyncpg connection reading the same rows in pages of
+  1000 (``SELECT ... WHERE stream_id = $1 AND seq > $2 ORDER BY seq LIMIT 1000``).
+* ``bare_sse``: the raw SSE limit. A bare ASGI app (same uvicorn, own process) streaming 100k
+  pre-encoded frames of the same size (one ASGI body message per frame, as Starlette's
+  StreamingResponse does) to the same client.
+
+The session's events are loaded through ``engine.store.EventStore.append`` (1000 per call), not
+over HTTP. The client reads the socket raw and counts frames by their blank-line terminators
+(it checks the last id it got), so it costs far less than the servers it measures.
+
+Services: embedded Postgres + Valkey in a temporary dir unless SPOOL_DATABASE_URL /
+SPOOL_REDIS_URL are set. Each run uses a fresh database and Redis database number ``run``
+(flushed first).
+
+    .venv/bin/python bench/replay.py [--events 100000] [--runs 3]
+
+This module also holds the plumbing the other SSE scripts (reconnect_storm, idle_connections)
+import: services, the server subprocess, HTTP setup, the bare ASGI server, raw SSE sockets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import msgspec
+from _common import (
+    REPO_ROOT,
+    emit_json,
+    fresh_database,
+    log,
+    median,
+    render_table,
+    server_facts,
+)
+
+from engine.db import create_pool, init_connection
+from engine.embedded import EmbeddedServices
+from engine.events import NewEvent
+from engine.store import EventStore
+
+ADMIN_TOKEN = "bench-admin-token-0123456789"
+TARGET_EPS = 100_000
+APPEND_BATCH = 1000
+# A realistic small event: an assistant message of ~120 characters.
+DATA = msgspec.json.encode(
+    {"content": [{"type": "text", "text": "The quick brown fox jumps over the lazy dog. " * 3}]}
+)
+_COLUMNS = "id, stream_id, stream_type, seq, position, type, data, meta, created_at"
+
+
+# --- services ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    postgres_url: str  # maintenance database
+    redis_url: str
+
+
+@contextlib.contextmanager
+def services() -> Iterator[Services]:
+    """SPOOL_DATABASE_URL / SPOOL_REDIS_URL, or embedded ones for the run."""
+    pg, rd = os.environ.get("SPOOL_DATABASE_URL"), os.environ.get("SPOOL_REDIS_URL")
+    if pg and rd:
+        yield Services(pg, rd)
+        return
+    with tempfile.TemporaryDirectory(prefix="spool-bench-") as data_dir:
+        log(f"starting embedded services in {data_dir}")
+        with EmbeddedServices(Path(data_dir), postgres=not pg, redis=not rd) as embedded:
+            yield Services(pg or str(embedded.database_url), rd or str(embedded.redis_url))
+
+
+def redis_db(url: str, number: int) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{number}"))
+
+
+async def flush_redis(url: str) -> None:
+    import redis.asyncio as redis
+
+    client = redis.from_url(url)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+
+
+def raise_fd_limit() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+# --- the server under test, in its own process ---------------------------------------------------
+
+
+class ServerProcess:
+    """A child process that prints ``... listening on http://HOST:PORT`` once it serves."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.argv, self.env = argv, env
+        self.proc: subprocess.Popen[str] | None = None
+        self.host, self.port = "127.0.0.1", 0
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _spawn(self) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.argv, env={**os.environ, **self.env}, cwd=REPO_ROOT, text=True,
+            stdout=subprocess.PIPE, preexec_fn=raise_fd_limit,
+        )
+
+    async def start(self) -> ServerProcess:
+        self.proc = self._spawn()
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(self.proc.stdout.readline), 120)
+        if "listening on http://" not in line:
+            self.stop()
+            raise RuntimeError(f"server did not start: {line!r}")
+        address = line.strip().rsplit("http://", 1)[1]
+        host, port = address.rsplit(":", 1)
+        self.host, self.port = host, int(port)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+
+def spool_server(database_url: str, redis_url: str) -> ServerProcess:
+    return ServerProcess(
+        [sys.executable, "-m", "spool.cli", "serve", "--host", "127.0.0.1", "--port", "0"],
+        {"SPOOL_DATABASE_URL": database_url, "SPOOL_REDIS_URL": redis_url,
+         "SPOOL_ADMIN_TOKEN": ADMIN_TOKEN, "SPOOL_LOG_LEVEL": "warning",
+         "PYTHONPATH": str(REPO_ROOT)},
+    )
+
+
+def bare_server(mode: str, frame_file: str = "", count: int = 0) -> ServerProcess:
+    return ServerProcess(
+        [sys.executable, str(Path(__file__).resolve()), "--bare-server", mode,
+         "--frame-file", frame_file, "--events", str(count)],
+        {"PYTHONPATH": str(REPO_ROOT)},
+    )
+
+
+def vm_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    tenant_id: str
+    key: str
+
+
+async def setup_session(base_url: str) -> tuple[Tenant, str]:
+    """A tenant, a member key and one session, over HTTP."""
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        response = await client.post("/v1/tenants", json={"name": "bench"}, headers=admin)
+        response.raise_for_status()
+        tenant_id = response.json()["id"]
+        response = await client.post("/v1/api_keys", json={"name": "bench", "role": "member"},
+                                     headers={**admin, "Spool-Tenant": tenant_id})
+        response.raise_for_status()
+        key = response.json()["key"]
+        response = await client.post("/v1/sessions", json={},
+                                     headers={"Authorization": f"Bearer {key}"})
+        response.raise_for_status()
+        return Tenant(tenant_id, key), response.json()["id"]
+
+
+# --- the bare ASGI SSE server (run as a child: ``replay.py --bare-server MODE``) -----------------
+
+
+def run_bare_server(mode: str, frame_file: str, count: int) -> None:
+    """``replay``: stream ``count`` pre-encoded frames built from the template in ``frame_file``
+    (``%d`` for the id), one ASGI message each. ``idle``: send ``retry:`` and wait for the
+    client to leave (a keepalive comment every 15 s, as the real server)."""
+    import uvicorn
+
+    raise_fd_limit()
+    frames: list[bytes] = []
+    if mode == "replay":
+        template = Path(frame_file).read_bytes()
+        frames = [template % (i + 1) for i in range(count)]
+    headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"retry: 2000\n\n", "more_body": True})
+        if mode == "replay":
+            for frame in frames:
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+        else:
+            while True:
+                try:
+                    async with asyncio.timeout(15):
+                        message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return
+                except TimeoutError:
+                    await send({"type": "http.response.body", "body": b": keepalive\n\n",
+                                "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def serve() -> None:
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None,
+                                access_log=False, lifespan="off")
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
+            await asyncio.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        print(f"bare listening on http://127.0.0.1:{port}", flush=True)
+        await task
+
+    asyncio.run(serve())
+
+
+# --- a raw SSE client ----------------------------------------------------------------------------
+
+
+async def open_sse(
+    host: str, port: int, path: str, headers: dict[str, str]
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    """Connect, send the GET, check the 200; returns the streams and the body bytes read."""
+    reader, writer = await asyncio.open_connection(host, port)
+    lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Accept: text/event-stream",
+             *(f"{name}: {value}" for name, value in headers.items())]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    buffer = b""
+    while b"\r\n\r\n" not in buffer:
+        chunk = await reader.read(65536)
+        if not chunk:
+            raise ConnectionError("closed before the response headers")
+        buffer += chunk
+    head, _, rest = buffer.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        writer.close()
+        raise RuntimeError(f"SSE request failed: {head[:200]!r} {rest[:300]!r}")
+    return reader, writer, rest
+
+
+async def count_frames(
+    host: str, port: int, path: str, headers: dict[str, str], want: int
+) -> tuple[float, int, bytes]:
+    """Seconds from connect to the ``want``-th frame after ``retry:``, body bytes read, and the
+    last bytes read (to check the last id). Frames are one chunk each and contain no blank line,
+    so counting ``\\n\\n`` counts frames."""
+    start = time.perf_counter()
+    reader, writer, body = await open_sse(host, port, path, headers)
+    seen, total, tail = body.count(b"\n\n"), len(body), body
+    try:
+        while seen < want + 1:  # + the retry: frame
+            chunk = await reader.read(1 << 20)
+            if not chunk:
+                raise ConnectionError(f"stream ended after {seen - 1} frames")
+            seen += chunk.count(b"\n\n") + (tail[-1:] == b"\n" and chunk[:1] == b"\n")
+            total += len(chunk)
+            tail = (tail + chunk)[-4096:]
+        return time.perf_counter() - start, total, tail
+    finally:
+        writer.close()
+
+
+def check_last_id(tail: bytes, last: int) -> None:
+    if b"id: %d\n" % last not in tail:
+        raise RuntimeError(f"the last frame read is not id {last}: ...{tail[-300:]!r}")
+
+
+# --- one run -------------------------------------------------------------------------------------
+
+
+async def load_events(database_url: str, tenant_id: str, session_id: str, total: int) -> float:
+    """Append events until the session has ``total`` (its session_created is seq 1)."""
+    pool = await create_pool(database_url, size=2)
+    store = EventStore(pool, batch_max=APPEND_BATCH)
+    store.start()
+    start = time.perf_counter()
+    try:
+        remaining = total - 1
+        while remaining > 0:
+            n = min(APPEND_BATCH, remaining)
+            await store.append(session_id, [NewEvent(type="assistant_message", data=DATA)] * n,
+                               tenant_id=tenant_id, stream_type="session")
+            remaining -= n
+        return total / (time.perf_counter() - start)
+    finally:
+        await store.stop()
+        await pool.close()
+
+
+async def frame_template(
+    database_url: str, tenant_id: str, session_id: str, total: int
+) -> bytes:
+    """A frame as the server writes it for a mid-session event, with ``%d`` for the id (taken
+    from the middle of the session)."""
+    from api.sse import frame
+    from engine.dispatch import LiveEvent
+
+    pool = await create_pool(database_url, size=2)
+    try:
+        store = EventStore(pool)
+        [event] = await store.read_stream(session_id, tenant_id=tenant_id, after=total // 2,
+                                           limit=1)
+    finally:
+        await pool.close()
+    return frame(123_456_789, LiveEvent.from_event(tenant_id, event)).replace(b"%", b"%%").replace(
+        b"id: 123456789", b"id: %d")
+
+
+async def analyze(database_url: str, tenant_id: str, session_id: str) -> None:
+    """ANALYZE the freshly loaded table, as autovacuum soon would: with the statistics of an
+    empty table the planner may read a page of the stream through ``events_tenant_position`` and
+    sort, i.e. scan the whole session for every page of 1000 (seen: 5x slower replay)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        explain = f"EXPLAIN SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND tenant_id = $2" \
+            " AND seq > $3 ORDER BY seq LIMIT 1000"
+        before = await _plan(conn, explain, session_id, tenant_id)
+        await conn.execute("ANALYZE events")
+        after = await _plan(conn, explain, session_id, tenant_id)
+        log(f"  plan of a page before ANALYZE: {before}; after: {after}")
+    finally:
+        await conn.close()
+
+
+async def _plan(conn: asyncpg.Connection, explain: str, session_id: str, tenant_id: str) -> str:
+    rows = await conn.fetch(explain, session_id, tenant_id, 0)
+    nodes = [row[0].strip().removeprefix("->").strip().split("  (")[0] for row in rows]
+    details = ("Sort Key", "Index Cond", "Filter", "Recheck")
+    return " / ".join(node for node in nodes if node and not node.startswith(details))
+
+
+async def raw_pg_rate(database_url: str, tenant_id: str, session_id: str, total: int) -> float:
+    conn = await asyncpg.connect(database_url)
+    await init_connection(conn)
+    try:
+        start = time.perf_counter()
+        after, got = 0, 0
+        while True:
+            rows = await conn.fetch(
+                f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND tenant_id = $2"
+                " AND seq > $3 ORDER BY seq LIMIT 1000", session_id, tenant_id, after)
+            if not rows:
+                break
+            got += len(rows)
+            after = rows[-1][3]
+        elapsed = time.perf_counter() - start
+    finally:
+        await conn.close()
+    if got != total:
+        raise RuntimeError(f"raw read got {got} rows, expected {total}")
+    return got / elapsed
+
+
+@dataclass
+class RunResult:
+    sse_eps: float
+    raw_pg_eps: float
+    bare_eps: float
+    load_eps: float
+    frame_bytes: float
+
+
+async def one_run(svc: Services, run: int, total: int) -> RunResult:
+    redis_url = redis_db(svc.redis_url, run)
+    await flush_redis(redis_url)
+    async with fresh_database(svc.postgres_url) as database_url:
+        server = await spool_server(database_url, redis_url).start()
+        try:
+            tenant, session_id = await setup_session(server.base_url)
+            load_eps = await load_events(database_url, tenant.tenant_id, session_id, total)
+            log(f"  loaded {total:,} events ({load_eps:,.0f} events/s)")
+            await analyze(database_url, tenant.tenant_id, session_id)
+            await asyncio.sleep(3)  # let the server's dispatcher and relay see the load first
+            path = f"/v1/sessions/{session_id}/stream"
+            elapsed, nbytes, tail = await count_frames(
+                server.host, server.port, path, {"Authorization": f"Bearer {tenant.key}"}, total)
+            check_last_id(tail, total)
+        finally:
+            server.stop()
+        sse_eps = total / elapsed
+        log(f"  sse replay: {sse_eps:,.0f} events/s ({elapsed:.2f} s, "
+            f"{nbytes / total:.0f} B/frame)")
+        raw_eps = await raw_pg_rate(database_url, tenant.tenant_id, session_id, total)
+        log(f"  raw asyncpg pages of 1000: {raw_eps:,.0f} events/s")
+        template = await frame_template(database_url, tenant.tenant_id, session_id, total)
+    with tempfile.NamedTemporaryFile(suffix=".frame") as handle:
+        handle.write(template)
+        handle.flush()
+        bare = await bare_server("replay", handle.name, total).start()
+        try:
+            b_elapsed, b_bytes, b_tail = await count_frames(bare.host, bare.port, "/", {}, total)
+            check_last_id(b_tail, total)
+        finally:
+            bare.stop()
+    bare_eps = total / b_elapsed
+    log(f"  bare ASGI SSE: {bare_eps:,.0f} events/s ({b_bytes / total:.0f} B/frame)")
+    return RunResult(sse_eps, raw_eps, bare_eps, load_eps, nbytes / total)
+
+
+async def bench(total: int, runs: int) -> dict[str, Any]:
+    with services() as svc:
+        facts = await server_facts(svc.postgres_url)
+        results = []
+        for run in range(1, runs + 1):
+            log(f"run {run}/{runs}")
+            results.append(await one_run(svc, run, total))
+    sse = median([r.sse_eps for r in results])
+    raw = median([r.raw_pg_eps for r in results])
+    bare = median([r.bare_eps for r in results])
+    return {
+        "bench": "replay",
+        "events": total,
+        "sse_eps": round(sse, 1),
+        "raw_pg_pages_eps": round(raw, 1),
+        "bare_asgi_sse_eps": round(bare, 1),
+        "ratio_sse_vs_raw_pg": round(sse / raw, 3),
+        "ratio_sse_vs_bare_sse": round(sse / bare, 3),
+        "target_eps": TARGET_EPS,
+        "target_met": sse >= TARGET_EPS,
+        "frame_bytes": round(median([r.frame_bytes for r in results]), 1),
+        "load_eps": round(median([r.load_eps for r in results]), 1),
+        "samples": {
+            "sse_eps": [round(r.sse_eps, 1) for r in results],
+            "raw_pg_pages_eps": [round(r.raw_pg_eps, 1) for r in results],
+            "bare_asgi_sse_eps": [round(r.bare_eps, 1) for r in results],
+        },
+        "runs": runs,
+        "cpus": os.cpu_count(),
+        "postgres": {k: facts[k] for k in ("server_version", "shared_buffers")},
+    }
+
+
+def print_table(result: dict[str, Any]) -> None:
+    sse = result["sse_eps"]
+    rows = [
+        ["spool SSE replay from cursor 0 (own process)", f"{sse:,.0f}", "1.00"],
+        ["raw asyncpg, pages of 1000 (no HTTP)", f"{result['raw_pg_pages_eps']:,.0f}",
+         f"{result['raw_pg_pages_eps'] / sse:.2f}"],
+        ["bare ASGI SSE, pre-encoded frames (no DB)", f"{result['bare_asgi_sse_eps']:,.0f}",
+         f"{result['bare_asgi_sse_eps'] / sse:.2f}"],
+    ]
+    log("")
+    log(render_table(["scenario", "events/s (median)", "x spool"], rows))
+    log(f"{result['events']:,} events of {result['frame_bytes']:.0f} B per frame; "
+        f"target >= {TARGET_EPS:,} events/s: {'MET' if result['target_met'] else 'NOT MET'} "
+        f"({sse / TARGET_EPS:.0%} of target, {result['ratio_sse_vs_bare_sse']:.0%} of bare SSE)")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000, help="events in the session")
+    parser.add_argument("--runs", type=int, default=3, help="repetitions; medians are reported")
+    parser.add_argument("--bare-server", help=argparse.SUPPRESS)
+    parser.add_argument("--frame-file", default="", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if args.bare_server:
+        run_bare_server(args.bare_server, args.frame_file, args.events)
+        return
+    result = asyncio.run(bench(args.events, args.runs))
+    emit_json(result)
+    print_table(result)
+
+
+if __name__ == "__main__":
+    main()
