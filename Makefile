@@ -27,6 +27,8 @@ test: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/append.py
+	$(BIN)/python bench/sse_latency.py
+	$(BIN)/python bench/sse_fanout.py
 	$(BIN)/python bench/replay.py
 	$(BIN)/python bench/reconnect_storm.py
 	$(BIN)/python bench/idle_connections.py

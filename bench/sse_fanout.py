@@ -1,0 +1,192 @@
+"""SSE fan-out throughput: events delivered per second, summed over N subscribers (default 100)
+of one session stream, while events are appended as fast as the server takes them.
+
+Two figures per run, on the same machine in the same run:
+
+* ``engine``: ``spool serve`` (uvicorn + Engine: Postgres append, Redis fan-out, dispatcher) in
+  its own process; ``--appenders`` closed loops of ``POST /v1/sessions/{id}/messages``; N
+  subscribers on ``GET /v1/sessions/{id}/stream``.
+* ``bare``: the raw limit, a bare Starlette/uvicorn SSE server (bench/_sse.py) in its own
+  process: ``POST /publish`` puts the body into N in-memory queues, each stream writes its queue.
+
+The load runs in client processes of its own: the subscribers (raw asyncio sockets) spread over
+``--client-procs`` processes (default 2), the appenders (raw keep-alive HTTP) in this one.
+Delivered/s counts every event frame any subscriber read during the ``--seconds`` measured
+(after ``--warmup``). A subscriber the server cuts off (too far behind) reconnects with
+Last-Event-ID and is counted.
+
+    .venv/bin/python bench/sse_fanout.py [--subscribers 100] [--appenders 16] [--seconds 5]
+                                         [--warmup 1] [--client-procs 2] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+from typing import Any
+
+from _common import emit_json, fresh_database, median, render_table
+from _sse import (
+    CLIENT_PROCESSES,
+    Appender,
+    ServerProcess,
+    SubscriberPool,
+    Target,
+    bare_server,
+    bare_target,
+    engine_server,
+    engine_target,
+    install_uvloop,
+    log,
+    raise_fd_limit,
+    services,
+    with_cpu,
+)
+
+TARGET_VS_BARE = 0.5
+
+
+async def measure(server: ServerProcess, target: Target, args: argparse.Namespace
+                  ) -> dict[str, float]:
+    pool = SubscriberPool(target, args.subscribers, args.client_procs, keep_latencies=False)
+    await pool.start()
+    appender = Appender(target, args.appenders)
+    stop = asyncio.Event()
+    load = asyncio.create_task(appender.flat_out(args.appenders, stop))
+    try:
+        await asyncio.sleep(args.warmup)
+        (_, frames_before), sent_before = await pool.frames(), appender.sent
+
+        async def window() -> None:
+            await asyncio.sleep(args.seconds)
+
+        _, cpu = await with_cpu(server, pool, window)
+        wall = cpu.wall
+        (_, frames_after), sent_after = await pool.frames(), appender.sent
+        delivered = (frames_after - frames_before) / wall
+        appended = (sent_after - sent_before) / wall
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await load
+        tally = await pool.report()
+        await appender.aclose()
+        await pool.stop()
+    return {
+        "delivered_eps": delivered,
+        "appended_eps": appended,
+        "delivered_per_append": delivered / appended if appended else 0.0,
+        "append_errors": float(appender.errors),
+        "cut_offs": float(tally.cut_offs),
+        "server_cores": cpu.server,
+        "client_cores": cpu.appender + cpu.subscribers,
+        "subscriber_procs_cores": cpu.subscribers,
+        "appender_proc_cores": cpu.appender,
+    }
+
+
+def _fmt(result: dict[str, float]) -> str:
+    return (f"{result['delivered_eps']:,.0f} delivered/s, {result['appended_eps']:,.0f} "
+            f"appended/s, {int(result['cut_offs'])} cut off, server "
+            f"{result['server_cores']:.2f} cores, client {result['client_cores']:.2f}")
+
+
+async def bench(args: argparse.Namespace, admin_url: str, redis_url: str) -> dict[str, Any]:
+    samples: dict[str, list[dict[str, float]]] = {"engine": [], "bare": []}
+    async with fresh_database(admin_url, schema=False) as database_url:
+        engine = await asyncio.to_thread(engine_server, database_url, redis_url)
+        bare = await asyncio.to_thread(bare_server)
+        try:
+            for run in range(1, args.runs + 1):
+                log(f"run {run}/{args.runs}")
+                result = await measure(engine, await engine_target(engine), args)
+                samples["engine"].append(result)
+                log(f"  engine: {_fmt(result)}")
+                result = await measure(bare, bare_target(bare), args)
+                samples["bare"].append(result)
+                log(f"  bare:   {_fmt(result)}")
+        finally:
+            await asyncio.to_thread(engine.stop)
+            await asyncio.to_thread(bare.stop)
+    return build_result(samples, args)
+
+
+def build_result(samples: dict[str, list[dict[str, float]]], args: argparse.Namespace
+                 ) -> dict[str, Any]:
+    med = {
+        name: {key: round(median([run[key] for run in runs]), 3) for key in runs[0]}
+        for name, runs in samples.items()
+    }
+    ratio = med["engine"]["delivered_eps"] / med["bare"]["delivered_eps"]
+    per_run = [e["delivered_eps"] / b["delivered_eps"]
+               for e, b in zip(samples["engine"], samples["bare"], strict=True)]
+    return {
+        "bench": "sse_fanout",
+        "subscribers": args.subscribers,
+        "appenders": args.appenders,
+        "engine": med["engine"],
+        "bare": med["bare"],
+        "ratio_engine_vs_bare": round(ratio, 3),
+        "ratio_engine_vs_bare_per_run": [round(r, 3) for r in per_run],
+        "targets": {"engine_vs_bare_min": TARGET_VS_BARE,
+                    "engine_vs_bare_met": ratio >= TARGET_VS_BARE},
+        "samples": {name: [{k: round(v, 3) for k, v in run.items()} for run in runs]
+                    for name, runs in samples.items()},
+        "client_processes": args.client_procs + 1,
+        "server_processes": 1,
+        "cpus": os.cpu_count(),
+        "runs": args.runs,
+        "seconds": args.seconds,
+        "warmup": args.warmup,
+    }
+
+
+def print_table(result: dict[str, Any]) -> None:
+    rows = []
+    for name in ("engine", "bare"):
+        r = result[name]
+        rows.append([name, f"{r['delivered_eps']:,.0f}", f"{r['appended_eps']:,.0f}",
+                     f"{r['delivered_per_append']:.1f}", str(int(r["cut_offs"])),
+                     f"{r['server_cores']:.2f}",
+                     f"{r['subscriber_procs_cores']:.2f}+{r['appender_proc_cores']:.2f}"])
+    header = ["server", "delivered/s", "appended/s", "per append", "cut off", "server cores",
+              "client cores (subs+appender)"]
+    log("")
+    log(f"{result['subscribers']} subscribers, {result['appenders']} closed-loop appenders, "
+        f"{result['client_processes']} client processes "
+        f"({result['client_processes'] - 1} reading the streams, 1 appending), "
+        f"{result['cpus']} CPUs "
+        f"(medians of {result['runs']} runs)")
+    log(render_table(header, rows))
+    log(f"target engine >= {TARGET_VS_BARE:.0%} of bare: {result['ratio_engine_vs_bare']:.1%} "
+        f"(per run {', '.join(f'{r:.0%}' for r in result['ratio_engine_vs_bare_per_run'])}) -> "
+        f"{'MET' if result['targets']['engine_vs_bare_met'] else 'NOT MET'}")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=100)
+    parser.add_argument("--appenders", type=int, default=16,
+                        help="concurrent closed-loop appenders (HTTP connections)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per figure")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")
+    parser.add_argument("--client-procs", type=int, default=CLIENT_PROCESSES,
+                        help="processes the subscribers are spread over")
+    parser.add_argument("--runs", type=int, default=3, help="repetitions; medians are reported")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    raise_fd_limit()
+    install_uvloop()
+    with services() as (admin_url, redis_url):
+        result = asyncio.run(bench(args, admin_url, redis_url))
+    emit_json(result)
+    print_table(result)
+
+
+if __name__ == "__main__":
+    main()

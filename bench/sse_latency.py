@@ -1,0 +1,209 @@
+"""Append->SSE delivery latency: p50/p99/max with N subscribers on one session stream while
+events are appended at R events/s.
+
+Two figures per run, on the same machine in the same run:
+
+* ``engine``: ``spool serve`` (uvicorn + Engine: Postgres append, Redis fan-out, dispatcher) in
+  its own process; events appended with ``POST /v1/sessions/{id}/messages``; N subscribers on
+  ``GET /v1/sessions/{id}/stream``.
+* ``bare``: the raw limit, a bare Starlette/uvicorn SSE server (bench/_sse.py) in its own
+  process: ``POST /publish`` puts the body into N in-memory queues, each stream writes its queue.
+
+The load runs in client processes of its own: the N subscribers (raw asyncio sockets) spread over
+``--client-procs`` processes (default 2), the paced appender (raw keep-alive HTTP) in this one.
+Each event's text carries the monotonic time its POST was submitted; latency is the time
+a subscriber read it minus that. Events appended during ``--warmup`` are not recorded; after the
+``--seconds`` measured the script waits (at most ``--drain`` s) for the recorded events to arrive.
+A subscriber the server cuts off (too far behind) reconnects with Last-Event-ID and is counted.
+
+    .venv/bin/python bench/sse_latency.py [--subscribers 1000] [--rate 1000] [--seconds 5]
+                                          [--warmup 1] [--drain 10] [--client-procs 2]
+                                          [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+from typing import Any
+
+from _common import emit_json, fresh_database, median, render_table
+from _sse import (
+    CLIENT_PROCESSES,
+    Appender,
+    ServerProcess,
+    SubscriberPool,
+    Target,
+    bare_server,
+    bare_target,
+    engine_server,
+    engine_target,
+    install_uvloop,
+    log,
+    percentile,
+    raise_fd_limit,
+    services,
+    wait_quiet,
+    with_cpu,
+)
+
+TARGET_P50_MS = 2.0
+TARGET_P99_MS = 10.0
+MAX_IN_FLIGHT = 64  # outstanding appends before the paced appender slips (server saturated)
+
+
+async def measure(
+    server: ServerProcess, target: Target, args: argparse.Namespace
+) -> dict[str, Any]:
+    pool = SubscriberPool(target, args.subscribers, args.client_procs, keep_latencies=True)
+    await pool.start()
+    appender = Appender(target, MAX_IN_FLIGHT)
+    try:
+        await appender.paced(args.rate, args.warmup, MAX_IN_FLIGHT)
+        sent_before, posts_before = appender.sent, len(appender.post_ns)
+
+        async def window() -> float:
+            await pool.since(time.monotonic_ns())
+            return await appender.paced(args.rate, args.seconds, MAX_IN_FLIGHT)
+
+        started = time.monotonic()
+        rate, cpu = await with_cpu(server, pool, window)
+        sent = appender.sent - sent_before
+        expected = sent * args.subscribers
+        await wait_quiet(pool, expected, args.drain)
+        delivering = time.monotonic() - started  # the window plus the drain
+        tally = await pool.report()
+    finally:
+        await appender.aclose()
+        await pool.stop()
+    latencies = sorted(tally.latencies_ns)
+    posts = sorted(appender.post_ns[posts_before:])
+    return {
+        "p50_ms": percentile(latencies, 0.50) / 1e6,
+        "p99_ms": percentile(latencies, 0.99) / 1e6,
+        "max_ms": (latencies[-1] / 1e6) if latencies else float("nan"),
+        "append_post_p50_ms": percentile(posts, 0.50) / 1e6,
+        "submitted_eps": rate,
+        "append_errors": appender.errors,
+        "delivered_fraction": tally.frames / expected if expected else 0.0,
+        "deliveries_per_s": tally.frames / delivering,
+        "cut_offs": tally.cut_offs,
+        "server_cores": cpu.server,
+        "client_cores": cpu.appender + cpu.subscribers,
+        "subscriber_procs_cores": cpu.subscribers,
+        "appender_proc_cores": cpu.appender,
+    }
+
+
+def _fmt(result: dict[str, Any]) -> str:
+    return (f"p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, "
+            f"max {result['max_ms']:.1f} ms, POST p50 {result['append_post_p50_ms']:.1f} ms, "
+            f"{result['submitted_eps']:,.0f} ev/s submitted, "
+            f"{result['delivered_fraction']:.1%} delivered, {result['cut_offs']} cut off, "
+            f"server {result['server_cores']:.2f} cores, client {result['client_cores']:.2f}")
+
+
+async def bench(args: argparse.Namespace, admin_url: str, redis_url: str) -> dict[str, Any]:
+    samples: dict[str, list[dict[str, Any]]] = {"engine": [], "bare": []}
+    async with fresh_database(admin_url, schema=False) as database_url:
+        engine = await asyncio.to_thread(engine_server, database_url, redis_url)
+        bare = await asyncio.to_thread(bare_server)
+        try:
+            for run in range(1, args.runs + 1):
+                log(f"run {run}/{args.runs}")
+                result = await measure(engine, await engine_target(engine), args)
+                samples["engine"].append(result)
+                log(f"  engine: {_fmt(result)}")
+                result = await measure(bare, bare_target(bare), args)
+                samples["bare"].append(result)
+                log(f"  bare:   {_fmt(result)}")
+        finally:
+            await asyncio.to_thread(engine.stop)
+            await asyncio.to_thread(bare.stop)
+    return build_result(samples, args)
+
+
+def build_result(samples: dict[str, list[dict[str, Any]]], args: argparse.Namespace
+                 ) -> dict[str, Any]:
+    med = {
+        name: {key: round(median([run[key] for run in runs]), 3) for key in runs[0]}
+        for name, runs in samples.items()
+    }
+    engine, bare = med["engine"], med["bare"]
+    return {
+        "bench": "sse_latency",
+        "subscribers": args.subscribers,
+        "rate_eps": args.rate,
+        "engine": engine,
+        "bare": bare,
+        "ratio_p50_engine_vs_bare": round(engine["p50_ms"] / bare["p50_ms"], 2),
+        "ratio_p99_engine_vs_bare": round(engine["p99_ms"] / bare["p99_ms"], 2),
+        "targets": {
+            "p50_ms_max": TARGET_P50_MS, "p50_met": engine["p50_ms"] < TARGET_P50_MS,
+            "p99_ms_max": TARGET_P99_MS, "p99_met": engine["p99_ms"] < TARGET_P99_MS,
+        },
+        "samples": {name: [{k: round(v, 3) for k, v in run.items()} for run in runs]
+                    for name, runs in samples.items()},
+        "client_processes": args.client_procs + 1,
+        "server_processes": 1,
+        "cpus": os.cpu_count(),
+        "runs": args.runs,
+        "seconds": args.seconds,
+        "warmup": args.warmup,
+    }
+
+
+def print_table(result: dict[str, Any]) -> None:
+    rows = []
+    for name in ("engine", "bare"):
+        r = result[name]
+        rows.append([name, f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['max_ms']:.1f}",
+                     f"{r['append_post_p50_ms']:.2f}",
+                     f"{r['submitted_eps']:,.0f}", f"{r['delivered_fraction']:.1%}",
+                     f"{r['deliveries_per_s']:,.0f}", str(int(r["cut_offs"])),
+                     f"{r['server_cores']:.2f}",
+                     f"{r['subscriber_procs_cores']:.2f}+{r['appender_proc_cores']:.2f}"])
+    header = ["server", "p50 ms", "p99 ms", "max ms", "POST p50 ms", "appended/s", "delivered",
+              "deliveries/s", "cut off", "server cores", "client cores (subs+appender)"]
+    log("")
+    log(f"{result['subscribers']} subscribers, target {result['rate_eps']:,} events/s, "
+        f"{result['client_processes']} client processes "
+        f"({result['client_processes'] - 1} reading the streams, 1 appending), "
+        f"{result['cpus']} CPUs "
+        f"(medians of {result['runs']} runs)")
+    log(render_table(header, rows))
+    t = result["targets"]
+    log(f"engine/bare: p50 x{result['ratio_p50_engine_vs_bare']}, "
+        f"p99 x{result['ratio_p99_engine_vs_bare']}")
+    log(f"target p50 < {TARGET_P50_MS:g} ms: {'MET' if t['p50_met'] else 'NOT MET'}; "
+        f"p99 < {TARGET_P99_MS:g} ms: {'MET' if t['p99_met'] else 'NOT MET'}")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=1000.0, help="events appended per second")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per figure")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")
+    parser.add_argument("--drain", type=float, default=10.0,
+                        help="at most this long to wait for the measured events to arrive")
+    parser.add_argument("--client-procs", type=int, default=CLIENT_PROCESSES,
+                        help="processes the subscribers are spread over")
+    parser.add_argument("--runs", type=int, default=3, help="repetitions; medians are reported")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    raise_fd_limit()
+    install_uvloop()
+    with services() as (admin_url, redis_url):
+        result = asyncio.run(bench(args, admin_url, redis_url))
+    emit_json(result)
+    print_table(result)
+
+
+if __name__ == "__main__":
+    main()
