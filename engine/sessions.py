@@ -92,8 +92,7 @@ class Sessions:
         meta: EventMeta | None = None,
         idempotency_key: str | None = None,
     ) -> Event:
-        session = await self.get(tenant_id, session_id)
-        if session.status == "archived":
+        if await self._last_event_type(tenant_id, session_id) == _ARCHIVED:
             raise Conflict(f"session {session_id!r} is archived")
         data = UserMessage(turn_id=new_id("turn"), content=content)
         event_id = _derived(tenant_id, f"sessions.{session_id}.messages", idempotency_key)
@@ -104,6 +103,15 @@ class Sessions:
             stream_type="session",
         )
         return event
+
+    async def _last_event_type(self, tenant_id: str, session_id: str) -> str:
+        """The type of the session's last event, in two indexed reads whatever its length
+        (archiving is terminal, so "archived" is always the last event). 404 if unknown."""
+        _check_session_id(session_id)
+        version = await self._store.stream_version(session_id, tenant_id=tenant_id)
+        [last] = await self._store.read_stream(session_id, tenant_id=tenant_id,
+                                                after=version - 1, limit=1)
+        return last.type
 
     async def events(
         self, tenant_id: str, session_id: str, *, after: int, limit: int
@@ -149,6 +157,9 @@ def fold(events: list[Event]) -> Session:
         updated_at=events[-1].created_at,
         last_seq=events[-1].seq,
     )
+
+
+_ARCHIVED = SessionArchived.__struct_config__.tag
 
 
 def _check_session_id(session_id: str) -> None:
