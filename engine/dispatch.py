@@ -203,7 +203,7 @@ class Dispatcher:
                 await asyncio.sleep(self._poll_interval)
 
     async def _follow_redis(self) -> None:
-        while True:
+        while not self._stopping:
             response: Any = await self._redis.xread(
                 {LOG_KEY: entry_id(self._last)}, count=1000, block=self._idle_check_ms
             )

@@ -38,6 +38,7 @@ class Engine:
         self._embedded: EmbeddedServices | None = None
         self._pool: asyncpg.Pool | None = None
         self._redis: redis.Redis | None = None
+        self._reader: redis.Redis | None = None
         self._store: EventStore | None = None
         self.publisher: Publisher | None = None
         self.dispatcher: Dispatcher | None = None
@@ -83,8 +84,13 @@ class Engine:
         self._store.start()
         self.publisher = Publisher(self._redis, self._store, self.metrics)
         self.publisher.start()
+        # The dispatcher's blocking reads get a client of their own without retries: stopping
+        # cuts its connection, and a retry would reconnect and block again.
+        self._reader = redis.from_url(
+            self.redis_url, socket_timeout=5, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
+        )
         self.dispatcher = Dispatcher(
-            self._redis, self._store, self.metrics, capacity=self.settings.sse_buffer_events
+            self._reader, self._store, self.metrics, capacity=self.settings.sse_buffer_events
         )
         await self.dispatcher.start()
         self.tenants = Tenants(self._pool)
@@ -103,15 +109,16 @@ class Engine:
             await self.publisher.stop()
         if self.dispatcher is not None:
             await self.dispatcher.stop()
-        if self._redis is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._redis.aclose()
+        for client in (self._redis, self._reader):
+            if client is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    await client.aclose()
         if self._pool is not None:
             with contextlib.suppress(Exception):
                 await self._pool.close()
         if self._embedded is not None:
             await anyio.to_thread.run_sync(self._embedded.stop)
-        self._store = self._pool = self._redis = self._embedded = None
+        self._store = self._pool = self._redis = self._reader = self._embedded = None
         self.publisher = self.dispatcher = None
 
     @property
