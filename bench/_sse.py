@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _common import fresh_database
 
 SCRIPT = str(Path(__file__).resolve())
 REPO_ROOT = Path(SCRIPT).parent.parent
@@ -672,3 +673,31 @@ if __name__ == "__main__":
         asyncio.run(_serve_subscribers(sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"))
     else:
         sys.exit("usage: python bench/_sse.py bare   (the bare ASGI SSE server)")
+
+
+async def engine_vs_bare(
+    admin_url: str, redis_url: str, runs: int,
+    measure: Callable[[ServerProcess, Target], Awaitable[dict[str, Any]]],
+    describe: Callable[[dict[str, Any]], str],
+) -> dict[str, list[dict[str, Any]]]:
+    """Start `spool serve` (on a fresh database) and the bare server, then measure both
+    ``runs`` times, interleaved; returns every run's result per server."""
+    samples: dict[str, list[dict[str, Any]]] = {"engine": [], "bare": []}
+
+    async def measure_one(name: str, server: ServerProcess, target: Target) -> None:
+        result = await measure(server, target)
+        samples[name].append(result)
+        log(f"  {name + ':':7} {describe(result)}")
+
+    async with fresh_database(admin_url, schema=False) as database_url:
+        engine = await asyncio.to_thread(engine_server, database_url, redis_url)
+        bare = await asyncio.to_thread(bare_server)
+        try:
+            for run in range(1, runs + 1):
+                log(f"run {run}/{runs}")
+                await measure_one("engine", engine, await engine_target(engine))
+                await measure_one("bare", bare, bare_target(bare))
+        finally:
+            await asyncio.to_thread(engine.stop)
+            await asyncio.to_thread(bare.stop)
+    return samples

@@ -29,17 +29,14 @@ import os
 import time
 from typing import Any
 
-from _common import emit_json, fresh_database, median, render_table
+from _common import emit_json, median, render_table
 from _sse import (
     CLIENT_PROCESSES,
     Appender,
     ServerProcess,
     SubscriberPool,
     Target,
-    bare_server,
-    bare_target,
-    engine_server,
-    engine_target,
+    engine_vs_bare,
     install_uvloop,
     log,
     percentile,
@@ -106,22 +103,10 @@ def _fmt(result: dict[str, Any]) -> str:
 
 
 async def bench(args: argparse.Namespace, admin_url: str, redis_url: str) -> dict[str, Any]:
-    samples: dict[str, list[dict[str, Any]]] = {"engine": [], "bare": []}
-    async with fresh_database(admin_url, schema=False) as database_url:
-        engine = await asyncio.to_thread(engine_server, database_url, redis_url)
-        bare = await asyncio.to_thread(bare_server)
-        try:
-            for run in range(1, args.runs + 1):
-                log(f"run {run}/{args.runs}")
-                result = await measure(engine, await engine_target(engine), args)
-                samples["engine"].append(result)
-                log(f"  engine: {_fmt(result)}")
-                result = await measure(bare, bare_target(bare), args)
-                samples["bare"].append(result)
-                log(f"  bare:   {_fmt(result)}")
-        finally:
-            await asyncio.to_thread(engine.stop)
-            await asyncio.to_thread(bare.stop)
+    samples = await engine_vs_bare(
+        admin_url, redis_url, args.runs,
+        lambda server, target: measure(server, target, args), _fmt,
+    )
     return build_result(samples, args)
 
 
