@@ -37,6 +37,11 @@ def frame(event_id: int, event: LiveEvent) -> bytes:
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, event.type.encode(), data)
 
 
+def frames(events: list[LiveEvent], event_id: Callable[[LiveEvent], int]) -> bytes:
+    """A batch as one chunk: one socket write for a replayed page or a drained buffer."""
+    return b"".join([frame(event_id(event), event) for event in events])
+
+
 def cursor(request: Request) -> int:
     """Where to resume: the Last-Event-ID header (wins) or ?after=, else 0 (from the start)."""
     header = request.headers.get("last-event-id")
@@ -74,22 +79,22 @@ class _EventStreamResponse(StreamingResponse):
 
 
 def sse_response(
-    events: AsyncIterator[LiveEvent | None], event_id: Callable[[LiveEvent], int],
+    batches: AsyncIterator[list[LiveEvent]], event_id: Callable[[LiveEvent], int],
     metrics: Metrics,
 ) -> StreamingResponse:
-    return _EventStreamResponse(_body(events, event_id), metrics)
+    return _EventStreamResponse(_body(batches, event_id), metrics)
 
 
 async def _body(
-    events: AsyncIterator[LiveEvent | None], event_id: Callable[[LiveEvent], int]
+    batches: AsyncIterator[list[LiveEvent]], event_id: Callable[[LiveEvent], int]
 ) -> AsyncGenerator[bytes, None]:
     yield b"retry: %d\n\n" % RETRY_MS
     try:
-        async for event in events:
-            yield KEEPALIVE if event is None else frame(event_id(event), event)
+        async for batch in batches:
+            yield frames(batch, event_id) if batch else KEEPALIVE
     except CutOff:
         yield CUT_OFF
     finally:
-        aclose = getattr(events, "aclose", None)
+        aclose = getattr(batches, "aclose", None)
         if aclose is not None:
             await aclose()  # unsubscribe now, not when the generator is collected

@@ -102,8 +102,10 @@ class Subscription:
             self._items.append(event)
         self._ready.set()
 
-    async def next(self, idle: float) -> LiveEvent | None:
-        """The next event; None after ``idle`` seconds of silence. Raises CutOff."""
+    async def next_batch(self, idle: float) -> list[LiveEvent]:
+        """Every buffered event, waiting for at least one; ``[]`` after ``idle`` seconds of
+        silence. Taking the whole buffer lets a busy reader write many events at once.
+        Raises CutOff."""
         if not self._items and not self.cut_off:
             self._ready.clear()
             with contextlib.suppress(TimeoutError):
@@ -111,7 +113,9 @@ class Subscription:
                     await self._ready.wait()
         if self.cut_off:
             raise CutOff("fell too far behind")
-        return self._items.popleft() if self._items else None
+        batch = list(self._items)
+        self._items.clear()
+        return batch
 
     def close(self) -> None:
         self._dispatcher.unsubscribe(self)

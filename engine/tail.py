@@ -5,7 +5,9 @@ during the replay is either in the replay or in the subscription buffer (or both
 is then dropped by its id). Session tails also check ``seq`` continuity and fill any hole from
 Postgres, so they do not depend on the dispatcher being perfect.
 
-Tails yield ``LiveEvent``s, and ``None`` after ``idle`` seconds without one (for keepalives).
+Tails yield batches of ``LiveEvent``s (a replayed page, or everything a subscription buffered
+since the last batch), so a busy stream is written many events per socket write; an empty batch
+comes after ``idle`` seconds without an event (for keepalives).
 """
 
 from __future__ import annotations
@@ -21,33 +23,37 @@ _PAGE = 1000
 async def session_tail(
     store: EventStore, dispatcher: Dispatcher, *, tenant_id: str, stream_id: str,
     after: int, idle: float = 15.0,
-) -> AsyncIterator[LiveEvent | None]:
+) -> AsyncIterator[list[LiveEvent]]:
     """Every event of one stream with ``seq > after``, in order, exactly once."""
     subscription = dispatcher.subscribe_stream(stream_id)
     metrics = dispatcher.metrics
     try:
         last = after
         replayed = 0
-        async for event in _replay_stream(store, tenant_id, stream_id, after, until=None):
-            yield event
-            last, replayed = event.seq, replayed + 1
+        async for page in _replay_stream(store, tenant_id, stream_id, after, until=None):
+            yield page
+            last, replayed = page[-1].seq, replayed + len(page)
         metrics.sse_replayed.observe(replayed)
         while True:
-            live = await subscription.next(idle)
-            if live is None:
-                yield None
+            batch = await subscription.next_batch(idle)
+            if not batch:
+                yield batch
                 continue
-            if live.seq <= last:
-                metrics.duplicates_suppressed.inc()
-                continue
-            if live.seq > last + 1:
-                metrics.gaps_filled.inc()
-                async for missing in _replay_stream(store, tenant_id, stream_id, last,
-                                                    until=live.seq - 1):
-                    yield missing
-                    last = missing.seq
-            yield live
-            last = live.seq
+            out: list[LiveEvent] = []
+            for live in batch:
+                if live.seq <= last:
+                    metrics.duplicates_suppressed.inc()
+                    continue
+                if live.seq > last + 1:
+                    metrics.gaps_filled.inc()
+                    async for page in _replay_stream(store, tenant_id, stream_id, last,
+                                                     until=live.seq - 1):
+                        out.extend(page)
+                        last = page[-1].seq
+                out.append(live)
+                last = live.seq
+            if out:
+                yield out
     finally:
         subscription.close()
 
@@ -55,7 +61,7 @@ async def session_tail(
 async def tenant_tail(
     store: EventStore, dispatcher: Dispatcher, *, tenant_id: str, after: int,
     types: Collection[str] = (), stream_type: str | None = None, idle: float = 15.0,
-) -> AsyncIterator[LiveEvent | None]:
+) -> AsyncIterator[list[LiveEvent]]:
     """Every event of one tenant with ``position > after`` passing the filters, in order, once."""
     accepts = _filter(types, stream_type)
     subscription = dispatcher.subscribe_tenant(tenant_id, accepts)
@@ -65,37 +71,36 @@ async def tenant_tail(
         while True:
             page = await store.read_all(after=last, limit=_PAGE, tenant_id=tenant_id,
                                         types=list(types) or None, stream_type=stream_type)
-            for event in page:
-                yield LiveEvent.from_event(tenant_id, event)
             if page:
+                yield [LiveEvent.from_event(tenant_id, event) for event in page]
                 last, replayed = page[-1].position, replayed + len(page)
             if len(page) < _PAGE:
                 break
         metrics.sse_replayed.observe(replayed)
         while True:
-            live = await subscription.next(idle)
-            if live is None:
-                yield None
-            elif live.position <= last:
-                metrics.duplicates_suppressed.inc()
-            else:
-                yield live
-                last = live.position
+            batch = await subscription.next_batch(idle)
+            fresh = [live for live in batch if live.position > last]
+            if len(fresh) < len(batch):
+                metrics.duplicates_suppressed.inc(len(batch) - len(fresh))
+            if fresh or not batch:
+                yield fresh
+                last = fresh[-1].position if fresh else last
     finally:
         subscription.close()
 
 
 async def _replay_stream(
     store: EventStore, tenant_id: str, stream_id: str, after: int, *, until: int | None,
-) -> AsyncIterator[LiveEvent]:
+) -> AsyncIterator[list[LiveEvent]]:
+    """Pages of the stream's events with ``after < seq <= until`` (no end if ``until`` is None)."""
     while until is None or after < until:
         page = await store.read_stream(stream_id, tenant_id=tenant_id, after=after, limit=_PAGE)
-        for event in page:
-            if until is not None and event.seq > until:
-                return
-            yield LiveEvent.from_event(tenant_id, event)
-            after = event.seq
-        if len(page) < _PAGE:
+        events = [LiveEvent.from_event(tenant_id, event) for event in page
+                  if until is None or event.seq <= until]
+        if events:
+            yield events
+            after = events[-1].seq
+        if len(events) < _PAGE:
             return
 
 

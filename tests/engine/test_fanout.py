@@ -54,14 +54,12 @@ async def take(subscription: Subscription, count: int, within: float = 5) -> lis
     got: list[LiveEvent] = []
     async with asyncio.timeout(within):
         while len(got) < count:
-            event = await subscription.next(idle=within)
-            if event is not None:
-                got.append(event)
+            got.extend(await subscription.next_batch(idle=within))
     return got
 
 
 async def nothing_more(subscription: Subscription, wait: float = 0.3) -> None:
-    assert await subscription.next(idle=wait) is None
+    assert await subscription.next_batch(idle=wait) == []
 
 
 def routed(events: Sequence[Event]) -> list[tuple[int, int, str]]:
@@ -177,7 +175,7 @@ async def test_a_subscriber_that_falls_behind_is_cut_off_freed_and_can_resume(
     assert dispatcher.subscriber_count == 0
     assert sample(engine, "spool_sse_connected_clients") == 0
     with pytest.raises(CutOff):
-        await subscription.next(idle=1)
+        await subscription.next_batch(idle=1)
     subscription.close()  # idempotent
     assert dispatcher.subscriber_count == 0
     assert sample(engine, "spool_sse_connected_clients") == 0
@@ -188,10 +186,10 @@ async def test_a_subscriber_that_falls_behind_is_cut_off_freed_and_can_resume(
                         after=received[-1].seq, idle=0.3)
     resumed: list[LiveEvent] = []
     async with asyncio.timeout(5):
-        async for event in tail:
-            if event is None:
+        async for batch in tail:
+            if not batch:
                 break
-            resumed.append(event)
+            resumed.extend(batch)
             if len(resumed) == 12:  # then one live event after the replay
                 await append(engine.store, tenant_id, session_id, 1)
     await tail.aclose()
@@ -213,11 +211,11 @@ async def test_a_burst_larger_than_the_buffer_cuts_off_even_an_eager_reader(
     await asyncio.sleep(0.05)
     assert engine.fanout.subscriber_count == 1
     await append(engine.store, tenant_id, session_id, 50)
-    got: list[LiveEvent | None] = []
+    got: list[LiveEvent] = []
     with pytest.raises(CutOff):
-        got.append(await reader)
+        got.extend(await reader)
         async with asyncio.timeout(5):
-            async for event in tail:
-                got.append(event)
+            async for batch in tail:
+                got.extend(batch)
     assert len(got) < 50
     assert engine.fanout.subscriber_count == 0
