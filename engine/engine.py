@@ -93,7 +93,8 @@ class Engine:
             self._reader, self._store, self.metrics, capacity=self.settings.sse_buffer_events
         )
         await self.dispatcher.start()
-        self.tenants = Tenants(self._pool)
+        self.tenants = Tenants(
+            self._pool, auth_cache_seconds=self.settings.auth_cache_seconds)
         self.sessions = Sessions(self._store)
         self.generated_admin_token = await self.tenants.bootstrap_admin(
             self.settings.admin_token

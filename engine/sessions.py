@@ -105,13 +105,10 @@ class Sessions:
         return event
 
     async def _last_event_type(self, tenant_id: str, session_id: str) -> str:
-        """The type of the session's last event, in two indexed reads whatever its length
-        (archiving is terminal, so "archived" is always the last event). 404 if unknown."""
+        """The type of the session's last event (archiving is terminal, so "archived" is
+        always the last event). 404 if unknown."""
         _check_session_id(session_id)
-        version = await self._store.stream_version(session_id, tenant_id=tenant_id)
-        [last] = await self._store.read_stream(session_id, tenant_id=tenant_id,
-                                                after=version - 1, limit=1)
-        return last.type
+        return (await self._store.last_event(session_id, tenant_id=tenant_id)).type
 
     async def events(
         self, tenant_id: str, session_id: str, *, after: int, limit: int

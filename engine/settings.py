@@ -33,6 +33,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     append_batch_max: int = 1000
     sse_buffer_events: int = 1000
     sse_keepalive_seconds: float = 15.0
+    auth_cache_seconds: float = 1.0
 
     @property
     def embedded(self) -> bool:
@@ -69,6 +70,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                "SPOOL_SSE_BUFFER_EVENTS", "must be between 1 and 1000000")
         _check(self.sse_keepalive_seconds, 0.01 <= self.sse_keepalive_seconds <= 3600,
                "SPOOL_SSE_KEEPALIVE_SECONDS", "must be between 0.01 and 3600")
+        _check(self.auth_cache_seconds, 0 <= self.auth_cache_seconds <= 60,
+               "SPOOL_AUTH_CACHE_SECONDS", "must be between 0 and 60")
         _check(self.log_level, self.log_level in _LOG_LEVELS, "SPOOL_LOG_LEVEL",
                f"must be one of {', '.join(_LOG_LEVELS)}")
         if self.database_url is not None and not self.database_url.startswith(
@@ -120,4 +123,5 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "append_batch_max": _int,
     "sse_buffer_events": _int,
     "sse_keepalive_seconds": float,
+    "auth_cache_seconds": float,
 }

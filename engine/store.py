@@ -53,6 +53,7 @@ MAX_READ_LIMIT = 1000
 _MAX_REMEMBERED_STREAMS = 100_000
 
 _EVENT_COLUMNS = "id, stream_id, stream_type, seq, position, type, data, meta, created_at"
+_E_EVENT_COLUMNS = ", ".join(f"e.{column}" for column in _EVENT_COLUMNS.split(", "))
 
 
 def _event(row: Any) -> Event:
@@ -352,6 +353,21 @@ class EventStore:
         if seq is None:
             raise NotFound(f"stream {stream_id!r} not found")
         return int(seq)
+
+    async def last_event(self, stream_id: str, *, tenant_id: str) -> Event:
+        """The stream's last event, in one indexed read; NotFound for an unknown or foreign
+        stream (every stream row has its first event: both are written by one transaction)."""
+        async with connection(self._pool, "reading a stream's last event") as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_E_EVENT_COLUMNS} FROM streams s CROSS JOIN LATERAL"
+                " (SELECT * FROM events e WHERE e.stream_id = s.stream_id"
+                "  ORDER BY e.seq DESC LIMIT 1) e"
+                " WHERE s.stream_id = $1 AND s.tenant_id = $2",
+                stream_id, tenant_id,
+            )
+        if row is None:
+            raise NotFound(f"stream {stream_id!r} not found")
+        return _event(row)
 
     async def read_log(self, *, after: int, limit: int = 1000) -> list[Committed]:
         """The whole log (every tenant) after ``after``, with each event's tenant: for the

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 from datetime import datetime
 from typing import Any, Literal
 
@@ -77,10 +78,19 @@ def _api_key(row: Any) -> ApiKey:
 _ADMIN_HASH_KEY = "admin_token_sha256"
 
 
+_AUTH_CACHE_MAX = 10_000
+
+
 class Tenants:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, auth_cache_seconds: float = 0.0) -> None:
         self._pool = pool
         self._admin_hash: bytes | None = None
+        # key id -> (expires, secret hash, principal): keys that authenticated in the last
+        # ``auth_cache_seconds``, so a busy client costs no query per request. A revocation or
+        # suspension through this process clears it at once; other processes see it within
+        # ``auth_cache_seconds``.
+        self._auth_cache: dict[str, tuple[float, bytes, Principal]] = {}
+        self._auth_cache_seconds = auth_cache_seconds
 
     # --- the admin token ----------------------------------------------------------------------
 
@@ -111,7 +121,11 @@ class Tenants:
         match = _KEY.match(token)
         if match is None:  # not shaped like an API key: it can only be the admin token
             return self._authenticate_admin(token)
-        key_id, secret = f"key_{match[1]}", match[2]
+        key_id, presented = f"key_{match[1]}", _hash(match[2])
+        cached = self._auth_cache.get(key_id)
+        if (cached is not None and cached[0] > time.monotonic()
+                and hmac.compare_digest(cached[1], presented)):
+            return cached[2]
         async with connection(self._pool, "authenticating") as conn:
             row = await conn.fetchrow(
                 "SELECT k.tenant_id, k.role, k.secret_hash, k.revoked_at, t.status"
@@ -120,13 +134,23 @@ class Tenants:
             )
         # Compare even when the key is unknown, so timing does not tell which ids exist.
         stored = row["secret_hash"] if row is not None else b"\0" * 32
-        if not hmac.compare_digest(stored, _hash(secret)) or row is None:
+        if not hmac.compare_digest(stored, presented) or row is None:
             raise Unauthorized("invalid API key")
         if row["revoked_at"] is not None:
             raise Unauthorized("this API key was revoked")
         if row["status"] != "active":
             raise Forbidden("this tenant is suspended")
-        return Principal(role=row["role"], tenant_id=row["tenant_id"], key_id=key_id)
+        principal = Principal(role=row["role"], tenant_id=row["tenant_id"], key_id=key_id)
+        self._remember(key_id, presented, principal)
+        return principal
+
+    def _remember(self, key_id: str, secret_hash: bytes, principal: Principal) -> None:
+        if self._auth_cache_seconds <= 0:
+            return
+        if len(self._auth_cache) >= _AUTH_CACHE_MAX:  # bounded: start over rather than grow
+            self._auth_cache.clear()
+        expires = time.monotonic() + self._auth_cache_seconds
+        self._auth_cache[key_id] = (expires, secret_hash, principal)
 
     def _authenticate_admin(self, token: str) -> Principal:
         expected = self._admin_hash or b"\0" * 32
@@ -168,6 +192,7 @@ class Tenants:
                 "UPDATE tenants SET status = $2, updated_at = now() WHERE id = $1 RETURNING *",
                 tenant_id, status,
             )
+        self._auth_cache.clear()  # after the commit: a later request reads the new row
         if row is None:
             raise NotFound(f"tenant {tenant_id!r} not found")
         return _tenant(row)
@@ -208,6 +233,7 @@ class Tenants:
                 " RETURNING id, tenant_id, name, role, created_at, revoked_at",
                 key_id, tenant_id,
             )
+        self._auth_cache.clear()  # after the commit: a later request reads the new row
         if row is None:
             raise NotFound(f"API key {key_id!r} not found")
         return _api_key(row)

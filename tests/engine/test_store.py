@@ -195,3 +195,16 @@ async def test_a_cancelled_stop_leaves_no_caller_waiting(engine: Engine) -> None
     await blocker.close()
     outcome = await asyncio.wait_for(asyncio.gather(pending, return_exceptions=True), 5)
     assert isinstance(outcome[0], list | Unavailable), outcome
+
+
+async def test_last_event_is_the_streams_last_and_foreign_streams_are_not_found(
+    engine: Engine,
+) -> None:
+    store = engine.store
+    await append(store, "s1", [ev(1), ev(2)])
+    await append(store, "s2", [ev(3)])
+    last = await store.last_event("s1", tenant_id="ten_a")
+    assert (last.seq, bytes(last.data)) == (2, b'{"n": 2}')
+    for stream, tenant in (("s1", "ten_b"), ("nope", "ten_a")):
+        with pytest.raises(NotFound):
+            await store.last_event(stream, tenant_id=tenant)
