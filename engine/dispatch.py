@@ -202,7 +202,10 @@ class Dispatcher:
                 await self._poll_postgres_until_redis_returns()
                 self.degraded = False
                 log.info("dispatch.redis_back")
-            except Exception:  # Postgres trouble while filling: retry shortly, keep serving
+            except SpoolError as exc:  # Postgres unavailable while filling: retry shortly
+                log.warning("dispatch.fill_failed", error=str(exc))
+                await asyncio.sleep(self._poll_interval)
+            except Exception:  # a bug: keep serving, but with the traceback
                 log.exception("dispatch.error")
                 await asyncio.sleep(self._poll_interval)
 
