@@ -34,15 +34,15 @@ _MAX_CURSOR = 2**63 - 1
 
 
 def frame(event_id: int, event: LiveEvent) -> bytes:
-    data = event.envelope
-    if b"\n" in data or b"\r" in data:  # whitespace in stored JSON: one data line per line
-        data = b"\ndata: ".join(data.splitlines())
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, event.type.encode(), data)
+    return b"id: %d\n%s" % (event_id, event.sse)
 
 
 def frames(events: list[LiveEvent], event_id: Callable[[LiveEvent], int]) -> bytes:
     """A batch as one chunk: one socket write for a replayed page or a drained buffer."""
-    return b"".join([frame(event_id(event), event) for event in events])
+    parts: list[bytes] = []
+    for event in events:
+        parts += (b"id: %d\n" % event_id(event), event.sse)
+    return b"".join(parts)
 
 
 def cursor(request: Request) -> int:

@@ -56,20 +56,37 @@ class LiveEvent(msgspec.Struct, frozen=True):
     seq: int
     type: str
     envelope: bytes  # the event's JSON, encoded once and shared by every subscriber
+    # The SSE ``event:`` and ``data:`` lines, built once per process: a subscriber's frame is
+    # its ``id:`` line (seq or position, per stream kind) followed by these bytes.
+    sse: bytes
+
+    @classmethod
+    def create(
+        cls, position: int, tenant_id: str, stream_id: str, stream_type: str, seq: int,
+        type: str, envelope: bytes,
+    ) -> LiveEvent:
+        return cls(position, tenant_id, stream_id, stream_type, seq, type, envelope,
+                   _sse_lines(type, envelope))
 
     @classmethod
     def from_event(cls, tenant_id: str, event: Event) -> LiveEvent:
-        return cls(event.position, tenant_id, event.stream_id, event.stream_type, event.seq,
-                   event.type, _encoder.encode(event))
+        return cls.create(event.position, tenant_id, event.stream_id, event.stream_type,
+                          event.seq, event.type, _encoder.encode(event))
 
     @classmethod
     def from_entry(cls, position: int, fields: dict[bytes, bytes]) -> tuple[LiveEvent, float]:
         """The event, and how long after its commit it reached this process (seconds)."""
         envelope = fields[b"e"]
         route = _route_decoder.decode(envelope)
-        event = cls(position, fields[b"t"].decode(), route.stream_id, route.stream_type,
-                    route.seq, route.type, envelope)
+        event = cls.create(position, fields[b"t"].decode(), route.stream_id, route.stream_type,
+                           route.seq, route.type, envelope)
         return event, time.time() - route.created_at.timestamp()
+
+
+def _sse_lines(type: str, envelope: bytes) -> bytes:
+    if b"\n" in envelope or b"\r" in envelope:  # whitespace in stored JSON: a data line each
+        envelope = b"\ndata: ".join(envelope.splitlines())
+    return b"event: %s\ndata: %s\n\n" % (type.encode(), envelope)
 
 
 class CutOff(SpoolError):
