@@ -667,6 +667,7 @@ def install_uvloop() -> str:
 if __name__ == "__main__":
     if sys.argv[1:] == ["bare"]:
         with contextlib.suppress(KeyboardInterrupt):
+            install_uvloop()  # the event loop `spool serve` runs on, for a like-for-like limit
             asyncio.run(_serve_bare())
     elif sys.argv[1:2] == ["subscribers"]:
         install_uvloop()

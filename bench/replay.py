@@ -283,6 +283,9 @@ def run_bare_server(mode: str, frame_file: str, count: int) -> None:
         print(f"bare listening on http://127.0.0.1:{port}", flush=True)
         await task
 
+    from _sse import install_uvloop
+
+    install_uvloop()  # the event loop `spool serve` runs on, for a like-for-like limit
     asyncio.run(serve())
 
 

@@ -54,7 +54,18 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"spool: invalid setting {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    return asyncio.run(_run_server(settings))
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(_run_server(settings))
+
+
+def _loop_factory() -> Any:
+    """uvloop when installed (uvicorn[standard] brings it, as uvicorn itself would use it):
+    its transports write to sockets in C."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 async def _run_server(settings: Any) -> int:
