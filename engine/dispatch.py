@@ -103,9 +103,12 @@ class Subscription:
         self.accepts = accepts
         self._items: deque[LiveEvent] = deque()
         self._ready = asyncio.Event()
+        self._quiet = True  # nothing offered since the last keepalive tick
+        self._keepalive_due = False
         self.cut_off = False
 
     def offer(self, event: LiveEvent) -> None:
+        self._quiet = False
         if self.cut_off:
             return
         if len(self._items) >= self._capacity:
@@ -119,17 +122,23 @@ class Subscription:
             self._items.append(event)
         self._ready.set()
 
-    async def next_batch(self, idle: float) -> list[LiveEvent]:
-        """Every buffered event, waiting for at least one; ``[]`` after ``idle`` seconds of
-        silence. Taking the whole buffer lets a busy reader write many events at once.
-        Raises CutOff."""
-        if not self._items and not self.cut_off:
+    def tick(self) -> None:
+        """The keepalive ticker: a subscription offered nothing for a whole interval gets an
+        empty batch."""
+        if self._quiet:
+            self._keepalive_due = True
+            self._ready.set()
+        self._quiet = True
+
+    async def next_batch(self) -> list[LiveEvent]:
+        """Every buffered event, waiting for at least one; ``[]`` when a keepalive is due.
+        Taking the whole buffer lets a busy reader write many events at once. Raises CutOff."""
+        if not self._items and not self.cut_off and not self._keepalive_due:
             self._ready.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(idle):
-                    await self._ready.wait()
+            await self._ready.wait()
         if self.cut_off:
             raise CutOff("fell too far behind")
+        self._keepalive_due = False
         batch = list(self._items)
         self._items.clear()
         return batch
@@ -141,7 +150,8 @@ class Subscription:
 class Dispatcher:
     def __init__(
         self, client: redis.Redis, store: EventStore, metrics: Metrics,
-        *, capacity: int = 1000, poll_interval: float = 0.25, idle_check: float = 1.0,
+        *, capacity: int = 1000, keepalive: float = 15.0, poll_interval: float = 0.25,
+        idle_check: float = 1.0,
     ) -> None:
         self._redis = client
         self._store = store
@@ -157,13 +167,39 @@ class Dispatcher:
         self.degraded = False
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._keepalive = keepalive
+        self._ticker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._last = await self._store.head()
         self._task = asyncio.create_task(self._run(), name="spool.dispatcher")
+        self._ticker = asyncio.create_task(self._tick(), name="spool.keepalive")
+
+    @property
+    def keepalive(self) -> float:
+        return self._keepalive
+
+    @keepalive.setter
+    def keepalive(self, seconds: float) -> None:
+        self._keepalive = seconds
+        if self._ticker is not None:  # the next tick comes ``seconds`` from now
+            self._ticker.cancel()
+            self._ticker = asyncio.create_task(self._tick(), name="spool.keepalive")
+
+    async def _tick(self) -> None:
+        """One ticker per process instead of a timer per waiting subscriber (a timer per wait
+        cost several percent of the server's CPU when fanning out): a subscriber hears a
+        keepalive after one to two intervals of silence, then every interval."""
+        while True:
+            await asyncio.sleep(self._keepalive)
+            for subscription in list(self._keys):
+                subscription.tick()
 
     async def stop(self) -> None:
         self._stopping = True  # redis-py may turn the cancellation of a read into an error
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
         if self._task is not None:
             self._task.cancel()
             done, _ = await asyncio.wait([self._task], timeout=0.2)

@@ -90,7 +90,8 @@ class Engine:
             self.redis_url, socket_timeout=5, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
         )
         self.dispatcher = Dispatcher(
-            self._reader, self._store, self.metrics, capacity=self.settings.sse_buffer_events
+            self._reader, self._store, self.metrics, capacity=self.settings.sse_buffer_events,
+            keepalive=self.settings.sse_keepalive_seconds,
         )
         await self.dispatcher.start()
         self.tenants = Tenants(

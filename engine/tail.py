@@ -7,7 +7,7 @@ Postgres, so they do not depend on the dispatcher being perfect.
 
 Tails yield batches of ``LiveEvent``s (a replayed page, or everything a subscription buffered
 since the last batch), so a busy stream is written many events per socket write; an empty batch
-comes after ``idle`` seconds without an event (for keepalives).
+means a keepalive is due (the dispatcher's ticker).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ _PAGE = 1000
 
 async def session_tail(
     store: EventStore, dispatcher: Dispatcher, *, tenant_id: str, stream_id: str,
-    after: int, idle: float = 15.0,
+    after: int,
 ) -> AsyncIterator[list[LiveEvent]]:
     """Every event of one stream with ``seq > after``, in order, exactly once."""
     subscription = dispatcher.subscribe_stream(stream_id)
@@ -35,7 +35,7 @@ async def session_tail(
             last, replayed = page[-1].seq, replayed + len(page)
         metrics.sse_replayed.observe(replayed)
         while True:
-            batch = await subscription.next_batch(idle)
+            batch = await subscription.next_batch()
             if not batch:
                 yield batch
                 continue
@@ -60,7 +60,7 @@ async def session_tail(
 
 async def tenant_tail(
     store: EventStore, dispatcher: Dispatcher, *, tenant_id: str, after: int,
-    types: Collection[str] = (), stream_type: str | None = None, idle: float = 15.0,
+    types: Collection[str] = (), stream_type: str | None = None,
 ) -> AsyncIterator[list[LiveEvent]]:
     """Every event of one tenant with ``position > after`` passing the filters, in order, once."""
     accepts = _filter(types, stream_type)
@@ -78,7 +78,7 @@ async def tenant_tail(
                 break
         metrics.sse_replayed.observe(replayed)
         while True:
-            batch = await subscription.next_batch(idle)
+            batch = await subscription.next_batch()
             fresh = [live for live in batch if live.position > last]
             if len(fresh) < len(batch):
                 metrics.duplicates_suppressed.inc(len(batch) - len(fresh))

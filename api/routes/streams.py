@@ -26,7 +26,7 @@ async def session_stream(request: Request) -> Response:
     if after:
         engine.metrics.sse_resumes.inc()
     tail = session_tail(engine.store, engine.fanout, tenant_id=tenant_id, stream_id=session_id,
-                        after=after, idle=engine.settings.sse_keepalive_seconds)
+                        after=after)
     return sse_response(tail, lambda event: event.seq, engine.metrics)
 
 
@@ -42,8 +42,7 @@ async def tenant_stream(request: Request) -> Response:
     if after:
         engine.metrics.sse_resumes.inc()
     tail = tenant_tail(engine.store, engine.fanout, tenant_id=tenant_id, after=after,
-                       types=types, stream_type=stream_type,
-                       idle=engine.settings.sse_keepalive_seconds)
+                       types=types, stream_type=stream_type)
     return sse_response(tail, lambda event: event.position, engine.metrics)
 
 

@@ -7,7 +7,6 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import httpx
-import msgspec
 import pytest
 import uvicorn
 
@@ -178,8 +177,7 @@ async def test_tenant_firehose_filters_and_positions(live: Live) -> None:
 
 
 async def test_an_idle_stream_sends_keepalive_comments(live: Live) -> None:
-    live.engine.settings = msgspec.structs.replace(live.engine.settings,
-                                                   sse_keepalive_seconds=0.1)
+    live.engine.fanout.keepalive = 0.1
     key = await live.member_key()
     sid = await live.session(key)
     async with live.stream(f"/v1/sessions/{sid}/stream?after=1", key) as stream:

@@ -54,12 +54,13 @@ async def take(subscription: Subscription, count: int, within: float = 5) -> lis
     got: list[LiveEvent] = []
     async with asyncio.timeout(within):
         while len(got) < count:
-            got.extend(await subscription.next_batch(idle=within))
+            got.extend(await subscription.next_batch())
     return got
 
 
 async def nothing_more(subscription: Subscription, wait: float = 0.3) -> None:
-    assert await subscription.next_batch(idle=wait) == []
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(subscription.next_batch(), wait)
 
 
 def routed(events: Sequence[Event]) -> list[tuple[int, int, str]]:
@@ -175,7 +176,7 @@ async def test_a_subscriber_that_falls_behind_is_cut_off_freed_and_can_resume(
     assert dispatcher.subscriber_count == 0
     assert sample(engine, "spool_sse_connected_clients") == 0
     with pytest.raises(CutOff):
-        await subscription.next_batch(idle=1)
+        await subscription.next_batch()
     subscription.close()  # idempotent
     assert dispatcher.subscriber_count == 0
     assert sample(engine, "spool_sse_connected_clients") == 0
@@ -183,15 +184,15 @@ async def test_a_subscriber_that_falls_behind_is_cut_off_freed_and_can_resume(
     # Resume from the last event received: everything after it, in order, exactly once.
     dispatcher.capacity = 1000
     tail = session_tail(engine.store, dispatcher, tenant_id=tenant_id, stream_id=session_id,
-                        after=received[-1].seq, idle=0.3)
+                        after=received[-1].seq)
     resumed: list[LiveEvent] = []
     async with asyncio.timeout(5):
         async for batch in tail:
-            if not batch:
-                break
             resumed.extend(batch)
             if len(resumed) == 12:  # then one live event after the replay
                 await append(engine.store, tenant_id, session_id, 1)
+            if len(resumed) >= 13:
+                break
     await tail.aclose()
     assert [e.seq for e in resumed] == list(range(received[-1].seq + 1, received[-1].seq + 14))
     assert dispatcher.subscriber_count == 0
@@ -205,7 +206,7 @@ async def test_a_burst_larger_than_the_buffer_cuts_off_even_an_eager_reader(
     await settled(engine)
     engine.fanout.capacity = 5
     tail = session_tail(engine.store, engine.fanout, tenant_id=tenant_id, stream_id=session_id,
-                        after=1, idle=5)
+                        after=1)
     assert engine.fanout.subscriber_count == 0  # subscribes on first iteration
     reader = asyncio.ensure_future(anext(tail))
     await asyncio.sleep(0.05)
