@@ -50,6 +50,8 @@ CREATE TABLE IF NOT EXISTS streams (
     created_at   timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS streams_tenant_type ON streams (tenant_id, stream_type, created_at, stream_id);
+-- Lists of one kind of resource (agents, ...) page by id.
+CREATE INDEX IF NOT EXISTS streams_tenant_type_id ON streams (tenant_id, stream_type, stream_id);
 
 CREATE TABLE IF NOT EXISTS events (
     position     bigint PRIMARY KEY,

@@ -11,7 +11,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from api.errors import EXCEPTION_HANDLERS
 from api.middleware import RequestContextMiddleware
-from api.routes import api_keys, health, sessions, streams, tenants
+from api.routes import agents, api_keys, health, sessions, streams, tenants
 from engine.engine import Engine
 from engine.settings import Settings
 
@@ -37,8 +37,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
             expose_headers=["X-Request-Id", "Spool-Position", "Retry-After"],
         ))
     app = Starlette(
-        routes=[*health.routes, *tenants.routes, *api_keys.routes, *sessions.routes,
-                *streams.routes],
+        routes=[*health.routes, *tenants.routes, *api_keys.routes, *agents.routes,
+                *sessions.routes, *streams.routes],
         middleware=middleware,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import msgspec
 from starlette.requests import Request
@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from api.errors import PayloadTooLarge, UnprocessableEntity, UnsupportedMediaType
 from engine.errors import InvalidRequest
+from engine.events import NUL_FREE as NUL_FREE  # re-exported: request bodies use it
 from engine.pages import DEFAULT_LIMIT
 
 T = TypeVar("T")
@@ -20,8 +21,6 @@ _encoder = msgspec.json.Encoder()
 _PATH = re.compile(r" - at `(?:key` in `)?\$(.*)`$")  # a dict key's error names the dict
 _NAMED_FIELD = re.compile(r"(?:missing required|unknown) field `([^`]+)`")
 
-# Postgres text and jsonb cannot hold NUL: every string that reaches the database carries this.
-NUL_FREE = msgspec.Meta(pattern=r"^[^\x00]*$")
 _INT64_MAX = 2**63 - 1  # the largest bigint
 
 
@@ -29,6 +28,11 @@ def json_response(
     body: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
     return Response(_encoder.encode(body), status, headers, media_type="application/json")
+
+
+def position_header(position: int) -> dict[str, str]:
+    """``Spool-Position``: the log position a write reached (read-your-writes)."""
+    return {"Spool-Position": str(position)}
 
 
 async def read_json(request: Request, body_type: type[T]) -> T:
@@ -78,7 +82,15 @@ def _split_path(message: str) -> tuple[str, str]:
 _INTEGER = re.compile(r"^-?[0-9]+$")
 
 
-def query_int(request: Request, name: str, default: int, *, minimum: int = 0) -> int:
+@overload
+def query_int(request: Request, name: str, default: int, *, minimum: int = 0) -> int: ...
+@overload
+def query_int(request: Request, name: str, default: None, *, minimum: int = 0) -> int | None: ...
+
+
+def query_int(
+    request: Request, name: str, default: int | None, *, minimum: int = 0
+) -> int | None:
     """An integer query parameter between ``minimum`` and 2**63-1 (what Postgres' bigint holds),
     else 400 naming it."""
     raw = request.query_params.get(name)

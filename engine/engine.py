@@ -13,6 +13,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from engine.agents import Agents
 from engine.db import apply_schema, create_pool
 from engine.dispatch import Dispatcher
 from engine.embedded import EmbeddedServices
@@ -96,7 +97,8 @@ class Engine:
         await self.dispatcher.start()
         self.tenants = Tenants(
             self._pool, auth_cache_seconds=self.settings.auth_cache_seconds)
-        self.sessions = Sessions(self._store)
+        self.agents = Agents(self._store)
+        self.sessions = Sessions(self._store, self.agents)
         self.generated_admin_token = await self.tenants.bootstrap_admin(
             self.settings.admin_token
         )

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
+
+# Postgres text cannot hold NUL: every stored string that a request supplies carries this.
+NUL_FREE = msgspec.Meta(pattern=r"^[^\x00]*$")
 
 STREAM_TYPES = ("session", "agent", "task", "board", "budget", "tenant")
 
@@ -61,6 +64,7 @@ class ContentBlock(msgspec.Struct, tag_field="type", tag="text", frozen=True):
 class SessionCreated(EventData, tag="session_created"):
     tenant_id: str
     agent_id: str | None = None
+    agent_version: int | None = None
     title: str | None = None
     metadata: dict[str, str] = {}
 
@@ -74,7 +78,79 @@ class SessionArchived(EventData, tag="session_archived"):
     pass
 
 
-AnyEventData = SessionCreated | UserMessage | SessionArchived
+# --- agents: the config (stored whole in each version's event) and the agent stream's events ---
+# Defaults are stored too (no omit_defaults): a stored version keeps its meaning even if a
+# default changes later.
+
+_Name = Annotated[str, NUL_FREE, msgspec.Meta(min_length=1, max_length=200)]
+_ToolName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+_Positive = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class ScriptedToolCall(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    name: _ToolName
+    input: dict[str, Any] = {}
+
+
+class ScriptStep(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """One reply of the ``scripted`` adapter: text (streamed word by word), tool calls, or an
+    error the model call fails with. Usage defaults to word counts."""
+
+    text: Annotated[str, NUL_FREE] = ""
+    tool_calls: list[ScriptedToolCall] = []
+    error: Annotated[str, NUL_FREE] | None = None
+    input_tokens: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    output_tokens: Annotated[int, msgspec.Meta(ge=0)] | None = None
+
+
+class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    adapter: Literal["scripted", "openai", "anthropic"] = "scripted"
+    name: _Name = "scripted"
+    params: dict[str, Any] = {}  # passed to the provider as is (temperature, max_tokens, ...)
+    script: list[ScriptStep] | None = None  # scripted only; without one it echoes
+
+
+class ToolSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    name: _ToolName
+    description: Annotated[str, NUL_FREE, msgspec.Meta(max_length=4000)] = ""
+    input_schema: dict[str, Any] = msgspec.field(  # a JSON Schema (2020-12)
+        default_factory=lambda: {"type": "object"})
+    executor: Literal["server", "client"] = "client"
+    requires_approval: bool = False
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
+
+
+class Limits(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    max_turns: _Positive | None = None  # model calls per turn
+    max_tokens_per_turn: _Positive | None = None
+
+
+class AgentConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    name: _Name
+    model: ModelConfig = ModelConfig()
+    system: Annotated[str, NUL_FREE] | None = None
+    tools: Annotated[list[ToolSpec], msgspec.Meta(max_length=128)] = []
+    limits: Limits = Limits()
+    metadata: Annotated[dict[_Name, Annotated[str, NUL_FREE, msgspec.Meta(max_length=2000)]],
+                        msgspec.Meta(max_length=32)] = {}
+
+
+class AgentCreated(EventData, tag="agent_created"):
+    config: AgentConfig  # version 1
+
+
+class AgentUpdated(EventData, tag="agent_updated"):
+    version: int
+    config: AgentConfig
+
+
+class AgentArchived(EventData, tag="agent_archived"):
+    pass
+
+
+AnyEventData = (
+    SessionCreated | UserMessage | SessionArchived | AgentCreated | AgentUpdated | AgentArchived
+)
 
 _encoder = msgspec.json.Encoder()
 _data_decoder: msgspec.json.Decoder[AnyEventData] = msgspec.json.Decoder(AnyEventData)

@@ -35,3 +35,11 @@ def is_id(value: str, prefix: str) -> bool:
 def idempotent_uuid(*parts: str) -> uuid.UUID:
     """A stable event id for a request retried with the same Idempotency-Key."""
     return uuid.uuid5(IDEMPOTENCY_NAMESPACE, "\x1f".join(parts))
+
+
+def derived_event_id(tenant_id: str, scope: str, idempotency_key: str | None) -> uuid.UUID | None:
+    """The event id for a request with an Idempotency-Key (None without one): a retry appends
+    the same id, which the store turns into a no-op returning the first event."""
+    if idempotency_key is None:
+        return None
+    return idempotent_uuid(tenant_id, scope, idempotency_key)

@@ -6,12 +6,12 @@ Until the runtime lands (turn execution, issue 5), ``submit_message`` records th
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Literal
 
 import msgspec
 
+from engine.agents import Agents
 from engine.errors import Conflict, InvalidRequest, NotFound
 from engine.events import (
     ContentBlock,
@@ -23,7 +23,7 @@ from engine.events import (
     decode_data,
     new_event,
 )
-from engine.ids import idempotent_uuid, is_id, new_id
+from engine.ids import derived_event_id, is_id, new_id
 from engine.pages import Page, check_limit, page_of
 from engine.store import EventStore
 
@@ -52,24 +52,33 @@ class Session(msgspec.Struct):
 
 
 class Sessions:
-    def __init__(self, store: EventStore) -> None:
+    def __init__(self, store: EventStore, agents: Agents) -> None:
         self._store = store
+        self._agents = agents
 
     async def create(
         self,
         tenant_id: str,
         *,
         agent_id: str | None = None,
+        agent_version: int | None = None,
         title: str | None = None,
         metadata: dict[str, str] | None = None,
         meta: EventMeta | None = None,
         idempotency_key: str | None = None,
     ) -> tuple[Session, Event]:
+        """A new session, pinned to ``agent_version`` of the agent (its current version if
+        None). Without an agent the session runs the default: the scripted adapter's echo."""
+        if agent_id is not None:
+            agent_version = await self._pinned_version(tenant_id, agent_id, agent_version)
+        elif agent_version is not None:
+            raise InvalidRequest("agent_version needs an agent_id", field="agent_version")
         session_id = new_id("ses")
         data = SessionCreated(
-            tenant_id=tenant_id, agent_id=agent_id, title=title, metadata=metadata or {}
+            tenant_id=tenant_id, agent_id=agent_id, agent_version=agent_version, title=title,
+            metadata=metadata or {},
         )
-        event_id = _derived(tenant_id, "sessions.create", idempotency_key)
+        event_id = derived_event_id(tenant_id, "sessions.create", idempotency_key)
         [event] = await self._store.append(
             session_id,
             [new_event(data, id=event_id, meta=meta)],
@@ -78,6 +87,16 @@ class Sessions:
             expected_seq=0,
         )
         return await self.get(tenant_id, event.stream_id), event
+
+    async def _pinned_version(
+        self, tenant_id: str, agent_id: str, version: int | None
+    ) -> int:
+        try:
+            return (await self._agents.version(tenant_id, agent_id, version)).version
+        except NotFound as exc:  # the same answer for unknown and foreign agents
+            raise NotFound(exc.message, details={"field": "agent_id"}) from exc
+        except Conflict as exc:
+            raise Conflict(exc.message, details={"field": "agent_id"}) from exc
 
     async def get(self, tenant_id: str, session_id: str) -> Session:
         events = await self._all_events(tenant_id, session_id)
@@ -95,7 +114,7 @@ class Sessions:
         if await self._last_event_type(tenant_id, session_id) == _ARCHIVED:
             raise Conflict(f"session {session_id!r} is archived")
         data = UserMessage(turn_id=new_id("turn"), content=content)
-        event_id = _derived(tenant_id, f"sessions.{session_id}.messages", idempotency_key)
+        event_id = derived_event_id(tenant_id, f"sessions.{session_id}.messages", idempotency_key)
         [event] = await self._store.append(
             session_id,
             [new_event(data, id=event_id, meta=meta)],
@@ -146,7 +165,7 @@ def fold(events: list[Event]) -> Session:
         id=events[0].stream_id,
         status=status,
         agent_id=first.agent_id,
-        agent_version=None,
+        agent_version=first.agent_version,
         title=first.title,
         metadata=first.metadata,
         usage=Usage(),
@@ -162,10 +181,3 @@ _ARCHIVED = SessionArchived.__struct_config__.tag
 def _check_session_id(session_id: str) -> None:
     if not is_id(session_id, "ses"):
         raise NotFound(f"session {session_id!r} not found")
-
-
-def _derived(tenant_id: str, scope: str, idempotency_key: str | None) -> uuid.UUID | None:
-    """The event id for a request with an Idempotency-Key: a retry appends the same id."""
-    if idempotency_key is None:
-        return None
-    return idempotent_uuid(tenant_id, scope, idempotency_key)

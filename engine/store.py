@@ -354,6 +354,19 @@ class EventStore:
             raise NotFound(f"stream {stream_id!r} not found")
         return int(seq)
 
+    async def stream_ids(
+        self, tenant_id: str, stream_type: str, *, after: str = "", limit: int = 100
+    ) -> list[str]:
+        """A tenant's stream ids of one type, in id order, after ``after``."""
+        limit = _check_limit(limit)
+        async with connection(self._pool, "listing streams") as conn:
+            rows = await conn.fetch(
+                "SELECT stream_id FROM streams WHERE tenant_id = $1 AND stream_type = $2"
+                " AND stream_id > $3 ORDER BY stream_id LIMIT $4",
+                tenant_id, stream_type, after, limit,
+            )
+        return [row[0] for row in rows]
+
     async def last_event(self, stream_id: str, *, tenant_id: str) -> Event:
         """The stream's last event, in one indexed read; NotFound for an unknown or foreign
         stream (every stream row has its first event: both are written by one transaction)."""

@@ -10,7 +10,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from api.auth import event_meta, tenant_of
-from api.io import NUL_FREE, idempotency_key, json_response, query_int, query_limit, read_json
+from api.io import (
+    NUL_FREE,
+    idempotency_key,
+    json_response,
+    position_header,
+    query_int,
+    query_limit,
+    read_json,
+)
 from engine.events import ContentBlock
 
 _Text = Annotated[str, NUL_FREE, msgspec.Meta(min_length=1, max_length=200)]
@@ -40,9 +48,6 @@ class MessageIn(msgspec.Struct, forbid_unknown_fields=True):
         return [ContentBlock(text=block.text) for block in self.content]
 
 
-def _position(position: int) -> dict[str, str]:
-    return {"Spool-Position": str(position)}
-
 
 async def create_session(request: Request) -> Response:
     principal, tenant_id = await tenant_of(request, "member")
@@ -50,12 +55,13 @@ async def create_session(request: Request) -> Response:
     session, event = await request.app.state.engine.sessions.create(
         tenant_id,
         agent_id=body.agent_id,
+        agent_version=query_int(request, "agent_version", None, minimum=1),
         title=body.title,
         metadata=body.metadata,
         meta=event_meta(request, principal),
         idempotency_key=idempotency_key(request),
     )
-    return json_response(session, 201, _position(event.position))
+    return json_response(session, 201, position_header(event.position))
 
 
 async def get_session(request: Request) -> Response:
@@ -76,7 +82,7 @@ async def submit_message(request: Request) -> Response:
         meta=event_meta(request, principal),
         idempotency_key=idempotency_key(request),
     )
-    return json_response({"event": event}, 202, _position(event.position))
+    return json_response({"event": event}, 202, position_header(event.position))
 
 
 async def list_events(request: Request) -> Response:
