@@ -68,4 +68,24 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_tenant_position ON events (tenant_id, position);
 
+-- Each projection's position in the log, written in the same transaction as its rows.
+CREATE TABLE IF NOT EXISTS projection_checkpoints (
+    name      text PRIMARY KEY,
+    position  bigint NOT NULL DEFAULT 0
+);
+
+-- The runtime's work list, kept by the `session_runs` projection: a session needs a worker while
+-- wanted_position > done_position (an event it must react to came after what a worker last
+-- finished with). Workers claim a session by taking its lease.
+CREATE TABLE IF NOT EXISTS session_runs (
+    session_id       text PRIMARY KEY,
+    tenant_id        text NOT NULL,
+    wanted_position  bigint NOT NULL,
+    done_position    bigint NOT NULL DEFAULT 0,
+    lease_owner      text,
+    lease_expires    timestamptz
+);
+CREATE INDEX IF NOT EXISTS session_runs_wanted ON session_runs (wanted_position)
+    WHERE wanted_position > done_position;
+
 INSERT INTO schema_version (version) VALUES (1) ON CONFLICT (version) DO NOTHING;

@@ -37,7 +37,6 @@ from engine.pages import Page, check_limit, page_of
 from engine.store import EventStore
 
 SERVER_TOOLS = ("memory_read", "memory_write", "task_create", "task_update")
-_PAGE = 1000
 
 
 class Agent(msgspec.Struct):
@@ -92,11 +91,15 @@ class Agents:
     async def get(self, tenant_id: str, agent_id: str) -> Agent:
         return fold(await self._events(tenant_id, agent_id))
 
-    async def version(self, tenant_id: str, agent_id: str, version: int | None) -> AgentVersion:
-        """A version of the agent's config (the current one if None); archived: Conflict."""
+    async def version(
+        self, tenant_id: str, agent_id: str, version: int | None, *, archived_too: bool = False
+    ) -> AgentVersion:
+        """A version of the agent's config (the current one if None). An archived agent is a
+        Conflict (no new session may use it) unless ``archived_too`` (sessions that already
+        pinned it keep running)."""
         events = await self._events(tenant_id, agent_id)
         agent = fold(events)
-        if agent.status == "archived":
+        if agent.status == "archived" and not archived_too:
             raise Conflict(f"agent {agent_id!r} is archived")
         versions = _versions(events)
         if version is None:
@@ -157,14 +160,8 @@ class Agents:
     async def _events(self, tenant_id: str, agent_id: str) -> list[Event]:
         if not is_id(agent_id, "agt"):
             raise NotFound(f"agent {agent_id!r} not found")
-        events: list[Event] = []
         try:
-            while True:
-                page = await self._store.read_stream(
-                    agent_id, tenant_id=tenant_id, after=len(events), limit=_PAGE)
-                events.extend(page)
-                if len(page) < _PAGE:
-                    return events
+            return await self._store.read_whole_stream(agent_id, tenant_id=tenant_id)
         except NotFound:
             raise NotFound(f"agent {agent_id!r} not found") from None
 

@@ -169,6 +169,7 @@ class Dispatcher:
         self._task: asyncio.Task[None] | None = None
         self._keepalive = keepalive
         self._ticker: asyncio.Task[None] | None = None
+        self._watchers: list[asyncio.Event] = []
 
     async def start(self) -> None:
         self._last = await self._store.head()
@@ -208,6 +209,10 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+    def watch(self, moved: asyncio.Event) -> None:
+        """Set ``moved`` whenever events are dispatched (the runtime wakes on it)."""
+        self._watchers.append(moved)
 
     # --- subscribers ----------------------------------------------------------------------------
 
@@ -313,6 +318,8 @@ class Dispatcher:
 
     def _dispatch(self, event: LiveEvent) -> None:
         self._last = event.position
+        for moved in self._watchers:
+            moved.set()
         for subscription in self._by_stream.get(event.stream_id, ()):
             subscription.offer(event)
         for subscription in self._by_tenant.get(event.tenant_id, ()):

@@ -3,6 +3,7 @@ the background tasks, and stops them cleanly (uvicorn's Config -> Server, for th
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from types import TracebackType
 
@@ -21,6 +22,10 @@ from engine.errors import SpoolError
 from engine.fanout import Publisher
 from engine.logging import get_logger
 from engine.metrics import Metrics
+from engine.projections.runner import ProjectionRunner
+from engine.runtime.adapters.registry import default_adapters
+from engine.runtime.schedule import SessionRuns
+from engine.runtime.worker import Worker
 from engine.sessions import Sessions
 from engine.settings import Settings
 from engine.store import EventStore
@@ -43,6 +48,8 @@ class Engine:
         self._store: EventStore | None = None
         self.publisher: Publisher | None = None
         self.dispatcher: Dispatcher | None = None
+        self.worker: Worker | None = None
+        self._runs: ProjectionRunner | None = None
 
     async def __aenter__(self) -> Engine:
         try:
@@ -102,11 +109,34 @@ class Engine:
         self.generated_admin_token = await self.tenants.bootstrap_admin(
             self.settings.admin_token
         )
+        self._start_runtime()
         log.info("engine.started", embedded=self._embedded is not None)
 
+    def _start_runtime(self) -> None:
+        """The session_runs projection (the runtime's work list) and, unless SPOOL_WORKERS=0,
+        a worker in this process. Both wake when the dispatcher sees new events."""
+        assert self._pool is not None and self.dispatcher is not None
+        log_moved, work_wanted = asyncio.Event(), asyncio.Event()
+        self.dispatcher.watch(log_moved)
+        self.dispatcher.watch(work_wanted)
+        self._runs = ProjectionRunner(self._pool, SessionRuns(), wakeup=log_moved,
+                                      on_applied=lambda _: work_wanted.set())
+        self._runs.start()
+        if self.settings.workers > 0:
+            self.worker = Worker(
+                self._pool, self.store, self.agents, default_adapters(),
+                wakeup=work_wanted, concurrency=self.settings.workers,
+                lease_seconds=self.settings.lease_seconds,
+            )
+            self.worker.start()
+
     async def _stop(self) -> None:
-        # Drain first (queued appends commit and are published), then stop following the
-        # fan-out, close clients, stop services.
+        # Stop the runtime, drain (queued appends commit and are published), then stop
+        # following the fan-out, close clients, stop services.
+        if self.worker is not None:
+            await self.worker.stop()
+        if self._runs is not None:
+            await self._runs.stop()
         if self._store is not None:
             await self._store.stop()
         if self.publisher is not None:
@@ -124,6 +154,7 @@ class Engine:
             await anyio.to_thread.run_sync(self._embedded.stop)
         self._store = self._pool = self._redis = self._reader = self._embedded = None
         self.publisher = self.dispatcher = None
+        self.worker = self._runs = None
 
     @property
     def store(self) -> EventStore:

@@ -78,6 +78,75 @@ class SessionArchived(EventData, tag="session_archived"):
     pass
 
 
+# --- turns: what a worker appends while it runs a turn (engine/runtime) ----------------------
+
+
+class Usage(msgspec.Struct, kw_only=True):
+    """Tokens as the provider reported them."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(**{f: getattr(self, f) + getattr(other, f) for f in self.__struct_fields__})
+
+
+TurnStatus = Literal["completed", "failed", "cancelled", "budget_exceeded"]
+StopReason = Literal["end_turn", "tool_use", "max_tokens", "interrupted", "error"]
+
+
+class TurnStarted(EventData, tag="turn_started"):
+    turn_id: str
+    worker: str  # which worker runs it (a later one takes over after a crash)
+
+
+class MessageStart(EventData, tag="message_start"):
+    turn_id: str
+    message_id: str
+    model: str
+
+
+class MessageDelta(EventData, tag="message_delta"):
+    message_id: str
+    text: str
+
+
+class MessageStop(EventData, tag="message_stop"):
+    message_id: str
+    stop_reason: StopReason
+    usage: Usage = msgspec.field(default_factory=Usage)
+
+
+class ToolUse(EventData, tag="tool_use"):
+    turn_id: str
+    message_id: str
+    tool_use_id: str
+    name: str
+    input: dict[str, Any]
+    executor: Literal["server", "client"]
+
+
+class ToolResult(EventData, tag="tool_result"):
+    turn_id: str
+    tool_use_id: str
+    content: list[ContentBlock]
+    is_error: bool = False
+
+
+class SessionInterrupted(EventData, tag="session_interrupted"):
+    turn_id: str
+    reason: str = "interrupted"
+
+
+class SessionDone(EventData, tag="session_done"):
+    turn_id: str
+    status: TurnStatus
+    error: str | None = None
+
+
 # --- agents: the config (stored whole in each version's event) and the agent stream's events ---
 # Defaults are stored too (no omit_defaults): a stored version keeps its meaning even if a
 # default changes later.
@@ -149,7 +218,10 @@ class AgentArchived(EventData, tag="agent_archived"):
 
 
 AnyEventData = (
-    SessionCreated | UserMessage | SessionArchived | AgentCreated | AgentUpdated | AgentArchived
+    SessionCreated | UserMessage | SessionArchived
+    | TurnStarted | MessageStart | MessageDelta | MessageStop | ToolUse | ToolResult
+    | SessionInterrupted | SessionDone
+    | AgentCreated | AgentUpdated | AgentArchived
 )
 
 _encoder = msgspec.json.Encoder()

@@ -1,11 +1,17 @@
 """Sessions: a session is a ``session`` stream whose id is the session id.
 
-Until the runtime lands (turn execution, issue 5), ``submit_message`` records the turn as a
-``user_message`` event; the session's state is folded from its stream.
+A session with an agent runs turns: ``submit_message`` appends a ``user_message`` and a worker
+(engine/runtime) runs the turn. While a turn runs (or waits to), another message is a 409 unless
+``mode`` says what to do: ``enqueue`` (it runs after) or ``interrupt`` (the running turn is
+stopped first, in the same append). A session without an agent only records messages.
+
+Decisions are made on the folded log and appended with ``expected_seq``, so two requests racing
+on one session cannot both see it idle: the loser re-reads and decides again.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import datetime
 from typing import Literal
 
@@ -17,25 +23,23 @@ from engine.events import (
     ContentBlock,
     Event,
     EventMeta,
-    SessionArchived,
+    NewEvent,
     SessionCreated,
+    SessionInterrupted,
+    ToolResult,
+    Usage,
     UserMessage,
     decode_data,
     new_event,
 )
 from engine.ids import derived_event_id, is_id, new_id
 from engine.pages import Page, check_limit, page_of
+from engine.runtime.state import SessionState, SessionStatus, fold
 from engine.store import EventStore
 
-SessionStatus = Literal["idle", "running", "requires_action", "archived"]
-
-
-class Usage(msgspec.Struct):
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    reasoning_tokens: int = 0
+SubmitMode = Literal["enqueue", "interrupt"]
+_ATTEMPTS = 8  # decisions retried when the session changed under them
+_AGENT_CACHE_MAX = 100_000
 
 
 class Session(msgspec.Struct):
@@ -46,6 +50,9 @@ class Session(msgspec.Struct):
     title: str | None
     metadata: dict[str, str]
     usage: Usage
+    current_turn_id: str | None
+    queued_turn_ids: list[str]
+    pending_tool_use_ids: list[str]  # client tools waiting for POST .../tool_results
     created_at: datetime
     updated_at: datetime
     last_seq: int
@@ -55,6 +62,8 @@ class Sessions:
     def __init__(self, store: EventStore, agents: Agents) -> None:
         self._store = store
         self._agents = agents
+        # (tenant, session) -> agent id or None: fixed at creation, so safe to remember.
+        self._agent_of: OrderedDict[tuple[str, str], str | None] = OrderedDict()
 
     async def create(
         self,
@@ -68,29 +77,23 @@ class Sessions:
         idempotency_key: str | None = None,
     ) -> tuple[Session, Event]:
         """A new session, pinned to ``agent_version`` of the agent (its current version if
-        None). Without an agent the session runs the default: the scripted adapter's echo."""
+        None). Without an agent the session only records messages."""
         if agent_id is not None:
             agent_version = await self._pinned_version(tenant_id, agent_id, agent_version)
         elif agent_version is not None:
             raise InvalidRequest("agent_version needs an agent_id", field="agent_version")
-        session_id = new_id("ses")
         data = SessionCreated(
             tenant_id=tenant_id, agent_id=agent_id, agent_version=agent_version, title=title,
             metadata=metadata or {},
         )
         event_id = derived_event_id(tenant_id, "sessions.create", idempotency_key)
         [event] = await self._store.append(
-            session_id,
-            [new_event(data, id=event_id, meta=meta)],
-            tenant_id=tenant_id,
-            stream_type="session",
-            expected_seq=0,
+            new_id("ses"), [new_event(data, id=event_id, meta=meta)], tenant_id=tenant_id,
+            stream_type="session", expected_seq=0,
         )
         return await self.get(tenant_id, event.stream_id), event
 
-    async def _pinned_version(
-        self, tenant_id: str, agent_id: str, version: int | None
-    ) -> int:
+    async def _pinned_version(self, tenant_id: str, agent_id: str, version: int | None) -> int:
         try:
             return (await self._agents.version(tenant_id, agent_id, version)).version
         except NotFound as exc:  # the same answer for unknown and foreign agents
@@ -99,7 +102,13 @@ class Sessions:
             raise Conflict(exc.message, details={"field": "agent_id"}) from exc
 
     async def get(self, tenant_id: str, session_id: str) -> Session:
-        events = await self._all_events(tenant_id, session_id)
+        return _session(await self.state(tenant_id, session_id))
+
+    async def state(self, tenant_id: str, session_id: str) -> SessionState:
+        _check_session_id(session_id)
+        events = await self._store.read_whole_stream(session_id, tenant_id=tenant_id)
+        if events[0].type != "session_created":
+            raise NotFound(f"session {session_id!r} not found")
         return fold(events)
 
     async def submit_message(
@@ -108,26 +117,79 @@ class Sessions:
         session_id: str,
         content: list[ContentBlock],
         *,
+        mode: SubmitMode | None = None,
         meta: EventMeta | None = None,
         idempotency_key: str | None = None,
     ) -> Event:
-        if await self._last_event_type(tenant_id, session_id) == _ARCHIVED:
-            raise Conflict(f"session {session_id!r} is archived")
-        data = UserMessage(turn_id=new_id("turn"), content=content)
-        event_id = derived_event_id(tenant_id, f"sessions.{session_id}.messages", idempotency_key)
-        [event] = await self._store.append(
-            session_id,
-            [new_event(data, id=event_id, meta=meta)],
-            tenant_id=tenant_id,
-            stream_type="session",
-        )
-        return event
-
-    async def _last_event_type(self, tenant_id: str, session_id: str) -> str:
-        """The type of the session's last event (archiving is terminal, so "archived" is
-        always the last event). 404 if unknown."""
+        """Append a user message (a turn, if the session has an agent)."""
         _check_session_id(session_id)
-        return (await self._store.last_event(session_id, tenant_id=tenant_id)).type
+        event_id = derived_event_id(tenant_id, f"sessions.{session_id}.messages", idempotency_key)
+        message = new_event(UserMessage(turn_id=new_id("turn"), content=content), id=event_id,
+                            meta=meta)
+        if await self._agent(tenant_id, session_id) is None:
+            return await self._record(tenant_id, session_id, message)
+        if event_id is not None:  # a retry gets the first result, whatever happened since
+            first = await self._store.event_by_id(event_id, tenant_id=tenant_id)
+            if first is not None and first.stream_id == session_id:
+                return first
+        for _ in range(_ATTEMPTS):
+            state = await self.state(tenant_id, session_id)
+            events = [*_before_message(state, mode, meta), message]
+            try:
+                return (await self._append(tenant_id, session_id, events, state))[-1]
+            except Conflict as exc:
+                if exc.details is None or "expected_seq" not in exc.details:
+                    raise
+        raise Conflict("the session kept changing; retry", details={"field": "session"})
+
+    async def submit_tool_results(
+        self, tenant_id: str, session_id: str, results: list[ClientToolResult], *,
+        meta: EventMeta | None = None, idempotency_key: str | None = None,
+    ) -> list[Event]:
+        """Answer client tool calls of the running turn; the turn resumes when all are in.
+        An id the turn never asked for is a 400; one already answered, or of a turn that
+        ended (cancelled, say), is a 409 and nothing is written."""
+        _check_session_id(session_id)
+        seen: set[str] = set()
+        for index, result in enumerate(results):
+            if result.tool_use_id in seen:
+                raise InvalidRequest("a tool call is answered twice in one request",
+                                     field=f"results[{index}].tool_use_id")
+            seen.add(result.tool_use_id)
+        ids = [derived_event_id(tenant_id, f"sessions.{session_id}.tool_results.{r.tool_use_id}",
+                                idempotency_key) for r in results]
+        if ids[0] is not None:
+            firsts = [await self._store.event_by_id(i, tenant_id=tenant_id) for i in ids if i]
+            if all(first is not None for first in firsts):
+                return [first for first in firsts if first is not None]
+        for _ in range(_ATTEMPTS):
+            state = await self.state(tenant_id, session_id)
+            events = [new_event(_checked_result(state, index, result), id=event_id, meta=meta)
+                      for index, (result, event_id) in enumerate(zip(results, ids, strict=True))]
+            try:
+                return await self._append(tenant_id, session_id, events, state)
+            except Conflict as exc:
+                if exc.details is None or "expected_seq" not in exc.details:
+                    raise
+        raise Conflict("the session kept changing; retry", details={"field": "session"})
+
+    async def interrupt(
+        self, tenant_id: str, session_id: str, *, meta: EventMeta | None = None,
+    ) -> Event | None:
+        """Stop the running turn (it ends ``cancelled``); None if no turn is running."""
+        for _ in range(_ATTEMPTS):
+            state = await self.state(tenant_id, session_id)
+            if state.current is None or state.current.interrupted:
+                return None
+            data = SessionInterrupted(turn_id=state.current.turn_id)
+            try:
+                [event] = await self._append(tenant_id, session_id,
+                                             [new_event(data, meta=meta)], state)
+                return event
+            except Conflict as exc:
+                if exc.details is None or "expected_seq" not in exc.details:
+                    raise
+        raise Conflict("the session kept changing; retry", details={"field": "session"})
 
     async def events(
         self, tenant_id: str, session_id: str, *, after: int, limit: int
@@ -140,42 +202,93 @@ class Sessions:
         )
         return page_of(events, limit, lambda event: str(event.seq))
 
-    async def _all_events(self, tenant_id: str, session_id: str) -> list[Event]:
-        _check_session_id(session_id)
-        events: list[Event] = []
-        while True:
-            page = await self._store.read_stream(
-                session_id, tenant_id=tenant_id, after=len(events), limit=1000
-            )
-            events.extend(page)
-            if len(page) < 1000:
-                return events
+    async def _append(self, tenant_id: str, session_id: str, events: list[NewEvent],
+                      state: SessionState) -> list[Event]:
+        if state.archived:
+            raise Conflict(f"session {session_id!r} is archived")
+        return await self._store.append(session_id, events, tenant_id=tenant_id,
+                                        stream_type="session", expected_seq=state.last_seq)
+
+    async def _record(self, tenant_id: str, session_id: str, message: NewEvent) -> Event:
+        """A message to a session without an agent: recorded, no turn."""
+        last = await self._store.last_event(session_id, tenant_id=tenant_id)
+        if last.type == "session_archived":  # archiving is terminal: always the last event
+            raise Conflict(f"session {session_id!r} is archived")
+        [event] = await self._store.append(session_id, [message], tenant_id=tenant_id,
+                                           stream_type="session")
+        return event
+
+    async def _agent(self, tenant_id: str, session_id: str) -> str | None:
+        key = (tenant_id, session_id)
+        if key in self._agent_of:
+            return self._agent_of[key]
+        [first] = await self._store.read_stream(session_id, tenant_id=tenant_id, limit=1)
+        created = decode_data(first)
+        if not isinstance(created, SessionCreated):
+            raise NotFound(f"session {session_id!r} not found")
+        if len(self._agent_of) >= _AGENT_CACHE_MAX:
+            self._agent_of.popitem(last=False)
+        self._agent_of[key] = created.agent_id
+        return created.agent_id
 
 
-def fold(events: list[Event]) -> Session:
-    """The session's state after ``events`` (its stream, from seq 1)."""
-    first = decode_data(events[0])
-    if not isinstance(first, SessionCreated):
-        raise NotFound(f"stream {events[0].stream_id!r} is not a session")
-    status: SessionStatus = "idle"
-    for event in events[1:]:
-        if event.type == SessionArchived.__struct_config__.tag:
-            status = "archived"
-    return Session(
-        id=events[0].stream_id,
-        status=status,
-        agent_id=first.agent_id,
-        agent_version=first.agent_version,
-        title=first.title,
-        metadata=first.metadata,
-        usage=Usage(),
-        created_at=events[0].created_at,
-        updated_at=events[-1].created_at,
-        last_seq=events[-1].seq,
+def _before_message(
+    state: SessionState, mode: SubmitMode | None, meta: EventMeta | None,
+) -> list[NewEvent]:
+    """What goes in front of a new message: nothing, or the interrupt of the running turn;
+    a busy session without a mode is a 409."""
+    if not state.busy or mode == "enqueue":
+        return []
+    if mode == "interrupt":
+        if state.current is None or state.current.interrupted:
+            return []
+        data = SessionInterrupted(turn_id=state.current.turn_id, reason="a new message")
+        return [new_event(data, meta=meta)]
+    running = state.current.turn_id if state.current else state.queue[0].turn_id
+    raise Conflict(
+        "a turn is running; send mode=enqueue to run this one after it, or mode=interrupt to"
+        " stop it first", details={"field": "mode", "turn_id": running},
     )
 
 
-_ARCHIVED = SessionArchived.__struct_config__.tag
+class ClientToolResult(msgspec.Struct, frozen=True):
+    tool_use_id: str
+    content: list[ContentBlock]
+    is_error: bool = False
+
+
+def _checked_result(state: SessionState, index: int, result: ClientToolResult) -> ToolResult:
+    field = f"results[{index}].tool_use_id"
+    turn_id = state.tool_turns.get(result.tool_use_id)
+    if turn_id is None:
+        raise InvalidRequest(f"no tool call {result.tool_use_id!r} in this session",
+                             field=field)
+    if result.tool_use_id in state.answered:
+        raise Conflict(f"tool call {result.tool_use_id!r} already has a result",
+                       details={"field": field})
+    current = state.current
+    if current is None or current.turn_id != turn_id or current.interrupted:
+        raise Conflict(f"the turn of tool call {result.tool_use_id!r} has ended",
+                       details={"field": field, "turn_id": turn_id})
+    if current.tool_uses[result.tool_use_id].executor != "client":
+        raise InvalidRequest(f"tool call {result.tool_use_id!r} runs on the server",
+                             field=field)
+    return ToolResult(turn_id=turn_id, tool_use_id=result.tool_use_id, content=result.content,
+                      is_error=result.is_error)
+
+
+def _session(state: SessionState) -> Session:
+    created = state.created
+    current = state.current
+    return Session(
+        id=state.session_id, status=state.status, agent_id=created.agent_id,
+        agent_version=created.agent_version, title=created.title, metadata=created.metadata,
+        usage=state.usage, current_turn_id=current.turn_id if current else None,
+        queued_turn_ids=[turn.turn_id for turn in state.queue],
+        pending_tool_use_ids=[t.tool_use_id for t in current.waiting_on_client] if current
+        else [],
+        created_at=state.created_at, updated_at=state.updated_at, last_seq=state.last_seq,
+    )
 
 
 def _check_session_id(session_id: str) -> None:

@@ -34,6 +34,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sse_buffer_events: int = 1000
     sse_keepalive_seconds: float = 15.0
     auth_cache_seconds: float = 1.0
+    workers: int = 8
+    lease_seconds: float = 10.0
 
     @property
     def embedded(self) -> bool:
@@ -70,6 +72,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                "SPOOL_SSE_BUFFER_EVENTS", "must be between 1 and 1000000")
         _check(self.sse_keepalive_seconds, 0.01 <= self.sse_keepalive_seconds <= 3600,
                "SPOOL_SSE_KEEPALIVE_SECONDS", "must be between 0.01 and 3600")
+        _check(self.workers, 0 <= self.workers <= 10_000, "SPOOL_WORKERS",
+               "must be between 0 and 10000")
+        _check(self.lease_seconds, 1 <= self.lease_seconds <= 3600, "SPOOL_LEASE_SECONDS",
+               "must be between 1 and 3600")
         _check(self.auth_cache_seconds, 0 <= self.auth_cache_seconds <= 60,
                "SPOOL_AUTH_CACHE_SECONDS", "must be between 0 and 60")
         _check(self.log_level, self.log_level in _LOG_LEVELS, "SPOOL_LOG_LEVEL",
@@ -124,4 +130,6 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "sse_buffer_events": _int,
     "sse_keepalive_seconds": float,
     "auth_cache_seconds": float,
+    "workers": _int,
+    "lease_seconds": float,
 }

@@ -314,6 +314,16 @@ class EventStore:
                 raise NotFound(f"stream {stream_id!r} not found")
         return [_event(row) for row in rows]
 
+    async def read_whole_stream(self, stream_id: str, *, tenant_id: str) -> list[Event]:
+        """Every event of one stream, in seq order (page by page). Unknown or foreign: NotFound."""
+        events: list[Event] = []
+        while True:
+            page = await self.read_stream(stream_id, tenant_id=tenant_id, after=len(events),
+                                          limit=1000)
+            events.extend(page)
+            if len(page) < 1000:
+                return events
+
     async def read_all(
         self,
         *,
@@ -354,6 +364,15 @@ class EventStore:
             raise NotFound(f"stream {stream_id!r} not found")
         return int(seq)
 
+    async def event_by_id(self, event_id: uuid.UUID, *, tenant_id: str) -> Event | None:
+        """The stored event with this id, if this tenant's (a retried request's first result)."""
+        async with connection(self._pool, "reading an event") as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = $1 AND tenant_id = $2",
+                event_id, tenant_id,
+            )
+        return None if row is None else _event(row)
+
     async def stream_ids(
         self, tenant_id: str, stream_type: str, *, after: str = "", limit: int = 100
     ) -> list[str]:
@@ -387,11 +406,7 @@ class EventStore:
         engine's own consumers (fan-out, relay, projections), never for clients."""
         limit = _check_limit(limit)
         async with connection(self._pool, "reading the log") as conn:
-            rows = await conn.fetch(
-                f"SELECT {_EVENT_COLUMNS}, tenant_id FROM events WHERE position > $1"
-                " ORDER BY position LIMIT $2", after, limit,
-            )
-        return [(row[9], _event(row)) for row in rows]
+            return await read_log_page(conn, after=after, limit=limit)
 
     async def head(self) -> int:
         """The position of the last committed event (0 for an empty log)."""
@@ -631,3 +646,12 @@ def _settle(future: asyncio.Future[list[Event]], outcome: Outcome) -> None:
     else:
         future.set_result(outcome)
 
+
+async def read_log_page(conn: Any, *, after: int, limit: int) -> list[Committed]:
+    """``EventStore.read_log`` on a connection the caller holds (a projection reads and writes
+    in one transaction)."""
+    rows = await conn.fetch(
+        f"SELECT {_EVENT_COLUMNS}, tenant_id FROM events WHERE position > $1"
+        " ORDER BY position LIMIT $2", after, limit,
+    )
+    return [(row[9], _event(row)) for row in rows]

@@ -19,7 +19,9 @@ from api.io import (
     query_limit,
     read_json,
 )
+from engine.errors import InvalidRequest
 from engine.events import ContentBlock
+from engine.sessions import ClientToolResult
 
 _Text = Annotated[str, NUL_FREE, msgspec.Meta(min_length=1, max_length=200)]
 
@@ -43,9 +45,13 @@ class MessageIn(msgspec.Struct, forbid_unknown_fields=True):
     ]
 
     def blocks(self) -> list[ContentBlock]:
-        if isinstance(self.content, str):
-            return [ContentBlock(text=self.content)]
-        return [ContentBlock(text=block.text) for block in self.content]
+        return _blocks(self.content)
+
+
+def _blocks(content: str | list[TextBlockIn]) -> list[ContentBlock]:
+    if isinstance(content, str):
+        return [ContentBlock(text=content)]
+    return [ContentBlock(text=block.text) for block in content]
 
 
 
@@ -74,15 +80,52 @@ async def get_session(request: Request) -> Response:
 
 async def submit_message(request: Request) -> Response:
     principal, tenant_id = await tenant_of(request, "member")
+    mode = request.query_params.get("mode") or None
+    if mode not in (None, "enqueue", "interrupt"):
+        raise InvalidRequest("mode must be enqueue or interrupt", field="mode")
     body = await read_json(request, MessageIn)
     event = await request.app.state.engine.sessions.submit_message(
         tenant_id,
         request.path_params["session_id"],
         body.blocks(),
+        mode=mode,
         meta=event_meta(request, principal),
         idempotency_key=idempotency_key(request),
     )
     return json_response({"event": event}, 202, position_header(event.position))
+
+
+async def interrupt(request: Request) -> Response:
+    principal, tenant_id = await tenant_of(request, "member")
+    event = await request.app.state.engine.sessions.interrupt(
+        tenant_id, request.path_params["session_id"], meta=event_meta(request, principal)
+    )
+    if event is None:  # nothing running: nothing to do (an interrupt is idempotent)
+        return json_response({"event": None})
+    return json_response({"event": event}, 202, position_header(event.position))
+
+
+class ToolResultIn(msgspec.Struct, forbid_unknown_fields=True):
+    tool_use_id: Annotated[str, NUL_FREE, msgspec.Meta(min_length=1, max_length=200)]
+    content: Annotated[str, NUL_FREE] | Annotated[
+        list[TextBlockIn], msgspec.Meta(max_length=100)]
+    is_error: bool = False
+
+
+class ToolResultsIn(msgspec.Struct, forbid_unknown_fields=True):
+    results: Annotated[list[ToolResultIn], msgspec.Meta(min_length=1, max_length=128)]
+
+
+async def submit_tool_results(request: Request) -> Response:
+    principal, tenant_id = await tenant_of(request, "member")
+    body = await read_json(request, ToolResultsIn)
+    results = [ClientToolResult(r.tool_use_id, _blocks(r.content), r.is_error)
+               for r in body.results]
+    events = await request.app.state.engine.sessions.submit_tool_results(
+        tenant_id, request.path_params["session_id"], results,
+        meta=event_meta(request, principal), idempotency_key=idempotency_key(request),
+    )
+    return json_response({"events": events}, 202, position_header(events[-1].position))
 
 
 async def list_events(request: Request) -> Response:
@@ -100,5 +143,7 @@ routes = [
     Route("/v1/sessions", create_session, methods=["POST"]),
     Route("/v1/sessions/{session_id}", get_session, methods=["GET"]),
     Route("/v1/sessions/{session_id}/messages", submit_message, methods=["POST"]),
+    Route("/v1/sessions/{session_id}/interrupt", interrupt, methods=["POST"]),
+    Route("/v1/sessions/{session_id}/tool_results", submit_tool_results, methods=["POST"]),
     Route("/v1/sessions/{session_id}/events", list_events, methods=["GET"]),
 ]

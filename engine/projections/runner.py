@@ -1,0 +1,118 @@
+"""Run one projection: read the log after its checkpoint, apply each page and move the
+checkpoint in one transaction (so a crash repeats nothing and skips nothing).
+
+One runner is active per projection across all processes: it holds a session-level advisory lock
+on a connection of its own while it runs; the others wait and take over if that connection dies.
+A runner wakes when the dispatcher sees new events, and checks the head every ``poll`` seconds
+anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import zlib
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import asyncpg
+
+from engine.db import translate_errors
+from engine.errors import SpoolError
+from engine.logging import get_logger
+from engine.store import Committed, read_log_page
+
+log = get_logger("projections")
+_PAGE = 1000
+
+
+class Projection(Protocol):
+    name: str
+
+    async def apply(self, conn: Any, events: Sequence[Committed]) -> None:
+        """Write the effect of ``events`` (in position order) inside the caller's transaction."""
+
+
+class ProjectionRunner:
+    def __init__(
+        self, pool: asyncpg.Pool, projection: Projection, *, wakeup: asyncio.Event,
+        poll: float = 1.0, standby_retry: float = 1.0,
+        on_applied: Callable[[int], None] | None = None,
+    ) -> None:
+        self._pool = pool
+        self.projection = projection
+        self._wakeup = wakeup
+        self._poll = poll
+        self._standby_retry = standby_retry
+        self._on_applied = on_applied
+        self._lock_key = zlib.crc32(f"spool.projection.{projection.name}".encode())
+        self.position = 0
+        self.active = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        name = f"spool.projection.{self.projection.name}"
+        self._task = asyncio.create_task(self._run(), name=name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with self._pool.acquire() as conn:
+                    await self._while_holding_lock(conn)
+            except asyncio.CancelledError:
+                raise
+            except (SpoolError, OSError, asyncpg.PostgresError,
+                    asyncpg.InterfaceError) as exc:
+                log.warning("projection.retry", projection=self.projection.name,
+                            error=repr(exc))
+            finally:
+                self.active = False
+            await asyncio.sleep(self._standby_retry)
+
+    async def _while_holding_lock(self, conn: Any) -> None:
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
+            return  # another process runs it; try again later
+        try:
+            self.active = True
+            await conn.execute(
+                "INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING",
+                self.projection.name,
+            )
+            while True:
+                if not await self._apply_page(conn):
+                    self._wakeup.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self._poll):
+                            await self._wakeup.wait()
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.execute("SELECT pg_advisory_unlock($1)", self._lock_key)
+
+    async def _apply_page(self, conn: Any) -> bool:
+        """Apply the next page of the log; False when there was nothing to apply."""
+        with translate_errors(f"running projection {self.projection.name}"):
+            async with conn.transaction():
+                position = await conn.fetchval(
+                    "SELECT position FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
+                    self.projection.name,
+                )
+                page = await read_log_page(conn, after=position, limit=_PAGE)
+                if not page:
+                    self.position = position
+                    return False
+                await self.projection.apply(conn, page)
+                self.position = page[-1][1].position
+                await conn.execute(
+                    "UPDATE projection_checkpoints SET position = $2 WHERE name = $1",
+                    self.projection.name, self.position,
+                )
+        if self._on_applied is not None:
+            self._on_applied(self.position)
+        return True

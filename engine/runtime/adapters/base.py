@@ -1,0 +1,61 @@
+"""The interface every model adapter implements: a request (the agent's model config, system
+prompt, tools and the conversation) in, a stream of chunks out: text deltas, tool calls, and one
+``Finish`` with the stop reason and the usage the provider reported."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from engine.events import ModelConfig, StopReason, ToolSpec, Usage
+from engine.runtime.state import ChatMessage
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    model: ModelConfig
+    system: str | None
+    messages: list[ChatMessage]
+    tools: list[ToolSpec]
+    step: int  # how many model calls the session made before this one
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    tool_use_id: str
+    name: str
+    input: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Finish:
+    stop_reason: StopReason
+    usage: Usage
+
+
+Chunk = TextDelta | ToolCall | Finish
+
+
+class ModelError(Exception):
+    """A model call failed. ``retryable`` errors (429, 5xx, a cut connection) are retried with
+    backoff by the runtime; the others fail the turn at once."""
+
+    def __init__(self, message: str, *, retryable: bool = False,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class ModelAdapter(Protocol):
+    def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
+        """The reply, chunk by chunk; raises ModelError. Ends with exactly one Finish."""
+        ...

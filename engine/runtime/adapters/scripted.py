@@ -1,0 +1,49 @@
+"""The offline, deterministic adapter: reply ``n`` of a session is step ``n`` of the agent's
+script (``model.script``); past the end of the script, or without one, it echoes the last user
+message. Text streams word by word. Usage counts words: input = every word of the conversation,
+output = the reply's words, unless the step sets them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+from engine.events import ScriptStep, Usage
+from engine.runtime.adapters.base import (
+    Chunk,
+    Finish,
+    ModelError,
+    ModelRequest,
+    TextDelta,
+    ToolCall,
+)
+
+_WORDS = re.compile(r"\S+\s*|\s+")
+
+
+class ScriptedAdapter:
+    async def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
+        step = _step(request)
+        if step.error is not None:
+            raise ModelError(step.error)
+        words = _WORDS.findall(step.text)
+        for word in words:
+            yield TextDelta(word)
+        for index, call in enumerate(step.tool_calls):
+            # Ids derive from the session's model call and the call's place: a re-run of the
+            # same history gives the same ids.
+            yield ToolCall(f"toolu_{request.step}_{index}", call.name, dict(call.input))
+        usage = Usage(
+            input_tokens=step.input_tokens if step.input_tokens is not None
+            else sum(len(m.text.split()) for m in request.messages),
+            output_tokens=step.output_tokens if step.output_tokens is not None else len(words),
+        )
+        yield Finish("tool_use" if step.tool_calls else "end_turn", usage)
+
+
+def _step(request: ModelRequest) -> ScriptStep:
+    script = request.model.script or []
+    if request.step < len(script):
+        return script[request.step]
+    last_user = next((m.text for m in reversed(request.messages) if m.role == "user"), "")
+    return ScriptStep(text=f"You said: {last_user}")

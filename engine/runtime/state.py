@@ -1,0 +1,198 @@
+"""A session folded from its log: its turns (queued, running, done), the conversation a model
+sees, usage, and the status every transition of which is an event:
+
+    idle --user_message--> running (turn_started) --tool_use (client)--> requires_action
+    requires_action --tool_result (all of them)--> running --session_done--> idle
+    any --session_archived--> archived
+
+The runtime decides its next step from this state alone, so a worker that takes over a session
+after a crash picks up exactly where the log stops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from engine.events import (
+    ContentBlock,
+    Event,
+    MessageDelta,
+    MessageStart,
+    MessageStop,
+    SessionArchived,
+    SessionCreated,
+    SessionDone,
+    SessionInterrupted,
+    StopReason,
+    ToolResult,
+    ToolUse,
+    TurnStarted,
+    Usage,
+    UserMessage,
+    decode_data,
+)
+
+SessionStatus = Literal["idle", "running", "requires_action", "archived"]
+
+
+@dataclass
+class ChatMessage:
+    """One entry of the conversation as adapters see it."""
+
+    role: Literal["user", "assistant", "tool"]
+    text: str = ""
+    tool_calls: list[ToolUse] = field(default_factory=list)  # assistant
+    tool_use_id: str | None = None  # tool
+    is_error: bool = False  # tool
+
+
+@dataclass
+class Turn:
+    turn_id: str
+    content: list[ContentBlock]
+    started: bool = False
+    done: bool = False
+    interrupted: bool = False
+    open_message: str | None = None  # started, not stopped (a worker died mid-message)
+    model_calls: int = 0
+    tokens: int = 0
+    last_stop: StopReason | None = None
+    tool_uses: dict[str, ToolUse] = field(default_factory=dict)  # without a result yet
+
+    @property
+    def waiting_on_client(self) -> list[ToolUse]:
+        return [t for t in self.tool_uses.values() if t.executor == "client"]
+
+
+@dataclass
+class SessionState:
+    session_id: str
+    created: SessionCreated
+    created_at: datetime
+    updated_at: datetime
+    last_seq: int = 0
+    archived: bool = False
+    queue: list[Turn] = field(default_factory=list)  # submitted, not started
+    current: Turn | None = None
+    finished: int = 0
+    usage: Usage = field(default_factory=Usage)
+    # Model calls over the session's life that got an answer (a reply or an error), not the
+    # ones cut short by a dead worker: the scripted adapter's step, so a redone call replays.
+    model_calls: int = 0
+    conversation: list[ChatMessage] = field(default_factory=list)
+    tool_turns: dict[str, str] = field(default_factory=dict)  # every tool_use id -> its turn
+    answered: set[str] = field(default_factory=set)  # tool_use ids that have a result
+    _draft: list[str] = field(default_factory=list)  # the open message's text so far
+    _draft_tools: list[ToolUse] = field(default_factory=list)
+
+    @property
+    def status(self) -> SessionStatus:
+        if self.archived:
+            return "archived"
+        if self.current is not None:
+            return "requires_action" if self.current.waiting_on_client else "running"
+        return "running" if self.queue else "idle"
+
+    @property
+    def busy(self) -> bool:
+        """A turn is running or waiting to: a new message is refused unless queued."""
+        return self.current is not None or bool(self.queue)
+
+
+def fold(events: list[Event]) -> SessionState:
+    first = decode_data(events[0])
+    if not isinstance(first, SessionCreated):
+        raise ValueError(f"stream {events[0].stream_id!r} is not a session")
+    state = SessionState(events[0].stream_id, first, events[0].created_at, events[0].created_at)
+    for event in events:
+        apply(state, event)
+    return state
+
+
+def apply(state: SessionState, event: Event) -> None:
+    state.last_seq = event.seq
+    state.updated_at = event.created_at
+    data = decode_data(event)
+    match data:
+        case UserMessage():
+            state.queue.append(Turn(data.turn_id, data.content))
+        case TurnStarted():
+            _start(state, data.turn_id)
+        case MessageStart():
+            if state.current is not None:
+                state.current.open_message = data.message_id
+            state._draft, state._draft_tools = [], []
+        case MessageDelta():
+            state._draft.append(data.text)
+        case ToolUse():
+            state.tool_turns[data.tool_use_id] = data.turn_id
+            if state.current is not None:
+                state.current.tool_uses[data.tool_use_id] = data
+            state._draft_tools.append(data)
+        case MessageStop():
+            _stop_message(state, data)
+        case ToolResult():
+            state.answered.add(data.tool_use_id)
+            if state.current is not None:
+                state.current.tool_uses.pop(data.tool_use_id, None)
+            text = "".join(block.text for block in data.content)
+            state.conversation.append(ChatMessage("tool", text, tool_use_id=data.tool_use_id,
+                                                  is_error=data.is_error))
+        case SessionInterrupted():
+            _interrupt(state, data.turn_id)
+        case SessionDone():
+            _done(state, data.turn_id)
+        case SessionArchived():
+            state.archived = True
+        case _:
+            pass
+
+
+def _start(state: SessionState, turn_id: str) -> None:
+    for index, turn in enumerate(state.queue):
+        if turn.turn_id == turn_id:
+            state.current = state.queue.pop(index)
+            state.current.started = True
+            text = "".join(block.text for block in state.current.content)
+            state.conversation.append(ChatMessage("user", text))
+            return
+
+
+def _stop_message(state: SessionState, data: MessageStop) -> None:
+    """A message ends. One cut short (the model failed, or its worker died) is not part of the
+    conversation, and its tool calls are dropped: the model is asked again."""
+    turn = state.current
+    state.usage = state.usage + data.usage
+    if data.stop_reason != "interrupted":
+        state.model_calls += 1
+    complete = data.stop_reason not in ("error", "interrupted")
+    if complete:
+        state.conversation.append(ChatMessage("assistant", "".join(state._draft),
+                                              tool_calls=list(state._draft_tools)))
+    if turn is not None:
+        turn.open_message = None
+        turn.model_calls += 1
+        turn.tokens += data.usage.input_tokens + data.usage.output_tokens
+        turn.last_stop = data.stop_reason
+        if not complete:
+            for tool in state._draft_tools:
+                turn.tool_uses.pop(tool.tool_use_id, None)
+    state._draft, state._draft_tools = [], []
+
+
+def _interrupt(state: SessionState, turn_id: str) -> None:
+    for turn in [*([state.current] if state.current else []), *state.queue]:
+        if turn.turn_id == turn_id:
+            turn.interrupted = True
+
+
+def _done(state: SessionState, turn_id: str) -> None:
+    """A turn ended: the running one, or a queued one cancelled before it started."""
+    if state.current is not None and state.current.turn_id == turn_id:
+        state.current.done = True
+        state.current = None
+    else:
+        state.queue = [turn for turn in state.queue if turn.turn_id != turn_id]
+    state.finished += 1

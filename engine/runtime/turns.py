@@ -1,0 +1,308 @@
+"""Running a claimed session: fold its log, decide the next step, perform it, repeat until
+there is nothing to do (idle, or waiting on a client or a human).
+
+Every step is decided from the log alone (``next_step``), so a worker that takes over after a
+crash continues exactly where the log stops: a message cut short is closed with
+``message_stop{stop_reason: interrupted}`` and the model is asked again.
+
+Appends are fenced: each one expects the seq this worker last saw. If anything else was
+appended meanwhile, the append fails and the worker reads what came: a user message, a client's
+tool result or an approval are taken in and the append retried; an interrupt of the running turn
+stops the step (the turn then ends ``cancelled``); anything else means another worker owns the
+session now, and this one stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+from engine.agents import Agents
+from engine.errors import Conflict
+from engine.events import (
+    AgentConfig,
+    ContentBlock,
+    EventData,
+    EventMeta,
+    MessageDelta,
+    MessageStart,
+    MessageStop,
+    SessionDone,
+    ToolResult,
+    ToolUse,
+    TurnStarted,
+    TurnStatus,
+    Usage,
+    new_event,
+)
+from engine.ids import new_id
+from engine.logging import get_logger
+from engine.runtime.adapters.base import (
+    Finish,
+    ModelAdapter,
+    ModelError,
+    ModelRequest,
+    TextDelta,
+    ToolCall,
+)
+from engine.runtime.state import SessionState, Turn, fold
+from engine.store import EventStore
+
+log = get_logger("runtime")
+
+# What others may append to a session while a worker runs it.
+_OTHERS = frozenset({"user_message", "tool_result", "session_interrupted", "approval_resolved",
+                     "session_archived"})
+
+
+class LostSession(Exception):
+    """Another worker appended to the session: it owns it now."""
+
+
+class _Interrupted(Exception):
+    """The running turn was interrupted while this worker was appending to it."""
+
+
+# --- deciding ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Start:
+    turn: Turn
+
+
+@dataclass(frozen=True)
+class CloseMessage:
+    turn: Turn
+    message_id: str
+
+
+@dataclass(frozen=True)
+class CallModel:
+    turn: Turn
+
+
+@dataclass(frozen=True)
+class FinishTurn:
+    turn: Turn
+    status: TurnStatus
+    error: str | None = None
+
+
+Step = Start | CloseMessage | CallModel | FinishTurn
+
+
+def next_step(state: SessionState, config: AgentConfig) -> Step | None:
+    """What the session needs next; None when it waits (idle, or on a client or a human)."""
+    turn = state.current
+    if turn is None:
+        if not state.queue or state.archived:
+            return None
+        queued = state.queue[0]
+        return FinishTurn(queued, "cancelled") if queued.interrupted else Start(queued)
+    if turn.open_message is not None:
+        return CloseMessage(turn, turn.open_message)
+    if turn.interrupted:
+        return FinishTurn(turn, "cancelled")
+    if turn.tool_uses:
+        server = [t for t in turn.tool_uses.values() if t.executor == "server"]
+        if server:  # the built-in server tools land with the tasks and memory work
+            return FinishTurn(turn, "failed", f"server tool {server[0].name!r} is not available")
+        return None  # requires_action: the client has to send tool results
+    if turn.last_stop in ("end_turn", "max_tokens"):
+        return FinishTurn(turn, "completed")
+    limits = config.limits
+    if limits.max_turns is not None and turn.model_calls >= limits.max_turns:
+        return FinishTurn(turn, "failed", f"the turn reached max_turns ({limits.max_turns})")
+    if limits.max_tokens_per_turn is not None and turn.tokens >= limits.max_tokens_per_turn:
+        return FinishTurn(turn, "failed",
+                          f"the turn reached max_tokens_per_turn ({limits.max_tokens_per_turn})")
+    return CallModel(turn)
+
+
+# --- performing --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        backoff: float = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
+        return max(backoff, retry_after or 0.0)
+
+
+
+class SessionRunner:
+    def __init__(
+        self, store: EventStore, agents: Agents, adapters: Mapping[str, ModelAdapter], *,
+        worker_id: str, tenant_id: str, session_id: str, retry: RetryPolicy | None = None,
+    ) -> None:
+        self._store = store
+        self._agents = agents
+        self._adapters = adapters
+        self._worker_id = worker_id
+        self._tenant_id = tenant_id
+        self._session_id = session_id
+        self._retry = retry or RetryPolicy()
+        self._meta = EventMeta(actor=worker_id)
+        self._last_seq = 0
+        self._turn_id: str | None = None
+
+    async def run(self) -> None:
+        """Advance the session until it has nothing to do. Raises LostSession."""
+        while True:
+            events = await self._store.read_whole_stream(self._session_id,
+                                                         tenant_id=self._tenant_id)
+            state = fold(events)
+            if state.created.agent_id is None:
+                return  # no agent: the session only records messages
+            config = await self._config(state)
+            step = next_step(state, config)
+            if step is None:
+                return
+            self._last_seq = state.last_seq
+            self._turn_id = step.turn.turn_id
+            try:
+                await self._perform(step, state, config)
+            except _Interrupted:
+                continue  # the next fold sees the interrupt
+
+    async def _config(self, state: SessionState) -> AgentConfig:
+        agent_id, version = state.created.agent_id, state.created.agent_version
+        assert agent_id is not None
+        pinned = await self._agents.version(self._tenant_id, agent_id, version,
+                                            archived_too=True)
+        return pinned.config
+
+    async def _perform(self, step: Step, state: SessionState, config: AgentConfig) -> None:
+        match step:
+            case Start(turn):
+                await self._append(TurnStarted(turn_id=turn.turn_id, worker=self._worker_id))
+            case CloseMessage(turn, message_id):
+                await self._append(MessageStop(message_id=message_id, stop_reason="interrupted"))
+            case FinishTurn(turn, status, error):
+                await self._append(SessionDone(turn_id=turn.turn_id, status=status, error=error))
+            case CallModel(turn):
+                await self._call_model(turn, state, config)
+
+    async def _call_model(self, turn: Turn, state: SessionState, config: AgentConfig) -> None:
+        request = ModelRequest(config.model, config.system, state.conversation,
+                               list(config.tools), state.model_calls,
+                               max_tokens=config.limits.max_tokens_per_turn)
+        adapter = self._adapters.get(config.model.adapter)
+        if adapter is None:
+            await self._append(SessionDone(
+                turn_id=turn.turn_id, status="failed",
+                error=f"the {config.model.adapter!r} adapter is not configured on this server"))
+            return
+        for attempt in range(1, self._retry.attempts + 1):
+            message_id = new_id("msg")
+            try:
+                await self._stream(adapter, request, turn, message_id)
+                return
+            except ModelError as exc:
+                log.info("runtime.model_error", session_id=self._session_id,
+                         attempt=attempt, retryable=exc.retryable, error=exc.message)
+                if not exc.retryable or attempt == self._retry.attempts:
+                    await self._append(SessionDone(turn_id=turn.turn_id, status="failed",
+                                                   error=f"the model failed: {exc.message}"))
+                    return
+                await asyncio.sleep(self._retry.delay(attempt, exc.retry_after))
+
+    async def _stream(self, adapter: ModelAdapter, request: ModelRequest, turn: Turn,
+                      message_id: str) -> None:
+        """One model call as message_start, deltas, tool uses, message_stop. Every call is a
+        message in the log, even one that fails at once: it is closed with
+        ``stop_reason: error`` before the error goes up."""
+        await self._append(MessageStart(turn_id=turn.turn_id, message_id=message_id,
+                                        model=request.model.name))
+        try:
+            async for chunk in adapter.stream(request):
+                match chunk:
+                    case TextDelta(text):
+                        await self._append(MessageDelta(message_id=message_id, text=text))
+                    case ToolCall():
+                        await self._tool_call(chunk, request, turn, message_id)
+                    case Finish(stop_reason, usage):
+                        await self._append(MessageStop(message_id=message_id,
+                                                       stop_reason=stop_reason, usage=usage))
+                        return
+            raise ModelError("the model's stream ended without a stop", retryable=True)
+        except ModelError:
+            await self._append(MessageStop(message_id=message_id, stop_reason="error",
+                                           usage=Usage()))
+            raise
+
+    async def _tool_call(self, call: ToolCall, request: ModelRequest, turn: Turn,
+                         message_id: str) -> None:
+        spec = next((t for t in request.tools if t.name == call.name), None)
+        executor = spec.executor if spec is not None else "client"
+        use = ToolUse(turn_id=turn.turn_id, message_id=message_id, tool_use_id=call.tool_use_id,
+                      name=call.name, input=call.input, executor=executor)
+        problem = _input_problem(spec, call)
+        if problem is None:
+            await self._append(use)
+            return
+        # A call the agent cannot make never reaches a client: it is answered with the error,
+        # and the model sees it on its next call.
+        await self._append(use, ToolResult(turn_id=turn.turn_id, tool_use_id=call.tool_use_id,
+                                           content=[ContentBlock(text=problem)], is_error=True))
+
+    async def _append(self, *datas: EventData) -> None:
+        while True:
+            try:
+                events = await self._store.append(
+                    self._session_id, [new_event(data, meta=self._meta) for data in datas],
+                    tenant_id=self._tenant_id, stream_type="session",
+                    expected_seq=self._last_seq,
+                )
+            except Conflict:
+                await self._take_in_what_came()
+                continue
+            self._last_seq = events[-1].seq
+            return
+
+    async def _take_in_what_came(self) -> None:
+        came = await self._store.read_stream(self._session_id, tenant_id=self._tenant_id,
+                                             after=self._last_seq, limit=1000)
+        if not came:
+            raise LostSession(f"append to {self._session_id} refused with nothing new")
+        interrupted = False
+        for event in came:
+            if event.type not in _OTHERS:
+                raise LostSession(f"{event.type} appended to {self._session_id} by another")
+            if event.type == "session_interrupted":
+                interrupted = interrupted or _turn_of(event.data) == self._turn_id
+        self._last_seq = came[-1].seq
+        if interrupted:
+            raise _Interrupted
+
+
+class _TurnRef(msgspec.Struct):
+    turn_id: str | None = None
+
+
+_turn_ref = msgspec.json.Decoder(_TurnRef)
+
+
+def _turn_of(data: msgspec.Raw) -> str | None:
+    return _turn_ref.decode(data).turn_id
+
+
+def _input_problem(spec: Any, call: ToolCall) -> str | None:
+    if spec is None:
+        return f"the agent has no tool named {call.name!r}"
+    error = best_match(Draft202012Validator(spec.input_schema).iter_errors(call.input))
+    if error is None:
+        return None
+    where = "/".join(str(part) for part in error.absolute_path) or "input"
+    return f"invalid input for {call.name!r} at {where}: {error.message}"

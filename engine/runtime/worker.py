@@ -1,0 +1,117 @@
+"""A worker: claims wanted sessions (up to ``concurrency`` at once), runs each until it has
+nothing to do, and renews each lease while it works. One runs inside every ``spool serve`` by
+default; ``spool worker`` runs more as processes of their own.
+
+A session whose lease cannot be renewed (it expired and another worker took it) is stopped at
+once; the other worker carries on from the log. A step that fails (Postgres down, a bug) gives
+the lease back without marking the work done, and the session is tried again after
+``retry_delay``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+
+import asyncpg
+
+from engine.agents import Agents
+from engine.errors import SpoolError
+from engine.ids import new_id
+from engine.logging import get_logger
+from engine.runtime.adapters.base import ModelAdapter
+from engine.runtime.schedule import Claim, Leases
+from engine.runtime.turns import LostSession, RetryPolicy, SessionRunner
+from engine.store import EventStore
+
+log = get_logger("runtime")
+
+
+class Worker:
+    def __init__(
+        self, pool: asyncpg.Pool, store: EventStore, agents: Agents,
+        adapters: Mapping[str, ModelAdapter], *, wakeup: asyncio.Event, concurrency: int = 8,
+        lease_seconds: float = 10.0, poll: float = 0.5, retry_delay: float = 2.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.id = new_id("wrk")
+        self._store = store
+        self._agents = agents
+        self._adapters = adapters
+        self._wakeup = wakeup
+        self._concurrency = concurrency
+        self._poll = poll
+        self._retry_delay = retry_delay
+        self._retry = retry
+        self.leases = Leases(pool, self.id, lease_seconds)
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="spool.worker")
+
+    async def stop(self) -> None:
+        tasks = [t for t in [self._task, *self._running.values()] if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            free = self._concurrency - len(self._running)
+            claims: list[Claim] = []
+            if free > 0:
+                try:
+                    claims = await self.leases.claim(free)
+                except SpoolError as exc:
+                    log.warning("runtime.claim_failed", error=str(exc))
+            for claim in claims:
+                self._running[claim.session_id] = asyncio.create_task(
+                    self._work(claim), name=f"spool.session.{claim.session_id}")
+            if len(claims) < free or free <= 0:
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._poll):
+                        await self._wakeup.wait()
+
+    async def _work(self, claim: Claim) -> None:
+        runner = SessionRunner(self._store, self._agents, self._adapters, worker_id=self.id,
+                               tenant_id=claim.tenant_id, session_id=claim.session_id,
+                               retry=self._retry)
+        run = asyncio.create_task(runner.run())
+        keeper = asyncio.create_task(self._keep_lease(claim.session_id, run))
+        done_position: int | None = claim.wanted_position
+        try:
+            await run
+        except (LostSession, asyncio.CancelledError):
+            done_position = None
+            if not run.done():
+                raise
+        except Exception as exc:  # Postgres trouble, or a bug: try again later
+            log.warning("runtime.session_failed", session_id=claim.session_id, error=repr(exc))
+            done_position = None
+        finally:
+            keeper.cancel()
+            if not run.done():
+                run.cancel()
+            self._running.pop(claim.session_id, None)
+        with contextlib.suppress(SpoolError):
+            await self.leases.release(claim.session_id, done_position,
+                                      retry_in=None if done_position else self._retry_delay)
+        self._wakeup.set()  # a slot is free, and the session may be wanted again
+
+    async def _keep_lease(self, session_id: str, run: asyncio.Task[None]) -> None:
+        while True:
+            await asyncio.sleep(self.leases.ttl / 3)
+            try:
+                ours = await self.leases.renew(session_id)
+            except SpoolError:
+                continue  # Postgres trouble: the lease may still hold; try again
+            if not ours:
+                log.warning("runtime.lease_lost", session_id=session_id)
+                run.cancel()
+                return

@@ -1,0 +1,224 @@
+"""Turns end to end with the in-process worker and the scripted adapter: a reply streamed word by
+word, client tools and requires_action, a second message (409, enqueue, interrupt), interrupts,
+tool results (wrong, duplicate, late), a failing model call, and a worker that died mid-message."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from engine.events import MessageDelta, MessageStart, TurnStarted, new_event
+from tests.api.conftest import Api
+from tests.api.test_http_basics import assert_error
+
+LOOKUP = {"name": "lookup", "input_schema": {
+    "type": "object", "properties": {"word": {"type": "string"}}, "required": ["word"]}}
+
+
+async def agent(api: Api, key: str, script: list[dict[str, Any]], **extra: Any) -> str:
+    body = {"name": "a", "model": {"adapter": "scripted", "script": script}, "tools": [LOOKUP],
+            **extra}
+    response = await api.request("POST", "/v1/agents", key, json=body)
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def session(api: Api, key: str, agent_id: str) -> str:
+    response = await api.request("POST", "/v1/sessions", key, json={"agent_id": agent_id})
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def say(api: Api, key: str, sid: str, text: str, mode: str | None = None) -> Any:
+    path = f"/v1/sessions/{sid}/messages" + (f"?mode={mode}" if mode else "")
+    return await api.request("POST", path, key, json={"content": text})
+
+
+async def settle(api: Api, key: str, sid: str, status: str, within: float = 10) -> dict[str, Any]:
+    """The session once it reaches ``status`` with nothing queued."""
+    async with asyncio.timeout(within):
+        while True:
+            got: dict[str, Any] = (await api.request("GET", f"/v1/sessions/{sid}", key)).json()
+            if got["status"] == status and not got["queued_turn_ids"]:
+                return got
+            await asyncio.sleep(0.02)
+
+
+async def log(api: Api, key: str, sid: str) -> list[dict[str, Any]]:
+    page = await api.request("GET", f"/v1/sessions/{sid}/events?limit=500", key)
+    return list(page.json()["data"])
+
+
+def types(events: list[dict[str, Any]]) -> list[str]:
+    return [e["type"] for e in events]
+
+
+async def test_a_turn_streams_the_reply_and_ends_completed(api: Api) -> None:
+    key = await api.key(await api.tenant(), "member")
+    sid = await session(api, key, await agent(api, key, [{"text": "hello there"}]))
+    sent = await say(api, key, sid, "hi")
+    assert sent.status_code == 202, sent.text
+    done = await settle(api, key, sid, "idle")
+    events = await log(api, key, sid)
+    assert types(events) == ["session_created", "user_message", "turn_started", "message_start",
+                             "message_delta", "message_delta", "message_stop", "session_done"]
+    assert [e["data"]["text"] for e in events if e["type"] == "message_delta"] == [
+        "hello ", "there"]
+    stop = events[-2]["data"]
+    assert stop["stop_reason"] == "end_turn"
+    assert stop["usage"]["output_tokens"] == 2 and stop["usage"]["input_tokens"] == 1
+    assert events[-1]["data"] == {"type": "session_done", "status": "completed",
+                                  "turn_id": sent.json()["event"]["data"]["turn_id"]}
+    assert done["usage"]["output_tokens"] == 2
+    # Past the script's end the scripted model echoes.
+    await say(api, key, sid, "again")
+    await settle(api, key, sid, "idle")
+    deltas = [e["data"]["text"] for e in await log(api, key, sid) if e["type"] == "message_delta"]
+    assert "".join(deltas[2:]) == "You said: again"
+
+
+async def test_client_tools_wait_for_results_and_a_second_message_needs_a_mode(api: Api) -> None:
+    key = await api.key(await api.tenant(), "member")
+    script = [{"tool_calls": [{"name": "lookup", "input": {"word": "spool"}}]},
+              {"text": "found it"}, {"text": "second turn"}, {"text": "third turn"}]
+    sid = await session(api, key, await agent(api, key, script))
+    await say(api, key, sid, "look it up")
+    waiting = await settle(api, key, sid, "requires_action")
+    [tool_use_id] = waiting["pending_tool_use_ids"]
+    assert tool_use_id == "toolu_0_0"
+
+    error = assert_error(await say(api, key, sid, "another"), 409, "conflict")
+    assert error["details"]["field"] == "mode"
+    queued = await say(api, key, sid, "queued one", mode="enqueue")
+    assert queued.status_code == 202
+    got = (await api.request("GET", f"/v1/sessions/{sid}", key)).json()
+    assert got["queued_turn_ids"] == [queued.json()["event"]["data"]["turn_id"]]
+
+    path = f"/v1/sessions/{sid}/tool_results"
+    error = assert_error(await api.request("POST", path, key, json={"results": [
+        {"tool_use_id": "toolu_nope", "content": "x"}]}), 400, "invalid_request")
+    assert error["details"]["field"] == "results[0].tool_use_id"
+    answered = await api.request("POST", path, key, json={"results": [
+        {"tool_use_id": tool_use_id, "content": "a reel"}]})
+    assert answered.status_code == 202, answered.text
+    assert_error(await api.request("POST", path, key, json={"results": [
+        {"tool_use_id": tool_use_id, "content": "again"}]}), 409, "conflict")
+    await settle(api, key, sid, "idle")
+    events = await log(api, key, sid)
+    done = [e["data"]["status"] for e in events if e["type"] == "session_done"]
+    assert done == ["completed", "completed"]
+    texts = "".join(e["data"]["text"] for e in events if e["type"] == "message_delta")
+    assert texts == "found itsecond turn"
+    tool_use = next(e for e in events if e["type"] == "tool_use")["data"]
+    assert tool_use["input"] == {"word": "spool"} and tool_use["executor"] == "client"
+
+
+async def test_interrupt_cancels_the_turn_and_refuses_a_late_tool_result(api: Api) -> None:
+    key = await api.key(await api.tenant(), "member")
+    script = [{"tool_calls": [{"name": "lookup", "input": {"word": "x"}}]}, {"text": "later"}]
+    sid = await session(api, key, await agent(api, key, script))
+    await say(api, key, sid, "go")
+    waiting = await settle(api, key, sid, "requires_action")
+    stopped = await api.request("POST", f"/v1/sessions/{sid}/interrupt", key)
+    assert stopped.status_code == 202 and stopped.json()["event"]["type"] == "session_interrupted"
+    await settle(api, key, sid, "idle")
+    again = await api.request("POST", f"/v1/sessions/{sid}/interrupt", key)
+    assert again.status_code == 200 and again.json() == {"event": None}  # nothing running
+    late = await api.request("POST", f"/v1/sessions/{sid}/tool_results", key, json={
+        "results": [{"tool_use_id": waiting["pending_tool_use_ids"][0], "content": "late"}]})
+    assert_error(late, 409, "conflict")
+    events = await log(api, key, sid)
+    assert [e["data"]["status"] for e in events if e["type"] == "session_done"] == ["cancelled"]
+    assert "tool_result" not in types(events)
+
+
+async def test_mode_interrupt_stops_the_running_turn_first(api: Api) -> None:
+    key = await api.key(await api.tenant(), "member")
+    script = [{"tool_calls": [{"name": "lookup", "input": {"word": "x"}}]}, {"text": "new"}]
+    sid = await session(api, key, await agent(api, key, script))
+    first = (await say(api, key, sid, "first")).json()["event"]["data"]["turn_id"]
+    await settle(api, key, sid, "requires_action")
+    second = await say(api, key, sid, "instead", mode="interrupt")
+    assert second.status_code == 202
+    await settle(api, key, sid, "idle")
+    done = [(e["data"]["turn_id"], e["data"]["status"]) for e in await log(api, key, sid)
+            if e["type"] == "session_done"]
+    assert done == [(first, "cancelled"),
+                    (second.json()["event"]["data"]["turn_id"], "completed")]
+
+
+async def test_bad_tool_input_is_answered_with_an_error_for_the_model(api: Api) -> None:
+    key = await api.key(await api.tenant(), "member")
+    script = [{"tool_calls": [{"name": "lookup", "input": {"word": 7}}]}, {"text": "sorry"}]
+    sid = await session(api, key, await agent(api, key, script))
+    await say(api, key, sid, "go")
+    await settle(api, key, sid, "idle")
+    events = await log(api, key, sid)
+    result = next(e for e in events if e["type"] == "tool_result")["data"]
+    assert result["is_error"] and "word" in result["content"][0]["text"]
+    assert [e["data"]["status"] for e in events if e["type"] == "session_done"] == ["completed"]
+
+
+async def test_a_failing_model_fails_the_turn_and_the_session_stays_usable(api: Api) -> None:
+    key = await api.key(await api.tenant(), "member")
+    sid = await session(api, key, await agent(api, key, [{"error": "boom"}, {"text": "fine"}]))
+    await say(api, key, sid, "one")
+    await settle(api, key, sid, "idle")
+    await say(api, key, sid, "two")
+    await settle(api, key, sid, "idle")
+    done = [e["data"] for e in await log(api, key, sid) if e["type"] == "session_done"]
+    assert done[0]["status"] == "failed" and "boom" in done[0]["error"]
+    assert done[1]["status"] == "completed"
+
+
+async def test_limits_stop_a_turn_that_keeps_calling_tools(api: Api) -> None:
+    key = await api.key(await api.tenant(), "member")
+    call = {"tool_calls": [{"name": "lookup", "input": {"word": 1}}]}  # invalid: auto-answered
+    sid = await session(api, key, await agent(api, key, [call] * 5, limits={"max_turns": 2}))
+    await say(api, key, sid, "loop")
+    await settle(api, key, sid, "idle")
+    events = await log(api, key, sid)
+    assert types(events).count("message_stop") == 2
+    done = events[-1]["data"]
+    assert done["status"] == "failed" and "max_turns" in done["error"]
+
+
+async def test_a_session_without_an_agent_only_records(api: Api) -> None:
+    key = await api.key(await api.tenant(), "member")
+    sid = (await api.request("POST", "/v1/sessions", key, json={})).json()["id"]
+    for text in ["a", "b"]:
+        assert (await say(api, key, sid, text)).status_code == 202
+    await asyncio.sleep(0.5)
+    assert types(await log(api, key, sid)) == ["session_created", "user_message", "user_message"]
+
+
+async def test_a_turn_cut_by_a_dead_worker_is_closed_and_finished_by_another(api: Api) -> None:
+    """A worker took the turn, streamed part of a message, and died (its lease expires): the
+    next worker closes the message as interrupted and runs the model again."""
+    engine = api.app.state.engine
+    key = await api.key(tenant := await api.tenant(), "member")
+    sid = await session(api, key, await agent(api, key, [{"text": "complete reply"}]))
+    await engine.worker.stop()  # no live worker while we stage the dead one's work
+    sent = (await say(api, key, sid, "hi")).json()["event"]["data"]["turn_id"]
+    dead = [new_event(TurnStarted(turn_id=sent, worker="wrk_dead")),
+            new_event(MessageStart(turn_id=sent, message_id="msg_dead", model="scripted")),
+            new_event(MessageDelta(message_id="msg_dead", text="compl"))]
+    await engine.store.append(sid, dead, tenant_id=tenant, stream_type="session")
+    async with engine._pool.acquire() as conn:  # the dead worker's lease, just expired
+        async with asyncio.timeout(5):
+            while not await conn.fetchval("SELECT count(*) FROM session_runs WHERE"  # noqa: ASYNC110
+                                          " session_id = $1 AND wanted_position > 0", sid):
+                await asyncio.sleep(0.02)
+        await conn.execute("UPDATE session_runs SET lease_owner = 'wrk_dead',"
+                           " lease_expires = now() - interval '1 second'"
+                           " WHERE session_id = $1", sid)
+    engine.worker.start()
+    await settle(api, key, sid, "idle")
+    events = await log(api, key, sid)
+    assert types(events)[2:] == ["turn_started", "message_start", "message_delta",
+                                 "message_stop", "message_start", "message_delta",
+                                 "message_delta", "message_stop", "session_done"]
+    closed = events[5]["data"]
+    assert (closed["message_id"], closed["stop_reason"]) == ("msg_dead", "interrupted")
+    assert events[-1]["data"]["status"] == "completed"
+    assert "".join(e["data"]["text"] for e in events[7:9]) == "complete reply"
