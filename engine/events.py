@@ -170,6 +170,7 @@ class ScriptStep(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     error: Annotated[str, NUL_FREE] | None = None
     input_tokens: Annotated[int, msgspec.Meta(ge=0)] | None = None
     output_tokens: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    delay: Annotated[float, msgspec.Meta(ge=0, le=60)] = 0.0  # seconds before each word
 
 
 class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

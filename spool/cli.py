@@ -34,28 +34,97 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--redis-url", help="external Redis (SPOOL_REDIS_URL)")
     serve.add_argument("--log-level", help="debug|info|warning|error (SPOOL_LOG_LEVEL)")
     serve.set_defaults(handler=_serve)
+    worker = commands.add_parser(
+        "worker", help="run sessions' turns in this process; start any number, on the same "
+        "Postgres and Redis as `spool serve` (or the same data dir as an embedded one)")
+    worker.add_argument("--concurrency", type=int,
+                        help="sessions run at once (SPOOL_WORKERS, default 8)")
+    worker.add_argument("--data-dir", help="the data dir of a running embedded `spool serve` "
+                        "(SPOOL_DATA_DIR, ./.spool)")
+    worker.add_argument("--database-url", help="Postgres (SPOOL_DATABASE_URL)")
+    worker.add_argument("--redis-url", help="Redis (SPOOL_REDIS_URL)")
+    worker.add_argument("--log-level", help="debug|info|warning|error (SPOOL_LOG_LEVEL)")
+    worker.set_defaults(handler=_worker)
     return parser
 
 
 def _serve(args: argparse.Namespace) -> int:
+    settings = _settings(host=args.host, port=args.port, database_url=args.database_url,
+                         redis_url=args.redis_url, log_level=args.log_level,
+                         data_dir=args.data_dir)
+    if settings is None:
+        return 2
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(_run_server(settings))
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from engine.embedded import published_services
+
+    settings = _settings(workers=args.concurrency, database_url=args.database_url,
+                         redis_url=args.redis_url, log_level=args.log_level,
+                         data_dir=args.data_dir)
+    if settings is None:
+        return 2
+    if settings.database_url is None or settings.redis_url is None:
+        found = published_services(settings.data_dir)
+        if found is None:
+            print(f"spool: no running `spool serve` publishes its services in "
+                  f"{settings.data_dir}; start one there, or set SPOOL_DATABASE_URL and "
+                  "SPOOL_REDIS_URL", file=sys.stderr)
+            return 2
+        settings = _replace(settings, database_url=settings.database_url or found[0],
+                            redis_url=settings.redis_url or found[1])
+    if settings.workers < 1:
+        print("spool: a worker needs --concurrency (SPOOL_WORKERS) of at least 1",
+              file=sys.stderr)
+        return 2
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(_run_worker(settings))
+
+
+def _settings(**flags: Any) -> Any:
+    """Settings from SPOOL_* and the flags given; None (after saying why) if one is bad."""
     from pathlib import Path
 
     from engine.logging import configure_logging
     from engine.settings import Settings, SettingsError
 
-    flags: dict[str, Any] = {
-        "host": args.host, "port": args.port, "database_url": args.database_url,
-        "redis_url": args.redis_url, "log_level": args.log_level,
-        "data_dir": Path(args.data_dir) if args.data_dir else None,
-    }
+    if flags.get("data_dir"):
+        flags["data_dir"] = Path(flags["data_dir"])
     try:
         settings = Settings.from_env(**flags)
     except SettingsError as exc:
         print(f"spool: invalid setting {exc}", file=sys.stderr)
-        return 2
+        return None
     configure_logging(settings.log_level)
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(_run_server(settings))
+    return settings
+
+
+def _replace(settings: Any, **changes: Any) -> Any:
+    import msgspec
+
+    return msgspec.structs.replace(settings, **changes)
+
+
+async def _run_worker(settings: Any) -> int:
+    from engine.engine import Engine
+    from engine.errors import SpoolError
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with Engine(settings) as engine:
+            assert engine.worker is not None
+            print(f"agentspool worker {engine.worker.id} running "
+                  f"({settings.workers} sessions at once)", flush=True)
+            await stop.wait()
+    except SpoolError as exc:
+        print(f"spool: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _loop_factory() -> Any:

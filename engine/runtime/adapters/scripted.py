@@ -1,10 +1,12 @@
 """The offline, deterministic adapter: reply ``n`` of a session is step ``n`` of the agent's
 script (``model.script``); past the end of the script, or without one, it echoes the last user
-message. Text streams word by word. Usage counts words: input = every word of the conversation,
-output = the reply's words, unless the step sets them."""
+message. Text streams word by word (``delay`` seconds before each word, if the step sets it).
+Usage counts words: input = every word of the conversation, output = the reply's words, unless
+the step sets them."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 
@@ -28,6 +30,8 @@ class ScriptedAdapter:
             raise ModelError(step.error)
         words = _WORDS.findall(step.text)
         for word in words:
+            if step.delay:  # a slow model, for demos and for killing a worker mid-reply
+                await asyncio.sleep(step.delay)
             yield TextDelta(word)
         for index, call in enumerate(step.tool_calls):
             # Ids derive from the session's model call and the call's place: a re-run of the

@@ -1,0 +1,131 @@
+"""``spool worker`` as real processes: a worker SIGKILLed in the middle of a reply loses its
+lease, and another worker finishes the turn exactly once; the log shows what happened."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from engine.embedded import SERVICES_FILE, published_services
+from tests.conftest import ADMIN_TOKEN, Services
+from tests.spool import test_serve
+from tests.spool.test_serve import Server, Spawner, _env
+
+pytestmark = pytest.mark.slow
+
+spawn = test_serve.spawn  # fixtures, used by name
+scratch = test_serve.scratch
+WORKER = re.compile(r"^agentspool worker (wrk_\S+) running")
+REPLY = " ".join(f"word{i}" for i in range(30))
+
+
+def _worker_argv() -> list[str]:
+    return [sys.executable, "-m", "spool.cli", "worker", "--concurrency", "2"]
+
+
+def _wait_line(server: Server, pattern: re.Pattern[str], timeout: float = 60) -> re.Match[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in list(server.stdout):
+            if match := pattern.match(line):
+                return match
+        if server.proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise AssertionError(f"no line matching {pattern.pattern!r}\n{server.output()}")
+
+
+async def _setup(client: httpx.AsyncClient) -> tuple[dict[str, str], str]:
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    tenant = (await client.post("/v1/tenants", json={"name": "t"}, headers=admin)).json()["id"]
+    key = (await client.post("/v1/api_keys", json={"name": "k", "role": "member"},
+                             headers={**admin, "Spool-Tenant": tenant})).json()["key"]
+    auth = {"Authorization": f"Bearer {key}"}
+    agent = (await client.post("/v1/agents", headers=auth, json={
+        "name": "slow", "model": {"script": [{"text": REPLY, "delay": 0.1}]}})).json()["id"]
+    session = (await client.post("/v1/sessions", headers=auth,
+                                 json={"agent_id": agent})).json()["id"]
+    return auth, session
+
+
+async def _events(client: httpx.AsyncClient, auth: dict[str, str], sid: str) -> list[Any]:
+    page = await client.get(f"/v1/sessions/{sid}/events?limit=500", headers=auth)
+    return list(page.json()["data"])
+
+
+async def test_a_worker_killed_mid_turn_and_the_next_one_finishes_it(
+    spawn: Spawner, scratch: Path, services: Services, redis_url: str,
+) -> None:
+    urls = {"SPOOL_DATABASE_URL": await services.fresh_database(), "SPOOL_REDIS_URL": redis_url,
+            "SPOOL_ADMIN_TOKEN": ADMIN_TOKEN, "SPOOL_LEASE_SECONDS": "2"}
+    server = spawn(scratch / "serve", cwd=scratch, env=_env(scratch / "serve", SPOOL_WORKERS="0",
+                                                            **urls))
+    url = await asyncio.to_thread(server.wait_ready)
+    first = spawn(scratch / "a", cwd=scratch, env=_env(scratch / "a", **urls),
+                  argv=_worker_argv())
+    worker_a = (await asyncio.to_thread(_wait_line, first, WORKER)).group(1)
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        auth, sid = await _setup(client)
+        sent = await client.post(f"/v1/sessions/{sid}/messages", headers=auth,
+                                 json={"content": "tell me"})
+        turn_id = sent.json()["event"]["data"]["turn_id"]
+        async with asyncio.timeout(30):  # A is a few words into its reply
+            while sum(e["type"] == "message_delta"  # noqa: ASYNC110 - polling over HTTP
+                      for e in await _events(client, auth, sid)) < 3:
+                await asyncio.sleep(0.05)
+        assert await asyncio.to_thread(first.stop, signal.SIGKILL) == -signal.SIGKILL
+        cut = len(await _events(client, auth, sid))
+
+        second = spawn(scratch / "b", cwd=scratch, env=_env(scratch / "b", **urls),
+                       argv=_worker_argv())
+        worker_b = (await asyncio.to_thread(_wait_line, second, WORKER)).group(1)
+        async with asyncio.timeout(60):
+            while (await client.get(  # noqa: ASYNC110 - polling over HTTP
+                    f"/v1/sessions/{sid}", headers=auth)).json()["status"] != "idle":
+                await asyncio.sleep(0.1)
+        events = await _events(client, auth, sid)
+        assert await asyncio.to_thread(second.stop) == 0
+
+    kinds = [e["type"] for e in events]
+    actors = [e["meta"].get("actor") for e in events]
+    # A: turn_started, message_start, its deltas (at least 3, not the whole reply); then B only.
+    assert kinds[2:4] == ["turn_started", "message_start"]
+    assert set(actors[2:cut]) == {worker_a}
+    assert set(actors[cut:]) == {worker_b}, "the dead worker wrote after the takeover"
+    a_deltas = [e for e in events[:cut] if e["type"] == "message_delta"]
+    assert 3 <= len(a_deltas) < len(REPLY.split())
+    # B closes A's message as interrupted, then replies in full, once, and ends the turn once.
+    assert events[cut]["type"] == "message_stop"
+    assert events[cut]["data"]["stop_reason"] == "interrupted"
+    assert events[cut]["data"]["message_id"] == events[3]["data"]["message_id"]
+    replies = [e for e in events[cut:] if e["type"] == "message_delta"]
+    assert "".join(e["data"]["text"] for e in replies) == REPLY
+    assert kinds.count("turn_started") == 1
+    done = [e["data"] for e in events if e["type"] == "session_done"]
+    assert done == [{"type": "session_done", "turn_id": turn_id, "status": "completed"}]
+    assert kinds[-1] == "session_done"
+
+
+def test_a_worker_without_services_says_where_it_looked(spawn: Spawner, scratch: Path) -> None:
+    data_dir = scratch / "nothing-here"
+    worker = spawn(data_dir, cwd=scratch, env=_env(data_dir), argv=_worker_argv())
+    assert worker.proc.wait(timeout=60) == 2
+    for reader in worker._threads:  # the whole output is read
+        reader.join(timeout=10)
+    assert "no running `spool serve`" in "\n".join(worker.stderr)
+    assert str(data_dir.resolve()) in "\n".join(worker.stderr)
+
+
+def test_published_services_are_read_from_the_data_dir(tmp_path: Path) -> None:
+    assert published_services(tmp_path) is None
+    (tmp_path / SERVICES_FILE).write_text(
+        '{"database_url": "postgresql://x/y", "redis_url": "redis://z:1/0"}')
+    assert published_services(tmp_path) == ("postgresql://x/y", "redis://z:1/0")
