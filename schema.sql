@@ -88,4 +88,22 @@ CREATE TABLE IF NOT EXISTS session_runs (
 CREATE INDEX IF NOT EXISTS session_runs_wanted ON session_runs (wanted_position)
     WHERE wanted_position > done_position;
 
+-- Tool calls waiting for (or given) a human decision, kept by the `approvals` projection.
+CREATE TABLE IF NOT EXISTS approvals (
+    approval_id   text PRIMARY KEY,
+    tenant_id     text NOT NULL,
+    session_id    text NOT NULL,
+    turn_id       text NOT NULL,
+    tool_use_id   text NOT NULL,
+    tool_name     text NOT NULL,
+    input         json NOT NULL,
+    status        text NOT NULL CHECK (status IN ('pending', 'approved', 'denied', 'cancelled')),
+    reason        text,
+    requested_at  timestamptz NOT NULL,
+    resolved_at   timestamptz,
+    resolved_by   text
+);
+CREATE INDEX IF NOT EXISTS approvals_tenant_status ON approvals (tenant_id, status, approval_id);
+CREATE INDEX IF NOT EXISTS approvals_turn ON approvals (turn_id) WHERE status = 'pending';
+
 INSERT INTO schema_version (version) VALUES (1) ON CONFLICT (version) DO NOTHING;

@@ -15,6 +15,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from engine.agents import Agents
+from engine.approvals import Approvals, ApprovalsProjection
 from engine.db import apply_schema, create_pool
 from engine.dispatch import Dispatcher
 from engine.embedded import EmbeddedServices
@@ -49,7 +50,7 @@ class Engine:
         self.publisher: Publisher | None = None
         self.dispatcher: Dispatcher | None = None
         self.worker: Worker | None = None
-        self._runs: ProjectionRunner | None = None
+        self._projections: list[ProjectionRunner] = []
 
     async def __aenter__(self) -> Engine:
         try:
@@ -106,6 +107,7 @@ class Engine:
             self._pool, auth_cache_seconds=self.settings.auth_cache_seconds)
         self.agents = Agents(self._store)
         self.sessions = Sessions(self._store, self.agents)
+        self.approvals = Approvals(self._pool, self._store, self.sessions)
         self.generated_admin_token = await self.tenants.bootstrap_admin(
             self.settings.admin_token
         )
@@ -116,12 +118,16 @@ class Engine:
         """The session_runs projection (the runtime's work list) and, unless SPOOL_WORKERS=0,
         a worker in this process. Both wake when the dispatcher sees new events."""
         assert self._pool is not None and self.dispatcher is not None
-        log_moved, work_wanted = asyncio.Event(), asyncio.Event()
-        self.dispatcher.watch(log_moved)
+        work_wanted = asyncio.Event()
         self.dispatcher.watch(work_wanted)
-        self._runs = ProjectionRunner(self._pool, SessionRuns(), wakeup=log_moved,
+        self._projections = []
+        for projection in (SessionRuns(), ApprovalsProjection()):
+            log_moved = asyncio.Event()
+            self.dispatcher.watch(log_moved)
+            runner = ProjectionRunner(self._pool, projection, wakeup=log_moved,
                                       on_applied=lambda _: work_wanted.set())
-        self._runs.start()
+            runner.start()
+            self._projections.append(runner)
         if self.settings.workers > 0:
             self.worker = Worker(
                 self._pool, self.store, self.agents, default_adapters(),
@@ -135,8 +141,9 @@ class Engine:
         # following the fan-out, close clients, stop services.
         if self.worker is not None:
             await self.worker.stop()
-        if self._runs is not None:
-            await self._runs.stop()
+        for runner in self._projections:
+            await runner.stop()
+        self._projections = []
         if self._store is not None:
             await self._store.stop()
         if self.publisher is not None:
@@ -154,7 +161,7 @@ class Engine:
             await anyio.to_thread.run_sync(self._embedded.stop)
         self._store = self._pool = self._redis = self._reader = self._embedded = None
         self.publisher = self.dispatcher = None
-        self.worker = self._runs = None
+        self.worker = None
 
     @property
     def store(self) -> EventStore:

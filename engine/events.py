@@ -136,6 +136,22 @@ class ToolResult(EventData, tag="tool_result"):
     is_error: bool = False
 
 
+class ApprovalRequested(EventData, tag="approval_requested"):
+    approval_id: str
+    turn_id: str
+    tool_use_id: str
+    name: str
+    input: dict[str, Any]
+
+
+class ApprovalResolved(EventData, tag="approval_resolved"):
+    approval_id: str
+    turn_id: str
+    tool_use_id: str
+    decision: Literal["approve", "deny"]
+    reason: str | None = None
+
+
 class SessionInterrupted(EventData, tag="session_interrupted"):
     turn_id: str
     reason: str = "interrupted"
@@ -218,11 +234,19 @@ class AgentArchived(EventData, tag="agent_archived"):
     pass
 
 
+class MemoryWritten(EventData, tag="memory_written"):
+    """The agent's memory (the memory_write tool), on the agent's stream; null deletes."""
+
+    key: str
+    value: str | None
+    session_id: str
+
+
 AnyEventData = (
     SessionCreated | UserMessage | SessionArchived
     | TurnStarted | MessageStart | MessageDelta | MessageStop | ToolUse | ToolResult
-    | SessionInterrupted | SessionDone
-    | AgentCreated | AgentUpdated | AgentArchived
+    | ApprovalRequested | ApprovalResolved | SessionInterrupted | SessionDone
+    | AgentCreated | AgentUpdated | AgentArchived | MemoryWritten
 )
 
 _encoder = msgspec.json.Encoder()

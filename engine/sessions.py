@@ -12,6 +12,7 @@ on one session cannot both see it idle: the loser re-reads and decides again.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import datetime
 from typing import Literal
 
@@ -20,6 +21,7 @@ import msgspec
 from engine.agents import Agents
 from engine.errors import Conflict, InvalidRequest, NotFound
 from engine.events import (
+    ApprovalResolved,
     ContentBlock,
     Event,
     EventMeta,
@@ -38,6 +40,7 @@ from engine.runtime.state import SessionState, SessionStatus, fold
 from engine.store import EventStore
 
 SubmitMode = Literal["enqueue", "interrupt"]
+Decision = Literal["approve", "deny"]
 _ATTEMPTS = 8  # decisions retried when the session changed under them
 _AGENT_CACHE_MAX = 100_000
 
@@ -132,15 +135,9 @@ class Sessions:
             first = await self._store.event_by_id(event_id, tenant_id=tenant_id)
             if first is not None and first.stream_id == session_id:
                 return first
-        for _ in range(_ATTEMPTS):
-            state = await self.state(tenant_id, session_id)
-            events = [*_before_message(state, mode, meta), message]
-            try:
-                return (await self._append(tenant_id, session_id, events, state))[-1]
-            except Conflict as exc:
-                if exc.details is None or "expected_seq" not in exc.details:
-                    raise
-        raise Conflict("the session kept changing; retry", details={"field": "session"})
+        appended = await self._decide(
+            tenant_id, session_id, lambda state: [*_before_message(state, mode, meta), message])
+        return appended[-1]
 
     async def submit_tool_results(
         self, tenant_id: str, session_id: str, results: list[ClientToolResult], *,
@@ -162,30 +159,65 @@ class Sessions:
             firsts = [await self._store.event_by_id(i, tenant_id=tenant_id) for i in ids if i]
             if all(first is not None for first in firsts):
                 return [first for first in firsts if first is not None]
-        for _ in range(_ATTEMPTS):
-            state = await self.state(tenant_id, session_id)
-            events = [new_event(_checked_result(state, index, result), id=event_id, meta=meta)
-                      for index, (result, event_id) in enumerate(zip(results, ids, strict=True))]
-            try:
-                return await self._append(tenant_id, session_id, events, state)
-            except Conflict as exc:
-                if exc.details is None or "expected_seq" not in exc.details:
-                    raise
-        raise Conflict("the session kept changing; retry", details={"field": "session"})
+        return await self._decide(tenant_id, session_id, lambda state: [
+            new_event(_checked_result(state, index, result), id=event_id, meta=meta)
+            for index, (result, event_id) in enumerate(zip(results, ids, strict=True))])
 
     async def interrupt(
         self, tenant_id: str, session_id: str, *, meta: EventMeta | None = None,
     ) -> Event | None:
         """Stop the running turn (it ends ``cancelled``); None if no turn is running."""
+
+        def decide(state: SessionState) -> list[NewEvent]:
+            if state.current is None or state.current.interrupted:
+                return []
+            return [new_event(SessionInterrupted(turn_id=state.current.turn_id), meta=meta)]
+
+        appended = await self._decide(tenant_id, session_id, decide)
+        return appended[0] if appended else None
+
+    async def resolve_approval(
+        self, tenant_id: str, session_id: str, approval_id: str, decision: Decision,
+        reason: str | None, *, meta: EventMeta | None = None,
+        idempotency_key: str | None = None,
+    ) -> Event:
+        """Approve or deny a tool call waiting for a human. One already decided, or whose
+        turn ended, is a 409 and nothing is written."""
+        event_id = derived_event_id(tenant_id, f"approvals.{approval_id}", idempotency_key)
+        if event_id is not None:
+            first = await self._store.event_by_id(event_id, tenant_id=tenant_id)
+            if first is not None:
+                return first
+
+        def decide(state: SessionState) -> list[NewEvent]:
+            turn = state.current
+            for tool_use_id, (pending_id, decided) in (turn.approvals if turn else {}).items():
+                if pending_id == approval_id and turn is not None and not turn.interrupted:
+                    if decided is not None:
+                        break
+                    data = ApprovalResolved(approval_id=approval_id, turn_id=turn.turn_id,
+                                            tool_use_id=tool_use_id, decision=decision,
+                                            reason=reason)
+                    return [new_event(data, id=event_id, meta=meta)]
+            raise Conflict(f"approval {approval_id!r} is not waiting for a decision",
+                           details={"field": "approval_id"})
+
+        [event] = await self._decide(tenant_id, session_id, decide)
+        return event
+
+    async def _decide(
+        self, tenant_id: str, session_id: str,
+        decide: Callable[[SessionState], list[NewEvent]],
+    ) -> list[Event]:
+        """Append what ``decide`` makes of the session's current state, with expected_seq; if
+        the session moved meanwhile, decide again on the new state (a few times)."""
         for _ in range(_ATTEMPTS):
             state = await self.state(tenant_id, session_id)
-            if state.current is None or state.current.interrupted:
-                return None
-            data = SessionInterrupted(turn_id=state.current.turn_id)
+            events = decide(state)
+            if not events:
+                return []
             try:
-                [event] = await self._append(tenant_id, session_id,
-                                             [new_event(data, meta=meta)], state)
-                return event
+                return await self._append(tenant_id, session_id, events, state)
             except Conflict as exc:
                 if exc.details is None or "expected_seq" not in exc.details:
                     raise

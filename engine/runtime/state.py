@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import Literal
 
 from engine.events import (
+    ApprovalRequested,
+    ApprovalResolved,
     ContentBlock,
     Event,
     MessageDelta,
@@ -60,10 +62,27 @@ class Turn:
     tokens: int = 0
     last_stop: StopReason | None = None
     tool_uses: dict[str, ToolUse] = field(default_factory=dict)  # without a result yet
+    # tool_use_id -> its approval: (approval_id, decision or None while a human decides)
+    approvals: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+
+    def approval(self, tool_use_id: str) -> str | None:
+        """"pending", "approve", "deny", or None for a call that needs no approval."""
+        found = self.approvals.get(tool_use_id)
+        if found is None:
+            return None
+        return found[1] or "pending"
 
     @property
     def waiting_on_client(self) -> list[ToolUse]:
-        return [t for t in self.tool_uses.values() if t.executor == "client"]
+        """Client tool calls the client may answer now (approved, or needing no approval)."""
+        return [t for t in self.tool_uses.values() if t.executor == "client"
+                and self.approval(t.tool_use_id) in (None, "approve")]
+
+    @property
+    def waiting_on_human(self) -> list[str]:
+        """Approval ids a human has to decide."""
+        return [approval_id for approval_id, decision in self.approvals.values()
+                if decision is None]
 
 
 @dataclass
@@ -92,7 +111,8 @@ class SessionState:
         if self.archived:
             return "archived"
         if self.current is not None:
-            return "requires_action" if self.current.waiting_on_client else "running"
+            waiting = self.current.waiting_on_client or self.current.waiting_on_human
+            return "requires_action" if waiting else "running"
         return "running" if self.queue else "idle"
 
     @property
@@ -140,6 +160,12 @@ def apply(state: SessionState, event: Event) -> None:
             text = "".join(block.text for block in data.content)
             state.conversation.append(ChatMessage("tool", text, tool_use_id=data.tool_use_id,
                                                   is_error=data.is_error))
+        case ApprovalRequested():
+            if state.current is not None:
+                state.current.approvals[data.tool_use_id] = (data.approval_id, None)
+        case ApprovalResolved():
+            if state.current is not None and data.tool_use_id in state.current.approvals:
+                state.current.approvals[data.tool_use_id] = (data.approval_id, data.decision)
         case SessionInterrupted():
             _interrupt(state, data.turn_id)
         case SessionDone():

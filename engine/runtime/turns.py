@@ -27,6 +27,7 @@ from engine.agents import Agents
 from engine.errors import Conflict
 from engine.events import (
     AgentConfig,
+    ApprovalRequested,
     ContentBlock,
     EventData,
     EventMeta,
@@ -52,6 +53,7 @@ from engine.runtime.adapters.base import (
     ToolCall,
 )
 from engine.runtime.state import SessionState, Turn, fold
+from engine.runtime.tools import ServerTools, ToolContext
 from engine.store import EventStore
 
 log = get_logger("runtime")
@@ -89,13 +91,27 @@ class CallModel:
 
 
 @dataclass(frozen=True)
+class RunTool:
+    turn: Turn
+    tool: ToolUse
+
+
+@dataclass(frozen=True)
+class Refuse:
+    """A human denied the call: the model is told so."""
+
+    turn: Turn
+    tool: ToolUse
+
+
+@dataclass(frozen=True)
 class FinishTurn:
     turn: Turn
     status: TurnStatus
     error: str | None = None
 
 
-Step = Start | CloseMessage | CallModel | FinishTurn
+Step = Start | CloseMessage | CallModel | RunTool | Refuse | FinishTurn
 
 
 def next_step(state: SessionState, config: AgentConfig) -> Step | None:
@@ -111,10 +127,13 @@ def next_step(state: SessionState, config: AgentConfig) -> Step | None:
     if turn.interrupted:
         return FinishTurn(turn, "cancelled")
     if turn.tool_uses:
-        server = [t for t in turn.tool_uses.values() if t.executor == "server"]
-        if server:  # the built-in server tools land with the tasks and memory work
-            return FinishTurn(turn, "failed", f"server tool {server[0].name!r} is not available")
-        return None  # requires_action: the client has to send tool results
+        for tool in turn.tool_uses.values():
+            decision = turn.approval(tool.tool_use_id)
+            if decision == "deny":
+                return Refuse(turn, tool)
+            if tool.executor == "server" and decision in (None, "approve"):
+                return RunTool(turn, tool)
+        return None  # requires_action: a client's results, or a human's decision
     if turn.last_stop in ("end_turn", "max_tokens"):
         return FinishTurn(turn, "completed")
     limits = config.limits
@@ -147,6 +166,7 @@ class SessionRunner:
         worker_id: str, tenant_id: str, session_id: str, retry: RetryPolicy | None = None,
     ) -> None:
         self._store = store
+        self._tools = ServerTools(store)
         self._agents = agents
         self._adapters = adapters
         self._worker_id = worker_id
@@ -193,6 +213,25 @@ class SessionRunner:
                 await self._append(SessionDone(turn_id=turn.turn_id, status=status, error=error))
             case CallModel(turn):
                 await self._call_model(turn, state, config)
+            case RunTool(turn, tool):
+                await self._run_tool(turn, tool, state, config)
+            case Refuse(turn, tool):
+                approval_id, _ = turn.approvals[tool.tool_use_id]
+                await self._append(ToolResult(
+                    turn_id=turn.turn_id, tool_use_id=tool.tool_use_id, is_error=True,
+                    content=[ContentBlock(text=f"a human denied this call ({approval_id})")]))
+
+    async def _run_tool(self, turn: Turn, tool: ToolUse, state: SessionState,
+                        config: AgentConfig) -> None:
+        spec = next((t for t in config.tools if t.name == tool.name), None)
+        assert state.created.agent_id is not None
+        context = ToolContext(self._tenant_id, state.created.agent_id, self._session_id,
+                              self._worker_id)
+        outcome = await self._tools.run(tool.name, tool.input, context,
+                                        seconds=spec.timeout_seconds if spec else 30.0)
+        await self._append(ToolResult(turn_id=turn.turn_id, tool_use_id=tool.tool_use_id,
+                                      content=[ContentBlock(text=outcome.text)],
+                                      is_error=outcome.is_error))
 
     async def _call_model(self, turn: Turn, state: SessionState, config: AgentConfig) -> None:
         request = ModelRequest(config.model, config.system, state.conversation,
@@ -249,6 +288,11 @@ class SessionRunner:
         use = ToolUse(turn_id=turn.turn_id, message_id=message_id, tool_use_id=call.tool_use_id,
                       name=call.name, input=call.input, executor=executor)
         problem = _input_problem(spec, call)
+        if problem is None and spec is not None and spec.requires_approval:
+            await self._append(use, ApprovalRequested(
+                approval_id=new_id("apr"), turn_id=turn.turn_id, tool_use_id=call.tool_use_id,
+                name=call.name, input=call.input))
+            return
         if problem is None:
             await self._append(use)
             return

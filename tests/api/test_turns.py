@@ -222,3 +222,102 @@ async def test_a_turn_cut_by_a_dead_worker_is_closed_and_finished_by_another(api
     assert (closed["message_id"], closed["stop_reason"]) == ("msg_dead", "interrupted")
     assert events[-1]["data"]["status"] == "completed"
     assert "".join(e["data"]["text"] for e in events[7:9]) == "complete reply"
+
+
+async def test_a_call_needing_approval_waits_for_a_human_then_for_the_client(api: Api) -> None:
+    key = await api.key(await api.tenant(), "member")
+    script = [{"tool_calls": [{"name": "lookup", "input": {"word": "spool"}}]}, {"text": "ok"}]
+    sid = await session(api, key, await agent(
+        api, key, script, tools=[{**LOOKUP, "requires_approval": True}]))
+    await say(api, key, sid, "go")
+    waiting = await settle(api, key, sid, "requires_action")
+    assert waiting["pending_tool_use_ids"] == []  # not the client's turn yet: a human decides
+    pending = (await api.request("GET", "/v1/approvals?status=pending", key)).json()["data"]
+    assert [(a["tool_name"], a["input"], a["session_id"]) for a in pending] == [
+        ("lookup", {"word": "spool"}, sid)]
+    approval_id = pending[0]["id"]
+    decided = await api.request("POST", f"/v1/approvals/{approval_id}", key,
+                                json={"decision": "approve"})
+    assert decided.status_code == 202, decided.text
+    assert_error(await api.request("POST", f"/v1/approvals/{approval_id}", key,
+                                   json={"decision": "deny"}), 409, "conflict")
+    waiting = await settle(api, key, sid, "requires_action")
+    assert waiting["pending_tool_use_ids"] == ["toolu_0_0"]
+    await api.request("POST", f"/v1/sessions/{sid}/tool_results", key,
+                      json={"results": [{"tool_use_id": "toolu_0_0", "content": "found"}]})
+    await settle(api, key, sid, "idle")
+    got = (await api.request("GET", f"/v1/approvals/{approval_id}", key)).json()
+    assert got["status"] == "approved" and got["resolved_by"].startswith("key_")
+    assert types(await log(api, key, sid))[-1] == "session_done"
+
+
+async def test_a_denied_call_is_refused_and_the_model_goes_on(api: Api) -> None:
+    tenant = await api.tenant()
+    key, other = await api.key(tenant, "member"), await api.key(await api.tenant("b"), "member")
+    script = [{"tool_calls": [{"name": "lookup", "input": {"word": "x"}}]}, {"text": "fine"}]
+    sid = await session(api, key, await agent(
+        api, key, script, tools=[{**LOOKUP, "requires_approval": True}]))
+    await say(api, key, sid, "go")
+    await settle(api, key, sid, "requires_action")
+    [approval] = (await api.request("GET", f"/v1/approvals?session_id={sid}", key)).json()["data"]
+    assert_error(await api.request("POST", f"/v1/approvals/{approval['id']}", other,
+                                   json={"decision": "deny"}), 404, "not_found")
+    error = assert_error(await api.request("POST", f"/v1/approvals/{approval['id']}", key,
+                                           json={"decision": "maybe"}), 422, "invalid_request")
+    assert error["details"]["field"] == "decision"
+    await api.request("POST", f"/v1/approvals/{approval['id']}", key,
+                      json={"decision": "deny", "reason": "not today"})
+    await settle(api, key, sid, "idle")
+    events = await log(api, key, sid)
+    result = next(e for e in events if e["type"] == "tool_result")["data"]
+    assert result["is_error"] and "denied" in result["content"][0]["text"]
+    assert events[-1]["data"]["status"] == "completed"
+    got = (await api.request("GET", f"/v1/approvals/{approval['id']}", key)).json()
+    assert (got["status"], got["reason"]) == ("denied", "not today")
+
+
+async def test_an_interrupted_turn_cancels_its_pending_approval(api: Api) -> None:
+    key = await api.key(await api.tenant(), "member")
+    script = [{"tool_calls": [{"name": "lookup", "input": {"word": "x"}}]}]
+    sid = await session(api, key, await agent(
+        api, key, script, tools=[{**LOOKUP, "requires_approval": True}]))
+    await say(api, key, sid, "go")
+    await settle(api, key, sid, "requires_action")
+    await api.request("POST", f"/v1/sessions/{sid}/interrupt", key)
+    await settle(api, key, sid, "idle")
+    [approval] = (await api.request("GET", f"/v1/approvals?session_id={sid}", key)).json()["data"]
+    assert approval["status"] == "cancelled"
+    assert_error(await api.request("POST", f"/v1/approvals/{approval['id']}", key,
+                                   json={"decision": "approve"}), 409, "conflict")
+
+
+async def test_memory_tools_run_on_the_server_and_are_shared_by_the_agents_sessions(
+    api: Api,
+) -> None:
+    key = await api.key(await api.tenant(), "member")
+    tools = [{"name": "memory_write", "executor": "server"},
+             {"name": "memory_read", "executor": "server"}]
+    script = [
+        {"tool_calls": [{"name": "memory_write", "input": {"key": "colour", "value": "blue"}}]},
+        {"text": "saved"},
+        {"tool_calls": [{"name": "memory_read", "input": {"key": "colour"}},
+                        {"name": "memory_read", "input": {"key": "size"}}]},
+        {"text": "read"},
+    ]
+    agent_id = await agent(api, key, script, tools=tools)
+    first = await session(api, key, agent_id)
+    await say(api, key, first, "remember blue")
+    await settle(api, key, first, "idle")
+    results = [e["data"] for e in await log(api, key, first) if e["type"] == "tool_result"]
+    assert [(r["content"][0]["text"], r.get("is_error", False)) for r in results] == [
+        ("stored", False)]
+    # Another session of the agent (steps count per session: it starts at the script's top,
+    # so give it its own agent version whose script reads).
+    patched = await api.request("PATCH", f"/v1/agents/{agent_id}", key,
+                                json={"model": {"script": script[2:]}})
+    assert patched.status_code == 200, patched.text
+    second = await session(api, key, agent_id)
+    await say(api, key, second, "what colour?")
+    await settle(api, key, second, "idle")
+    results = [e["data"] for e in await log(api, key, second) if e["type"] == "tool_result"]
+    assert [r["content"][0]["text"] for r in results] == ["blue", "(nothing stored under 'size')"]

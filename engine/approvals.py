@@ -1,0 +1,170 @@
+"""Approvals: tool calls marked ``requires_approval`` wait for a human. The ``approvals``
+projection lists them (pending, approved, denied, or cancelled when their turn ended first);
+a decision is an ``approval_resolved`` event on the session, appended the way every decision on
+a session is (engine/sessions.py), and the worker then runs or refuses the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+import asyncpg
+import msgspec
+
+from engine.db import connection
+from engine.errors import InvalidRequest, NotFound
+from engine.events import (
+    ApprovalRequested,
+    ApprovalResolved,
+    Event,
+    EventMeta,
+    SessionDone,
+    decode_data,
+)
+from engine.ids import is_id
+from engine.pages import Page, check_limit, page_of
+from engine.sessions import Decision, Sessions
+from engine.store import Committed, EventStore
+
+ApprovalStatus = Literal["pending", "approved", "denied", "cancelled"]
+STATUSES = ("pending", "approved", "denied", "cancelled")
+_CATCH_UP_SECONDS = 2.0
+
+
+class Approval(msgspec.Struct):
+    id: str
+    session_id: str
+    turn_id: str
+    tool_use_id: str
+    tool_name: str
+    input: msgspec.Raw
+    status: ApprovalStatus
+    reason: str | None
+    requested_at: datetime
+    resolved_at: datetime | None
+    resolved_by: str | None
+
+
+class ApprovalsProjection:
+    name = "approvals"
+
+    async def apply(self, conn: Any, events: Sequence[Committed]) -> None:
+        for tenant_id, event in events:
+            if event.stream_type != "session" or event.type not in _TYPES:
+                continue
+            data = decode_data(event)
+            if isinstance(data, ApprovalRequested):
+                await conn.execute(
+                    "INSERT INTO approvals (approval_id, tenant_id, session_id, turn_id,"
+                    " tool_use_id, tool_name, input, status, requested_at)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8)"
+                    " ON CONFLICT (approval_id) DO NOTHING",
+                    data.approval_id, tenant_id, event.stream_id, data.turn_id,
+                    data.tool_use_id, data.name, msgspec.json.encode(data.input),
+                    event.created_at,
+                )
+            elif isinstance(data, ApprovalResolved):
+                await conn.execute(
+                    "UPDATE approvals SET status = $2, reason = $3, resolved_at = $4,"
+                    " resolved_by = $5 WHERE approval_id = $1",
+                    data.approval_id, "approved" if data.decision == "approve" else "denied",
+                    data.reason, event.created_at, _actor(event),
+                )
+            elif isinstance(data, SessionDone):  # a turn that ends leaves nothing to decide
+                await conn.execute(
+                    "UPDATE approvals SET status = 'cancelled', resolved_at = $2"
+                    " WHERE turn_id = $1 AND status = 'pending'",
+                    data.turn_id, event.created_at,
+                )
+
+
+_TYPES = frozenset({"approval_requested", "approval_resolved", "session_done"})
+
+
+class _Meta(msgspec.Struct):
+    actor: str | None = None
+
+
+def _actor(event: Event) -> str | None:
+    return msgspec.json.decode(event.meta, type=_Meta).actor
+
+
+class Approvals:
+    def __init__(self, pool: asyncpg.Pool, store: EventStore, sessions: Sessions) -> None:
+        self._pool = pool
+        self._store = store
+        self._sessions = sessions
+
+    async def list(
+        self, tenant_id: str, *, status: str | None, session_id: str | None, after: str | None,
+        limit: int,
+    ) -> Page[Approval]:
+        if status is not None and status not in STATUSES:
+            raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}", field="status")
+        if after is not None and not is_id(after, "apr"):
+            raise InvalidRequest("after must be an apr_ id from a previous page", field="after")
+        await self._caught_up()
+        async with connection(self._pool, "listing approvals") as conn:
+            rows = await conn.fetch(
+                f"SELECT {_COLUMNS} FROM approvals WHERE tenant_id = $1"
+                " AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR session_id = $3)"
+                " AND approval_id > $4 ORDER BY approval_id LIMIT $5",
+                tenant_id, status, session_id, after or "", check_limit(limit) + 1,
+            )
+        return page_of([_approval(row) for row in rows], limit, lambda a: a.id)
+
+    async def get(self, tenant_id: str, approval_id: str) -> Approval:
+        if not is_id(approval_id, "apr"):
+            raise NotFound(f"approval {approval_id!r} not found")
+        found = await self._find(tenant_id, approval_id)
+        if found is None:  # perhaps just requested: let the projection catch up first
+            await self._caught_up()
+            found = await self._find(tenant_id, approval_id)
+        if found is None:
+            raise NotFound(f"approval {approval_id!r} not found")
+        return found
+
+    async def resolve(
+        self, tenant_id: str, approval_id: str, decision: Decision, reason: str | None, *,
+        meta: EventMeta | None = None, idempotency_key: str | None = None,
+    ) -> Event:
+        approval = await self.get(tenant_id, approval_id)
+        return await self._sessions.resolve_approval(
+            tenant_id, approval.session_id, approval_id, decision, reason, meta=meta,
+            idempotency_key=idempotency_key,
+        )
+
+    async def _find(self, tenant_id: str, approval_id: str) -> Approval | None:
+        async with connection(self._pool, "reading an approval") as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_COLUMNS} FROM approvals WHERE approval_id = $1 AND tenant_id = $2",
+                approval_id, tenant_id,
+            )
+        return None if row is None else _approval(row)
+
+    async def _caught_up(self) -> None:
+        """Wait (at most 2 s) until the projection has applied the log as it is now, so a
+        client that saw approval_requested can act on it at once."""
+        head = await self._store.head()
+        deadline = time.monotonic() + _CATCH_UP_SECONDS
+        while time.monotonic() < deadline:
+            async with connection(self._pool, "reading a checkpoint") as conn:
+                position = await conn.fetchval(
+                    "SELECT position FROM projection_checkpoints WHERE name = 'approvals'")
+            if position is not None and position >= head:
+                return
+            await asyncio.sleep(0.02)
+
+
+_COLUMNS = ("approval_id, session_id, turn_id, tool_use_id, tool_name, input, status, reason,"
+            " requested_at, resolved_at, resolved_by")
+
+
+def _approval(row: Any) -> Approval:
+    return Approval(id=row[0], session_id=row[1], turn_id=row[2], tool_use_id=row[3],
+                    tool_name=row[4], input=msgspec.Raw(row[5]), status=row[6], reason=row[7],
+                    requested_at=row[8], resolved_at=row[9], resolved_by=row[10])
