@@ -24,7 +24,8 @@ from engine.fanout import Publisher
 from engine.logging import get_logger
 from engine.metrics import Metrics
 from engine.projections.runner import ProjectionRunner
-from engine.runtime.adapters.registry import default_adapters
+from engine.runtime.adapters.base import ModelAdapter
+from engine.runtime.adapters.registry import adapters_for, close_all
 from engine.runtime.schedule import SessionRuns
 from engine.runtime.worker import Worker
 from engine.sessions import Sessions
@@ -51,6 +52,7 @@ class Engine:
         self.dispatcher: Dispatcher | None = None
         self.worker: Worker | None = None
         self._projections: list[ProjectionRunner] = []
+        self._adapters: dict[str, ModelAdapter] = {}
 
     async def __aenter__(self) -> Engine:
         try:
@@ -129,8 +131,9 @@ class Engine:
             runner.start()
             self._projections.append(runner)
         if self.settings.workers > 0:
+            self._adapters = adapters_for(self.settings)
             self.worker = Worker(
-                self._pool, self.store, self.agents, default_adapters(),
+                self._pool, self.store, self.agents, self._adapters,
                 wakeup=work_wanted, concurrency=self.settings.workers,
                 lease_seconds=self.settings.lease_seconds,
             )
@@ -141,6 +144,7 @@ class Engine:
         # following the fan-out, close clients, stop services.
         if self.worker is not None:
             await self.worker.stop()
+            await close_all(self._adapters)
         for runner in self._projections:
             await runner.stop()
         self._projections = []

@@ -36,6 +36,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     auth_cache_seconds: float = 1.0
     workers: int = 8
     lease_seconds: float = 10.0
+    # Model providers: keys stay here (never in events or logs); an adapter is available only
+    # when its provider is configured.
+    openai_base_url: str | None = None
+    openai_api_key: str | None = None
+    anthropic_base_url: str | None = None
+    anthropic_api_key: str | None = None
+    model_timeout_seconds: float = 60.0
+
+    def __repr__(self) -> str:
+        """Secrets masked: settings may end up in a log or a traceback."""
+        shown = {f: getattr(self, f) for f in self.__struct_fields__}
+        for name in _SECRETS:
+            if shown[name] is not None:
+                shown[name] = "***"
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
     @property
     def embedded(self) -> bool:
@@ -76,6 +91,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                "must be between 0 and 10000")
         _check(self.lease_seconds, 1 <= self.lease_seconds <= 3600, "SPOOL_LEASE_SECONDS",
                "must be between 1 and 3600")
+        _check(self.model_timeout_seconds, 1 <= self.model_timeout_seconds <= 3600,
+               "SPOOL_MODEL_TIMEOUT_SECONDS", "must be between 1 and 3600")
+        for name in ("openai_base_url", "anthropic_base_url"):
+            url = getattr(self, name)
+            _check(url, url is None or url.startswith(("http://", "https://")),
+                   f"SPOOL_{name.upper()}", "must be an http:// or https:// URL")
         _check(self.auth_cache_seconds, 0 <= self.auth_cache_seconds <= 60,
                "SPOOL_AUTH_CACHE_SECONDS", "must be between 0 and 60")
         _check(self.log_level, self.log_level in _LOG_LEVELS, "SPOOL_LOG_LEVEL",
@@ -132,4 +153,12 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "auth_cache_seconds": float,
     "workers": _int,
     "lease_seconds": float,
+    "openai_base_url": str,
+    "openai_api_key": str,
+    "anthropic_base_url": str,
+    "anthropic_api_key": str,
+    "model_timeout_seconds": float,
 }
+
+
+_SECRETS = ("admin_token", "openai_api_key", "anthropic_api_key", "database_url", "redis_url")

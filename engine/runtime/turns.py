@@ -15,6 +15,7 @@ session now, and this one stops.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -265,16 +266,18 @@ class SessionRunner:
         await self._append(MessageStart(turn_id=turn.turn_id, message_id=message_id,
                                         model=request.model.name))
         try:
-            async for chunk in adapter.stream(request):
-                match chunk:
-                    case TextDelta(text):
-                        await self._append(MessageDelta(message_id=message_id, text=text))
-                    case ToolCall():
-                        await self._tool_call(chunk, request, turn, message_id)
-                    case Finish(stop_reason, usage):
-                        await self._append(MessageStop(message_id=message_id,
-                                                       stop_reason=stop_reason, usage=usage))
-                        return
+            # aclosing: an interrupt or a lost lease closes the provider's response at once
+            async with contextlib.aclosing(adapter.stream(request)) as chunks:
+                async for chunk in chunks:
+                    match chunk:
+                        case TextDelta(text):
+                            await self._append(MessageDelta(message_id=message_id, text=text))
+                        case ToolCall():
+                            await self._tool_call(chunk, request, turn, message_id)
+                        case Finish(stop_reason, usage):
+                            await self._append(MessageStop(
+                                message_id=message_id, stop_reason=stop_reason, usage=usage))
+                            return
             raise ModelError("the model's stream ended without a stop", retryable=True)
         except ModelError:
             await self._append(MessageStop(message_id=message_id, stop_reason="error",

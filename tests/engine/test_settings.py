@@ -55,6 +55,18 @@ def test_defaults_with_an_empty_environment() -> None:
         ("SPOOL_DB_POOL_SIZE", "1000", "db_pool_size", 1000),
         ("SPOOL_APPEND_BATCH_MAX", "1", "append_batch_max", 1),
         ("SPOOL_APPEND_BATCH_MAX", "100000", "append_batch_max", 100_000),
+        ("SPOOL_SSE_BUFFER_EVENTS", "10", "sse_buffer_events", 10),
+        ("SPOOL_SSE_KEEPALIVE_SECONDS", "0.5", "sse_keepalive_seconds", 0.5),
+        ("SPOOL_AUTH_CACHE_SECONDS", "0", "auth_cache_seconds", 0.0),
+        ("SPOOL_WORKERS", "0", "workers", 0),
+        ("SPOOL_LEASE_SECONDS", "2.5", "lease_seconds", 2.5),
+        ("SPOOL_OPENAI_BASE_URL", "http://localhost:11434/v1", "openai_base_url",
+         "http://localhost:11434/v1"),
+        ("SPOOL_OPENAI_API_KEY", "sk-x", "openai_api_key", "sk-x"),
+        ("SPOOL_ANTHROPIC_BASE_URL", "https://proxy.example", "anthropic_base_url",
+         "https://proxy.example"),
+        ("SPOOL_ANTHROPIC_API_KEY", "sk-ant-x", "anthropic_api_key", "sk-ant-x"),
+        ("SPOOL_MODEL_TIMEOUT_SECONDS", "600", "model_timeout_seconds", 600.0),
     ],
 )
 def test_each_variable_is_parsed(variable: str, raw: str, field: str, expected: Any) -> None:
@@ -170,6 +182,12 @@ def test_settings_are_frozen() -> None:
         ("SPOOL_APPEND_BATCH_MAX", "0"),
         ("SPOOL_APPEND_BATCH_MAX", "100001"),
         ("SPOOL_APPEND_BATCH_MAX", "1e3"),
+        ("SPOOL_WORKERS", "-1"),
+        ("SPOOL_LEASE_SECONDS", "0.5"),
+        ("SPOOL_AUTH_CACHE_SECONDS", "61"),
+        ("SPOOL_OPENAI_BASE_URL", "localhost:11434"),
+        ("SPOOL_ANTHROPIC_BASE_URL", "ftp://x"),
+        ("SPOOL_MODEL_TIMEOUT_SECONDS", "0"),
     ],
 )
 def test_a_bad_value_names_its_variable(variable: str, raw: str) -> None:

@@ -4,7 +4,7 @@ prompt, tools and the conversation) in, a stream of chunks out: text deltas, too
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -56,6 +56,6 @@ class ModelError(Exception):
 
 
 class ModelAdapter(Protocol):
-    def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
+    def stream(self, request: ModelRequest) -> AsyncGenerator[Chunk, None]:
         """The reply, chunk by chunk; raises ModelError. Ends with exactly one Finish."""
         ...

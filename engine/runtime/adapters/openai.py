@@ -76,7 +76,7 @@ import asyncio
 import contextlib
 import email.utils
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -138,7 +138,7 @@ class OpenAIAdapter:
         if self._owns_client:
             await self._client.aclose()
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[Chunk, None]:
         reply = _Reply()
         events = _SSEParser()
         try:

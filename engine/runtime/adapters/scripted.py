@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from engine.events import ScriptStep, Usage
 from engine.runtime.adapters.base import (
@@ -24,7 +24,7 @@ _WORDS = re.compile(r"\S+\s*|\s+")
 
 
 class ScriptedAdapter:
-    async def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[Chunk, None]:
         step = _step(request)
         if step.error is not None:
             raise ModelError(step.error)
