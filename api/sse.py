@@ -29,6 +29,7 @@ RETRY_MS = 2000
 # connection open: it is dropped (and resumes by id if it ever reads again).
 WRITE_TIMEOUT = 30.0
 KEEPALIVE = b": keepalive\n\n"
+ENDED = b": ended: the session is archived; nothing follows\n\n"
 CUT_OFF = b": cut off: this client fell too far behind; reconnect with Last-Event-ID\n\n"
 _MAX_CURSOR = 2**63 - 1
 
@@ -168,6 +169,7 @@ async def _body(
     try:
         async for batch in batches:
             yield frames(batch, event_id) if batch else KEEPALIVE
+        yield ENDED  # a tail ends only when nothing can follow (an archived session)
     except CutOff:
         yield CUT_OFF
     finally:

@@ -26,6 +26,7 @@ from engine.events import (
     Event,
     EventMeta,
     NewEvent,
+    SessionArchived,
     SessionCreated,
     SessionInterrupted,
     ToolResult,
@@ -176,6 +177,45 @@ class Sessions:
         appended = await self._decide(tenant_id, session_id, decide)
         return appended[0] if appended else None
 
+    async def queue(self, tenant_id: str, session_id: str) -> list[QueuedTurn]:
+        state = await self.state(tenant_id, session_id)
+        return [QueuedTurn(turn.turn_id, turn.content) for turn in state.queue
+                if not turn.interrupted]
+
+    async def remove_queued(
+        self, tenant_id: str, session_id: str, turn_id: str, *, meta: EventMeta | None = None,
+    ) -> Event:
+        """Take a turn out of the queue before it starts (it ends ``cancelled``)."""
+
+        def decide(state: SessionState) -> list[NewEvent]:
+            if state.current is not None and state.current.turn_id == turn_id:
+                raise Conflict("that turn is running; interrupt it instead",
+                               details={"field": "turn_id"})
+            if not any(t.turn_id == turn_id and not t.interrupted for t in state.queue):
+                raise NotFound(f"no queued turn {turn_id!r}")
+            data = SessionInterrupted(turn_id=turn_id, reason="removed from the queue")
+            return [new_event(data, meta=meta)]
+
+        [event] = await self._decide(tenant_id, session_id, decide)
+        return event
+
+    async def archive(
+        self, tenant_id: str, session_id: str, *, meta: EventMeta | None = None,
+    ) -> tuple[Session, Event | None]:
+        """Archive an idle session: no more messages, and its stream ends. A busy one is a
+        409 (interrupt it first); an archived one is returned as it is."""
+
+        def decide(state: SessionState) -> list[NewEvent]:
+            if state.archived:
+                return []
+            if state.busy:
+                raise Conflict("a turn is running or queued; interrupt it first",
+                               details={"field": "session"})
+            return [new_event(SessionArchived(), meta=meta)]
+
+        appended = await self._decide(tenant_id, session_id, decide)
+        return await self.get(tenant_id, session_id), appended[0] if appended else None
+
     async def resolve_approval(
         self, tenant_id: str, session_id: str, approval_id: str, decision: Decision,
         reason: str | None, *, meta: EventMeta | None = None,
@@ -281,6 +321,11 @@ def _before_message(
         "a turn is running; send mode=enqueue to run this one after it, or mode=interrupt to"
         " stop it first", details={"field": "mode", "turn_id": running},
     )
+
+
+class QueuedTurn(msgspec.Struct, frozen=True):
+    turn_id: str
+    content: list[ContentBlock]
 
 
 class ClientToolResult(msgspec.Struct, frozen=True):

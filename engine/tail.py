@@ -18,13 +18,15 @@ from engine.dispatch import Dispatcher, LiveEvent
 from engine.store import EventStore
 
 _PAGE = 1000
+_ENDS_A_STREAM = "session_archived"
 
 
 async def session_tail(
     store: EventStore, dispatcher: Dispatcher, *, tenant_id: str, stream_id: str,
     after: int,
 ) -> AsyncIterator[list[LiveEvent]]:
-    """Every event of one stream with ``seq > after``, in order, exactly once."""
+    """Every event of one stream with ``seq > after``, in order, exactly once. It ends after
+    ``session_archived`` (nothing can follow it)."""
     subscription = dispatcher.subscribe_stream(stream_id)
     metrics = dispatcher.metrics
     try:
@@ -33,6 +35,8 @@ async def session_tail(
         async for page in _replay_stream(store, tenant_id, stream_id, after, until=None):
             yield page
             last, replayed = page[-1].seq, replayed + len(page)
+            if page[-1].type == _ENDS_A_STREAM:
+                return
         metrics.sse_replayed.observe(replayed)
         while True:
             batch = await subscription.next_batch()
@@ -54,6 +58,8 @@ async def session_tail(
                 last = live.seq
             if out:
                 yield out
+                if out[-1].type == _ENDS_A_STREAM:
+                    return
     finally:
         subscription.close()
 

@@ -105,6 +105,28 @@ async def interrupt(request: Request) -> Response:
     return json_response({"event": event}, 202, position_header(event.position))
 
 
+async def list_queue(request: Request) -> Response:
+    _, tenant_id = await tenant_of(request, "viewer")
+    queued = await request.app.state.engine.sessions.queue(
+        tenant_id, request.path_params["session_id"])
+    return json_response({"data": queued})
+
+
+async def remove_queued(request: Request) -> Response:
+    principal, tenant_id = await tenant_of(request, "member")
+    event = await request.app.state.engine.sessions.remove_queued(
+        tenant_id, request.path_params["session_id"], request.path_params["turn_id"],
+        meta=event_meta(request, principal))
+    return json_response({"event": event}, 202, position_header(event.position))
+
+
+async def archive(request: Request) -> Response:
+    principal, tenant_id = await tenant_of(request, "member")
+    session, event = await request.app.state.engine.sessions.archive(
+        tenant_id, request.path_params["session_id"], meta=event_meta(request, principal))
+    return json_response(session, 200, position_header(event.position) if event else None)
+
+
 class ToolResultIn(msgspec.Struct, forbid_unknown_fields=True):
     tool_use_id: Annotated[str, NUL_FREE, msgspec.Meta(min_length=1, max_length=200)]
     content: Annotated[str, NUL_FREE] | Annotated[
@@ -144,6 +166,9 @@ routes = [
     Route("/v1/sessions/{session_id}", get_session, methods=["GET"]),
     Route("/v1/sessions/{session_id}/messages", submit_message, methods=["POST"]),
     Route("/v1/sessions/{session_id}/interrupt", interrupt, methods=["POST"]),
+    Route("/v1/sessions/{session_id}/archive", archive, methods=["POST"]),
+    Route("/v1/sessions/{session_id}/queue", list_queue, methods=["GET"]),
+    Route("/v1/sessions/{session_id}/queue/{turn_id}", remove_queued, methods=["DELETE"]),
     Route("/v1/sessions/{session_id}/tool_results", submit_tool_results, methods=["POST"]),
     Route("/v1/sessions/{session_id}/events", list_events, methods=["GET"]),
 ]

@@ -9,7 +9,7 @@ from starlette.routing import Route
 
 from api.auth import tenant_of
 from api.sse import cursor, sse_response
-from engine.errors import InvalidRequest, NotFound
+from engine.errors import Conflict, InvalidRequest, NotFound
 from engine.events import STREAM_TYPES
 from engine.ids import is_id
 from engine.tail import session_tail, tenant_tail
@@ -22,7 +22,10 @@ async def session_stream(request: Request) -> Response:
     engine = request.app.state.engine
     if not is_id(session_id, "ses"):
         raise NotFound(f"session {session_id!r} not found")
-    await engine.store.stream_version(session_id, tenant_id=tenant_id)  # 404 before streaming
+    last = await engine.store.last_event(session_id, tenant_id=tenant_id)  # 404 before streaming
+    if last.type == "session_archived" and after >= last.seq:
+        raise Conflict(f"session {session_id!r} is archived: its stream ended at seq {last.seq}",
+                       details={"field": "after", "last_seq": last.seq})
     if after:
         engine.metrics.sse_resumes.inc()
     tail = session_tail(engine.store, engine.fanout, tenant_id=tenant_id, stream_id=session_id,

@@ -321,3 +321,101 @@ async def test_memory_tools_run_on_the_server_and_are_shared_by_the_agents_sessi
     await settle(api, key, second, "idle")
     results = [e["data"] for e in await log(api, key, second) if e["type"] == "tool_result"]
     assert [r["content"][0]["text"] for r in results] == ["blue", "(nothing stored under 'size')"]
+
+
+async def test_retried_posts_with_an_idempotency_key_return_the_first_result(api: Api) -> None:
+    key = await api.key(await api.tenant(), "member")
+    script = [{"tool_calls": [{"name": "lookup", "input": {"word": "a"}}]},
+              {"tool_calls": [{"name": "lookup", "input": {"word": "b"}}]}, {"text": "done"}]
+    sid = await session(api, key, await agent(
+        api, key, script, tools=[LOOKUP, {**LOOKUP, "name": "ask", "requires_approval": True}]))
+    once = {"Idempotency-Key": "msg-1"}
+    first = await api.request("POST", f"/v1/sessions/{sid}/messages", key,
+                              json={"content": "go"}, headers=once)
+    await settle(api, key, sid, "requires_action")  # the turn runs: a plain retry would be 409
+    again = await api.request("POST", f"/v1/sessions/{sid}/messages", key,
+                              json={"content": "go"}, headers=once)
+    assert again.status_code == 202 and again.json() == first.json()
+
+    path, body = f"/v1/sessions/{sid}/tool_results", {
+        "results": [{"tool_use_id": "toolu_0_0", "content": "A"}]}
+    results = [await api.request("POST", path, key, json=body, headers={"Idempotency-Key": "r"})
+               for _ in range(2)]
+    assert results[0].json() == results[1].json() and results[1].status_code == 202
+    await settle(api, key, sid, "requires_action")
+    await api.request("POST", path, key, json={
+        "results": [{"tool_use_id": "toolu_1_0", "content": "B"}]})
+    await settle(api, key, sid, "idle")
+    events = await log(api, key, sid)
+    assert types(events).count("user_message") == 1
+    assert [e["data"]["tool_use_id"] for e in events if e["type"] == "tool_result"] == [
+        "toolu_0_0", "toolu_1_0"]
+
+
+async def test_a_retried_decision_returns_the_first_even_once_decided(api: Api) -> None:
+    key = await api.key(await api.tenant(), "member")
+    script = [{"tool_calls": [{"name": "lookup", "input": {"word": "a"}}]}, {"text": "ok"}]
+    sid = await session(api, key, await agent(
+        api, key, script, tools=[{**LOOKUP, "requires_approval": True}]))
+    await say(api, key, sid, "go")
+    await settle(api, key, sid, "requires_action")
+    [approval] = (await api.request("GET", "/v1/approvals?status=pending", key)).json()["data"]
+    decide = [await api.request("POST", f"/v1/approvals/{approval['id']}", key,
+                                json={"decision": "deny"}, headers={"Idempotency-Key": "d"})
+              for _ in range(2)]
+    assert decide[1].status_code == 202 and decide[0].json() == decide[1].json()
+    await settle(api, key, sid, "idle")
+    assert types(await log(api, key, sid)).count("approval_resolved") == 1
+
+
+async def test_queued_turns_are_listed_and_removable(api: Api) -> None:
+    key = await api.key(await api.tenant(), "member")
+    script = [{"tool_calls": [{"name": "lookup", "input": {"word": "a"}}]}, {"text": "ok"},
+              {"text": "kept"}]
+    sid = await session(api, key, await agent(api, key, script))
+    await say(api, key, sid, "first")
+    await settle(api, key, sid, "requires_action")
+    removed = (await say(api, key, sid, "drop me", mode="enqueue")).json()["event"]["data"]
+    kept = (await say(api, key, sid, "keep me", mode="enqueue")).json()["event"]["data"]
+    queue = (await api.request("GET", f"/v1/sessions/{sid}/queue", key)).json()["data"]
+    assert [(q["turn_id"], q["content"][0]["text"]) for q in queue] == [
+        (removed["turn_id"], "drop me"), (kept["turn_id"], "keep me")]
+    gone = await api.request("DELETE", f"/v1/sessions/{sid}/queue/{removed['turn_id']}", key)
+    assert gone.status_code == 202, gone.text
+    assert_error(await api.request("DELETE", f"/v1/sessions/{sid}/queue/{removed['turn_id']}",
+                                   key), 404, "not_found")
+    running = (await api.request("GET", f"/v1/sessions/{sid}", key)).json()["current_turn_id"]
+    assert_error(await api.request("DELETE", f"/v1/sessions/{sid}/queue/{running}", key),
+                 409, "conflict")
+    await api.request("POST", f"/v1/sessions/{sid}/tool_results", key,
+                      json={"results": [{"tool_use_id": "toolu_0_0", "content": "A"}]})
+    await settle(api, key, sid, "idle")
+    done = {e["data"]["turn_id"]: e["data"]["status"] for e in await log(api, key, sid)
+            if e["type"] == "session_done"}
+    assert done == {running: "completed", removed["turn_id"]: "cancelled",
+                    kept["turn_id"]: "completed"}
+
+
+async def test_an_archived_session_refuses_messages_and_its_stream_ends(api: Api) -> None:
+    key = await api.key(await api.tenant(), "member")
+    script = [{"tool_calls": [{"name": "lookup", "input": {"word": "a"}}]}]
+    sid = await session(api, key, await agent(api, key, script))
+    await say(api, key, sid, "first")
+    await settle(api, key, sid, "requires_action")
+    assert_error(await api.request("POST", f"/v1/sessions/{sid}/archive", key), 409, "conflict")
+    await api.request("POST", f"/v1/sessions/{sid}/interrupt", key)
+    await settle(api, key, sid, "idle")
+    archived = await api.request("POST", f"/v1/sessions/{sid}/archive", key)
+    assert archived.status_code == 200 and archived.json()["status"] == "archived"
+    assert (await api.request("POST", f"/v1/sessions/{sid}/archive", key)).status_code == 200
+    assert_error(await say(api, key, sid, "more", mode="enqueue"), 409, "conflict")
+    last_seq = archived.json()["last_seq"]
+    # The stream replays to the archive and ends (the ASGI transport returns the whole body).
+    body = (await api.request("GET", f"/v1/sessions/{sid}/stream?after=1", key)).text
+    assert body.rstrip().endswith(": ended: the session is archived; nothing follows")
+    assert f"id: {last_seq}\nevent: session_archived" in body
+    # A cursor at the end can no longer be served: an explicit error, not an empty stream.
+    error = assert_error(await api.request("GET", f"/v1/sessions/{sid}/stream", key,
+                                           headers={"Last-Event-ID": str(last_seq)}),
+                         409, "conflict")
+    assert error["details"] == {"field": "after", "last_seq": last_seq}
