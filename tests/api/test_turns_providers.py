@@ -28,7 +28,7 @@ from tests.engine.test_adapter_anthropic import (
     text_block,
 )
 from tests.engine.test_adapter_openai import KEY as OPENAI_KEY
-from tests.engine.test_adapter_openai import TEXT_STREAM, FakeOpenAI, status, streams
+from tests.engine.test_adapter_openai import TEXT_STREAM, FakeOpenAI, cut_after, status, streams
 
 
 @pytest.fixture
@@ -103,6 +103,24 @@ async def test_an_openai_turn_retries_a_429_and_streams_the_reply(
                                      {"role": "user", "content": "hello"}]
     assert OPENAI_KEY not in json.dumps(events)
     assert OPENAI_KEY not in capsys.readouterr().out
+
+
+async def test_a_stream_cut_halfway_is_closed_and_the_call_retried(
+    api: Api, openai: FakeOpenAI,
+) -> None:
+    key = await api.key(await api.tenant(), "member")
+    sid = await session(api, key, await agent(api, key, "openai", "gpt-4o"))
+    openai.then(cut_after(*TEXT_STREAM[:2]), streams(*TEXT_STREAM))
+    await say(api, key, sid, "hello")
+    await settle(api, key, sid, "idle")
+    events = await log(api, key, sid)
+    stops = [e["data"]["stop_reason"] for e in events if e["type"] == "message_stop"]
+    assert stops == ["error", "end_turn"]
+    first_message = events[3]["data"]["message_id"]
+    cut = [e["data"]["text"] for e in events
+           if e["type"] == "message_delta" and e["data"]["message_id"] == first_message]
+    assert cut == ["Hello"]  # what streamed before the cut stays in the log, closed
+    assert events[-1]["data"]["status"] == "completed"
 
 
 async def test_an_anthropic_turn_streams_the_reply(
