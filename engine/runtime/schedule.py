@@ -117,3 +117,11 @@ class Leases:
                 " WHERE session_id = $1 AND lease_owner = $2",
                 session_id, self.owner, done_position or 0, retry_in,
             )
+
+    async def release_all(self) -> None:
+        """Give back every lease this worker holds, done with nothing (it is stopping)."""
+        async with connection(self._pool, "releasing leases") as conn:
+            await conn.execute(
+                "UPDATE session_runs SET lease_owner = NULL, lease_expires = NULL"
+                " WHERE lease_owner = $1", self.owner,
+            )

@@ -177,6 +177,7 @@ class SessionRunner:
         self._meta = EventMeta(actor=worker_id)
         self._last_seq = 0
         self._turn_id: str | None = None
+        self._pinned: AgentConfig | None = None
 
     async def run(self) -> None:
         """Advance the session until it has nothing to do. Raises LostSession."""
@@ -198,11 +199,14 @@ class SessionRunner:
                 continue  # the next fold sees the interrupt
 
     async def _config(self, state: SessionState) -> AgentConfig:
-        agent_id, version = state.created.agent_id, state.created.agent_version
-        assert agent_id is not None
-        pinned = await self._agents.version(self._tenant_id, agent_id, version,
-                                            archived_too=True)
-        return pinned.config
+        """The pinned version's config (fixed for the session's life: read once)."""
+        if self._pinned is None:
+            agent_id, version = state.created.agent_id, state.created.agent_version
+            assert agent_id is not None
+            found = await self._agents.version(self._tenant_id, agent_id, version,
+                                               archived_too=True)
+            self._pinned = found.config
+        return self._pinned
 
     async def _perform(self, step: Step, state: SessionState, config: AgentConfig) -> None:
         match step:

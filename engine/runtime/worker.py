@@ -52,6 +52,8 @@ class Worker:
         self._task = asyncio.create_task(self._run(), name="spool.worker")
 
     async def stop(self) -> None:
+        """Stop at once; the sessions this worker held are given back for others to take now
+        rather than when their leases run out (what they appended is fenced, as ever)."""
         tasks = [t for t in [self._task, *self._running.values()] if t is not None]
         for task in tasks:
             task.cancel()
@@ -59,6 +61,8 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._task = None
+        with contextlib.suppress(SpoolError):
+            await self.leases.release_all()
 
     async def _run(self) -> None:
         while True:
