@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -266,47 +266,31 @@ class SessionRunner:
                       message_id: str) -> None:
         """One model call as message_start, deltas, tool uses, message_stop. Every call is a
         message in the log, even one that fails at once: it is closed with
-        ``stop_reason: error`` before the error goes up."""
+        ``stop_reason: error`` before the error goes up. Output is appended as it streams,
+        one append in flight at a time (``_Pipe``)."""
         await self._append(MessageStart(turn_id=turn.turn_id, message_id=message_id,
                                         model=request.model.name))
+        pipe = _Pipe(self._append)
         try:
             # aclosing: an interrupt or a lost lease closes the provider's response at once
             async with contextlib.aclosing(adapter.stream(request)) as chunks:
                 async for chunk in chunks:
                     match chunk:
                         case TextDelta(text):
-                            await self._append(MessageDelta(message_id=message_id, text=text))
+                            await pipe.add(MessageDelta(message_id=message_id, text=text))
                         case ToolCall():
-                            await self._tool_call(chunk, request, turn, message_id)
+                            await pipe.add(*_tool_events(chunk, request, turn, message_id))
                         case Finish(stop_reason, usage):
-                            await self._append(MessageStop(
+                            await pipe.flush(MessageStop(
                                 message_id=message_id, stop_reason=stop_reason, usage=usage))
                             return
             raise ModelError("the model's stream ended without a stop", retryable=True)
         except ModelError:
-            await self._append(MessageStop(message_id=message_id, stop_reason="error",
-                                           usage=Usage()))
+            await pipe.flush(MessageStop(message_id=message_id, stop_reason="error",
+                                         usage=Usage()))
             raise
-
-    async def _tool_call(self, call: ToolCall, request: ModelRequest, turn: Turn,
-                         message_id: str) -> None:
-        spec = next((t for t in request.tools if t.name == call.name), None)
-        executor = spec.executor if spec is not None else "client"
-        use = ToolUse(turn_id=turn.turn_id, message_id=message_id, tool_use_id=call.tool_use_id,
-                      name=call.name, input=call.input, executor=executor)
-        problem = _input_problem(spec, call)
-        if problem is None and spec is not None and spec.requires_approval:
-            await self._append(use, ApprovalRequested(
-                approval_id=new_id("apr"), turn_id=turn.turn_id, tool_use_id=call.tool_use_id,
-                name=call.name, input=call.input))
-            return
-        if problem is None:
-            await self._append(use)
-            return
-        # A call the agent cannot make never reaches a client: it is answered with the error,
-        # and the model sees it on its next call.
-        await self._append(use, ToolResult(turn_id=turn.turn_id, tool_use_id=call.tool_use_id,
-                                           content=[ContentBlock(text=problem)], is_error=True))
+        finally:
+            pipe.cancel()
 
     async def _append(self, *datas: EventData) -> None:
         while True:
@@ -336,6 +320,64 @@ class SessionRunner:
         self._last_seq = came[-1].seq
         if interrupted:
             raise _Interrupted
+
+
+def _tool_events(call: ToolCall, request: ModelRequest, turn: Turn,
+                 message_id: str) -> list[EventData]:
+    """The events a tool call becomes: the tool_use, with its approval_requested if the tool
+    needs one, or with an error result if the agent cannot make that call (an unknown tool,
+    input its schema refuses): such a call never reaches a client, and the model sees why."""
+    spec = next((t for t in request.tools if t.name == call.name), None)
+    use = ToolUse(turn_id=turn.turn_id, message_id=message_id, tool_use_id=call.tool_use_id,
+                  name=call.name, input=call.input,
+                  executor=spec.executor if spec is not None else "client")
+    problem = _input_problem(spec, call)
+    if problem is not None:
+        return [use, ToolResult(turn_id=turn.turn_id, tool_use_id=call.tool_use_id,
+                                content=[ContentBlock(text=problem)], is_error=True)]
+    if spec is not None and spec.requires_approval:
+        return [use, ApprovalRequested(approval_id=new_id("apr"), turn_id=turn.turn_id,
+                                       tool_use_id=call.tool_use_id, name=call.name,
+                                       input=call.input)]
+    return [use]
+
+
+class _Pipe:
+    """Appends a model's output while it streams: one append in flight at a time, and what
+    arrives meanwhile goes into the next one (still an event per token, but not a commit per
+    token). An append's error surfaces at the next ``add`` or ``flush``."""
+
+    _MAX_PENDING = 1000
+
+    def __init__(self, append: Callable[..., Coroutine[Any, Any, None]]) -> None:
+        self._append = append
+        self._pending: list[EventData] = []
+        self._inflight: asyncio.Task[None] | None = None
+
+    async def add(self, *datas: EventData) -> None:
+        self._pending.extend(datas)
+        busy = self._inflight is not None and not self._inflight.done()
+        if busy and len(self._pending) < self._MAX_PENDING:
+            return
+        await self._settle()
+        batch, self._pending = self._pending, []
+        self._inflight = asyncio.create_task(self._append(*batch))
+
+    async def flush(self, *datas: EventData) -> None:
+        """Append everything added, then ``datas``; returns once stored."""
+        await self._settle()
+        batch, self._pending = [*self._pending, *datas], []
+        if batch:
+            await self._append(*batch)
+
+    def cancel(self) -> None:
+        if self._inflight is not None:
+            self._inflight.cancel()
+
+    async def _settle(self) -> None:
+        if self._inflight is not None:
+            task, self._inflight = self._inflight, None
+            await task
 
 
 class _TurnRef(msgspec.Struct):

@@ -419,3 +419,15 @@ async def test_an_archived_session_refuses_messages_and_its_stream_ends(api: Api
                                            headers={"Last-Event-ID": str(last_seq)}),
                          409, "conflict")
     assert error["details"] == {"field": "after", "last_seq": last_seq}
+
+
+async def test_a_fast_reply_is_appended_in_few_commits_yet_one_event_per_token(api: Api) -> None:
+    key = await api.key(await api.tenant(), "member")
+    reply = " ".join(f"w{i}" for i in range(40))
+    sid = await session(api, key, await agent(api, key, [{"text": reply}]))
+    await say(api, key, sid, "go")
+    await settle(api, key, sid, "idle")
+    deltas = [e for e in await log(api, key, sid) if e["type"] == "message_delta"]
+    assert "".join(e["data"]["text"] for e in deltas) == reply and len(deltas) == 40
+    # Events of one append share their commit's timestamp: 40 tokens, far fewer commits.
+    assert len({e["created_at"] for e in deltas}) <= 3
