@@ -106,4 +106,56 @@ CREATE TABLE IF NOT EXISTS approvals (
 CREATE INDEX IF NOT EXISTS approvals_tenant_status ON approvals (tenant_id, status, approval_id);
 CREATE INDEX IF NOT EXISTS approvals_turn ON approvals (turn_id) WHERE status = 'pending';
 
+-- Boards and tasks as people look at them, kept by the `tasks` projection (engine/projections/
+-- tasks.py). A deleted board keeps its row (deleted_at): a task found on it is deleted by the
+-- engine, even one created while the board was being deleted. A deleted task loses its row. `seq` is the stream's last seq: the engine's own changes (a task
+-- unblocked when its dependencies are done) append with it as expected_seq.
+CREATE TABLE IF NOT EXISTS boards (
+    board_id     text PRIMARY KEY,
+    tenant_id    text NOT NULL,
+    name         text NOT NULL,
+    description  text,
+    seq          bigint NOT NULL,
+    created_at   timestamptz NOT NULL,
+    updated_at   timestamptz NOT NULL,
+    deleted_at   timestamptz
+);
+CREATE INDEX IF NOT EXISTS boards_tenant ON boards (tenant_id, board_id) WHERE deleted_at IS NULL;
+CREATE INDEX IF NOT EXISTS boards_deleted ON boards (board_id) WHERE deleted_at IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id            text PRIMARY KEY,
+    tenant_id          text NOT NULL,
+    board_id           text NOT NULL,
+    title              text NOT NULL,
+    description        text,
+    status             text NOT NULL
+        CHECK (status IN ('inbox', 'in_progress', 'review', 'done', 'blocked')),
+    resume_status      text,             -- set while blocked by dependencies: the status to return to
+    priority           text NOT NULL CHECK (priority IN ('low', 'normal', 'high', 'urgent')),
+    assignee_id        text,
+    due_at             timestamptz,
+    dependencies       text[] NOT NULL,  -- as the task lists them
+    open_dependencies  integer NOT NULL, -- how many of them exist and are not done
+    seq                bigint NOT NULL,
+    created_at         timestamptz NOT NULL,
+    updated_at         timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tasks_tenant ON tasks (tenant_id, task_id);
+CREATE INDEX IF NOT EXISTS tasks_tenant_status ON tasks (tenant_id, status, task_id);
+CREATE INDEX IF NOT EXISTS tasks_tenant_assignee ON tasks (tenant_id, assignee_id, task_id);
+CREATE INDEX IF NOT EXISTS tasks_board ON tasks (board_id, status, task_id);
+-- The engine's work list: tasks whose status the dependency rule says must change.
+CREATE INDEX IF NOT EXISTS tasks_wanting_status ON tasks (task_id)
+    WHERE (status = 'blocked' AND resume_status IS NOT NULL AND open_dependencies = 0)
+       OR (status NOT IN ('blocked', 'done') AND open_dependencies > 0);
+
+-- One row per dependency of a (not deleted) task: `task_id` waits for `depends_on`.
+CREATE TABLE IF NOT EXISTS task_dependencies (
+    task_id     text NOT NULL,
+    depends_on  text NOT NULL,
+    PRIMARY KEY (task_id, depends_on)
+);
+CREATE INDEX IF NOT EXISTS task_dependencies_on ON task_dependencies (depends_on);
+
 INSERT INTO schema_version (version) VALUES (1) ON CONFLICT (version) DO NOTHING;

@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from engine.agents import Agents
 from engine.approvals import Approvals, ApprovalsProjection
+from engine.boards import Boards
 from engine.db import apply_schema, create_pool
 from engine.dispatch import Dispatcher
 from engine.embedded import EmbeddedServices
@@ -31,6 +32,7 @@ from engine.runtime.worker import Worker
 from engine.sessions import Sessions
 from engine.settings import Settings
 from engine.store import EventStore
+from engine.tasks import Tasks
 from engine.tenants import Tenants
 
 log = get_logger("engine")
@@ -110,6 +112,8 @@ class Engine:
         self.agents = Agents(self._store)
         self.sessions = Sessions(self._store, self.agents)
         self.approvals = Approvals(self._pool, self._store, self.sessions)
+        self.boards = Boards(self._pool, self._store)
+        self.tasks = Tasks(self._pool, self._store, self.agents, self.boards)
         self.generated_admin_token = await self.tenants.bootstrap_admin(
             self.settings.admin_token
         )
@@ -123,13 +127,14 @@ class Engine:
         work_wanted = asyncio.Event()
         self.dispatcher.watch(work_wanted)
         self._projections = []
-        for projection in (SessionRuns(), ApprovalsProjection()):
+        for projection in (SessionRuns(), ApprovalsProjection(), self.tasks.projection):
             log_moved = asyncio.Event()
             self.dispatcher.watch(log_moved)
             runner = ProjectionRunner(self._pool, projection, wakeup=log_moved,
                                       on_applied=lambda _: work_wanted.set())
             runner.start()
             self._projections.append(runner)
+        self.tasks.reactor.start()
         if self.settings.workers > 0:
             self._adapters = adapters_for(self.settings)
             self.worker = Worker(
@@ -145,6 +150,8 @@ class Engine:
         if self.worker is not None:
             await self.worker.stop()
             await close_all(self._adapters)
+        if hasattr(self, "tasks"):
+            await self.tasks.reactor.stop()
         for runner in self._projections:
             await runner.stop()
         self._projections = []

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 # Postgres text cannot hold NUL: every stored string that a request supplies carries this.
 NUL_FREE = msgspec.Meta(pattern=r"^[^\x00]*$")
@@ -242,11 +243,72 @@ class MemoryWritten(EventData, tag="memory_written"):
     session_id: str
 
 
+# --- boards and tasks (engine/boards.py, engine/tasks.py) -------------------------------------
+# A board is a ``board`` stream (brd_), a task a ``task`` stream (tsk_). task_created holds the
+# whole task; task_updated only the fields that changed (absent = unchanged, null = cleared).
+
+TaskStatus = Literal["inbox", "in_progress", "review", "done", "blocked"]
+TaskPriority = Literal["low", "normal", "high", "urgent"]
+# Why the engine (not a client) changed a task: its dependencies all became done, one of them
+# is no longer done, or its board was deleted.
+TaskCause = Literal["dependencies_done", "dependency_not_done", "board_deleted"]
+
+
+class BoardCreated(EventData, tag="board_created"):
+    name: str
+    description: str | None
+
+
+class BoardUpdated(EventData, tag="board_updated"):
+    name: str | UnsetType = UNSET
+    description: str | UnsetType | None = UNSET
+
+
+class BoardDeleted(EventData, tag="board_deleted"):
+    pass
+
+
+class TaskCreated(EventData, tag="task_created"):
+    board_id: str
+    title: str
+    description: str | None
+    status: TaskStatus
+    resume_status: TaskStatus | None  # set when created blocked by its dependencies
+    priority: TaskPriority
+    assignee_id: str | None
+    due_at: datetime | None
+    dependencies: list[str]
+
+
+class TaskUpdated(EventData, tag="task_updated"):
+    board_id: str | UnsetType = UNSET
+    title: str | UnsetType = UNSET
+    description: str | UnsetType | None = UNSET
+    status: TaskStatus | UnsetType = UNSET
+    resume_status: TaskStatus | UnsetType | None = UNSET
+    priority: TaskPriority | UnsetType = UNSET
+    assignee_id: str | UnsetType | None = UNSET
+    due_at: datetime | UnsetType | None = UNSET
+    dependencies: list[str] | UnsetType = UNSET
+    cause: TaskCause | None = None  # set when the engine made the change
+
+
+class TaskDeleted(EventData, tag="task_deleted"):
+    cause: TaskCause | None = None
+
+
+class TaskCommented(EventData, tag="task_commented"):
+    comment_id: str
+    body: str
+
+
 AnyEventData = (
     SessionCreated | UserMessage | SessionArchived
     | TurnStarted | MessageStart | MessageDelta | MessageStop | ToolUse | ToolResult
     | ApprovalRequested | ApprovalResolved | SessionInterrupted | SessionDone
     | AgentCreated | AgentUpdated | AgentArchived | MemoryWritten
+    | BoardCreated | BoardUpdated | BoardDeleted
+    | TaskCreated | TaskUpdated | TaskDeleted | TaskCommented
 )
 
 _encoder = msgspec.json.Encoder()

@@ -1,0 +1,172 @@
+"""The ``tasks`` projection: boards and tasks as people look at them (the ``boards``, ``tasks``
+and ``task_dependencies`` tables), folded from the board and task streams.
+
+Besides each task's fields it keeps ``open_dependencies``: how many of the task's dependencies
+exist and are not done. That count is what the engine's dependency rule reads (engine/tasks.py,
+``TaskReactor``): a task blocked by its dependencies whose count falls to 0 is unblocked, a task
+at work whose count rises above 0 is blocked. Being part of the projection, the count is written
+in the same transaction as the checkpoint: whoever runs the reactor next finds it, whatever
+crashed in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+from msgspec import UNSET
+
+from engine.events import (
+    AnyEventData,
+    BoardCreated,
+    BoardDeleted,
+    BoardUpdated,
+    Event,
+    TaskCreated,
+    TaskDeleted,
+    TaskUpdated,
+    decode_data,
+)
+from engine.logging import get_logger
+from engine.store import Committed
+
+log = get_logger("projections.tasks")
+
+NAME = "tasks"
+TASK_TYPES = frozenset({"task_created", "task_updated", "task_deleted", "task_commented"})
+BOARD_TYPES = frozenset({"board_created", "board_updated", "board_deleted"})
+
+# TaskUpdated's fields that are columns of the same name (dependencies are handled apart).
+_TASK_COLUMNS = ("board_id", "title", "description", "status", "resume_status", "priority",
+                 "assignee_id", "due_at")
+_BOARD_COLUMNS = ("name", "description")
+
+# A task's open dependencies: those that exist (not deleted) and are not done.
+_COUNT_OPEN = (
+    "UPDATE tasks t SET open_dependencies = (SELECT count(*) FROM task_dependencies d"
+    " JOIN tasks p ON p.task_id = d.depends_on WHERE d.task_id = t.task_id"
+    " AND p.status <> 'done')"
+)
+
+
+class TasksProjection:
+    """The projection. ``changed`` is set (with ``changed_position``, the last position of the
+    page) whenever a page held board or task events: the reactor waits for that page's commit,
+    then looks for work."""
+
+    name = NAME
+
+    def __init__(self) -> None:
+        self.changed = asyncio.Event()
+        self.changed_position = 0
+
+    async def apply(self, conn: Any, events: Sequence[Committed]) -> None:
+        touched = False
+        for tenant_id, event in events:
+            if event.stream_type == "task":
+                await _apply_task(conn, tenant_id, event)
+                touched = True
+            elif event.stream_type == "board":
+                await _apply_board(conn, tenant_id, event)
+                touched = True
+        if touched:
+            self.changed_position = events[-1][1].position
+            self.changed.set()
+
+
+def decoded(event: Event, types: frozenset[str]) -> AnyEventData | None:
+    """The event's data if it is one of ``types``; None for any other event on the stream (the
+    store takes whatever its callers append: such an event only moves the stream's seq, and
+    never stops the view)."""
+    if event.type not in types:
+        return None
+    try:
+        return decode_data(event)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        log.warning("projections.tasks.undecodable", stream_id=event.stream_id, seq=event.seq,
+                    error=str(exc))
+        return None
+
+
+async def _apply_board(conn: Any, tenant_id: str, event: Event) -> None:
+    data = decoded(event, BOARD_TYPES)
+    if isinstance(data, BoardCreated):
+        await conn.execute(
+            "INSERT INTO boards (board_id, tenant_id, name, description, seq, created_at,"
+            " updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (board_id) DO NOTHING",
+            event.stream_id, tenant_id, data.name, data.description, event.seq,
+            event.created_at,
+        )
+        return
+    changes: dict[str, Any] = {}
+    if isinstance(data, BoardUpdated):
+        changes = {c: v for c in _BOARD_COLUMNS if (v := getattr(data, c)) is not UNSET}
+    elif isinstance(data, BoardDeleted):
+        changes = {"deleted_at": event.created_at}
+    await _update(conn, "boards", "board_id", event, changes)
+
+
+async def _apply_task(conn: Any, tenant_id: str, event: Event) -> None:
+    data = decoded(event, TASK_TYPES)
+    task_id = event.stream_id
+    if isinstance(data, TaskCreated):
+        await conn.execute(
+            "INSERT INTO tasks (task_id, tenant_id, board_id, title, description, status,"
+            " resume_status, priority, assignee_id, due_at, dependencies, open_dependencies,"
+            " seq, created_at, updated_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12, $13, $13)"
+            " ON CONFLICT (task_id) DO NOTHING",
+            task_id, tenant_id, data.board_id, data.title, data.description, data.status,
+            data.resume_status, data.priority, data.assignee_id, data.due_at,
+            data.dependencies, event.seq, event.created_at,
+        )
+        await _set_dependencies(conn, task_id, data.dependencies)
+        await _recount_dependents(conn, task_id)  # only matters for a log made by hand
+        return
+    was = await conn.fetchval("SELECT status FROM tasks WHERE task_id = $1", task_id)
+    if was is None:
+        return  # deleted (nothing applies to a deleted task)
+    if isinstance(data, TaskDeleted):
+        await conn.execute("DELETE FROM tasks WHERE task_id = $1", task_id)
+        await conn.execute("DELETE FROM task_dependencies WHERE task_id = $1", task_id)
+        if was != "done":  # a deleted dependency no longer holds anyone back
+            await _recount_dependents(conn, task_id)
+        return
+    changes: dict[str, Any] = {}
+    if isinstance(data, TaskUpdated):
+        changes = {c: v for c in _TASK_COLUMNS if (v := getattr(data, c)) is not UNSET}
+        if data.dependencies is not UNSET:
+            changes["dependencies"] = data.dependencies
+    await _update(conn, "tasks", "task_id", event, changes)
+    if "dependencies" in changes:
+        await _set_dependencies(conn, task_id, changes["dependencies"])
+    if "status" in changes and (was == "done") != (changes["status"] == "done"):
+        await _recount_dependents(conn, task_id)
+
+
+async def _update(conn: Any, table: str, key: str, event: Event, changes: dict[str, Any]) -> None:
+    """Set ``changes`` (column names from the fixed lists above), and the row's seq and
+    updated_at: every event of the stream moves those."""
+    columns = [*changes, "seq", "updated_at"]
+    assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(columns, start=2))
+    await conn.execute(f"UPDATE {table} SET {assignments} WHERE {key} = $1",
+                       event.stream_id, *changes.values(), event.seq, event.created_at)
+
+
+async def _set_dependencies(conn: Any, task_id: str, dependencies: list[str]) -> None:
+    await conn.execute("DELETE FROM task_dependencies WHERE task_id = $1", task_id)
+    if dependencies:
+        await conn.execute(
+            "INSERT INTO task_dependencies (task_id, depends_on)"
+            " SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING", task_id, dependencies,
+        )
+    await conn.execute(f"{_COUNT_OPEN} WHERE t.task_id = $1", task_id)
+
+
+async def _recount_dependents(conn: Any, task_id: str) -> None:
+    await conn.execute(
+        f"{_COUNT_OPEN} WHERE t.task_id IN"
+        " (SELECT task_id FROM task_dependencies WHERE depends_on = $1)", task_id,
+    )
