@@ -11,7 +11,17 @@ from starlette.middleware.cors import CORSMiddleware
 
 from api.errors import EXCEPTION_HANDLERS
 from api.middleware import RequestContextMiddleware
-from api.routes import agents, api_keys, approvals, health, sessions, streams, tenants
+from api.routes import (
+    agents,
+    api_keys,
+    approvals,
+    boards,
+    health,
+    sessions,
+    streams,
+    tasks,
+    tenants,
+)
 from engine.engine import Engine
 from engine.settings import Settings
 
@@ -38,7 +48,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
         ))
     app = Starlette(
         routes=[*health.routes, *tenants.routes, *api_keys.routes, *agents.routes,
-                *sessions.routes, *approvals.routes, *streams.routes],
+                *sessions.routes, *approvals.routes, *streams.routes, *boards.routes,
+                *tasks.routes],
         middleware=middleware,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

@@ -36,7 +36,7 @@ from engine.ids import derived_event_id, is_id, new_id
 from engine.pages import Page, check_limit, page_of
 from engine.store import EventStore
 
-SERVER_TOOLS = ("memory_read", "memory_write")  # task_create/task_update: with boards and tasks
+SERVER_TOOLS = ("memory_read", "memory_write", "task_create", "task_update")
 
 
 class Agent(msgspec.Struct):

@@ -2,7 +2,9 @@
 
 ``memory_write {key, value}`` and ``memory_read {key}``: the agent's memory, shared by all its
 sessions, kept as ``memory_written`` events on the agent's stream (so it is in the log like
-everything else). ``task_create`` and ``task_update`` arrive with boards and tasks.
+everything else). ``task_create {board_id, title, ...}`` and ``task_update {task_id, ...}`` go
+through the engine's tasks service (engine/tasks.py), the code path of ``POST /v1/tasks`` and
+``PATCH /v1/tasks/{id}``, and answer with the task as JSON.
 """
 
 from __future__ import annotations
@@ -10,13 +12,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
+from engine.errors import SpoolError
 from engine.events import EventMeta, MemoryWritten, decode_data, new_event
 from engine.store import EventStore
+from engine.tasks import MAX_DEPENDENCIES, PRIORITIES, STATUSES, TaskIn, TaskPatch, tasks_for
+
+T = TypeVar("T")
 
 _KEY = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^\\x00]*$"}
 SCHEMAS: dict[str, dict[str, Any]] = {
@@ -27,6 +34,27 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                                "pattern": "^[^\\x00]*$"}},
         "required": ["key", "value"], "additionalProperties": False},
 }
+_TEXT = {"type": "string", "pattern": "^[^\\x00]*$"}
+_TASK_ID = {"type": "string", "pattern": "^tsk_[0-9A-HJKMNP-TV-Z]{26}$"}
+_TASK_FIELDS: dict[str, Any] = {
+    "board_id": {"type": "string", "pattern": "^brd_[0-9A-HJKMNP-TV-Z]{26}$",
+                 "description": "the board the task is on"},
+    "title": {**_TEXT, "minLength": 1, "maxLength": 500},
+    "description": {"type": ["string", "null"], "maxLength": 20_000,
+                    "pattern": "^[^\\x00]*$"},
+    "status": {"enum": list(STATUSES), "description": "blocked by hand stays until changed;"
+               " a task whose dependencies are not all done is blocked until they are"},
+    "priority": {"enum": list(PRIORITIES)},
+    "assignee_id": {"type": ["string", "null"], "description": "an agent id (agt_...)"},
+    "due_at": {"type": ["string", "null"], "format": "date-time",
+               "description": "RFC 3339 with an offset"},
+    "dependencies": {"type": "array", "items": _TASK_ID, "maxItems": MAX_DEPENDENCIES,
+                     "uniqueItems": True, "description": "ids of tasks that must be done first"},
+}
+SCHEMAS["task_create"] = {"type": "object", "properties": _TASK_FIELDS,
+                          "required": ["board_id", "title"], "additionalProperties": False}
+SCHEMAS["task_update"] = {"type": "object", "properties": {"task_id": _TASK_ID, **_TASK_FIELDS},
+                          "required": ["task_id"], "additionalProperties": False}
 
 
 @dataclass(frozen=True)
@@ -35,6 +63,9 @@ class ToolContext:
     agent_id: str
     session_id: str
     actor: str
+    # The call's id: with it a task tool run twice for one call (a worker that died before
+    # recording the result) makes its change once.
+    tool_use_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +80,8 @@ class ServerTools:
         self._tools: dict[str, Callable[[ToolContext, dict[str, Any]], Awaitable[Outcome]]] = {
             "memory_read": self._memory_read,
             "memory_write": self._memory_write,
+            "task_create": self._task_create,
+            "task_update": self._task_update,
         }
 
     async def run(self, name: str, tool_input: dict[str, Any], context: ToolContext,
@@ -58,7 +91,8 @@ class ServerTools:
             return Outcome(f"no server tool named {name!r} on this server", is_error=True)
         error = best_match(Draft202012Validator(SCHEMAS[name]).iter_errors(tool_input))
         if error is not None:
-            return Outcome(f"invalid input for {name!r}: {error.message}", is_error=True)
+            where = f" ({error.json_path.removeprefix('$.')})" if error.path else ""
+            return Outcome(f"invalid input for {name!r}: {error.message}{where}", is_error=True)
         try:
             async with asyncio.timeout(seconds):
                 return await tool(context, tool_input)
@@ -83,3 +117,46 @@ class ServerTools:
                                  [new_event(data, meta=EventMeta(actor=context.actor))],
                                  tenant_id=context.tenant_id, stream_type="agent")
         return Outcome("stored" if tool_input["value"] is not None else "deleted")
+
+    async def _task_create(self, context: ToolContext, tool_input: dict[str, Any]) -> Outcome:
+        async def create() -> Any:
+            body = _decode(tool_input, TaskIn)
+            task, _ = await tasks_for(self._store).create(
+                context.tenant_id, body, meta=EventMeta(actor=context.actor),
+                idempotency_key=_once(context))
+            return task
+
+        return await _task_outcome(create)
+
+    async def _task_update(self, context: ToolContext, tool_input: dict[str, Any]) -> Outcome:
+        async def update() -> Any:
+            fields = {name: value for name, value in tool_input.items() if name != "task_id"}
+            task, _ = await tasks_for(self._store).update(
+                context.tenant_id, tool_input["task_id"], _decode(fields, TaskPatch),
+                meta=EventMeta(actor=context.actor), idempotency_key=_once(context))
+            return task
+
+        return await _task_outcome(update)
+
+
+def _decode(value: dict[str, Any], body_type: type[T]) -> T:
+    """``value`` decoded exactly as an HTTP body of that type would be."""
+    return msgspec.json.decode(msgspec.json.encode(value), type=body_type)
+
+
+def _once(context: ToolContext) -> str | None:
+    if context.tool_use_id is None:
+        return None
+    return f"tool:{context.session_id}:{context.tool_use_id}"
+
+
+async def _task_outcome(change: Callable[[], Awaitable[Any]]) -> Outcome:
+    """The task as JSON, or the error the API would give, naming the field."""
+    try:
+        return Outcome(msgspec.json.encode(await change()).decode())
+    except msgspec.ValidationError as exc:
+        return Outcome(f"invalid input: {exc}", is_error=True)
+    except SpoolError as exc:
+        field = exc.details.get("field") if isinstance(exc.details, dict) else None
+        where = f" ({field})" if field else ""
+        return Outcome(f"{exc.type}: {exc.message}{where}", is_error=True)
