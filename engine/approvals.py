@@ -26,6 +26,7 @@ from engine.events import (
     decode_data,
 )
 from engine.ids import is_id
+from engine.logging import get_logger
 from engine.pages import Page, check_limit, page_of
 from engine.sessions import Decision, Sessions
 from engine.store import Committed, EventStore
@@ -33,6 +34,7 @@ from engine.store import Committed, EventStore
 ApprovalStatus = Literal["pending", "approved", "denied", "cancelled"]
 STATUSES = ("pending", "approved", "denied", "cancelled")
 _CATCH_UP_SECONDS = 2.0
+log = get_logger("approvals")
 
 
 class Approval(msgspec.Struct):
@@ -56,7 +58,11 @@ class ApprovalsProjection:
         for tenant_id, event in events:
             if event.stream_type != "session" or event.type not in _TYPES:
                 continue
-            data = decode_data(event)
+            try:
+                data = decode_data(event)
+            except msgspec.MsgspecError:  # one bad event must not stop the view for ever
+                log.warning("approvals.event_skipped", position=event.position)
+                continue
             if isinstance(data, ApprovalRequested):
                 await conn.execute(
                     "INSERT INTO approvals (approval_id, tenant_id, session_id, turn_id,"

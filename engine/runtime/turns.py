@@ -37,6 +37,7 @@ from engine.events import (
     MessageStop,
     SessionDone,
     ToolResult,
+    ToolSpec,
     ToolUse,
     TurnStarted,
     TurnStatus,
@@ -54,7 +55,7 @@ from engine.runtime.adapters.base import (
     ToolCall,
 )
 from engine.runtime.state import SessionState, Turn, fold
-from engine.runtime.tools import ServerTools, ToolContext
+from engine.runtime.tools import SCHEMAS, ServerTools, ToolContext
 from engine.store import EventStore
 
 log = get_logger("runtime")
@@ -231,7 +232,7 @@ class SessionRunner:
         spec = next((t for t in config.tools if t.name == tool.name), None)
         assert state.created.agent_id is not None
         context = ToolContext(self._tenant_id, state.created.agent_id, self._session_id,
-                              self._worker_id)
+                              self._worker_id, tool_use_id=tool.tool_use_id)
         outcome = await self._tools.run(tool.name, tool.input, context,
                                         seconds=spec.timeout_seconds if spec else 30.0)
         await self._append(ToolResult(turn_id=turn.turn_id, tool_use_id=tool.tool_use_id,
@@ -240,7 +241,7 @@ class SessionRunner:
 
     async def _call_model(self, turn: Turn, state: SessionState, config: AgentConfig) -> None:
         request = ModelRequest(config.model, config.system, state.conversation,
-                               list(config.tools), state.model_calls,
+                               [_as_offered(tool) for tool in config.tools], state.model_calls,
                                max_tokens=config.limits.max_tokens_per_turn)
         adapter = self._adapters.get(config.model.adapter)
         if adapter is None:
@@ -340,6 +341,15 @@ def _tool_events(call: ToolCall, request: ModelRequest, turn: Turn,
                                        tool_use_id=call.tool_use_id, name=call.name,
                                        input=call.input)]
     return [use]
+
+
+def _as_offered(tool: ToolSpec) -> ToolSpec:
+    """A built-in server tool is offered with its own input schema (and checked against it),
+    whatever the agent's config says."""
+    builtin = SCHEMAS.get(tool.name) if tool.executor == "server" else None
+    if builtin is None:
+        return tool
+    return msgspec.structs.replace(tool, input_schema=builtin)
 
 
 class _Pipe:

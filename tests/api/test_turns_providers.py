@@ -16,6 +16,7 @@ import uvicorn
 
 from api.app import create_app
 from engine.engine import Engine
+from engine.runtime.tools import SCHEMAS
 from engine.settings import Settings
 from tests.api.conftest import Api
 from tests.api.test_turns import log, say, session, settle
@@ -103,6 +104,21 @@ async def test_an_openai_turn_retries_a_429_and_streams_the_reply(
                                      {"role": "user", "content": "hello"}]
     assert OPENAI_KEY not in json.dumps(events)
     assert OPENAI_KEY not in capsys.readouterr().out
+
+
+async def test_a_built_in_tool_is_offered_with_its_own_schema(
+    api: Api, openai: FakeOpenAI,
+) -> None:
+    key = await api.key(await api.tenant(), "member")
+    body = {"name": "m", "model": {"adapter": "openai", "name": "gpt-4o"},
+            "tools": [{"name": "memory_read", "executor": "server"}]}
+    agent_id = (await api.request("POST", "/v1/agents", key, json=body)).json()["id"]
+    sid = await session(api, key, agent_id)
+    openai.then(streams(*TEXT_STREAM))
+    await say(api, key, sid, "hello")
+    await settle(api, key, sid, "idle")
+    [offered] = openai.requests[-1].body["tools"]
+    assert offered["function"]["parameters"] == SCHEMAS["memory_read"]
 
 
 async def test_a_stream_cut_halfway_is_closed_and_the_call_retried(
