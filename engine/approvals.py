@@ -54,7 +54,8 @@ class Approval(msgspec.Struct):
 class ApprovalsProjection:
     name = "approvals"
 
-    async def apply(self, conn: Any, events: Sequence[Committed]) -> None:
+    async def apply(self, conn: Any, events: Sequence[Committed]) -> bool:
+        wrote = False
         for tenant_id, event in events:
             if event.stream_type != "session" or event.type not in _TYPES:
                 continue
@@ -63,6 +64,7 @@ class ApprovalsProjection:
             except msgspec.MsgspecError:  # one bad event must not stop the view for ever
                 log.warning("approvals.event_skipped", position=event.position)
                 continue
+            wrote = True
             if isinstance(data, ApprovalRequested):
                 await conn.execute(
                     "INSERT INTO approvals (approval_id, tenant_id, session_id, turn_id,"
@@ -86,6 +88,7 @@ class ApprovalsProjection:
                     " WHERE turn_id = $1 AND status = 'pending'",
                     data.turn_id, event.created_at,
                 )
+        return wrote
 
 
 _TYPES = frozenset({"approval_requested", "approval_resolved", "session_done"})

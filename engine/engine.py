@@ -124,8 +124,7 @@ class Engine:
         """The session_runs projection (the runtime's work list) and, unless SPOOL_WORKERS=0,
         a worker in this process. Both wake when the dispatcher sees new events."""
         assert self._pool is not None and self.dispatcher is not None
-        work_wanted = asyncio.Event()
-        self.dispatcher.watch(work_wanted)
+        work_wanted = asyncio.Event()  # also set by a NOTIFY from any process (the worker's)
         self._projections = []
         for projection in (SessionRuns(), ApprovalsProjection(), self.tasks.projection):
             log_moved = asyncio.Event()

@@ -37,13 +37,14 @@ from engine.events import (
 )
 from engine.ids import derived_event_id, is_id, new_id
 from engine.pages import Page, check_limit, page_of
-from engine.runtime.state import SessionState, SessionStatus, fold
+from engine.runtime.state import SessionState, SessionStatus, catch_up, fold
 from engine.store import EventStore
 
 SubmitMode = Literal["enqueue", "interrupt"]
 Decision = Literal["approve", "deny"]
 _ATTEMPTS = 8  # decisions retried when the session changed under them
 _AGENT_CACHE_MAX = 100_000
+_STATE_CACHE_MAX = 1000  # folded sessions kept in memory
 
 
 class Session(msgspec.Struct):
@@ -68,6 +69,7 @@ class Sessions:
         self._agents = agents
         # (tenant, session) -> agent id or None: fixed at creation, so safe to remember.
         self._agent_of: OrderedDict[tuple[str, str], str | None] = OrderedDict()
+        self._states: OrderedDict[tuple[str, str], SessionState] = OrderedDict()
 
     async def create(
         self,
@@ -109,11 +111,25 @@ class Sessions:
         return _session(await self.state(tenant_id, session_id))
 
     async def state(self, tenant_id: str, session_id: str) -> SessionState:
+        """The session folded to the end of its log. Recently used states are kept and only
+        caught up (the events after them are read), not folded from scratch each time."""
         _check_session_id(session_id)
+        key = (tenant_id, session_id)
+        cached = self._states.get(key)
+        if cached is not None:
+            self._states.move_to_end(key)
+            return await catch_up(self._store, tenant_id, session_id, cached)
         events = await self._store.read_whole_stream(session_id, tenant_id=tenant_id)
         if events[0].type != "session_created":
             raise NotFound(f"session {session_id!r} not found")
-        return fold(events)
+        state = fold(events)
+        raced = self._states.get(key)  # another request folded it meanwhile: keep one copy
+        if raced is not None:
+            return await catch_up(self._store, tenant_id, session_id, raced)
+        if len(self._states) >= _STATE_CACHE_MAX:
+            self._states.popitem(last=False)
+        self._states[key] = state
+        return state
 
     async def submit_message(
         self,

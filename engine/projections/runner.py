@@ -29,8 +29,9 @@ _PAGE = 1000
 class Projection(Protocol):
     name: str
 
-    async def apply(self, conn: Any, events: Sequence[Committed]) -> None:
-        """Write the effect of ``events`` (in position order) inside the caller's transaction."""
+    async def apply(self, conn: Any, events: Sequence[Committed]) -> bool | None:
+        """Write the effect of ``events`` (in position order) inside the caller's transaction.
+        False when nothing was written (None counts as written)."""
 
 
 class ProjectionRunner:
@@ -86,8 +87,8 @@ class ProjectionRunner:
                 self.projection.name,
             )
             while True:
+                self._wakeup.clear()  # before reading: a wake-up during the read is kept
                 if not await self._apply_page(conn):
-                    self._wakeup.clear()
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self._poll):
                             await self._wakeup.wait()
@@ -107,12 +108,16 @@ class ProjectionRunner:
                 if not page:
                     self.position = position
                     return False
-                await self.projection.apply(conn, page)
+                wrote = await self.projection.apply(conn, page) is not False
+                if not wrote:
+                    # Only the checkpoint moves: losing this commit in a crash means applying
+                    # the same page again to the same no effect, so it need not wait for disk.
+                    await conn.execute("SET LOCAL synchronous_commit = off")
                 self.position = page[-1][1].position
                 await conn.execute(
                     "UPDATE projection_checkpoints SET position = $2 WHERE name = $1",
                     self.projection.name, self.position,
                 )
-        if self._on_applied is not None:
+        if wrote and self._on_applied is not None:
             self._on_applied(self.position)
         return True

@@ -26,13 +26,16 @@ WAKES_A_WORKER = frozenset({"user_message", "tool_result", "session_interrupted"
                             "approval_resolved"})
 
 
+WORK_CHANNEL = "spool_session_runs"  # NOTIFY: sessions were marked wanted
+
+
 class SessionRuns:
     """The projection. Only sessions with an agent get a row (at ``session_created``): a
     session without one only records messages, and never costs a worker anything."""
 
     name = "session_runs"
 
-    async def apply(self, conn: Any, events: Sequence[Committed]) -> None:
+    async def apply(self, conn: Any, events: Sequence[Committed]) -> bool:
         created: list[tuple[str, str, int]] = []
         wanted: dict[str, int] = {}
         for tenant_id, event in events:
@@ -48,12 +51,16 @@ class SessionRuns:
                 " VALUES ($1, $2, $3, $3) ON CONFLICT (session_id) DO NOTHING", created,
             )
         if wanted:
-            await conn.execute(
+            changed = await conn.execute(
                 "UPDATE session_runs r SET wanted_position = w.position"
                 " FROM unnest($1::text[], $2::bigint[]) AS w(session_id, position)"
                 " WHERE r.session_id = w.session_id",
                 list(wanted), list(wanted.values()),
             )
+            if changed != "UPDATE 0":  # workers in every process hear it at commit
+                await conn.execute("SELECT pg_notify($1, '')", WORK_CHANNEL)
+                return True
+        return bool(created)
 
 
 class _AgentRef(msgspec.Struct):

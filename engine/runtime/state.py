@@ -35,8 +35,10 @@ from engine.events import (
     UserMessage,
     decode_data,
 )
+from engine.store import EventStore
 
 SessionStatus = Literal["idle", "running", "requires_action", "archived"]
+_PAGE = 1000
 
 
 @dataclass
@@ -119,6 +121,24 @@ class SessionState:
     def busy(self) -> bool:
         """A turn is running or waiting to: a new message is refused unless queued."""
         return self.current is not None or bool(self.queue)
+
+
+async def catch_up(
+    store: EventStore, tenant_id: str, session_id: str, state: SessionState | None,
+) -> SessionState:
+    """``state`` brought up to the end of the session's log, reading only what came after it
+    (the whole log when None). Events are applied strictly in seq order, so two callers
+    catching up one shared state cannot apply an event twice."""
+    if state is None:
+        return fold(await store.read_whole_stream(session_id, tenant_id=tenant_id))
+    while True:
+        came = await store.read_stream(session_id, tenant_id=tenant_id, after=state.last_seq,
+                                       limit=_PAGE)
+        for event in came:
+            if event.seq == state.last_seq + 1:
+                apply(state, event)
+        if len(came) < _PAGE:
+            return state
 
 
 def fold(events: list[Event]) -> SessionState:

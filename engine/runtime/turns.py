@@ -54,7 +54,7 @@ from engine.runtime.adapters.base import (
     TextDelta,
     ToolCall,
 )
-from engine.runtime.state import SessionState, Turn, fold
+from engine.runtime.state import SessionState, Turn, catch_up
 from engine.runtime.tools import SCHEMAS, ServerTools, ToolContext
 from engine.store import EventStore
 
@@ -182,10 +182,9 @@ class SessionRunner:
 
     async def run(self) -> None:
         """Advance the session until it has nothing to do. Raises LostSession."""
+        state: SessionState | None = None
         while True:
-            events = await self._store.read_whole_stream(self._session_id,
-                                                         tenant_id=self._tenant_id)
-            state = fold(events)
+            state = await catch_up(self._store, self._tenant_id, self._session_id, state)
             if state.created.agent_id is None:
                 return  # no agent: the session only records messages
             config = await self._config(state)

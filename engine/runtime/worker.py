@@ -21,7 +21,7 @@ from engine.errors import SpoolError
 from engine.ids import new_id
 from engine.logging import get_logger
 from engine.runtime.adapters.base import ModelAdapter
-from engine.runtime.schedule import Claim, Leases
+from engine.runtime.schedule import WORK_CHANNEL, Claim, Leases
 from engine.runtime.turns import LostSession, RetryPolicy, SessionRunner
 from engine.store import EventStore
 
@@ -47,25 +47,32 @@ class Worker:
         self.leases = Leases(pool, self.id, lease_seconds)
         self._running: dict[str, asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._pool = pool
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="spool.worker")
+        self._listener = asyncio.create_task(self._listen(), name="spool.worker.listen")
 
     async def stop(self) -> None:
         """Stop at once; the sessions this worker held are given back for others to take now
         rather than when their leases run out (what they appended is fenced, as ever)."""
-        tasks = [t for t in [self._task, *self._running.values()] if t is not None]
+        tasks = [t for t in [self._task, self._listener, *self._running.values()]
+                 if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._task = None
+        self._task = self._listener = None
         with contextlib.suppress(SpoolError):
             await self.leases.release_all()
 
     async def _run(self) -> None:
         while True:
+            # Cleared before the claim, not after: a wake-up that comes while the claim runs
+            # (work marked wanted, a lease given back) must not be lost until the next poll.
+            self._wakeup.clear()
             free = self._concurrency - len(self._running)
             claims: list[Claim] = []
             if free > 0:
@@ -77,10 +84,32 @@ class Worker:
                 self._running[claim.session_id] = asyncio.create_task(
                     self._work(claim), name=f"spool.session.{claim.session_id}")
             if len(claims) < free or free <= 0:
-                self._wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._poll):
                         await self._wakeup.wait()
+
+    async def _listen(self) -> None:
+        """Wake when the session_runs projection, in whichever process runs it, marks work
+        wanted (a NOTIFY at its commit); polling stays as the fallback."""
+        def wake(*_: object) -> None:
+            self._wakeup.set()
+
+        while True:
+            try:
+                async with self._pool.acquire() as conn:
+                    closed = asyncio.Event()
+                    conn.add_termination_listener(lambda *_, closed=closed: closed.set())
+                    await conn.add_listener(WORK_CHANNEL, wake)
+                    try:
+                        await closed.wait()
+                    finally:
+                        with contextlib.suppress(Exception):
+                            await conn.remove_listener(WORK_CHANNEL, wake)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Postgres gone: poll meanwhile, listen again later
+                log.info("runtime.listen_failed", error=repr(exc))
+            await asyncio.sleep(1)
 
     async def _work(self, claim: Claim) -> None:
         runner = SessionRunner(self._store, self._agents, self._adapters, worker_id=self.id,
