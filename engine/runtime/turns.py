@@ -178,13 +178,14 @@ class SessionRunner:
         self._meta = EventMeta(actor=worker_id)
         self._last_seq = 0
         self._turn_id: str | None = None
-        self._pinned: AgentConfig | None = None
+        self.configs: dict[tuple[str, str, int], AgentConfig] = {}
+        self.state: SessionState | None = None  # kept by the worker for the next claim
 
     async def run(self) -> None:
         """Advance the session until it has nothing to do. Raises LostSession."""
-        state: SessionState | None = None
         while True:
-            state = await catch_up(self._store, self._tenant_id, self._session_id, state)
+            self.state = state = await catch_up(self._store, self._tenant_id,
+                                                self._session_id, self.state)
             if state.created.agent_id is None:
                 return  # no agent: the session only records messages
             config = await self._config(state)
@@ -199,14 +200,18 @@ class SessionRunner:
                 continue  # the next fold sees the interrupt
 
     async def _config(self, state: SessionState) -> AgentConfig:
-        """The pinned version's config (fixed for the session's life: read once)."""
-        if self._pinned is None:
-            agent_id, version = state.created.agent_id, state.created.agent_version
-            assert agent_id is not None
+        """The pinned version's config: a version never changes, so it is read once (and
+        kept in ``configs``, which a worker shares between its sessions)."""
+        agent_id, version = state.created.agent_id, state.created.agent_version
+        assert agent_id is not None
+        key = (self._tenant_id, agent_id, version or 0)
+        if key not in self.configs:
             found = await self._agents.version(self._tenant_id, agent_id, version,
                                                archived_too=True)
-            self._pinned = found.config
-        return self._pinned
+            if len(self.configs) >= 10_000:
+                self.configs.clear()
+            self.configs[key] = found.config
+        return self.configs[key]
 
     async def _perform(self, step: Step, state: SessionState, config: AgentConfig) -> None:
         match step:

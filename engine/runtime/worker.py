@@ -12,20 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from collections.abc import Mapping
 
 import asyncpg
 
 from engine.agents import Agents
 from engine.errors import SpoolError
+from engine.events import AgentConfig
 from engine.ids import new_id
 from engine.logging import get_logger
 from engine.runtime.adapters.base import ModelAdapter
 from engine.runtime.schedule import WORK_CHANNEL, Claim, Leases
+from engine.runtime.state import SessionState
 from engine.runtime.turns import LostSession, RetryPolicy, SessionRunner
 from engine.store import EventStore
 
 log = get_logger("runtime")
+_STATES_KEPT = 1000
 
 
 class Worker:
@@ -49,6 +53,8 @@ class Worker:
         self._task: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._pool = pool
+        self._states: OrderedDict[tuple[str, str], SessionState] = OrderedDict()
+        self._configs: dict[tuple[str, str, int], AgentConfig] = {}
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="spool.worker")
@@ -115,6 +121,9 @@ class Worker:
         runner = SessionRunner(self._store, self._agents, self._adapters, worker_id=self.id,
                                tenant_id=claim.tenant_id, session_id=claim.session_id,
                                retry=self._retry)
+        key = (claim.tenant_id, claim.session_id)
+        runner.state = self._states.pop(key, None)  # caught up, not folded again
+        runner.configs = self._configs
         run = asyncio.create_task(runner.run())
         keeper = asyncio.create_task(self._keep_lease(claim.session_id, run))
         done_position: int | None = claim.wanted_position
@@ -132,10 +141,19 @@ class Worker:
             if not run.done():
                 run.cancel()
             self._running.pop(claim.session_id, None)
+            if runner.state is not None and done_position is not None:
+                self._keep_state(key, runner.state)
         with contextlib.suppress(SpoolError):
             await self.leases.release(claim.session_id, done_position,
                                       retry_in=None if done_position else self._retry_delay)
         self._wakeup.set()  # a slot is free, and the session may be wanted again
+
+    def _keep_state(self, key: tuple[str, str], state: SessionState) -> None:
+        """The session as this worker last folded it: the log only grows, so the next claim
+        catches it up with the new events instead of folding the whole session again."""
+        if len(self._states) >= _STATES_KEPT:
+            self._states.popitem(last=False)
+        self._states[key] = state
 
     async def _keep_lease(self, session_id: str, run: asyncio.Task[None]) -> None:
         while True:
