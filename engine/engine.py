@@ -130,6 +130,7 @@ class Engine:
             log_moved = asyncio.Event()
             self.dispatcher.watch(log_moved)
             runner = ProjectionRunner(self._pool, projection, wakeup=log_moved,
+                                      metrics=self.metrics,
                                       on_applied=lambda _: work_wanted.set())
             runner.start()
             self._projections.append(runner)

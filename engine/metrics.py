@@ -24,6 +24,19 @@ class Metrics:
             "Batches planned from a stale remembered stream version and redone under the lock",
             registry=self.registry,
         )
+        self.projection_lag = Gauge(
+            "spool_projection_lag_events",
+            "Log positions a projection is behind the head (reported by its active runner)",
+            ["projection"], registry=self.registry,
+        )
+        self.projection_events = Counter(
+            "spool_projection_events_total", "Events a projection has applied (rate = speed)",
+            ["projection"], registry=self.registry,
+        )
+        self.projection_active = Gauge(
+            "spool_projection_active", "1 where this process runs the projection, else 0",
+            ["projection"], registry=self.registry,
+        )
         self.events_published = Counter(
             "spool_events_published_total", "Events added to the Redis fan-out stream",
             registry=self.registry,

@@ -20,6 +20,7 @@ import asyncpg
 from engine.db import translate_errors
 from engine.errors import SpoolError
 from engine.logging import get_logger
+from engine.metrics import Metrics
 from engine.store import Committed, read_log_page
 
 log = get_logger("projections")
@@ -38,9 +39,10 @@ class ProjectionRunner:
     def __init__(
         self, pool: asyncpg.Pool, projection: Projection, *, wakeup: asyncio.Event,
         poll: float = 1.0, standby_retry: float = 1.0,
-        on_applied: Callable[[int], None] | None = None,
+        on_applied: Callable[[int], None] | None = None, metrics: Metrics | None = None,
     ) -> None:
         self._pool = pool
+        self._metrics = metrics
         self.projection = projection
         self._wakeup = wakeup
         self._poll = poll
@@ -75,6 +77,7 @@ class ProjectionRunner:
                             error=repr(exc))
             finally:
                 self.active = False
+                self._report_active(0)
             await asyncio.sleep(self._standby_retry)
 
     async def _while_holding_lock(self, conn: Any) -> None:
@@ -82,6 +85,7 @@ class ProjectionRunner:
             return  # another process runs it; try again later
         try:
             self.active = True
+            self._report_active(1)
             await conn.execute(
                 "INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING",
                 self.projection.name,
@@ -107,6 +111,7 @@ class ProjectionRunner:
                 page = await read_log_page(conn, after=position, limit=_PAGE)
                 if not page:
                     self.position = position
+                    self._report_lag(0)
                     return False
                 wrote = await self.projection.apply(conn, page) is not False
                 if not wrote:
@@ -118,6 +123,17 @@ class ProjectionRunner:
                     "UPDATE projection_checkpoints SET position = $2 WHERE name = $1",
                     self.projection.name, self.position,
                 )
+                head = await conn.fetchval("SELECT position FROM log_head WHERE id = 1")
+        self._report_lag(max(head - self.position, 0), applied=len(page))
         if wrote and self._on_applied is not None:
             self._on_applied(self.position)
         return True
+
+    def _report_active(self, value: int) -> None:
+        if self._metrics is not None:
+            self._metrics.projection_active.labels(self.projection.name).set(value)
+
+    def _report_lag(self, lag: int, applied: int = 0) -> None:
+        if self._metrics is not None:
+            self._metrics.projection_lag.labels(self.projection.name).set(lag)
+            self._metrics.projection_events.labels(self.projection.name).inc(applied)
