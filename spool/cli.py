@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -45,6 +46,20 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--redis-url", help="Redis (SPOOL_REDIS_URL)")
     worker.add_argument("--log-level", help="debug|info|warning|error (SPOOL_LOG_LEVEL)")
     worker.set_defaults(handler=_worker)
+    projections = commands.add_parser(
+        "projections", help="rebuild a view from the log, or verify the views against it")
+    actions = projections.add_subparsers(title="actions")
+    rebuild = actions.add_parser("rebuild", help="replay the log from position 0 into fresh "
+                                 "tables and swap them in (the live view keeps serving)")
+    rebuild.add_argument("name", help="session_runs | approvals | tasks")
+    verify = actions.add_parser("verify", help="rebuild into shadow tables and print every row "
+                                "that differs from the live view (exit 1 if any)")
+    verify.add_argument("name", nargs="?", help="one projection (default: all)")
+    for action, handler in ((rebuild, _projections_rebuild), (verify, _projections_verify)):
+        action.add_argument("--data-dir", help="the data dir of a running embedded `spool "
+                            "serve` (SPOOL_DATA_DIR, ./.spool)")
+        action.add_argument("--database-url", help="Postgres (SPOOL_DATABASE_URL)")
+        action.set_defaults(handler=handler)
     return parser
 
 
@@ -81,6 +96,85 @@ def _worker(args: argparse.Namespace) -> int:
         return 2
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(_run_worker(settings))
+
+
+def _database_url(args: argparse.Namespace) -> str | None:
+    """SPOOL_DATABASE_URL / --database-url, or what a running embedded `spool serve` published
+    in the data dir; None (after saying why) if neither."""
+    from engine.embedded import published_services
+
+    settings = _settings(database_url=args.database_url, data_dir=args.data_dir)
+    if settings is None:
+        return None
+    if settings.database_url:
+        return str(settings.database_url)
+    found = published_services(settings.data_dir)
+    if found is None or found[0] is None:
+        print(f"spool: no running `spool serve` publishes its services in {settings.data_dir}; "
+              "start one there, or set SPOOL_DATABASE_URL", file=sys.stderr)
+        return None
+    return found[0]
+
+
+def _projections_rebuild(args: argparse.Namespace) -> int:
+    url = _database_url(args)
+    return 2 if url is None else asyncio.run(_with_pool(url, _rebuild, args.name))
+
+
+def _projections_verify(args: argparse.Namespace) -> int:
+    url = _database_url(args)
+    return 2 if url is None else asyncio.run(_with_pool(url, _verify, args.name))
+
+
+async def _with_pool(url: str, action: Any, name: str | None) -> int:
+    from engine.db import apply_schema, create_pool
+    from engine.errors import SpoolError
+
+    try:
+        pool = await create_pool(url, size=2)
+        try:
+            await apply_schema(pool)
+            result: int = await action(pool, name)
+            return result
+        finally:
+            await pool.close()
+    except SpoolError as exc:
+        print(f"spool: {exc}", file=sys.stderr)
+        return 2
+
+
+def _progress(what: str) -> Any:
+    def report(reached: int, until: int) -> None:
+        print(f"{what}: position {reached:,} of {until:,}", file=sys.stderr, flush=True)
+
+    return report
+
+
+async def _rebuild(pool: Any, name: str) -> int:
+    from engine.projections.checks import rebuild
+
+    position = await rebuild(pool, name, _progress(f"rebuilding {name}"))
+    print(f"{name}: rebuilt from position 0 to {position:,} and swapped in")
+    return 0
+
+
+async def _verify(pool: Any, name: str | None) -> int:
+    from engine.projections.checks import VIEWS, verify
+
+    drifted = False
+    for each in [name] if name else list(VIEWS):
+        drift = await verify(pool, each, _progress(f"verifying {each}"))
+        if drift.clean:
+            print(f"{each}: clean at position {drift.position:,}")
+            continue
+        drifted = True
+        print(f"{each}: DRIFT at position {drift.position:,}")
+        for label, rows in (("only in the live view", drift.only_live),
+                            ("only in a rebuild from the log", drift.only_rebuilt)):
+            for table, found in rows.items():
+                for row in found:
+                    print(f"  {table}, {label}: {json.dumps(row, sort_keys=True)}")
+    return 1 if drifted else 0
 
 
 def _settings(**flags: Any) -> Any:
