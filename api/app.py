@@ -16,6 +16,7 @@ from api.routes import (
     api_keys,
     approvals,
     boards,
+    events,
     health,
     sessions,
     streams,
@@ -48,8 +49,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
         ))
     app = Starlette(
         routes=[*health.routes, *tenants.routes, *api_keys.routes, *agents.routes,
-                *sessions.routes, *approvals.routes, *streams.routes, *boards.routes,
-                *tasks.routes],
+                *sessions.routes, *approvals.routes, *streams.routes, *events.routes,
+                *boards.routes, *tasks.routes],
         middleware=middleware,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

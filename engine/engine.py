@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from engine.agents import Agents
 from engine.approvals import Approvals, ApprovalsProjection
+from engine.audit import Audit
 from engine.boards import Boards
 from engine.db import apply_schema, create_pool
 from engine.dispatch import Dispatcher
@@ -112,6 +113,7 @@ class Engine:
         self.agents = Agents(self._store)
         self.sessions = Sessions(self._store, self.agents)
         self.approvals = Approvals(self._pool, self._store, self.sessions)
+        self.audit = Audit(self._store)
         self.boards = Boards(self._pool, self._store)
         self.tasks = Tasks(self._pool, self._store, self.agents, self.boards)
         self.generated_admin_token = await self.tenants.bootstrap_admin(

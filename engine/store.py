@@ -332,18 +332,25 @@ class EventStore:
         tenant_id: str | None = None,
         types: Sequence[str] | None = None,
         stream_type: str | None = None,
+        actor: str | None = None,
+        exclude_types: Sequence[str] | None = None,
     ) -> list[Event]:
-        """Events with ``position > after`` in position order, optionally filtered."""
+        """Events with ``position > after`` in position order, optionally filtered (``actor``:
+        who ``meta`` names)."""
         limit = _check_limit(limit)
         clauses: list[str] = ["position > $1"]
         args: list[Any] = [after]
-        for column, value in (("tenant_id", tenant_id), ("stream_type", stream_type)):
+        for column, value in (("tenant_id", tenant_id), ("stream_type", stream_type),
+                              ("meta->>'actor'", actor)):
             if value is not None:
                 args.append(value)
                 clauses.append(f"{column} = ${len(args)}")
         if types:
             args.append(list(types))
             clauses.append(f"type = ANY(${len(args)}::text[])")
+        if exclude_types:
+            args.append(list(exclude_types))
+            clauses.append(f"type <> ALL(${len(args)}::text[])")
         args.append(limit)
         sql = (
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)}"
