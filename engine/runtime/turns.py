@@ -161,7 +161,6 @@ class RetryPolicy:
         return max(backoff, retry_after or 0.0)
 
 
-
 class SessionRunner:
     def __init__(
         self, store: EventStore, agents: Agents, adapters: Mapping[str, ModelAdapter], *,
