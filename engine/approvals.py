@@ -6,8 +6,6 @@ a session is (engine/sessions.py), and the worker then runs or refuses the call.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
@@ -28,6 +26,7 @@ from engine.events import (
 from engine.ids import is_id
 from engine.logging import get_logger
 from engine.pages import Page, check_limit, page_of
+from engine.projections.runner import reached
 from engine.sessions import Decision, Sessions
 from engine.store import Committed, EventStore
 
@@ -158,15 +157,7 @@ class Approvals:
     async def _caught_up(self) -> None:
         """Wait (at most 2 s) until the projection has applied the log as it is now, so a
         client that saw approval_requested can act on it at once."""
-        head = await self._store.head()
-        deadline = time.monotonic() + _CATCH_UP_SECONDS
-        while time.monotonic() < deadline:
-            async with connection(self._pool, "reading a checkpoint") as conn:
-                position = await conn.fetchval(
-                    "SELECT position FROM projection_checkpoints WHERE name = 'approvals'")
-            if position is not None and position >= head:
-                return
-            await asyncio.sleep(0.02)
+        await reached(self._pool, "approvals", await self._store.head(), _CATCH_UP_SECONDS)
 
 
 _COLUMNS = ("approval_id, session_id, turn_id, tool_use_id, tool_name, input, status, reason,"

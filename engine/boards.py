@@ -9,8 +9,6 @@ projection's ``boards`` table, and waits for it with ``min_position`` (read-your
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
@@ -32,6 +30,7 @@ from engine.events import (
 )
 from engine.ids import derived_event_id, is_id, new_id
 from engine.pages import Page, check_limit, page_of
+from engine.projections.runner import checkpoint, reached
 from engine.projections.tasks import BOARD_TYPES, decoded
 from engine.projections.tasks import NAME as VIEW
 from engine.store import EventStore
@@ -230,25 +229,11 @@ async def wait_for_view(pool: asyncpg.Pool, position: int | None, seconds: float
                         conn: Any = None) -> None:
     """Wait until the ``tasks`` projection has applied the log up to ``position``; at most
     ``seconds``, then Unavailable (503, Retry-After). Reads on ``conn`` if given."""
-    if not position:
-        return
-    deadline = time.monotonic() + seconds
-    while True:
-        if conn is not None:
-            if await view_position(conn) >= position:
-                return
-        else:
-            async with connection(pool, "reading the tasks view's position") as own:
-                if await view_position(own) >= position:
-                    return
-        if time.monotonic() >= deadline:
-            raise Unavailable(
-                f"the task view has not reached position {position} yet; try again",
-                retry_after=1, details={"field": "min_position"})
-        await asyncio.sleep(0.01)
+    if position and not await reached(pool, VIEW, position, seconds, conn=conn):
+        raise Unavailable(
+            f"the task view has not reached position {position} yet; try again",
+            retry_after=1, details={"field": "min_position"})
 
 
 async def view_position(conn: Any) -> int:
-    position = await conn.fetchval(
-        "SELECT position FROM projection_checkpoints WHERE name = $1", VIEW)
-    return int(position or 0)
+    return await checkpoint(conn, VIEW)

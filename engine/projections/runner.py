@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import asyncpg
 
-from engine.db import translate_errors
+from engine.db import connection, translate_errors
 from engine.errors import SpoolError
 from engine.logging import get_logger
 from engine.metrics import Metrics
@@ -137,3 +138,28 @@ class ProjectionRunner:
         if self._metrics is not None:
             self._metrics.projection_lag.labels(self.projection.name).set(lag)
             self._metrics.projection_events.labels(self.projection.name).inc(applied)
+
+
+async def checkpoint(conn: Any, name: str) -> int:
+    """How far projection ``name`` has applied the log (0 if it never ran)."""
+    position = await conn.fetchval(
+        "SELECT position FROM projection_checkpoints WHERE name = $1", name)
+    return int(position or 0)
+
+
+async def reached(pool: asyncpg.Pool, name: str, position: int, seconds: float, *,
+                  conn: Any = None) -> bool:
+    """Whether projection ``name`` applies the log up to ``position`` within ``seconds``
+    (read-your-writes for a view's readers); reads on ``conn`` if given."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if conn is not None:
+            at = await checkpoint(conn, name)
+        else:
+            async with connection(pool, f"reading the {name} view's position") as own:
+                at = await checkpoint(own, name)
+        if at >= position:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.01)
