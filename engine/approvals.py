@@ -22,6 +22,7 @@ from engine.events import (
     EventMeta,
     SessionDone,
     decode_data,
+    decode_meta,
 )
 from engine.ids import is_id
 from engine.logging import get_logger
@@ -93,12 +94,8 @@ class ApprovalsProjection:
 _TYPES = frozenset({"approval_requested", "approval_resolved", "session_done"})
 
 
-class _Meta(msgspec.Struct):
-    actor: str | None = None
-
-
 def _actor(event: Event) -> str | None:
-    return msgspec.json.decode(event.meta, type=_Meta).actor
+    return decode_meta(event).actor
 
 
 class Approvals:

@@ -13,7 +13,7 @@ from datetime import datetime
 import msgspec
 
 from engine.errors import InvalidRequest
-from engine.events import STREAM_TYPES, Event
+from engine.events import STREAM_TYPES, Event, decode_meta
 from engine.pages import Page, check_limit, page_of
 from engine.store import EventStore
 
@@ -29,14 +29,6 @@ class AuditEntry(msgspec.Struct):
     stream_type: str
     stream_id: str
     seq: int
-
-
-class _Meta(msgspec.Struct):
-    actor: str | None = None
-    request_id: str | None = None
-
-
-_meta = msgspec.json.Decoder(_Meta)
 
 
 class Audit:
@@ -72,6 +64,6 @@ def _check(after: int, stream_type: str | None) -> None:
 
 
 def _entry(event: Event) -> AuditEntry:
-    meta = _meta.decode(event.meta)
+    meta = decode_meta(event)
     return AuditEntry(event.position, event.created_at, meta.actor, meta.request_id, event.type,
                       event.stream_type, event.stream_id, event.seq)

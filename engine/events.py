@@ -335,6 +335,14 @@ def new_event(
     )
 
 
+_meta_decoder = msgspec.json.Decoder(EventMeta)
+
+
+def decode_meta(event: Event) -> EventMeta:
+    """Who appended a stored event, and in which request."""
+    return _meta_decoder.decode(event.meta)
+
+
 def decode_data(event: Event) -> AnyEventData:
     """Decode a stored event's data into its typed Struct (for folding, not for the wire)."""
     return _data_decoder.decode(event.data)
