@@ -243,6 +243,51 @@ class MemoryWritten(EventData, tag="memory_written"):
     session_id: str
 
 
+# --- spend and budgets (engine/budgets.py) ------------------------------------------------------
+
+
+class SpendRecorded(EventData, tag="spend_recorded"):
+    """What one model call cost, appended to the session in the same append as its
+    ``message_stop``: exactly one per priced call, whatever crashes. ``usage.input_tokens``
+    excludes cache reads and writes (every adapter reports it so); ``tokens`` is input + output
+    + cache read + cache write (reasoning is part of output)."""
+
+    turn_id: str
+    message_id: str
+    agent_id: str
+    model: str
+    usage: Usage
+    tokens: int
+    cost_nanos: int  # USD x 1e9 from the price table (engine/budgets.py)
+    priced: bool = True  # False: the price table has no entry for the model (cost 0)
+
+
+BudgetPeriod = Literal["total", "month", "day"]
+
+
+class BudgetLimit(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
+    tokens: int | None = None
+    usd_nanos: int | None = None
+
+
+class BudgetSet(EventData, tag="budget_set"):
+    """A scope's limits, whole (a period left out has no limit; no period: no budget). On the
+    scope's ``budget`` stream: ``bud_tenant`` + tenant id, ``bud_`` + agent or session id."""
+
+    scope: str  # "tenant", "agent:<id>" or "session:<id>"
+    limits: dict[BudgetPeriod, BudgetLimit]
+
+
+# --- agents at work: heartbeats (engine/agents.py, the agents view) ----------------------------
+
+
+class AgentHeartbeat(EventData, tag="agent_heartbeat"):
+    """An agent runtime (holding a runtime token) says it is alive, on the agent's stream."""
+
+    token_id: str
+    note: str | None = None
+
+
 # --- boards and tasks (engine/boards.py, engine/tasks.py) -------------------------------------
 # A board is a ``board`` stream (brd_), a task a ``task`` stream (tsk_). task_created holds the
 # whole task; task_updated only the fields that changed (absent = unchanged, null = cleared).
@@ -306,7 +351,8 @@ AnyEventData = (
     SessionCreated | UserMessage | SessionArchived
     | TurnStarted | MessageStart | MessageDelta | MessageStop | ToolUse | ToolResult
     | ApprovalRequested | ApprovalResolved | SessionInterrupted | SessionDone
-    | AgentCreated | AgentUpdated | AgentArchived | MemoryWritten
+    | AgentCreated | AgentUpdated | AgentArchived | MemoryWritten | AgentHeartbeat
+    | SpendRecorded | BudgetSet
     | BoardCreated | BoardUpdated | BoardDeleted
     | TaskCreated | TaskUpdated | TaskDeleted | TaskCommented
 )

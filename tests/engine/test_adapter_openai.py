@@ -376,7 +376,7 @@ async def test_usage_maps_cached_and_reasoning_tokens(server: FakeOpenAI,
     server.then(streams(chunk({"role": "assistant", "content": "ok"}), chunk({}, "stop"),
                         usage_chunk(2048, 300, cached=1920, reasoning=256), "[DONE]"))
     chunks = await collect(adapter)
-    assert chunks[-1] == Finish("end_turn", Usage(input_tokens=2048, output_tokens=300,
+    assert chunks[-1] == Finish("end_turn", Usage(input_tokens=128, output_tokens=300,
                                                   cache_read_tokens=1920, reasoning_tokens=256,
                                                   cache_write_tokens=0))
 

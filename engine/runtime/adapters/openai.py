@@ -416,10 +416,13 @@ class _Reply:
             reason = "end_turn"
         prompt = _details(self.usage, "prompt_tokens_details")
         completion = _details(self.usage, "completion_tokens_details")
+        cached = _count(prompt.get("cached_tokens"))
+        # OpenAI counts cached tokens in prompt_tokens; Usage keeps them apart (as Anthropic
+        # does), so input + cache read is every prompt token and each is priced once.
         return Finish(reason, Usage(
-            input_tokens=_count(self.usage.get("prompt_tokens")),
+            input_tokens=max(_count(self.usage.get("prompt_tokens")) - cached, 0),
             output_tokens=_count(self.usage.get("completion_tokens")),
-            cache_read_tokens=_count(prompt.get("cached_tokens")),
+            cache_read_tokens=cached,
             reasoning_tokens=_count(completion.get("reasoning_tokens")),
         ))
 
