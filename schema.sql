@@ -158,4 +158,49 @@ CREATE TABLE IF NOT EXISTS task_dependencies (
 );
 CREATE INDEX IF NOT EXISTS task_dependencies_on ON task_dependencies (depends_on);
 
+-- The `budgets` projection (engine/projections/budgets.py). Limits per scope ('tenant',
+-- 'agent:<id>', 'session:<id>') and period, from budget_set; a scope with no row has no budget.
+CREATE TABLE IF NOT EXISTS budget_limits (
+    tenant_id   text NOT NULL,
+    scope       text NOT NULL,
+    period      text NOT NULL CHECK (period IN ('total', 'month', 'day')),
+    tokens      bigint,                  -- null: no token limit
+    cost_nanos  bigint,                  -- USD x 1e9; null: no USD limit
+    updated_at  timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, scope, period)
+);
+
+-- Spend per session, model and UTC day, summed from spend_recorded: what budgets are checked
+-- against and what /v1/usage groups (by agent, session, model or day).
+CREATE TABLE IF NOT EXISTS spend (
+    session_id          text   NOT NULL,
+    model               text   NOT NULL,
+    day                 date   NOT NULL,
+    tenant_id           text   NOT NULL,
+    agent_id            text   NOT NULL,
+    calls               bigint NOT NULL,
+    input_tokens        bigint NOT NULL,
+    output_tokens       bigint NOT NULL,
+    cache_read_tokens   bigint NOT NULL,
+    cache_write_tokens  bigint NOT NULL,
+    reasoning_tokens    bigint NOT NULL,
+    tokens              bigint NOT NULL,
+    cost_nanos          bigint NOT NULL,
+    PRIMARY KEY (session_id, model, day)
+);
+CREATE INDEX IF NOT EXISTS spend_tenant_day ON spend (tenant_id, day);
+CREATE INDEX IF NOT EXISTS spend_agent_day ON spend (agent_id, day);
+
+-- Running sums per scope ('tenant', 'agent:<id>', 'session:<id>') and period ('day', 'month',
+-- 'total'; period_start 1970-01-01): a budget check reads one row per limit.
+CREATE TABLE IF NOT EXISTS spend_totals (
+    tenant_id     text   NOT NULL,
+    scope         text   NOT NULL,
+    period        text   NOT NULL,
+    period_start  date   NOT NULL,
+    tokens        bigint NOT NULL,
+    cost_nanos    bigint NOT NULL,
+    PRIMARY KEY (tenant_id, scope, period, period_start)
+);
+
 INSERT INTO schema_version (version) VALUES (1) ON CONFLICT (version) DO NOTHING;

@@ -16,6 +16,7 @@ from api.routes import (
     api_keys,
     approvals,
     boards,
+    budgets,
     events,
     health,
     sessions,
@@ -50,7 +51,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
     app = Starlette(
         routes=[*health.routes, *tenants.routes, *api_keys.routes, *agents.routes,
                 *sessions.routes, *approvals.routes, *streams.routes, *events.routes,
-                *boards.routes, *tasks.routes],
+                *boards.routes, *tasks.routes, *budgets.routes],
         middleware=middleware,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import date
 from typing import Any, TypeVar, overload
 
 import msgspec
@@ -102,6 +103,22 @@ def query_int(
     if not minimum <= value <= _INT64_MAX:
         raise InvalidRequest(f"{name} must be between {minimum} and {_INT64_MAX}", field=name)
     return value
+
+
+_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+
+def query_date(request: Request, name: str) -> date | None:
+    """A ``YYYY-MM-DD`` query parameter, else 400 naming it."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        if _DATE.match(raw) is None:
+            raise ValueError(raw)
+        return date.fromisoformat(raw)
+    except ValueError as exc:
+        raise InvalidRequest(f"{name} must be a date, YYYY-MM-DD", field=name) from exc
 
 
 def query_limit(request: Request) -> int:

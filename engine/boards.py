@@ -18,7 +18,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from engine.db import connection
-from engine.errors import Conflict, InvalidRequest, NotFound, Unavailable
+from engine.errors import Conflict, InvalidRequest, NotFound
 from engine.events import (
     NUL_FREE,
     BoardCreated,
@@ -30,7 +30,7 @@ from engine.events import (
 )
 from engine.ids import derived_event_id, is_id, new_id
 from engine.pages import Page, check_limit, page_of
-from engine.projections.runner import checkpoint, reached
+from engine.projections.runner import checkpoint, require
 from engine.projections.tasks import BOARD_TYPES, decoded
 from engine.projections.tasks import NAME as VIEW
 from engine.store import EventStore
@@ -229,10 +229,7 @@ async def wait_for_view(pool: asyncpg.Pool, position: int | None, seconds: float
                         conn: Any = None) -> None:
     """Wait until the ``tasks`` projection has applied the log up to ``position``; at most
     ``seconds``, then Unavailable (503, Retry-After). Reads on ``conn`` if given."""
-    if position and not await reached(pool, VIEW, position, seconds, conn=conn):
-        raise Unavailable(
-            f"the task view has not reached position {position} yet; try again",
-            retry_after=1, details={"field": "min_position"})
+    await require(pool, VIEW, position, seconds, conn=conn)
 
 
 async def view_position(conn: Any) -> int:

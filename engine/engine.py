@@ -18,6 +18,7 @@ from engine.agents import Agents
 from engine.approvals import Approvals, ApprovalsProjection
 from engine.audit import Audit
 from engine.boards import Boards
+from engine.budgets import Budgets
 from engine.db import apply_schema, create_pool
 from engine.dispatch import Dispatcher
 from engine.embedded import EmbeddedServices
@@ -25,6 +26,8 @@ from engine.errors import SpoolError
 from engine.fanout import Publisher
 from engine.logging import get_logger
 from engine.metrics import Metrics
+from engine.prices import PriceTable
+from engine.projections.budgets import BudgetsProjection
 from engine.projections.runner import ProjectionRunner
 from engine.runtime.adapters.base import ModelAdapter
 from engine.runtime.adapters.registry import adapters_for, close_all
@@ -111,7 +114,10 @@ class Engine:
         self.tenants = Tenants(
             self._pool, auth_cache_seconds=self.settings.auth_cache_seconds)
         self.agents = Agents(self._store)
-        self.sessions = Sessions(self._store, self.agents)
+        self.budgets = Budgets(self._pool, self._store, self.agents,
+                               prices=PriceTable(dict(self.settings.prices)),
+                               wait_seconds=self.settings.budget_wait_seconds)
+        self.sessions = Sessions(self._store, self.agents, self.budgets)
         self.approvals = Approvals(self._pool, self._store, self.sessions)
         self.audit = Audit(self._store)
         self.boards = Boards(self._pool, self._store)
@@ -128,7 +134,8 @@ class Engine:
         assert self._pool is not None and self.dispatcher is not None
         work_wanted = asyncio.Event()  # also set by a NOTIFY from any process (the worker's)
         self._projections = []
-        for projection in (SessionRuns(), ApprovalsProjection(), self.tasks.projection):
+        for projection in (SessionRuns(), ApprovalsProjection(), self.tasks.projection,
+                           BudgetsProjection()):
             log_moved = asyncio.Event()
             self.dispatcher.watch(log_moved)
             runner = ProjectionRunner(self._pool, projection, wakeup=log_moved,
@@ -142,7 +149,7 @@ class Engine:
             self.worker = Worker(
                 self._pool, self.store, self.agents, self._adapters,
                 wakeup=work_wanted, concurrency=self.settings.workers,
-                lease_seconds=self.settings.lease_seconds,
+                lease_seconds=self.settings.lease_seconds, budgets=self.budgets,
             )
             self.worker.start()
 

@@ -267,7 +267,7 @@ BudgetPeriod = Literal["total", "month", "day"]
 
 class BudgetLimit(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
     tokens: int | None = None
-    usd_nanos: int | None = None
+    cost_nanos: int | None = None  # USD x 1e9
 
 
 class BudgetSet(EventData, tag="budget_set"):

@@ -19,6 +19,7 @@ from typing import Literal
 import msgspec
 
 from engine.agents import Agents
+from engine.budgets import Budgets
 from engine.errors import Conflict, InvalidRequest, NotFound
 from engine.events import (
     ApprovalResolved,
@@ -64,9 +65,11 @@ class Session(msgspec.Struct):
 
 
 class Sessions:
-    def __init__(self, store: EventStore, agents: Agents) -> None:
+    def __init__(self, store: EventStore, agents: Agents,
+                 budgets: Budgets | None = None) -> None:
         self._store = store
         self._agents = agents
+        self._budgets = budgets
         # (tenant, session) -> agent id or None: fixed at creation, so safe to remember.
         self._agent_of: OrderedDict[tuple[str, str], str | None] = OrderedDict()
         self._states: OrderedDict[tuple[str, str], SessionState] = OrderedDict()
@@ -146,12 +149,15 @@ class Sessions:
         event_id = derived_event_id(tenant_id, f"sessions.{session_id}.messages", idempotency_key)
         message = new_event(UserMessage(turn_id=new_id("turn"), content=content), id=event_id,
                             meta=meta)
-        if await self._agent(tenant_id, session_id) is None:
+        agent_id = await self._agent(tenant_id, session_id)
+        if agent_id is None:
             return await self._record(tenant_id, session_id, message)
         if event_id is not None:  # a retry gets the first result, whatever happened since
             first = await self._store.event_by_id(event_id, tenant_id=tenant_id)
             if first is not None and first.stream_id == session_id:
                 return first
+        if self._budgets is not None:  # a turn that would start over budget: 402
+            await self._budgets.check(tenant_id, agent_id, session_id)
         appended = await self._decide(
             tenant_id, session_id, lambda state: [*_before_message(state, mode, meta), message])
         return appended[-1]

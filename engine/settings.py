@@ -12,6 +12,8 @@ from typing import Any
 
 import msgspec
 
+from engine.prices import ModelPrice, parse_prices
+
 
 class SettingsError(ValueError):
     def __init__(self, variable: str, message: str) -> None:
@@ -43,6 +45,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     anthropic_base_url: str | None = None
     anthropic_api_key: str | None = None
     model_timeout_seconds: float = 60.0
+    # Added to (or replacing entries of) the default price table, USD per million tokens;
+    # (model, price) pairs: a tuple keeps Settings hashable.
+    prices: tuple[tuple[str, ModelPrice], ...] = ()
+    # How long a budget check waits for the budgets view to reach the log head.
+    budget_wait_seconds: float = 5.0
 
     def __repr__(self) -> str:
         """Secrets masked: settings may end up in a log or a traceback."""
@@ -93,6 +100,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                "must be between 1 and 3600")
         _check(self.model_timeout_seconds, 1 <= self.model_timeout_seconds <= 3600,
                "SPOOL_MODEL_TIMEOUT_SECONDS", "must be between 1 and 3600")
+        _check(self.budget_wait_seconds, 0.1 <= self.budget_wait_seconds <= 60,
+               "SPOOL_BUDGET_WAIT_SECONDS", "must be between 0.1 and 60")
         for name in ("openai_base_url", "anthropic_base_url"):
             url = getattr(self, name)
             _check(url, url is None or url.startswith(("http://", "https://")),
@@ -158,6 +167,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "anthropic_base_url": str,
     "anthropic_api_key": str,
     "model_timeout_seconds": float,
+    "prices": lambda raw: tuple(parse_prices(raw).items()),
+    "budget_wait_seconds": float,
 }
 
 

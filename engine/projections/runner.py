@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from engine.db import connection, translate_errors
-from engine.errors import SpoolError
+from engine.errors import SpoolError, Unavailable
 from engine.logging import get_logger
 from engine.metrics import Metrics
 from engine.store import Committed, read_log_page
@@ -163,3 +163,12 @@ async def reached(pool: asyncpg.Pool, name: str, position: int, seconds: float, 
         if time.monotonic() >= deadline:
             return False
         await asyncio.sleep(0.01)
+
+
+async def require(pool: asyncpg.Pool, name: str, position: int | None, seconds: float, *,
+                  field: str = "min_position", conn: Any = None) -> None:
+    """Wait until projection ``name`` has applied the log up to ``position`` (nothing to wait
+    for when None or 0); after ``seconds``, Unavailable (503 with Retry-After) naming ``field``."""
+    if position and not await reached(pool, name, position, seconds, conn=conn):
+        raise Unavailable(f"the {name} view has not reached position {position} yet; try again",
+                          retry_after=1, details={"field": field})

@@ -25,7 +25,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from engine.agents import Agents
-from engine.errors import Conflict
+from engine.budgets import Budgets
+from engine.errors import BudgetExceeded, Conflict
 from engine.events import (
     AgentConfig,
     ApprovalRequested,
@@ -36,6 +37,7 @@ from engine.events import (
     MessageStart,
     MessageStop,
     SessionDone,
+    SpendRecorded,
     ToolResult,
     ToolSpec,
     ToolUse,
@@ -46,6 +48,7 @@ from engine.events import (
 )
 from engine.ids import new_id
 from engine.logging import get_logger
+from engine.prices import PriceTable, billed_tokens
 from engine.runtime.adapters.base import (
     Finish,
     ModelAdapter,
@@ -114,6 +117,8 @@ class FinishTurn:
 
 
 Step = Start | CloseMessage | CallModel | RunTool | Refuse | FinishTurn
+# Steps that spend (or lead to spending), checked against budgets first; None: the turn waits.
+_SPENDING = (Start, CallModel, RunTool, type(None))
 
 
 def next_step(state: SessionState, config: AgentConfig) -> Step | None:
@@ -165,8 +170,11 @@ class SessionRunner:
     def __init__(
         self, store: EventStore, agents: Agents, adapters: Mapping[str, ModelAdapter], *,
         worker_id: str, tenant_id: str, session_id: str, retry: RetryPolicy | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
         self._store = store
+        self._budgets = budgets
+        self._prices = budgets.prices if budgets is not None else PriceTable()
         self._tools = ServerTools(store)
         self._agents = agents
         self._adapters = adapters
@@ -188,7 +196,7 @@ class SessionRunner:
             if state.created.agent_id is None:
                 return  # no agent: the session only records messages
             config = await self._config(state)
-            step = next_step(state, config)
+            step = await self._within_budget(next_step(state, config), state)
             if step is None:
                 return
             self._last_seq = state.last_seq
@@ -197,6 +205,19 @@ class SessionRunner:
                 await self._perform(step, state, config)
             except _Interrupted:
                 continue  # the next fold sees the interrupt
+
+    async def _within_budget(self, step: Step | None, state: SessionState) -> Step | None:
+        """Before a turn starts, a model call or a tool run, and while a turn waits on a client
+        or a human: if a budget the session falls under is spent, the turn ends
+        ``budget_exceeded`` instead."""
+        turn = step.turn if step is not None else state.current
+        if self._budgets is None or turn is None or not isinstance(step, _SPENDING):
+            return step
+        try:
+            await self._budgets.check(self._tenant_id, state.created.agent_id, self._session_id)
+        except BudgetExceeded as exc:
+            return FinishTurn(turn, "budget_exceeded", exc.message)
+        return step
 
     async def _config(self, state: SessionState) -> AgentConfig:
         """The pinned version's config: a version never changes, so it is read once (and
@@ -286,7 +307,8 @@ class SessionRunner:
                             await pipe.add(*_tool_events(chunk, request, turn, message_id))
                         case Finish(stop_reason, usage):
                             await pipe.flush(MessageStop(
-                                message_id=message_id, stop_reason=stop_reason, usage=usage))
+                                message_id=message_id, stop_reason=stop_reason, usage=usage),
+                                *self._spend(turn, message_id, request, usage))
                             return
             raise ModelError("the model's stream ended without a stop", retryable=True)
         except ModelError:
@@ -295,6 +317,20 @@ class SessionRunner:
             raise
         finally:
             pipe.cancel()
+
+    def _spend(self, turn: Turn, message_id: str, request: ModelRequest,
+               usage: Usage) -> list[EventData]:
+        """The call's spend record, appended with its message_stop (none for a call that
+        reported no usage)."""
+        tokens = billed_tokens(usage)
+        if tokens == 0 and usage.reasoning_tokens == 0:
+            return []
+        assert self.state is not None and self.state.created.agent_id is not None
+        model = request.model.name
+        cost = self._prices.cost_nanos(model, usage)
+        return [SpendRecorded(turn_id=turn.turn_id, message_id=message_id,
+                              agent_id=self.state.created.agent_id, model=model, usage=usage,
+                              tokens=tokens, cost_nanos=cost or 0, priced=cost is not None)]
 
     async def _append(self, *datas: EventData) -> None:
         while True:

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 import asyncpg
 
 from engine.agents import Agents
+from engine.budgets import Budgets
 from engine.errors import SpoolError
 from engine.events import AgentConfig
 from engine.ids import new_id
@@ -37,9 +38,10 @@ class Worker:
         self, pool: asyncpg.Pool, store: EventStore, agents: Agents,
         adapters: Mapping[str, ModelAdapter], *, wakeup: asyncio.Event, concurrency: int = 8,
         lease_seconds: float = 10.0, poll: float = 0.5, retry_delay: float = 2.0,
-        retry: RetryPolicy | None = None,
+        retry: RetryPolicy | None = None, budgets: Budgets | None = None,
     ) -> None:
         self.id = new_id("wrk")
+        self._budgets = budgets
         self._store = store
         self._agents = agents
         self._adapters = adapters
@@ -120,7 +122,7 @@ class Worker:
     async def _work(self, claim: Claim) -> None:
         runner = SessionRunner(self._store, self._agents, self._adapters, worker_id=self.id,
                                tenant_id=claim.tenant_id, session_id=claim.session_id,
-                               retry=self._retry)
+                               retry=self._retry, budgets=self._budgets)
         key = (claim.tenant_id, claim.session_id)
         runner.state = self._states.pop(key, None)  # caught up, not folded again
         runner.configs = self._configs

@@ -61,10 +61,11 @@ async def test_a_turn_streams_the_reply_and_ends_completed(api: Api) -> None:
     done = await settle(api, key, sid, "idle")
     events = await log(api, key, sid)
     assert types(events) == ["session_created", "user_message", "turn_started", "message_start",
-                             "message_delta", "message_delta", "message_stop", "session_done"]
+                             "message_delta", "message_delta", "message_stop", "spend_recorded",
+                             "session_done"]
     assert [e["data"]["text"] for e in events if e["type"] == "message_delta"] == [
         "hello ", "there"]
-    stop = events[-2]["data"]
+    stop = events[-3]["data"]
     assert stop["stop_reason"] == "end_turn"
     assert stop["usage"]["output_tokens"] == 2 and stop["usage"]["input_tokens"] == 1
     assert events[-1]["data"] == {"type": "session_done", "status": "completed",
@@ -217,7 +218,8 @@ async def test_a_turn_cut_by_a_dead_worker_is_closed_and_finished_by_another(api
     events = await log(api, key, sid)
     assert types(events)[2:] == ["turn_started", "message_start", "message_delta",
                                  "message_stop", "message_start", "message_delta",
-                                 "message_delta", "message_stop", "session_done"]
+                                 "message_delta", "message_stop", "spend_recorded",
+                                 "session_done"]
     closed = events[5]["data"]
     assert (closed["message_id"], closed["stop_reason"]) == ("msg_dead", "interrupted")
     assert events[-1]["data"]["status"] == "completed"

@@ -89,11 +89,11 @@ async def test_an_openai_turn_retries_a_429_and_streams_the_reply(
     kinds = [e["type"] for e in events]
     assert kinds[2:] == ["turn_started", "message_start", "message_stop", "message_start",
                          "message_delta", "message_delta", "message_delta", "message_stop",
-                         "session_done"]
+                         "spend_recorded", "session_done"]
     assert events[4]["data"]["stop_reason"] == "error"  # the 429'd call, closed
     assert "".join(e["data"]["text"] for e in events if e["type"] == "message_delta") == (
         "Hello wörld 日本!")
-    stop = events[-2]["data"]
+    stop = events[-3]["data"]
     assert stop["stop_reason"] == "end_turn"
     assert (stop["usage"]["input_tokens"], stop["usage"]["output_tokens"]) == (19, 10)
     assert events[-1]["data"]["status"] == "completed"
