@@ -50,15 +50,25 @@ async def test_verify_reports_a_corrupted_row_and_rebuild_repairs_it(api: Api) -
 
 
 async def test_views_the_runtime_writes_to_verify_clean(api: Api) -> None:
-    key = await api.key(await api.tenant(), "member")
+    key = await api.key(await api.tenant(), "owner")
     script = [{"tool_calls": [{"name": "lookup", "input": {"word": "a"}}]}, {"text": "ok"}]
     sid = await session(api, key, await agent(api, key, script, tools=[
         {"name": "lookup", "input_schema": {"type": "object"}, "requires_approval": True}]))
     await say(api, key, sid, "go")
     await settle(api, key, sid, "requires_action")
-    await _caught_up(api, "approvals")
+    await api.request("PUT", "/v1/budgets/tenant", key, json={"limits": {"day": {"tokens": 99}}})
+    for name in ("approvals", "budgets"):
+        await _caught_up(api, name)
     pool = api.app.state.engine._pool
-    for name in ("session_runs", "approvals"):  # leases and done marks are not the view's
+    # (session_runs: leases and done marks are not the view's)
+    for name in ("session_runs", "approvals", "budgets"):
         assert (await verify(pool, name)).clean, name
+    await pool.execute("UPDATE spend_totals SET tokens = tokens + 1 WHERE period = 'day'")
+    drift = await verify(pool, "budgets")
+    # one row per scope the call's spend falls in: the tenant, the agent, the session
+    assert sorted(r["scope"].split(":")[0] for r in drift.only_live["spend_totals"]) == [
+        "agent", "session", "tenant"]
+    await rebuild(pool, "budgets")
+    assert (await verify(pool, "budgets")).clean
     with pytest.raises(InvalidRequest):
         await verify(pool, "nope")

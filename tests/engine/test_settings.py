@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from engine.prices import ModelPrice
 from engine.settings import Settings, SettingsError
 
 PG = "postgresql://spool:secret@db.example:5432/spool"
@@ -67,6 +68,9 @@ def test_defaults_with_an_empty_environment() -> None:
          "https://proxy.example"),
         ("SPOOL_ANTHROPIC_API_KEY", "sk-ant-x", "anthropic_api_key", "sk-ant-x"),
         ("SPOOL_MODEL_TIMEOUT_SECONDS", "600", "model_timeout_seconds", 600.0),
+        ("SPOOL_PRICES", '{"my-model": {"input": 1, "output": 2.5}}', "prices",
+         (("my-model", ModelPrice(input=1.0, output=2.5)),)),
+        ("SPOOL_BUDGET_WAIT_SECONDS", "0.5", "budget_wait_seconds", 0.5),
     ],
 )
 def test_each_variable_is_parsed(variable: str, raw: str, field: str, expected: Any) -> None:
@@ -188,6 +192,12 @@ def test_settings_are_frozen() -> None:
         ("SPOOL_OPENAI_BASE_URL", "localhost:11434"),
         ("SPOOL_ANTHROPIC_BASE_URL", "ftp://x"),
         ("SPOOL_MODEL_TIMEOUT_SECONDS", "0"),
+        ("SPOOL_PRICES", "gpt-4o=3"),
+        ("SPOOL_PRICES", '{"m": {"input": 1}}'),
+        ("SPOOL_PRICES", '{"m": {"input": -1, "output": 1}}'),
+        ("SPOOL_PRICES", '{"m": {"input": 1, "output": 1, "per": "token"}}'),
+        ("SPOOL_PRICES", "@/nonexistent/prices.json"),
+        ("SPOOL_BUDGET_WAIT_SECONDS", "0"),
     ],
 )
 def test_a_bad_value_names_its_variable(variable: str, raw: str) -> None:
@@ -217,3 +227,10 @@ def test_a_parse_error_quotes_the_bad_value() -> None:
         Settings.from_env({"SPOOL_PORT": "abc"})
     with pytest.raises(SettingsError, match=r"SPOOL_PORT: must be between 0 and 65535 .*70000"):
         Settings.from_env({"SPOOL_PORT": "70000"})
+
+
+def test_prices_can_come_from_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "prices.json"
+    path.write_text('{"local-llm": {"input": 0.1, "output": 0.2, "cache_read": 0.01}}')
+    settings = Settings.from_env({"SPOOL_PRICES": f"@{path}"})
+    assert settings.prices == (("local-llm", ModelPrice(0.1, 0.2, 0.01)),)
