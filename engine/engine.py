@@ -14,6 +14,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from engine.agent_tokens import AgentTokens
 from engine.agents import Agents
 from engine.approvals import Approvals, ApprovalsProjection
 from engine.audit import Audit
@@ -25,6 +26,7 @@ from engine.errors import SpoolError
 from engine.fanout import Publisher
 from engine.logging import get_logger
 from engine.metrics import Metrics
+from engine.projections.agents import AgentsProjection
 from engine.projections.runner import ProjectionRunner
 from engine.runtime.adapters.base import ModelAdapter
 from engine.runtime.adapters.registry import adapters_for, close_all
@@ -33,6 +35,7 @@ from engine.runtime.worker import Worker
 from engine.sessions import Sessions
 from engine.settings import Settings
 from engine.store import EventStore
+from engine.summaries import SessionSummaries
 from engine.tasks import Tasks
 from engine.tenants import Tenants
 
@@ -110,7 +113,10 @@ class Engine:
         await self.dispatcher.start()
         self.tenants = Tenants(
             self._pool, auth_cache_seconds=self.settings.auth_cache_seconds)
-        self.agents = Agents(self._store)
+        self.agents = Agents(self._store, self._pool,
+                             offline_seconds=self.settings.agent_offline_seconds)
+        self.agent_tokens = AgentTokens(self._pool, self.agents)
+        self.session_summaries = SessionSummaries(self._pool)
         self.sessions = Sessions(self._store, self.agents)
         self.approvals = Approvals(self._pool, self._store, self.sessions)
         self.audit = Audit(self._store)
@@ -123,12 +129,14 @@ class Engine:
         log.info("engine.started", embedded=self._embedded is not None)
 
     def _start_runtime(self) -> None:
-        """The session_runs projection (the runtime's work list) and, unless SPOOL_WORKERS=0,
-        a worker in this process. Both wake when the dispatcher sees new events."""
+        """The projections (session_runs, the runtime's work list, among them) and, unless
+        SPOOL_WORKERS=0, a worker in this process. All wake when the dispatcher sees new
+        events."""
         assert self._pool is not None and self.dispatcher is not None
         work_wanted = asyncio.Event()  # also set by a NOTIFY from any process (the worker's)
         self._projections = []
-        for projection in (SessionRuns(), ApprovalsProjection(), self.tasks.projection):
+        for projection in (SessionRuns(), ApprovalsProjection(), self.tasks.projection,
+                           AgentsProjection()):
             log_moved = asyncio.Event()
             self.dispatcher.watch(log_moved)
             runner = ProjectionRunner(self._pool, projection, wakeup=log_moved,

@@ -27,6 +27,7 @@ import asyncpg
 from engine.approvals import ApprovalsProjection
 from engine.db import translate_errors
 from engine.errors import InvalidRequest
+from engine.projections.agents import AgentsProjection
 from engine.projections.runner import Projection
 from engine.projections.tasks import TasksProjection
 from engine.runtime.schedule import SessionRuns
@@ -47,6 +48,7 @@ VIEWS: dict[str, View] = {
                                                         "wanted_position")}),
     "approvals": View(ApprovalsProjection, {"approvals": None}),
     "tasks": View(TasksProjection, {"boards": None, "tasks": None, "task_dependencies": None}),
+    "agents": View(AgentsProjection, {"agents": None, "session_summaries": None}),
 }
 
 
