@@ -57,8 +57,20 @@ async def test_views_the_runtime_writes_to_verify_clean(api: Api) -> None:
     await say(api, key, sid, "go")
     await settle(api, key, sid, "requires_action")
     await _caught_up(api, "approvals")
+    await _caught_up(api, "agents")
     pool = api.app.state.engine._pool
-    for name in ("session_runs", "approvals"):  # leases and done marks are not the view's
+    for name in ("session_runs", "approvals", "agents"):  # leases, done marks: not the view's
         assert (await verify(pool, name)).clean, name
     with pytest.raises(InvalidRequest):
         await verify(pool, "nope")
+
+    async with pool.acquire() as conn:
+        await conn.execute("UPDATE session_summaries SET status = 'idle'")
+        await conn.execute("UPDATE agents SET active_sessions = 0")
+    drift = await verify(pool, "agents")
+    [live] = drift.only_live["session_summaries"]
+    [rebuilt] = drift.only_rebuilt["session_summaries"]
+    assert (live["status"], rebuilt["status"]) == ("idle", "requires_action")
+    assert drift.only_rebuilt["agents"][0]["active_sessions"] == 1
+    await rebuild(pool, "agents")
+    assert (await verify(pool, "agents")).clean
