@@ -135,13 +135,19 @@ class Engine:
         assert self._pool is not None and self.dispatcher is not None
         work_wanted = asyncio.Event()  # also set by a NOTIFY from any process (the worker's)
         self._projections = []
-        for projection in (SessionRuns(), ApprovalsProjection(), self.tasks.projection,
-                           AgentsProjection()):
+
+        def wake_workers(_: int) -> None:
+            work_wanted.set()
+
+        for projection, on_applied in (
+            (SessionRuns(), wake_workers), (ApprovalsProjection(), wake_workers),
+            (self.tasks.projection, wake_workers),
+            (AgentsProjection(), None),  # no worker reads it; it writes on most pages
+        ):
             log_moved = asyncio.Event()
             self.dispatcher.watch(log_moved)
             runner = ProjectionRunner(self._pool, projection, wakeup=log_moved,
-                                      metrics=self.metrics,
-                                      on_applied=lambda _: work_wanted.set())
+                                      metrics=self.metrics, on_applied=on_applied)
             runner.start()
             self._projections.append(runner)
         self.tasks.reactor.start()
