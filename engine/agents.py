@@ -6,7 +6,7 @@ The config's shape is checked by msgspec when a request is decoded (422 naming t
 a type cannot say (unique tool names, a tool's JSON Schema, a script that calls a tool the agent
 does not have) is checked here (400 naming the field).
 
-Reads (``get``, ``list_agents``) also carry the agent's ``view`` from the ``agents`` projection
+Reads (``read``, ``list_agents``) also carry the agent's ``view`` from the ``agents`` projection
 (engine/projections/agents.py): status, heartbeat, sessions and usage. Write responses carry
 ``view: null``: a view is not waited for on the write path.
 """
@@ -23,7 +23,7 @@ from jsonschema.exceptions import SchemaError
 from msgspec import UNSET, UnsetType
 
 from engine.db import connection
-from engine.errors import Conflict, InvalidRequest, NotFound
+from engine.errors import Conflict, InvalidRequest, NotFound, Unavailable
 from engine.events import (
     NUL_FREE,
     AgentArchived,
@@ -212,7 +212,8 @@ class Agents:
         heartbeat is appended). An archived agent is a Conflict, decided on the view once it
         has applied the log as it is now (the agent's stream would have to be read whole)."""
         assert self._pool is not None
-        await wait_for_view(self._pool, await self._store.head(), self.catch_up_seconds)
+        if not await reached(self._pool, VIEW, await self._store.head(), self.catch_up_seconds):
+            raise Unavailable("the agents view is behind the log; try again", retry_after=1)
         async with connection(self._pool, "reading the agents view") as conn:
             archived = await conn.fetchval(
                 "SELECT archived FROM agents WHERE agent_id = $1 AND tenant_id = $2",

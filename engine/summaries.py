@@ -17,7 +17,8 @@ from engine.db import connection
 from engine.errors import InvalidRequest
 from engine.ids import is_id
 from engine.pages import Page, check_limit, page_of
-from engine.projections.agents import SessionStatus, wait_for_view
+from engine.projections.agents import wait_for_view
+from engine.runtime.state import SessionStatus
 
 STATUSES = ("idle", "running", "requires_action", "archived")
 NANOS_PER_USD = 1_000_000_000

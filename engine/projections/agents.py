@@ -46,12 +46,12 @@ from engine.events import (
 )
 from engine.logging import get_logger
 from engine.projections.runner import reached
+from engine.runtime.state import SessionStatus
 from engine.store import Committed
 
 log = get_logger("projections.agents")
 
 NAME = "agents"
-SessionStatus = Literal["idle", "running", "requires_action", "archived"]
 AgentStatus = Literal["busy", "idle", "offline"]
 ACTIVE: frozenset[str] = frozenset({"running", "requires_action"})
 
