@@ -203,4 +203,59 @@ CREATE TABLE IF NOT EXISTS spend_totals (
     PRIMARY KEY (tenant_id, scope, period, period_start)
 );
 
+-- Agents at work, kept by the `agents` projection (engine/projections/agents.py): per agent its
+-- current version, whether it is archived, its last heartbeat, and totals over its sessions. The
+-- status people see (busy, idle, offline) depends on the clock, so it is computed when read.
+CREATE TABLE IF NOT EXISTS agents (
+    agent_id           text PRIMARY KEY,
+    tenant_id          text NOT NULL,
+    version            integer NOT NULL,
+    archived           boolean NOT NULL,
+    last_heartbeat_at  timestamptz,
+    sessions           integer NOT NULL,   -- sessions pinned to the agent
+    active_sessions    integer NOT NULL,   -- of them, running or requires_action
+    turns              bigint NOT NULL,    -- session_done events of its sessions
+    tokens             bigint NOT NULL,    -- sums of its sessions' spend_recorded
+    cost_nanos         bigint NOT NULL,    -- USD x 1e9
+    created_at         timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS agents_tenant ON agents (tenant_id, agent_id);
+
+-- One row per session, kept by the same projection: what `GET /v1/sessions` lists. `fold` holds
+-- the little the status needs (turns queued, the running one, its calls without a result and
+-- their approvals), so each event moves the status exactly as engine/runtime/state.py does.
+CREATE TABLE IF NOT EXISTS session_summaries (
+    session_id     text PRIMARY KEY,
+    tenant_id      text NOT NULL,
+    agent_id       text,
+    agent_version  integer,
+    title          text,
+    status         text NOT NULL CHECK (status IN ('idle', 'running', 'requires_action', 'archived')),
+    turns          integer NOT NULL,
+    tokens         bigint NOT NULL,
+    cost_nanos     bigint NOT NULL,
+    created_at     timestamptz NOT NULL,
+    updated_at     timestamptz NOT NULL,   -- the session's last event
+    last_position  bigint NOT NULL,        -- the session's last event
+    fold           jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS session_summaries_tenant ON session_summaries (tenant_id, session_id);
+CREATE INDEX IF NOT EXISTS session_summaries_agent
+    ON session_summaries (tenant_id, agent_id, session_id);
+CREATE INDEX IF NOT EXISTS session_summaries_status
+    ON session_summaries (tenant_id, status, session_id);
+
+-- Runtime tokens (`spt_<token id>_<secret>`): an agent's runtime sends heartbeats with one, and
+-- can do nothing else. Only sha256(secret) is kept, as for API keys.
+CREATE TABLE IF NOT EXISTS agent_tokens (
+    id           text PRIMARY KEY,
+    tenant_id    text NOT NULL REFERENCES tenants (id),
+    agent_id     text NOT NULL,
+    name         text NOT NULL,
+    secret_hash  bytea NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    revoked_at   timestamptz
+);
+CREATE INDEX IF NOT EXISTS agent_tokens_agent ON agent_tokens (tenant_id, agent_id, id);
+
 INSERT INTO schema_version (version) VALUES (1) ON CONFLICT (version) DO NOTHING;

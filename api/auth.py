@@ -4,20 +4,42 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from engine.errors import Forbidden, InvalidRequest
+from engine.agent_tokens import RuntimePrincipal, is_runtime_token
+from engine.errors import Forbidden, InvalidRequest, Unauthorized
 from engine.events import EventMeta
 from engine.tenants import Principal, Role
 
 
 async def authenticate(request: Request, role: Role) -> Principal:
     """The caller, who must hold at least ``role`` (401 without credentials, 403 without role)."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    principal: Principal = await request.app.state.engine.tenants.authenticate(
-        token.strip() if scheme.lower() == "bearer" else None
-    )
+    token = _bearer(request)
+    if token is not None and is_runtime_token(token):
+        await request.app.state.engine.agent_tokens.authenticate(token)  # 401 if not valid
+        raise Forbidden("an agent runtime token only sends its agent's heartbeats"
+                        " (POST /v1/agents/{id}/heartbeat)")
+    principal: Principal = await request.app.state.engine.tenants.authenticate(token)
     principal.require(role)
     return principal
+
+
+async def agent_runtime(request: Request, agent_id: str) -> RuntimePrincipal:
+    """The runtime of ``agent_id``, holding one of its runtime tokens (an API key, or another
+    agent's token, is 403)."""
+    token = _bearer(request)
+    if not token:
+        raise Unauthorized("missing credentials: send Authorization: Bearer <agent token>")
+    if not is_runtime_token(token):
+        await request.app.state.engine.tenants.authenticate(token)  # 401 if not valid
+        raise Forbidden("heartbeats are sent with one of the agent's runtime tokens (spt_...)")
+    runtime: RuntimePrincipal = await request.app.state.engine.agent_tokens.authenticate(token)
+    if runtime.agent_id != agent_id:
+        raise Forbidden("this agent token belongs to another agent")
+    return runtime
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
 
 
 async def tenant_of(request: Request, role: Role) -> tuple[Principal, str]:

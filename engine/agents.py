@@ -5,24 +5,31 @@ the config; every ``agent_updated`` holds the next version, whole, so any versio
 The config's shape is checked by msgspec when a request is decoded (422 naming the field); what
 a type cannot say (unique tool names, a tool's JSON Schema, a script that calls a tool the agent
 does not have) is checked here (400 naming the field).
+
+Reads (``read``, ``list_agents``) also carry the agent's ``view`` from the ``agents`` projection
+(engine/projections/agents.py): status, heartbeat, sessions and usage. Write responses carry
+``view: null``: a view is not waited for on the write path.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
+import asyncpg
 import msgspec
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from msgspec import UNSET, UnsetType
 
-from engine.errors import Conflict, InvalidRequest, NotFound
+from engine.db import connection
+from engine.errors import Conflict, InvalidRequest, NotFound, Unavailable
 from engine.events import (
     NUL_FREE,
     AgentArchived,
     AgentConfig,
     AgentCreated,
+    AgentHeartbeat,
     AgentUpdated,
     Event,
     EventMeta,
@@ -34,9 +41,31 @@ from engine.events import (
 )
 from engine.ids import derived_event_id, is_id, new_id
 from engine.pages import Page, check_limit, page_of
+from engine.projections.agents import NAME as VIEW
+from engine.projections.agents import AgentStatus, agent_status, wait_for_view
+from engine.projections.runner import reached
 from engine.store import EventStore
+from engine.summaries import usd
 
 SERVER_TOOLS = ("memory_read", "memory_write", "task_create", "task_update")
+_VIEW_WAIT_SECONDS = 2.0  # a read waits this long for the view to show the agent's own events
+
+
+class AgentView(msgspec.Struct):
+    """The agent at work, from the ``agents`` view. ``status`` is computed when read: busy while
+    one of its sessions runs or waits on a client or a human, offline when its runtime sent
+    heartbeats and the last is older than SPOOL_AGENT_OFFLINE_SECONDS, idle otherwise."""
+
+    status: AgentStatus
+    version: int
+    archived: bool
+    last_heartbeat_at: datetime | None
+    active_sessions: int
+    sessions: int
+    turns: int
+    tokens: int
+    usd: float
+    cost_nanos: int  # USD x 1e9, exact
 
 
 class Agent(msgspec.Struct):
@@ -53,6 +82,7 @@ class Agent(msgspec.Struct):
     metadata: dict[str, str]
     created_at: datetime
     updated_at: datetime
+    view: AgentView | None = None
 
 
 class AgentVersion(msgspec.Struct):
@@ -72,9 +102,17 @@ class AgentPatch(msgspec.Struct, forbid_unknown_fields=True):
     metadata: dict[str, str] | UnsetType = UNSET
 
 
+class HeartbeatIn(msgspec.Struct, forbid_unknown_fields=True):
+    note: Annotated[str, NUL_FREE, msgspec.Meta(max_length=500)] | None = None
+
+
 class Agents:
-    def __init__(self, store: EventStore) -> None:
+    def __init__(self, store: EventStore, pool: asyncpg.Pool | None = None, *,
+                 offline_seconds: float = 60.0, catch_up_seconds: float = 5.0) -> None:
         self._store = store
+        self._pool = pool  # for the view; None: reads carry no view
+        self.offline_seconds = offline_seconds
+        self.catch_up_seconds = catch_up_seconds
 
     async def create(
         self, tenant_id: str, config: AgentConfig, *, meta: EventMeta | None = None,
@@ -90,6 +128,14 @@ class Agents:
 
     async def get(self, tenant_id: str, agent_id: str) -> Agent:
         return fold(await self._events(tenant_id, agent_id))
+
+    async def read(self, tenant_id: str, agent_id: str, *,
+                   min_position: int | None = None) -> Agent:
+        """The agent with its view (what ``GET /v1/agents/{id}`` shows)."""
+        events = await self._events(tenant_id, agent_id)
+        [agent] = await self._with_views(tenant_id, [(fold(events), events[-1].position)],
+                                         min_position)
+        return agent
 
     async def version(
         self, tenant_id: str, agent_id: str, version: int | None, *, archived_too: bool = False
@@ -117,13 +163,70 @@ class Agents:
                     if v.version > after]
         return page_of(versions[: limit + 1], limit, lambda v: str(v.version))
 
-    async def list_agents(self, tenant_id: str, *, after: str | None, limit: int) -> Page[Agent]:
+    async def list_agents(self, tenant_id: str, *, after: str | None, limit: int,
+                          min_position: int | None = None) -> Page[Agent]:
         if after is not None and not is_id(after, "agt"):
             raise InvalidRequest("after must be an agt_ id from a previous page", field="after")
         ids = await self._store.stream_ids(tenant_id, "agent", after=after or "",
                                            limit=check_limit(limit) + 1)
-        agents = [await self.get(tenant_id, agent_id) for agent_id in ids]
+        folded = []
+        for agent_id in ids:
+            events = await self._events(tenant_id, agent_id)
+            folded.append((fold(events), events[-1].position))
+        agents = await self._with_views(tenant_id, folded, min_position)
         return page_of(agents, limit, lambda a: a.id)
+
+    async def _with_views(self, tenant_id: str, folded: list[tuple[Agent, int]],
+                          min_position: int | None) -> list[Agent]:
+        """The agents with their views, once the view has applied at least ``min_position``
+        (503 if it does not within ``catch_up_seconds``) and, if it gets there within 2 s, the
+        agents' own last events (so a view's version is the config's)."""
+        if self._pool is None or not folded:
+            return [agent for agent, _ in folded]
+        await wait_for_view(self._pool, min_position, self.catch_up_seconds)
+        await reached(self._pool, VIEW, max(position for _, position in folded),
+                      _VIEW_WAIT_SECONDS)
+        views = await self._views(tenant_id, [agent.id for agent, _ in folded])
+        return [msgspec.structs.replace(agent, view=views.get(agent.id)) for agent, _ in folded]
+
+    async def _views(self, tenant_id: str, agent_ids: list[str]) -> dict[str, AgentView]:
+        assert self._pool is not None
+        async with connection(self._pool, "reading the agents view") as conn:
+            rows = await conn.fetch(
+                "SELECT agent_id, version, archived, last_heartbeat_at, sessions,"
+                " active_sessions, turns, tokens, cost_nanos, now() FROM agents"
+                " WHERE tenant_id = $1 AND agent_id = ANY($2)", tenant_id, agent_ids)
+        return {row[0]: self._view(row) for row in rows}
+
+    def _view(self, row: Any) -> AgentView:
+        status = agent_status(row[5], row[3], row[9], self.offline_seconds)
+        return AgentView(status=status, version=row[1], archived=row[2],
+                         last_heartbeat_at=row[3], active_sessions=row[5], sessions=row[4],
+                         turns=row[6], tokens=row[7], usd=usd(row[8]), cost_nanos=row[8])
+
+    async def heartbeat(
+        self, tenant_id: str, agent_id: str, token_id: str, note: str | None, *,
+        meta: EventMeta | None = None,
+    ) -> Event:
+        """Record that the agent's runtime is alive: ``agent_heartbeat`` on its stream (every
+        heartbeat is appended). An archived agent is a Conflict, decided on the view once it
+        has applied the log as it is now (the agent's stream would have to be read whole)."""
+        assert self._pool is not None
+        if not await reached(self._pool, VIEW, await self._store.head(), self.catch_up_seconds):
+            raise Unavailable("the agents view is behind the log; try again", retry_after=1)
+        async with connection(self._pool, "reading the agents view") as conn:
+            archived = await conn.fetchval(
+                "SELECT archived FROM agents WHERE agent_id = $1 AND tenant_id = $2",
+                agent_id, tenant_id)
+        if archived is None:
+            raise NotFound(f"agent {agent_id!r} not found")
+        if archived:
+            raise Conflict(f"agent {agent_id!r} is archived")
+        [event] = await self._store.append(
+            agent_id, [new_event(AgentHeartbeat(token_id=token_id, note=note), meta=meta)],
+            tenant_id=tenant_id, stream_type="agent",
+        )
+        return event
 
     async def update(
         self, tenant_id: str, agent_id: str, patch: AgentPatch, *,

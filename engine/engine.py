@@ -14,6 +14,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from engine.agent_tokens import AgentTokens
 from engine.agents import Agents
 from engine.approvals import Approvals, ApprovalsProjection
 from engine.audit import Audit
@@ -27,6 +28,7 @@ from engine.fanout import Publisher
 from engine.logging import get_logger
 from engine.metrics import Metrics
 from engine.prices import PriceTable
+from engine.projections.agents import AgentsProjection
 from engine.projections.budgets import BudgetsProjection
 from engine.projections.runner import ProjectionRunner
 from engine.runtime.adapters.base import ModelAdapter
@@ -36,6 +38,7 @@ from engine.runtime.worker import Worker
 from engine.sessions import Sessions
 from engine.settings import Settings
 from engine.store import EventStore
+from engine.summaries import SessionSummaries
 from engine.tasks import Tasks
 from engine.tenants import Tenants
 
@@ -113,7 +116,10 @@ class Engine:
         await self.dispatcher.start()
         self.tenants = Tenants(
             self._pool, auth_cache_seconds=self.settings.auth_cache_seconds)
-        self.agents = Agents(self._store)
+        self.agents = Agents(self._store, self._pool,
+                             offline_seconds=self.settings.agent_offline_seconds)
+        self.agent_tokens = AgentTokens(self._pool, self.agents)
+        self.session_summaries = SessionSummaries(self._pool)
         self.budgets = Budgets(self._pool, self._store, self.agents,
                                prices=PriceTable(dict(self.settings.prices)),
                                wait_seconds=self.settings.budget_wait_seconds)
@@ -129,18 +135,26 @@ class Engine:
         log.info("engine.started", embedded=self._embedded is not None)
 
     def _start_runtime(self) -> None:
-        """The session_runs projection (the runtime's work list) and, unless SPOOL_WORKERS=0,
-        a worker in this process. Both wake when the dispatcher sees new events."""
+        """The projections (session_runs, the runtime's work list, among them) and, unless
+        SPOOL_WORKERS=0, a worker in this process. All wake when the dispatcher sees new
+        events."""
         assert self._pool is not None and self.dispatcher is not None
         work_wanted = asyncio.Event()  # also set by a NOTIFY from any process (the worker's)
         self._projections = []
-        for projection in (SessionRuns(), ApprovalsProjection(), self.tasks.projection,
-                           BudgetsProjection()):
+
+        def wake_workers(_: int) -> None:
+            work_wanted.set()
+
+        for projection, on_applied in (
+            (SessionRuns(), wake_workers), (ApprovalsProjection(), wake_workers),
+            (self.tasks.projection, wake_workers),
+            # no worker waits on these (a budget check polls the checkpoint)
+            (AgentsProjection(), None), (BudgetsProjection(), None),
+        ):
             log_moved = asyncio.Event()
             self.dispatcher.watch(log_moved)
             runner = ProjectionRunner(self._pool, projection, wakeup=log_moved,
-                                      metrics=self.metrics,
-                                      on_applied=lambda _: work_wanted.set())
+                                      metrics=self.metrics, on_applied=on_applied)
             runner.start()
             self._projections.append(runner)
         self.tasks.reactor.start()

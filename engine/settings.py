@@ -38,6 +38,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     auth_cache_seconds: float = 1.0
     workers: int = 8
     lease_seconds: float = 10.0
+    # An agent whose runtime sent heartbeats is offline once the last is older than this.
+    agent_offline_seconds: float = 60.0
     # Model providers: keys stay here (never in events or logs); an adapter is available only
     # when its provider is configured.
     openai_base_url: str | None = None
@@ -98,6 +100,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                "must be between 0 and 10000")
         _check(self.lease_seconds, 1 <= self.lease_seconds <= 3600, "SPOOL_LEASE_SECONDS",
                "must be between 1 and 3600")
+        _check(self.agent_offline_seconds, 0.1 <= self.agent_offline_seconds <= 86_400,
+               "SPOOL_AGENT_OFFLINE_SECONDS", "must be between 0.1 and 86400")
         _check(self.model_timeout_seconds, 1 <= self.model_timeout_seconds <= 3600,
                "SPOOL_MODEL_TIMEOUT_SECONDS", "must be between 1 and 3600")
         _check(self.budget_wait_seconds, 0.1 <= self.budget_wait_seconds <= 60,
@@ -162,6 +166,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "auth_cache_seconds": float,
     "workers": _int,
     "lease_seconds": float,
+    "agent_offline_seconds": float,
     "openai_base_url": str,
     "openai_api_key": str,
     "anthropic_base_url": str,

@@ -1,13 +1,18 @@
-"""/v1/agents: create, list, get, update (PATCH: a new immutable version), versions, archive."""
+"""/v1/agents: create, list, get, update (PATCH: a new immutable version), versions, archive;
+runtime tokens (owners) and the heartbeat their holders send."""
 
 from __future__ import annotations
 
+from typing import Annotated, TypeVar
+
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api.auth import event_meta, tenant_of
+from api.auth import agent_runtime, event_meta, tenant_of
 from api.io import (
+    NUL_FREE,
     idempotency_key,
     json_response,
     position_header,
@@ -15,8 +20,10 @@ from api.io import (
     query_limit,
     read_json,
 )
-from engine.agents import AgentPatch
-from engine.events import AgentConfig
+from engine.agents import AgentPatch, HeartbeatIn
+from engine.events import AgentConfig, EventMeta
+
+T = TypeVar("T")
 
 
 async def create_agent(request: Request) -> Response:
@@ -32,14 +39,17 @@ async def create_agent(request: Request) -> Response:
 async def list_agents(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
     page = await request.app.state.engine.agents.list_agents(
-        tenant_id, after=request.query_params.get("after"), limit=query_limit(request)
+        tenant_id, after=request.query_params.get("after"), limit=query_limit(request),
+        min_position=query_int(request, "min_position", None),
     )
     return json_response(page)
 
 
 async def get_agent(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
-    agent = await request.app.state.engine.agents.get(tenant_id, request.path_params["agent_id"])
+    agent = await request.app.state.engine.agents.read(
+        tenant_id, request.path_params["agent_id"],
+        min_position=query_int(request, "min_position", None))
     return json_response(agent)
 
 
@@ -70,6 +80,50 @@ async def archive_agent(request: Request) -> Response:
     return json_response(agent, 200, position_header(event.position) if event else None)
 
 
+class TokenIn(msgspec.Struct, forbid_unknown_fields=True):
+    name: Annotated[str, NUL_FREE, msgspec.Meta(min_length=1, max_length=200)] = "runtime"
+
+
+async def create_token(request: Request) -> Response:
+    _, tenant_id = await tenant_of(request, "owner")
+    body = await _optional_body(request, TokenIn)
+    token = await request.app.state.engine.agent_tokens.create(
+        tenant_id, request.path_params["agent_id"], name=body.name)
+    return json_response(token, 201, {"Cache-Control": "no-store"})
+
+
+async def list_tokens(request: Request) -> Response:
+    _, tenant_id = await tenant_of(request, "owner")
+    page = await request.app.state.engine.agent_tokens.list(
+        tenant_id, request.path_params["agent_id"], after=request.query_params.get("after"),
+        limit=query_limit(request))
+    return json_response(page)
+
+
+async def revoke_token(request: Request) -> Response:
+    _, tenant_id = await tenant_of(request, "owner")
+    token = await request.app.state.engine.agent_tokens.revoke(
+        tenant_id, request.path_params["agent_id"], request.path_params["token_id"])
+    return json_response(token)
+
+
+async def heartbeat(request: Request) -> Response:
+    agent_id = request.path_params["agent_id"]
+    runtime = await agent_runtime(request, agent_id)
+    body = await _optional_body(request, HeartbeatIn)
+    meta = EventMeta(actor=runtime.token_id, request_id=request.state.request_id)
+    event = await request.app.state.engine.agents.heartbeat(
+        runtime.tenant_id, agent_id, runtime.token_id, body.note, meta=meta)
+    return json_response({"event": event}, 202, position_header(event.position))
+
+
+async def _optional_body(request: Request, body_type: type[T]) -> T:
+    """The JSON body, or the type's defaults when the request has none (no Content-Type)."""
+    if "content-type" not in request.headers:
+        return body_type()
+    return await read_json(request, body_type)
+
+
 routes = [
     Route("/v1/agents", create_agent, methods=["POST"]),
     Route("/v1/agents", list_agents, methods=["GET"]),
@@ -77,4 +131,8 @@ routes = [
     Route("/v1/agents/{agent_id}", update_agent, methods=["PATCH"]),
     Route("/v1/agents/{agent_id}/versions", list_versions, methods=["GET"]),
     Route("/v1/agents/{agent_id}/archive", archive_agent, methods=["POST"]),
+    Route("/v1/agents/{agent_id}/tokens", create_token, methods=["POST"]),
+    Route("/v1/agents/{agent_id}/tokens", list_tokens, methods=["GET"]),
+    Route("/v1/agents/{agent_id}/tokens/{token_id}", revoke_token, methods=["DELETE"]),
+    Route("/v1/agents/{agent_id}/heartbeat", heartbeat, methods=["POST"]),
 ]

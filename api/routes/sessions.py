@@ -1,4 +1,5 @@
-"""/v1/sessions: create, get, submit a turn (messages), and the event log page."""
+"""/v1/sessions: create, list (session summaries, from the agents view), get, submit a turn
+(messages), and the event log page."""
 
 from __future__ import annotations
 
@@ -68,6 +69,17 @@ async def create_session(request: Request) -> Response:
         idempotency_key=idempotency_key(request),
     )
     return json_response(session, 201, position_header(event.position))
+
+
+async def list_sessions(request: Request) -> Response:
+    _, tenant_id = await tenant_of(request, "viewer")
+    params = request.query_params
+    page = await request.app.state.engine.session_summaries.list(
+        tenant_id, agent_id=params.get("agent_id") or None, status=params.get("status") or None,
+        after=params.get("after"), limit=query_limit(request),
+        min_position=query_int(request, "min_position", None),
+    )
+    return json_response(page)
 
 
 async def get_session(request: Request) -> Response:
@@ -163,6 +175,7 @@ async def list_events(request: Request) -> Response:
 
 routes = [
     Route("/v1/sessions", create_session, methods=["POST"]),
+    Route("/v1/sessions", list_sessions, methods=["GET"]),
     Route("/v1/sessions/{session_id}", get_session, methods=["GET"]),
     Route("/v1/sessions/{session_id}/messages", submit_message, methods=["POST"]),
     Route("/v1/sessions/{session_id}/interrupt", interrupt, methods=["POST"]),

@@ -27,6 +27,7 @@ import asyncpg
 from engine.approvals import ApprovalsProjection
 from engine.db import translate_errors
 from engine.errors import InvalidRequest
+from engine.projections.agents import AgentsProjection
 from engine.projections.budgets import BudgetsProjection
 from engine.projections.runner import Projection
 from engine.projections.tasks import TasksProjection
@@ -50,6 +51,7 @@ VIEWS: dict[str, View] = {
     "tasks": View(TasksProjection, {"boards": None, "tasks": None, "task_dependencies": None}),
     "budgets": View(BudgetsProjection, {"budget_limits": None, "spend": None,
                                         "spend_totals": None}),
+    "agents": View(AgentsProjection, {"agents": None, "session_summaries": None}),
 }
 
 

@@ -57,11 +57,11 @@ async def test_views_the_runtime_writes_to_verify_clean(api: Api) -> None:
     await say(api, key, sid, "go")
     await settle(api, key, sid, "requires_action")
     await api.request("PUT", "/v1/budgets/tenant", key, json={"limits": {"day": {"tokens": 99}}})
-    for name in ("approvals", "budgets"):
+    for name in ("approvals", "agents", "budgets"):
         await _caught_up(api, name)
     pool = api.app.state.engine._pool
     # (session_runs: leases and done marks are not the view's)
-    for name in ("session_runs", "approvals", "budgets"):
+    for name in ("session_runs", "approvals", "agents", "budgets"):
         assert (await verify(pool, name)).clean, name
     await pool.execute("UPDATE spend_totals SET tokens = tokens + 1 WHERE period = 'day'")
     drift = await verify(pool, "budgets")
@@ -72,3 +72,14 @@ async def test_views_the_runtime_writes_to_verify_clean(api: Api) -> None:
     assert (await verify(pool, "budgets")).clean
     with pytest.raises(InvalidRequest):
         await verify(pool, "nope")
+
+    async with pool.acquire() as conn:
+        await conn.execute("UPDATE session_summaries SET status = 'idle'")
+        await conn.execute("UPDATE agents SET active_sessions = 0")
+    drift = await verify(pool, "agents")
+    [live] = drift.only_live["session_summaries"]
+    [rebuilt] = drift.only_rebuilt["session_summaries"]
+    assert (live["status"], rebuilt["status"]) == ("idle", "requires_action")
+    assert drift.only_rebuilt["agents"][0]["active_sessions"] == 1
+    await rebuild(pool, "agents")
+    assert (await verify(pool, "agents")).clean

@@ -33,6 +33,7 @@ async def test_verify_finds_drift_and_rebuild_repairs_it(api: Api, settings: Set
     clean = await asyncio.to_thread(_spool, "verify", database_url=url)
     assert clean.returncode == 0, clean.stderr
     assert "tasks: clean at position" in clean.stdout and "approvals: clean" in clean.stdout
+    assert "agents: clean" in clean.stdout
 
     async with api.app.state.engine._pool.acquire() as conn:
         await conn.execute("UPDATE tasks SET priority = 'low' WHERE task_id = $1", task["id"])
