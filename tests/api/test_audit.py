@@ -31,7 +31,8 @@ async def test_the_log_page_and_the_audit_trail(api: Api) -> None:
     actions = [(e["action"], e["actor"][:4]) for e in trail]
     assert actions == [("agent_created", "key_"), ("session_created", "key_"),
                        ("user_message", "key_"), ("turn_started", "wrk_"),
-                       ("session_done", "wrk_")]  # the reply's tokens are not actions
+                       ("spend_recorded", "wrk_"),  # money spent is; the reply's tokens not
+                       ("session_done", "wrk_")]
     assert all(e["request_id"] for e in trail if e["actor"].startswith("key_"))
     mine = trail[0]["actor"]
     by_key = (await api.request("GET", f"/v1/audit?actor={mine}", key)).json()["data"]
