@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import msgspec
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import agents as agents_module
-from engine.db import create_pool
 from engine.events import (
     AgentArchived,
     AgentConfig,
@@ -62,12 +59,6 @@ SESSIONS = 3
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, size=2)
-    yield pool
-    await pool.close()
 
 
 # --- generated logs ----------------------------------------------------------------------------

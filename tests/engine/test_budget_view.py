@@ -12,17 +12,14 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import msgspec
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.db import create_pool
 from engine.events import BudgetLimit, BudgetSet, Event, SpendRecorded, Usage, encode
 from engine.ids import new_id
 from engine.prices import billed_tokens
@@ -36,12 +33,6 @@ START = datetime(2026, 1, 30, 22, tzinfo=UTC)  # days and a month boundary withi
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, size=2)
-    yield pool
-    await pool.close()
 
 
 _count = st.integers(0, 5000)

@@ -17,20 +17,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import msgspec
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import boards as boards_module
 from engine.boards import BOARD_COLUMNS, BoardIn, board_of, wait_for_view
-from engine.db import create_pool
 from engine.engine import Engine
 from engine.events import (
     BoardCreated,
@@ -64,12 +61,6 @@ BOARDS = 2
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, size=2)
-    yield pool
-    await pool.close()
 
 
 # --- generated logs ----------------------------------------------------------------------------

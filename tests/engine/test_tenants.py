@@ -9,16 +9,8 @@ import asyncio
 import asyncpg
 import pytest
 
-from engine.db import create_pool
 from engine.errors import Forbidden, Unauthorized
 from engine.tenants import Tenants
-
-
-@pytest.fixture
-async def pool(database_url: str):  # type: ignore[no-untyped-def]
-    pool = await create_pool(database_url, size=2)
-    yield pool
-    await pool.close()
 
 
 async def _key(tenants: Tenants) -> tuple[str, str, str]:
