@@ -28,10 +28,12 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
                     prices=((MODEL, ModelPrice(input=1_000_000, output=2_000_000)),))
 
 
-def calls(n: int, *, input_tokens: int = 40, output_tokens: int = 10,
-          delay: float = 0.0) -> list[dict[str, Any]]:
-    """A script of ``n`` model calls that each write memory (a server tool), then a reply."""
-    call = {"tool_calls": [{"name": "memory_write", "input": {"key": "k", "value": "v"}}],
+def calls(n: int, *, input_tokens: int = 40, output_tokens: int = 10, delay: float = 0.0,
+          text: str = "") -> list[dict[str, Any]]:
+    """A script of ``n`` model calls that each write memory (a server tool), then a reply.
+    ``delay`` is waited before each word of ``text``."""
+    call = {"text": text, "tool_calls": [{"name": "memory_write",
+                                          "input": {"key": "k", "value": "v"}}],
             "input_tokens": input_tokens, "output_tokens": output_tokens, "delay": delay}
     return [call] * n + [{"text": "done", "input_tokens": input_tokens,
                           "output_tokens": output_tokens}]
@@ -192,19 +194,20 @@ async def test_a_running_turn_that_crosses_its_budget_stops(api: Api) -> None:
 async def test_sessions_racing_one_agents_limit_overshoot_by_at_most_one_call_each(
         api: Api, database_url: str) -> None:
     key = await api.key(await api.tenant())
-    agent_id = await agent(api, key, calls(40))
+    agent_id = await agent(api, key, calls(40, delay=0.05, text="thinking"))  # ~50 ms a call
     sessions = [await session(api, key, agent_id) for _ in range(8)]
     limit, per_call = 1000, 50
     await put_budget(api, key, f"agent:{agent_id}", {"total": {"tokens": limit}})
-    # The budgets view is held back for a while as the turns start (its checkpoint row locked,
-    # as a slow page would): checks must wait for it rather than trust what it shows.
+    sent = await asyncio.gather(*(say(api, key, sid, "go") for sid in sessions))
+    assert all(response.status_code == 202 for response in sent)
+    # Then the budgets view is held back for a while (its checkpoint row locked, as a slow page
+    # would), long before the sessions reach the limit: the runtime's checks must wait for the
+    # view rather than trust what it shows (else each session runs on for the whole second).
     conn = await asyncpg.connect(database_url)
     try:
         async with conn.transaction():
             await conn.execute("SELECT 1 FROM projection_checkpoints WHERE name = 'budgets'"
                                " FOR UPDATE")
-            sent = await asyncio.gather(*(say(api, key, sid, "go") for sid in sessions))
-            assert all(response.status_code == 202 for response in sent)
             await asyncio.sleep(1.0)
     finally:
         await conn.close()
