@@ -15,6 +15,7 @@ from importlib import metadata
 from typing import Any, Literal, get_args
 
 import msgspec
+import msgspec.inspect as mi
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
@@ -543,7 +544,49 @@ class _Schemas:
             "type": "object", "description": "The tool call's input, as the model sent it."}
         assert "EventData" not in schemas
         schemas["EventData"] = self.of(AnyEventData)
+        # Times go out in RFC 3339 with an offset (msgspec says so only of tz-aware types).
+        for struct, fields in _datetime_fields(self._types).items():
+            for field in fields:
+                prop = schemas[struct]["properties"][field]
+                for one in prop.get("anyOf", [prop]):
+                    if one.get("type") == "string":
+                        one["format"] = "date-time"
         return {"schemas": dict(sorted(schemas.items()))}
+
+
+def _datetime_fields(types: list[Any]) -> dict[str, list[str]]:
+    """The datetime fields of every Struct the types reach, by Struct name."""
+    found: dict[str, list[str]] = {}
+    seen: set[type] = set()
+
+    def walk(info: Any) -> None:
+        if isinstance(info, mi.StructType):
+            if info.cls in seen:
+                return
+            seen.add(info.cls)
+            for field in info.fields:
+                if any(isinstance(t, mi.DateTimeType) for t in _alternatives(field.type)):
+                    found.setdefault(info.cls.__name__, []).append(field.encode_name)
+                walk(field.type)
+        for t in _alternatives(info):
+            if isinstance(t, mi.StructType) and t is not info:
+                walk(t)
+            elif isinstance(t, mi.CollectionType):
+                walk(t.item_type)
+            elif isinstance(t, mi.DictType):
+                walk(t.value_type)
+
+    for info in mi.multi_type_info(types):
+        walk(info)
+    return found
+
+
+def _alternatives(info: Any) -> list[Any]:
+    while isinstance(info, mi.Metadata):
+        info = info.type
+    if isinstance(info, mi.UnionType):
+        return [t.type if isinstance(t, mi.Metadata) else t for t in info.types]
+    return [info]
 
 
 def _key(shape: Any) -> str:

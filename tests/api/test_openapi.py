@@ -175,7 +175,8 @@ class Checker:
         if media != "application/json":
             return response.text
         schema = declared["content"][media]["schema"]
-        validator = Draft202012Validator({**schema, "components": self.components})
+        validator = Draft202012Validator({**schema, "components": self.components},
+                                         format_checker=Draft202012Validator.FORMAT_CHECKER)
         body = response.json()
         errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
                   for e in validator.iter_errors(body)]
