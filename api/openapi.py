@@ -229,8 +229,9 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "Archiving an archived agent changes nothing."),
     ("POST", "/v1/agents/{agent_id}/tokens"): Op(
         "Create an agent runtime token", AgentToken, 201, TokenIn, body_optional=True,
-        auth="owner", description="The plaintext `token` (`spt_...`) is in this response "
-        "only. It is good for one thing: the agent's heartbeats."),
+        auth="owner", errors=(409,),
+        description="The plaintext `token` (`spt_...`) is in this response only. It is good "
+        "for one thing: the agent's heartbeats. 409 for an archived agent."),
     ("GET", "/v1/agents/{agent_id}/tokens"): Op(
         "List an agent's runtime tokens", Page[AgentToken], auth="owner", query=PAGE),
     ("DELETE", "/v1/agents/{agent_id}/tokens/{token_id}"): Op(
@@ -243,7 +244,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     # sessions
     ("POST", "/v1/sessions"): Op(
         "Create a session", Session, 201, SessionIn, auth="member", idempotent=True,
-        position="always", errors=(404,),
+        position="always",
         query=(q("agent_version", "Pin this version of the agent (default: its current one).",
                  "integer", minimum=1),),
         description="A session with an agent pins the agent's version; 409 if the agent is "
@@ -330,7 +331,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     # tasks
     ("POST", "/v1/tasks"): Op(
         "Create a task", Task, 201, TaskIn, auth="member", idempotent=True, position="always",
-        errors=(404,), description="Unknown board, assignee or dependency: 404 naming the "
+        description="Unknown board, assignee or dependency: 404 naming the "
         "field; a dependency cycle: 400. A task is `blocked` while a dependency is not done."),
     ("GET", "/v1/tasks"): Op(
         "List tasks", Page[Task],
@@ -393,7 +394,8 @@ _ERRORS: dict[int, tuple[str, str]] = {  # status: (component name, description)
           "`period`, `limit`, `spent`)."),
     403: ("Forbidden", "`forbidden`: the credentials lack the role, the tenant is suspended, "
           "or an agent runtime token is used for anything but its heartbeat."),
-    404: ("NotFound", "`not_found`: no such resource in this tenant."),
+    404: ("NotFound", "`not_found`: no such resource in this tenant (or, for the admin token, "
+          "no such tenant as `Spool-Tenant` names)."),
     409: ("Conflict", "`conflict`: the resource's state does not allow it, or the "
           "`Idempotency-Key` was used for another request."),
     413: ("PayloadTooLarge", "`invalid_request`: the body is over `SPOOL_MAX_BODY_BYTES`."),
@@ -707,14 +709,14 @@ def _success(op: Op, shape: Shape, text: str, schemas: _Schemas,
 
 def _errors(op: Op, route: Route) -> list[int]:
     """The error statuses of an operation: 500 always; with authentication 400, 401, 403 and
-    503 (Postgres); with a body 413, 415, 422; with path parameters 404; with an
-    Idempotency-Key 409; and the op's own."""
+    503 (Postgres); with a body 413, 415, 422; with path parameters or Spool-Tenant 404; with
+    an Idempotency-Key 409; and the op's own."""
     statuses = {500, *op.errors}
     if op.auth is not None:
         statuses |= {400, 401, 403, 503}
     if op.body is not None:
         statuses |= {400, 413, 415, 422}
-    if route.param_convertors:
+    if route.param_convertors or op.auth in ("viewer", "member", "owner"):  # Spool-Tenant
         statuses.add(404)
     if op.idempotent:
         statuses.add(409)

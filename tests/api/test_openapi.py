@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_spec
@@ -23,6 +22,7 @@ from api.app import ROUTES, create_app
 from api.openapi import OPERATIONS, build, drift, operations_of, render
 from engine.settings import Settings
 from tests.api.conftest import Api
+from tests.api.openapi_check import Checker
 from tests.api.test_turns import settle
 from tests.conftest import ADMIN_TOKEN
 
@@ -127,61 +127,7 @@ def test_the_operation_says_what_its_handler_does(key: tuple[str, str]) -> None:
 
 
 # --- real responses against the schemas ---------------------------------------------------------
-
-
-def _strict(components: dict[str, Any]) -> dict[str, Any]:
-    """The components with every object closed (additionalProperties: false): a field a
-    response has and its schema lacks fails too. The published document stays open."""
-    strict = copy.deepcopy(components)
-
-    def close(node: Any) -> None:
-        if isinstance(node, dict):
-            if "properties" in node and "additionalProperties" not in node:
-                node["additionalProperties"] = False
-            for value in node.values():
-                close(value)
-        elif isinstance(node, list):
-            for value in node:
-                close(value)
-
-    close(strict["schemas"])
-    return strict
-
-
-class Checker:
-    """Checks each response against the operation it answers: a declared status, content type
-    and headers, and a body that fits the schema."""
-
-    def __init__(self, spec: dict[str, Any]) -> None:
-        self.spec = spec
-        self.components = _strict(spec["components"])
-        self.checked: set[tuple[str, str, int]] = set()
-
-    def __call__(self, template: str, response: httpx.Response) -> Any:
-        method = response.request.method
-        op = self.spec["paths"][template][method.lower()]
-        status = str(response.status_code)
-        assert status in op["responses"], (
-            f"{method} {template} answered {status}, not declared: {response.text}")
-        declared = op["responses"][status]
-        if "$ref" in declared:
-            declared = self.spec["components"]["responses"][declared["$ref"].rsplit("/", 1)[1]]
-        media = response.headers["content-type"]
-        assert media in declared["content"] or media.split(";")[0] in declared["content"]
-        for header in declared.get("headers", {}):
-            if header != "Retry-After" and "only when" not in declared["description"]:
-                assert header in response.headers, f"{method} {template}: no {header}"
-        self.checked.add((method, template, response.status_code))
-        if media != "application/json":
-            return response.text
-        schema = declared["content"][media]["schema"]
-        validator = Draft202012Validator({**schema, "components": self.components},
-                                         format_checker=Draft202012Validator.FORMAT_CHECKER)
-        body = response.json()
-        errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-                  for e in validator.iter_errors(body)]
-        assert not errors, f"{method} {template} {status}: {errors[:5]}"
-        return body
+# (tests/api/conftest.py checks every response of every API test the same way, at teardown.)
 
 
 async def test_served_without_authentication(api: Api, spec: dict[str, Any]) -> None:
