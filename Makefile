@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench openapi clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ test: $(VENV)/.installed-test
 	$(BIN)/ruff check engine api spool tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+
+# docs/openapi.json: the committed OpenAPI document (tests/api/test_openapi.py fails when it drifts).
+openapi: $(VENV)/.installed
+	$(BIN)/python -m api.openapi > docs/openapi.json.tmp
+	mv docs/openapi.json.tmp docs/openapi.json
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/append.py

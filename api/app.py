@@ -11,6 +11,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from api.errors import EXCEPTION_HANDLERS
 from api.middleware import RequestContextMiddleware
+from api.openapi import routes as openapi_routes
 from api.routes import (
     agents,
     api_keys,
@@ -26,6 +27,11 @@ from api.routes import (
 )
 from engine.engine import Engine
 from engine.settings import Settings
+
+# The route table (api/openapi.py describes each route; a test checks that it does).
+ROUTES = [*health.routes, *openapi_routes, *tenants.routes, *api_keys.routes, *agents.routes,
+          *sessions.routes, *approvals.routes, *streams.routes, *events.routes, *boards.routes,
+          *tasks.routes, *budgets.routes]
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
@@ -49,9 +55,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
             expose_headers=["X-Request-Id", "Spool-Position", "Retry-After"],
         ))
     app = Starlette(
-        routes=[*health.routes, *tenants.routes, *api_keys.routes, *agents.routes,
-                *sessions.routes, *approvals.routes, *streams.routes, *events.routes,
-                *boards.routes, *tasks.routes, *budgets.routes],
+        routes=ROUTES,
         middleware=middleware,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -79,7 +80,7 @@ def error_response(exc: errors.SpoolError) -> Response:
 
 
 def _envelope(status: int, type_: str, message: str, details: Any = None,
-              headers: dict[str, str] | None = None) -> Response:
+              headers: Mapping[str, str] | None = None) -> Response:
     if type_ == errors.SpoolError.type:  # the cause stays in the log
         message = "internal error"
     body = ErrorEnvelope(ErrorBody(type=type_, message=message, details=details))

@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 from api.app import create_app
 from engine.engine import Engine
 from engine.settings import Settings
+from tests.api.openapi_check import check_all
 from tests.conftest import ADMIN_TOKEN
 
 
@@ -19,13 +20,16 @@ class Api:
     def __init__(self, client: httpx.AsyncClient, app: Starlette) -> None:
         self.client = client
         self.app = app  # for what a client cannot do (add a route, hang up mid-body)
+        self.responses: list[httpx.Response] = []  # checked against the OpenAPI document
 
     async def request(self, method: str, path: str, token: str | None = None,
                       **kwargs: Any) -> httpx.Response:
         headers = dict(kwargs.pop("headers", {}))
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        return await self.client.request(method, path, headers=headers, **kwargs)
+        response = await self.client.request(method, path, headers=headers, **kwargs)
+        self.responses.append(response)
+        return response
 
     async def tenant(self, name: str = "acme") -> str:
         response = await self.request("POST", "/v1/tenants", ADMIN_TOKEN, json={"name": name})
@@ -48,4 +52,8 @@ async def api(settings: Settings, engine: Engine) -> AsyncIterator[Api]:
     app = create_app(settings, engine)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://spool.test") as client:
-        yield Api(client, app)
+        api = Api(client, app)
+        yield api
+    # Every response the test got through api.request answers an operation of the OpenAPI
+    # document as it declares (checked afterwards, so as not to slow the test itself down).
+    check_all(api.responses)
