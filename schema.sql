@@ -40,6 +40,19 @@ CREATE TABLE IF NOT EXISTS api_keys (
 );
 CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys (tenant_id, created_at, id);
 
+-- Short-lived tokens for browser EventSource (`?access_token=`), engine/stream_tokens.py. A token
+-- dies with the API key that asked for it (null key_id: the admin token asked).
+CREATE TABLE IF NOT EXISTS stream_tokens (
+    id           text PRIMARY KEY,
+    tenant_id    text NOT NULL REFERENCES tenants (id),
+    key_id       text,
+    session_id   text,                      -- null: any stream of the tenant
+    secret_hash  bytea NOT NULL,            -- sha256 of the secret part; the token is shown once
+    expires_at   timestamptz NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS stream_tokens_expiry ON stream_tokens (expires_at);
+
 -- One row per stream: its owner and its type, written by the stream's first append. Its version
 -- is not kept here (an update per stream per batch would cost as much as the events insert):
 -- it is the last seq in events, one backward step of the (stream_id, seq) index.

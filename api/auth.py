@@ -7,6 +7,7 @@ from starlette.requests import Request
 from engine.agent_tokens import RuntimePrincipal, is_runtime_token
 from engine.errors import Forbidden, InvalidRequest, Unauthorized
 from engine.events import EventMeta
+from engine.stream_tokens import StreamGrant, is_stream_token
 from engine.tenants import Principal, Role
 
 
@@ -35,6 +36,24 @@ async def agent_runtime(request: Request, agent_id: str) -> RuntimePrincipal:
     if runtime.agent_id != agent_id:
         raise Forbidden("this agent token belongs to another agent")
     return runtime
+
+
+async def stream_reader(request: Request, session_id: str | None = None) -> str:
+    """The tenant whose stream the caller may read: from ``?access_token=`` (a stream token,
+    for EventSource; it wins over a header), else from the Authorization header (viewer). A
+    token for one session reads only that session's stream."""
+    token = request.query_params.get("access_token")
+    if token is None:
+        return (await tenant_of(request, "viewer"))[1]
+    if not is_stream_token(token):  # an API key in a URL ends up in logs and histories
+        raise Unauthorized("access_token takes a stream token (sst_..., from POST "
+                           "/v1/stream_tokens); send API keys in the Authorization header",
+                           details={"field": "access_token"})
+    grant: StreamGrant = await request.app.state.engine.stream_tokens.authenticate(token)
+    if grant.session_id is not None and grant.session_id != session_id:
+        raise Forbidden("this stream token reads only the stream of session "
+                        f"{grant.session_id}")
+    return grant.tenant_id
 
 
 def _bearer(request: Request) -> str | None:

@@ -55,6 +55,13 @@ async def read_json(request: Request, body_type: type[T]) -> T:
         raise InvalidRequest("the body is not valid UTF-8", field="body") from exc
 
 
+async def read_optional_json(request: Request, body_type: type[T]) -> T:
+    """The JSON body, or the type's defaults when the request has none (no Content-Type)."""
+    if "content-type" not in request.headers:
+        return body_type()
+    return await read_json(request, body_type)
+
+
 async def _read_limited(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:

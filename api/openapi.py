@@ -38,6 +38,7 @@ from engine.errors import SpoolError
 from engine.events import STREAM_TYPES, AgentConfig, AnyEventData, Event, EventMeta, TaskStatus
 from engine.pages import DEFAULT_LIMIT, MAX_LIMIT, Page
 from engine.sessions import QueuedTurn, Session
+from engine.stream_tokens import StreamToken, StreamTokenIn
 from engine.summaries import STATUSES as SESSION_STATUSES
 from engine.summaries import SessionSummary
 from engine.tasks import BoardSnapshot, Comment, CommentIn, Task, TaskIn, TaskPatch
@@ -158,6 +159,10 @@ STREAM_TYPE = q("stream_type", "Only events of streams of this type.",
                 enum=list(STREAM_TYPES))
 SSE_AFTER = q("after", "Resume after this id (`Last-Event-ID` wins when both are sent).",
               "integer", minimum=0, default=0)
+ACCESS_TOKEN = q(
+    "access_token", "A stream token (`sst_...`, from `POST /v1/stream_tokens`) for clients that "
+    "cannot send headers (a browser's EventSource); it wins over `Authorization`. API keys are "
+    "refused here (401): a URL ends up in logs.")
 
 PATH_PARAMS = {
     "tenant_id": "A tenant id (`ten_...`).",
@@ -284,7 +289,8 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "A page of the session's events, by seq", Page[Event],
         query=(LIMIT, q("after", "Events after this seq.", "integer", minimum=0, default=0))),
     ("GET", "/v1/sessions/{session_id}/stream"): Op(
-        "The session's events, live (SSE; ids are seq)", None, media=SSE, query=(SSE_AFTER,),
+        "The session's events, live (SSE; ids are seq)", None, media=SSE,
+        query=(SSE_AFTER, ACCESS_TOKEN),
         errors=(409,), description=_SSE_TEXT + " An archived session's stream ends after "
         "`session_archived`; resuming after it is 409."),
     # approvals
@@ -306,7 +312,13 @@ OPERATIONS: dict[tuple[str, str], Op] = {
                         default=0), TYPES, STREAM_TYPE)),
     ("GET", "/v1/events/stream"): Op(
         "The tenant's events, live (SSE; ids are positions)", None, media=SSE,
-        query=(SSE_AFTER, TYPES, STREAM_TYPE), description=_SSE_TEXT),
+        query=(SSE_AFTER, TYPES, STREAM_TYPE, ACCESS_TOKEN), description=_SSE_TEXT),
+    ("POST", "/v1/stream_tokens"): Op(
+        "Create a stream token for EventSource", StreamToken, 201, StreamTokenIn,
+        body_optional=True,
+        description="A short-lived token (`ttl_seconds`, default 300, at most 3600) to open "
+        "SSE streams with `?access_token=`: the tenant's, or only `session_id`'s. Shown once "
+        "(`Cache-Control: no-store`); it dies with the API key that asked for it."),
     ("GET", "/v1/audit"): Op(
         "Who did what, from the log", Page[AuditEntry],
         query=(LIMIT, q("after", "Entries after this position.", "integer", minimum=0,
@@ -383,7 +395,8 @@ TAGS = {
     "budgets": "Budgets per tenant, agent and session, and usage.",
 }
 _TAG_OF = {"healthz": "health", "readyz": "health", "metrics": "health",
-           "openapi.json": "health", "audit": "events", "usage": "budgets"}
+           "openapi.json": "health", "audit": "events", "usage": "budgets",
+           "stream_tokens": "events"}
 
 _ERRORS: dict[int, tuple[str, str]] = {  # status: (component name, description)
     400: ("BadRequest", "`invalid_request`: a bad query parameter or cursor, malformed JSON, or "
@@ -414,6 +427,9 @@ _SECURITY = {
                   "the first start). On tenant routes it names the tenant in `Spool-Tenant`.",
     "agentToken": "An agent runtime token, `spt_...`: good only for its agent's heartbeat.",
 }
+# For SSE only, in the URL (EventSource cannot send headers).
+_STREAM_TOKEN = {"type": "apiKey", "in": "query", "name": "access_token",
+                 "description": "A stream token, `sst_...`, from `POST /v1/stream_tokens`."}
 
 _DESCRIPTION = """\
 agentspool: an event-sourced session engine for AI agents.
@@ -477,8 +493,10 @@ def build(routes: Sequence[BaseRoute]) -> dict[str, Any]:
                           for status, (name, text) in _ERRORS.items()},
             "parameters": _HEADERS_IN,
             "headers": _HEADERS_OUT,
-            "securitySchemes": {name: {"type": "http", "scheme": "bearer", "description": text}
-                                for name, text in _SECURITY.items()},
+            "securitySchemes": {
+                **{name: {"type": "http", "scheme": "bearer", "description": text}
+                   for name, text in _SECURITY.items()},
+                "streamToken": _STREAM_TOKEN},
         },
     }
 
@@ -664,7 +682,7 @@ def _operation(method: str, path: str, route: Route, op: Op, op_id: str,
         responses.setdefault(str(status), {"$ref": f"#/components/responses/"
                                                    f"{_ERRORS[status][0]}"})
     out["responses"] = dict(sorted(responses.items()))
-    out["security"] = _security(op.auth)
+    out["security"] = _security(op.auth) + ([{"streamToken": []}] if op.media == SSE else [])
     return out
 
 

@@ -38,6 +38,7 @@ from engine.runtime.worker import Worker
 from engine.sessions import Sessions
 from engine.settings import Settings
 from engine.store import EventStore
+from engine.stream_tokens import StreamTokens
 from engine.summaries import SessionSummaries
 from engine.tasks import Tasks
 from engine.tenants import Tenants
@@ -119,6 +120,7 @@ class Engine:
         self.agents = Agents(self._store, self._pool,
                              offline_seconds=self.settings.agent_offline_seconds)
         self.agent_tokens = AgentTokens(self._pool, self.agents)
+        self.stream_tokens = StreamTokens(self._pool, self._store)
         self.session_summaries = SessionSummaries(self._pool)
         self.budgets = Budgets(self._pool, self._store, self.agents,
                                prices=PriceTable(dict(self.settings.prices)),

@@ -3,7 +3,7 @@ runtime tokens (owners) and the heartbeat their holders send."""
 
 from __future__ import annotations
 
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import msgspec
 from starlette.requests import Request
@@ -19,11 +19,10 @@ from api.io import (
     query_int,
     query_limit,
     read_json,
+    read_optional_json,
 )
 from engine.agents import AgentPatch, HeartbeatIn
 from engine.events import AgentConfig, EventMeta
-
-T = TypeVar("T")
 
 
 async def create_agent(request: Request) -> Response:
@@ -86,7 +85,7 @@ class TokenIn(msgspec.Struct, forbid_unknown_fields=True):
 
 async def create_token(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "owner")
-    body = await _optional_body(request, TokenIn)
+    body = await read_optional_json(request, TokenIn)
     token = await request.app.state.engine.agent_tokens.create(
         tenant_id, request.path_params["agent_id"], name=body.name)
     return json_response(token, 201, {"Cache-Control": "no-store"})
@@ -110,18 +109,11 @@ async def revoke_token(request: Request) -> Response:
 async def heartbeat(request: Request) -> Response:
     agent_id = request.path_params["agent_id"]
     runtime = await agent_runtime(request, agent_id)
-    body = await _optional_body(request, HeartbeatIn)
+    body = await read_optional_json(request, HeartbeatIn)
     meta = EventMeta(actor=runtime.token_id, request_id=request.state.request_id)
     event = await request.app.state.engine.agents.heartbeat(
         runtime.tenant_id, agent_id, runtime.token_id, body.note, meta=meta)
     return json_response({"event": event}, 202, position_header(event.position))
-
-
-async def _optional_body(request: Request, body_type: type[T]) -> T:
-    """The JSON body, or the type's defaults when the request has none (no Content-Type)."""
-    if "content-type" not in request.headers:
-        return body_type()
-    return await read_json(request, body_type)
 
 
 routes = [

@@ -1,5 +1,6 @@
 """SSE: ``GET /v1/sessions/{id}/stream`` (ids are seq) and ``GET /v1/events/stream`` (the
-tenant firehose, ids are positions, filters ``types`` and ``stream_type``)."""
+tenant firehose, ids are positions, filters ``types`` and ``stream_type``), and
+``POST /v1/stream_tokens`` (what a browser's EventSource passes as ``?access_token=``)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api.auth import tenant_of
+from api.auth import stream_reader, tenant_of
+from api.io import json_response, read_optional_json
 from api.sse import cursor, sse_response
 from engine.errors import Conflict, InvalidRequest, NotFound
 from engine.events import STREAM_TYPES
 from engine.ids import is_id
+from engine.stream_tokens import StreamTokenIn
 from engine.tail import session_tail, tenant_tail
 
 
 async def session_stream(request: Request) -> Response:
-    _, tenant_id = await tenant_of(request, "viewer")
     session_id = request.path_params["session_id"]
+    tenant_id = await stream_reader(request, session_id)
     after = cursor(request)
     engine = request.app.state.engine
     if not is_id(session_id, "ses"):
@@ -34,7 +37,7 @@ async def session_stream(request: Request) -> Response:
 
 
 async def tenant_stream(request: Request) -> Response:
-    _, tenant_id = await tenant_of(request, "viewer")
+    tenant_id = await stream_reader(request)
     after = cursor(request)
     types = [t for t in request.query_params.get("types", "").split(",") if t]
     stream_type = request.query_params.get("stream_type") or None
@@ -49,7 +52,16 @@ async def tenant_stream(request: Request) -> Response:
     return sse_response(tail, lambda event: event.position, engine.metrics)
 
 
+async def create_stream_token(request: Request) -> Response:
+    principal, tenant_id = await tenant_of(request, "viewer")
+    body = await read_optional_json(request, StreamTokenIn)
+    token = await request.app.state.engine.stream_tokens.create(tenant_id, principal.key_id,
+                                                                 body)
+    return json_response(token, 201, {"Cache-Control": "no-store"})
+
+
 routes = [
+    Route("/v1/stream_tokens", create_stream_token, methods=["POST"]),
     Route("/v1/sessions/{session_id}/stream", session_stream, methods=["GET"]),
     Route("/v1/events/stream", tenant_stream, methods=["GET"]),
 ]

@@ -18,6 +18,7 @@ from openapi_spec_validator import validate as validate_spec
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 from starlette.routing import Route
 
+from api import auth
 from api.app import ROUTES, create_app
 from api.openapi import OPERATIONS, build, drift, operations_of, render
 from engine.settings import Settings
@@ -90,13 +91,16 @@ _QUERY = [re.compile(p) for p in (r'query_params\.get\("(\w+)"', r'\bparams\.get
 
 
 def _source(route: Route) -> str:
-    """The handler's code, with that of the module's private helpers it calls."""
+    """The handler's code, with that of the module's private helpers it calls and of the
+    authentication helpers that read the request (``stream_reader``: ``access_token``)."""
     module = sys.modules[route.endpoint.__module__]
     source = inspect.getsource(route.endpoint)
     for name in set(re.findall(r"\b(_\w+)\(", source)):
         helper = getattr(module, name, None)
         if inspect.isfunction(helper):
             source += inspect.getsource(helper)
+    if "stream_reader(" in source:
+        source += inspect.getsource(auth.stream_reader)
     return source
 
 
@@ -111,9 +115,9 @@ def test_the_operation_says_what_its_handler_does(key: tuple[str, str]) -> None:
     query |= {"after"} if "cursor(request)" in source else set()
     assert {p.name for p in op.query} == query, f"{where}: query parameters"
 
-    bodies = re.findall(r"(?:read_json|_optional_body)\(request, ([A-Z]\w*)\)", source)
+    bodies = re.findall(r"(?:read_json|read_optional_json)\(request, ([A-Z]\w*)\)", source)
     assert ([op.body.__name__] if op.body else []) == bodies, f"{where}: request body"
-    assert op.body_optional == ("_optional_body(request" in source), f"{where}: optional body"
+    assert op.body_optional == ("read_optional_json(request" in source), f"{where}: optional body"
     assert op.idempotent == ("idempotency_key(request)" in source), f"{where}: Idempotency-Key"
     assert (op.position is not None) == ("position_header(" in source), f"{where}: position"
 

@@ -1,0 +1,116 @@
+"""Stream tokens: short-lived credentials for a browser's ``EventSource``, which cannot send an
+``Authorization`` header. A caller with an API key (or the admin token) asks for one
+(``POST /v1/stream_tokens``) and opens the SSE stream with ``?access_token=sst_...``.
+
+A token reads the streams of one tenant (or of one session) and nothing else, until it expires
+(5 minutes by default, 1 hour at most). It is kept like an API key (a sha256 of the secret, found
+by id, compared in constant time) and dies with the key that asked for it: revoking the key, or
+suspending the tenant, stops its tokens at the next connection. A stream already open stays
+open; an ``EventSource`` that reconnects after the expiry needs a new token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from datetime import datetime
+from typing import Annotated
+
+import asyncpg
+import msgspec
+
+from engine.db import connection
+from engine.errors import Forbidden, NotFound, Unauthorized
+from engine.ids import is_id, new_id
+from engine.store import EventStore
+
+PREFIX = "sst_"
+_TOKEN = re.compile(r"^sst_([0-9A-Z]{26})_([A-Za-z0-9_-]{43})$")
+
+
+class StreamTokenIn(msgspec.Struct, forbid_unknown_fields=True):
+    session_id: str | None = None  # only this session's stream (None: any of the tenant's)
+    ttl_seconds: Annotated[int, msgspec.Meta(ge=10, le=3600)] = 300
+
+
+class StreamToken(msgspec.Struct):
+    token: str
+    expires_at: datetime
+    session_id: str | None
+
+
+class StreamGrant(msgspec.Struct, frozen=True):
+    """What a valid token lets its bearer read."""
+
+    tenant_id: str
+    session_id: str | None
+
+
+def is_stream_token(token: str) -> bool:
+    return token.startswith(PREFIX)
+
+
+def _hash(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+class StreamTokens:
+    def __init__(self, pool: asyncpg.Pool, store: EventStore) -> None:
+        self._pool = pool
+        self._store = store
+
+    async def create(self, tenant_id: str, key_id: str | None,
+                     body: StreamTokenIn) -> StreamToken:
+        """A token for ``tenant_id``'s streams, asked for by API key ``key_id`` (None: the
+        admin token). An unknown or another tenant's session is 404 naming ``session_id``."""
+        if body.session_id is not None:
+            await self._check_session(tenant_id, body.session_id)
+        token_id, secret = new_id("sst"), secrets.token_urlsafe(32)
+        async with connection(self._pool, "creating a stream token") as conn:
+            # Expired tokens are of no use: whoever makes a new one clears those a day old.
+            await conn.execute(
+                "DELETE FROM stream_tokens WHERE expires_at < now() - interval '1 day'")
+            expires_at = await conn.fetchval(
+                "INSERT INTO stream_tokens (id, tenant_id, key_id, session_id, secret_hash,"
+                " expires_at) VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))"
+                " RETURNING expires_at",
+                token_id, tenant_id, key_id, body.session_id, _hash(secret), body.ttl_seconds)
+        return StreamToken(f"{PREFIX}{token_id.removeprefix('sst_')}_{secret}", expires_at,
+                           body.session_id)
+
+    async def authenticate(self, token: str) -> StreamGrant:
+        match = _TOKEN.match(token)
+        if match is None:
+            raise _invalid("invalid stream token")
+        token_id, presented = f"sst_{match[1]}", _hash(match[2])
+        async with connection(self._pool, "authenticating a stream token") as conn:
+            row = await conn.fetchrow(
+                "SELECT s.tenant_id, s.session_id, s.secret_hash, s.expires_at <= now() AS expired,"
+                " k.revoked_at, t.status FROM stream_tokens s JOIN tenants t ON t.id = s.tenant_id"
+                " LEFT JOIN api_keys k ON k.id = s.key_id WHERE s.id = $1", token_id)
+        # Compare even when the token is unknown, so timing does not tell which ids exist.
+        stored = row["secret_hash"] if row is not None else b"\0" * 32
+        if not hmac.compare_digest(stored, presented) or row is None:
+            raise _invalid("invalid stream token")
+        if row["expired"]:
+            raise _invalid("this stream token expired: ask POST /v1/stream_tokens for another")
+        if row["revoked_at"] is not None:
+            raise _invalid("the API key that asked for this stream token was revoked")
+        if row["status"] != "active":
+            raise Forbidden("this tenant is suspended")
+        return StreamGrant(row["tenant_id"], row["session_id"])
+
+    async def _check_session(self, tenant_id: str, session_id: str) -> None:
+        try:
+            if not is_id(session_id, "ses"):
+                raise NotFound(session_id)
+            await self._store.stream_version(session_id, tenant_id=tenant_id)
+        except NotFound as exc:
+            raise NotFound(f"session {session_id!r} not found",
+                           details={"field": "session_id"}) from exc
+
+
+def _invalid(message: str) -> Unauthorized:
+    return Unauthorized(message, details={"field": "access_token"})
