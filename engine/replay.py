@@ -579,8 +579,8 @@ class SessionReader:
             if len(page) < limit:
                 return events
 
-    async def last_seq(self) -> int:
-        return (await self._store.last_event(self.session_id, tenant_id=self.tenant_id)).seq
+    async def state_at(self, at: int | None) -> SessionStateView:
+        return await state_at(self._store, self.tenant_id, self.session_id, at)
 
     async def follow(self, *, after: int, stop: asyncio.Event,
                      interval: float = 0.2) -> AsyncIterator[list[Event]]:
