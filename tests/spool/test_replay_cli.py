@@ -11,7 +11,6 @@ import re
 import signal
 import subprocess
 import sys
-from typing import Any
 
 from engine.settings import Settings
 from tests.api import conftest as api_conftest
@@ -150,7 +149,3 @@ async def test_follow_prints_what_is_appended_after_it_started(
             process.kill()
             await process.wait()
     assert sum("turn 1 completed" in line for line in seen) == 1  # nothing printed twice
-
-
-def _json_lines(out: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in out.splitlines()]
