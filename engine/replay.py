@@ -32,6 +32,7 @@ import msgspec
 from engine.db import connection
 from engine.errors import InvalidRequest, NotFound
 from engine.events import (
+    AgentConfig,
     ApprovalRequested,
     ApprovalResolved,
     Event,
@@ -581,6 +582,17 @@ class SessionReader:
 
     async def state_at(self, at: int | None) -> SessionStateView:
         return await state_at(self._store, self.tenant_id, self.session_id, at)
+
+    async def agent_config(self, created: Event) -> AgentConfig | None:
+        """The config of the agent version the session pinned (None: it has no agent)."""
+        from engine.agents import Agents
+
+        data = decode_data(created)
+        if not isinstance(data, SessionCreated) or data.agent_id is None:
+            return None
+        found = await Agents(self._store).version(self.tenant_id, data.agent_id,
+                                                  data.agent_version, archived_too=True)
+        return found.config
 
     async def follow(self, *, after: int, stop: asyncio.Event,
                      interval: float = 0.2) -> AsyncIterator[list[Event]]:
