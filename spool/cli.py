@@ -74,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
                         "GET /v1/sessions/{id}/state?at=SEQ returns)")
     replay.add_argument("--follow", "-f", action="store_true",
                         help="keep printing new events as they are appended, until Ctrl-C")
+    replay.add_argument("--rerun", action="store_true",
+                        help="re-run the session's turns against a scratch copy, the model fed "
+                        "the recorded outputs and server tools the recorded results (nothing "
+                        "is written, no tool runs), and report the first event that differs "
+                        "(exit 1) or how many match")
     replay.add_argument("--json", action="store_true",
                         help="one JSON object per line (the state: one object)")
     replay.add_argument("--data-dir", help="the data dir of a running embedded `spool serve` "
@@ -86,14 +91,15 @@ def _parser() -> argparse.ArgumentParser:
 def _replay(args: argparse.Namespace) -> int:
     from spool.replay import replay
 
-    if args.at is not None and args.follow:
-        print("spool: --at and --follow do not go together", file=sys.stderr)
+    if sum([args.at is not None, args.follow, args.rerun]) > 1:
+        print("spool: --at, --follow and --rerun do not go together", file=sys.stderr)
         return 2
     url = _database_url(args)
     if url is None:
         return 2
     return asyncio.run(_with_pool_errors(replay(url, args.session, at=args.at,
-                                                follow=args.follow, as_json=args.json)))
+                                                follow=args.follow, as_json=args.json,
+                                                rerun=args.rerun)))
 
 
 async def _with_pool_errors(work: Any) -> int:

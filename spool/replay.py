@@ -35,8 +35,9 @@ _encoder = msgspec.json.Encoder()
 
 
 async def replay(url: str, session_id: str, *, at: int | None, follow: bool, as_json: bool,
-                 out: TextIO = sys.stdout) -> int:
-    """0, or 1 (after saying why) for a session that does not exist or an ``at`` it lacks."""
+                 rerun: bool = False, out: TextIO = sys.stdout) -> int:
+    """0, or 1 (after saying why) for a session that does not exist or an ``at`` it lacks, or
+    a re-run that differs from the log."""
     from engine.db import create_pool
     from engine.errors import InvalidRequest, NotFound
 
@@ -48,6 +49,8 @@ async def replay(url: str, session_id: str, *, at: int | None, follow: bool, as_
                 view = await reader.state_at(at)
                 _print(out, [_encoder.encode(view).decode()] if as_json else state_lines(view))
                 return 0
+            if rerun:
+                return await _rerun(reader, as_json, out)
         except (NotFound, InvalidRequest) as exc:
             print(f"spool: {exc}", file=sys.stderr)
             return 1
@@ -65,6 +68,24 @@ async def replay(url: str, session_id: str, *, at: int | None, follow: bool, as_
         return 0
     finally:
         await pool.close()
+
+
+async def _rerun(reader: SessionReader, as_json: bool, out: TextIO) -> int:
+    from engine.rerun import rerun
+
+    events = await reader.events()
+    report = await rerun(events, await reader.agent_config(events[0]))
+    if as_json:
+        _print(out, [_encoder.encode(report).decode()])
+    elif report.difference is None:
+        _print(out, [f"deterministic: {report.matched} of {report.events} events match"])
+    else:
+        diff = report.difference
+        _print(out, [f"differs at #{diff.seq} ({report.matched} events match before it): "
+                     f"{diff.note}",
+                     f"  recorded: {_json(diff.expected)}",
+                     f"  re-run:   {_json(diff.got) if diff.got is not None else '(nothing)'}"])
+    return 0 if report.deterministic else 1
 
 
 async def _follow(reader: SessionReader, timeline: Timeline, printer: _Printer, *,

@@ -107,7 +107,7 @@ async def test_a_session_that_does_not_exist_is_exit_1(api: Api, settings: Setti
     assert "no session 'ses_nothing'" in missing.stderr and missing.stdout == ""
     both = await asyncio.to_thread(_spool, "ses_x", "--at", "1", "--follow",
                                    database_url=settings.database_url)
-    assert both.returncode == 2 and "--at and --follow" in both.stderr
+    assert both.returncode == 2 and "do not go together" in both.stderr
 
 
 async def _line_with(stream: asyncio.StreamReader, needle: str, seen: list[str]) -> str:
@@ -149,3 +149,31 @@ async def test_follow_prints_what_is_appended_after_it_started(
             process.kill()
             await process.wait()
     assert sum("turn 1 completed" in line for line in seen) == 1  # nothing printed twice
+
+
+async def test_rerun_reports_deterministic_or_the_first_difference(
+    api: Api, settings: Settings,
+) -> None:
+    assert settings.database_url is not None
+    url = settings.database_url
+    _, sid, events = await approved_client_call(api)
+    same = await asyncio.to_thread(_spool, sid, "--rerun", database_url=url)
+    assert same.returncode == 0, same.stderr
+    assert same.stdout == f"deterministic: {len(events)} of {len(events)} events match\n"
+
+    # A log that says the turn failed, where the same inputs make it complete.
+    async with api.app.state.engine._pool.acquire() as conn:
+        await conn.execute("UPDATE events SET data = replace(data::text, '\"completed\"',"
+                           " '\"failed\"')::json WHERE stream_id = $1 AND type = 'session_done'",
+                           sid)
+    done = seq_of(events, "session_done")
+    differs = await asyncio.to_thread(_spool, sid, "--rerun", database_url=url)
+    assert differs.returncode == 1
+    lines = differs.stdout.splitlines()
+    assert lines[0] == f"differs at #{done} ({done - 1} events match before it): " \
+        f"event #{done} differs"
+    assert '"status": "failed"' in lines[1] and '"status": "completed"' in lines[2]
+    as_json = await asyncio.to_thread(_spool, sid, "--rerun", "--json", database_url=url)
+    report = json.loads(as_json.stdout)
+    assert as_json.returncode == 1 and report["deterministic"] is False
+    assert report["difference"]["seq"] == done and report["matched"] == done - 1
