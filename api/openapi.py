@@ -37,6 +37,7 @@ from engine.budgets import GROUPS, Budget, BudgetIn, UsageRow
 from engine.errors import SpoolError
 from engine.events import STREAM_TYPES, AgentConfig, AnyEventData, Event, EventMeta, TaskStatus
 from engine.pages import DEFAULT_LIMIT, MAX_LIMIT, Page
+from engine.replay import SessionStateView
 from engine.sessions import QueuedTurn, Session
 from engine.stream_tokens import StreamToken, StreamTokenIn
 from engine.summaries import STATUSES as SESSION_STATUSES
@@ -260,6 +261,14 @@ OPERATIONS: dict[tuple[str, str], Op] = {
                q("status", "Only sessions in this status.",
                  enum=list(SESSION_STATUSES)), *VIEW_PAGE)),
     ("GET", "/v1/sessions/{session_id}"): Op("Get a session", Session),
+    ("GET", "/v1/sessions/{session_id}/state"): Op(
+        "The session's state as of an event (replay debugging)", SessionStateView,
+        query=(q("at", "The state right after the event with this seq (absent: the last "
+                 "event). 400 past the session's last event.", "integer", minimum=1),),
+        description="The session folded from its log up to `at`, as the runtime folds it: "
+        "status, every turn so far (model calls, tokens, spend), the running turn (the "
+        "message being streamed, tool calls without a result, approvals, an interrupt), the "
+        "queue, usage, and the conversation a model call would be sent."),
     ("POST", "/v1/sessions/{session_id}/messages"): Op(
         "Submit a turn", EventAccepted, 202, MessageIn, auth="member", idempotent=True,
         position="always", errors=(402,),

@@ -38,6 +38,7 @@ from engine.events import (
 )
 from engine.ids import derived_event_id, is_id, new_id
 from engine.pages import Page, check_limit, page_of
+from engine.replay import SessionStateView, state_at
 from engine.runtime.state import SessionState, SessionStatus, catch_up, fold
 from engine.store import EventStore
 
@@ -133,6 +134,13 @@ class Sessions:
             self._states.popitem(last=False)
         self._states[key] = state
         return state
+
+    async def state_at(self, tenant_id: str, session_id: str,
+                       at: int | None) -> SessionStateView:
+        """The session folded up to event ``at`` (None: its last), for debugging: 400 naming
+        ``at`` outside 1..its last seq. Folded from scratch (a past state is not cached)."""
+        _check_session_id(session_id)
+        return await state_at(self._store, tenant_id, session_id, at)
 
     async def submit_message(
         self,

@@ -60,7 +60,57 @@ def _parser() -> argparse.ArgumentParser:
                             "serve` (SPOOL_DATA_DIR, ./.spool)")
         action.add_argument("--database-url", help="Postgres (SPOOL_DATABASE_URL)")
         action.set_defaults(handler=handler)
+    replay = commands.add_parser(
+        "replay", help="print a session's timeline from the log, its state at an event, or "
+        "follow it live (an operator tool: reads Postgres directly, needs no API key or tenant)",
+        description="Print a session's timeline from the log: turns, messages (their deltas "
+        "joined), tool calls and results, approvals, interrupts, usage and spend per model "
+        "call, and the time between events. An operator tool: it reads Postgres directly "
+        "(SPOOL_DATABASE_URL, or a running embedded `spool serve`'s data dir), so it needs "
+        "no API key and no tenant. Exit 1 if the session does not exist.")
+    replay.add_argument("session", help="the session id (ses_...)")
+    replay.add_argument("--at", type=int, metavar="SEQ",
+                        help="print the session's state as of this event instead (what "
+                        "GET /v1/sessions/{id}/state?at=SEQ returns)")
+    replay.add_argument("--follow", "-f", action="store_true",
+                        help="keep printing new events as they are appended, until Ctrl-C")
+    replay.add_argument("--rerun", action="store_true",
+                        help="re-run the session's turns against a scratch copy, the model fed "
+                        "the recorded outputs and server tools the recorded results (nothing "
+                        "is written, no tool runs), and report the first event that differs "
+                        "(exit 1) or how many match")
+    replay.add_argument("--json", action="store_true",
+                        help="one JSON object per line (the state: one object)")
+    replay.add_argument("--data-dir", help="the data dir of a running embedded `spool serve` "
+                        "(SPOOL_DATA_DIR, ./.spool)")
+    replay.add_argument("--database-url", help="Postgres (SPOOL_DATABASE_URL)")
+    replay.set_defaults(handler=_replay)
     return parser
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from spool.replay import replay
+
+    if sum([args.at is not None, args.follow, args.rerun]) > 1:
+        print("spool: --at, --follow and --rerun do not go together", file=sys.stderr)
+        return 2
+    url = _database_url(args)
+    if url is None:
+        return 2
+    return asyncio.run(_with_pool_errors(replay(url, args.session, at=args.at,
+                                                follow=args.follow, as_json=args.json,
+                                                rerun=args.rerun)))
+
+
+async def _with_pool_errors(work: Any) -> int:
+    from engine.errors import SpoolError
+
+    try:
+        result: int = await work
+        return result
+    except SpoolError as exc:
+        print(f"spool: {exc}", file=sys.stderr)
+        return 2
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -1,5 +1,5 @@
-"""/v1/sessions: create, list (session summaries, from the agents view), get, submit a turn
-(messages), and the event log page."""
+"""/v1/sessions: create, list (session summaries, from the agents view), get, the state at any
+event (replay debugging), submit a turn (messages), and the event log page."""
 
 from __future__ import annotations
 
@@ -90,6 +90,14 @@ async def get_session(request: Request) -> Response:
     return json_response(session)
 
 
+async def get_state(request: Request) -> Response:
+    """The session's folded state as of event ``at`` (default: its last), for debugging."""
+    _, tenant_id = await tenant_of(request, "viewer")
+    view = await request.app.state.engine.sessions.state_at(
+        tenant_id, request.path_params["session_id"], query_int(request, "at", None, minimum=1))
+    return json_response(view)
+
+
 async def submit_message(request: Request) -> Response:
     principal, tenant_id = await tenant_of(request, "member")
     mode = request.query_params.get("mode") or None
@@ -177,6 +185,7 @@ routes = [
     Route("/v1/sessions", create_session, methods=["POST"]),
     Route("/v1/sessions", list_sessions, methods=["GET"]),
     Route("/v1/sessions/{session_id}", get_session, methods=["GET"]),
+    Route("/v1/sessions/{session_id}/state", get_state, methods=["GET"]),
     Route("/v1/sessions/{session_id}/messages", submit_message, methods=["POST"]),
     Route("/v1/sessions/{session_id}/interrupt", interrupt, methods=["POST"]),
     Route("/v1/sessions/{session_id}/archive", archive, methods=["POST"]),

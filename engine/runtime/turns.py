@@ -170,12 +170,12 @@ class SessionRunner:
     def __init__(
         self, store: EventStore, agents: Agents, adapters: Mapping[str, ModelAdapter], *,
         worker_id: str, tenant_id: str, session_id: str, retry: RetryPolicy | None = None,
-        budgets: Budgets | None = None,
+        budgets: Budgets | None = None, tools: ServerTools | None = None,
     ) -> None:
         self._store = store
         self._budgets = budgets
         self._prices = budgets.prices if budgets is not None else PriceTable()
-        self._tools = ServerTools(store)
+        self._tools = tools or ServerTools(store)  # a re-run passes the recorded results
         self._agents = agents
         self._adapters = adapters
         self._worker_id = worker_id
