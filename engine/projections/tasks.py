@@ -43,6 +43,18 @@ _TASK_COLUMNS = ("board_id", "title", "description", "status", "resume_status", 
                  "assignee_id", "due_at")
 _BOARD_COLUMNS = ("name", "description")
 
+# Insert a created task (nothing if it exists); returns whether it was inserted, and whether
+# any task lists it as a dependency (both read before the insert: it touches neither).
+_INSERT_TASK = (
+    "WITH inserted AS (INSERT INTO tasks (task_id, tenant_id, board_id, title, description,"
+    " status, resume_status, priority, assignee_id, due_at, dependencies, open_dependencies,"
+    " seq, created_at, updated_at)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12, $13, $13)"
+    " ON CONFLICT (task_id) DO NOTHING RETURNING 1)"
+    " SELECT EXISTS (SELECT 1 FROM inserted),"
+    " EXISTS (SELECT 1 FROM task_dependencies WHERE depends_on = $1)"
+)
+
 # A task's open dependencies: those that exist (not deleted) and are not done.
 _COUNT_OPEN = (
     "UPDATE tasks t SET open_dependencies = (SELECT count(*) FROM task_dependencies d"
@@ -112,24 +124,23 @@ async def _apply_task(conn: Any, tenant_id: str, event: Event) -> None:
     data = decoded(event, TASK_TYPES)
     task_id = event.stream_id
     if isinstance(data, TaskCreated):
-        await conn.execute(
-            "INSERT INTO tasks (task_id, tenant_id, board_id, title, description, status,"
-            " resume_status, priority, assignee_id, due_at, dependencies, open_dependencies,"
-            " seq, created_at, updated_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12, $13, $13)"
-            " ON CONFLICT (task_id) DO NOTHING",
-            task_id, tenant_id, data.board_id, data.title, data.description, data.status,
-            data.resume_status, data.priority, data.assignee_id, data.due_at,
+        inserted, has_dependents = await conn.fetchrow(
+            _INSERT_TASK, task_id, tenant_id, data.board_id, data.title, data.description,
+            data.status, data.resume_status, data.priority, data.assignee_id, data.due_at,
             data.dependencies, event.seq, event.created_at,
         )
-        await _set_dependencies(conn, task_id, data.dependencies)
-        await _recount_dependents(conn, task_id)  # only matters for a log made by hand
+        # A task's dependency rows exist only while its row does: a task just inserted has
+        # none to delete, and without dependencies its count stays 0.
+        if not inserted or data.dependencies:
+            await _set_dependencies(conn, task_id, data.dependencies, fresh=bool(inserted))
+        if has_dependents:  # only in a log made by hand
+            await _recount_dependents(conn, task_id)
         return
-    was = await conn.fetchval("SELECT status FROM tasks WHERE task_id = $1", task_id)
-    if was is None:
-        return  # deleted (nothing applies to a deleted task)
     if isinstance(data, TaskDeleted):
-        await conn.execute("DELETE FROM tasks WHERE task_id = $1", task_id)
+        was = await conn.fetchval("DELETE FROM tasks WHERE task_id = $1 RETURNING status",
+                                  task_id)
+        if was is None:
+            return  # deleted already
         await conn.execute("DELETE FROM task_dependencies WHERE task_id = $1", task_id)
         if was != "done":  # a deleted dependency no longer holds anyone back
             await _recount_dependents(conn, task_id)
@@ -139,24 +150,41 @@ async def _apply_task(conn: Any, tenant_id: str, event: Event) -> None:
         changes = {c: v for c in _TASK_COLUMNS if (v := getattr(data, c)) is not UNSET}
         if data.dependencies is not UNSET:
             changes["dependencies"] = data.dependencies
-    await _update(conn, "tasks", "task_id", event, changes)
+    if "status" not in changes and "dependencies" not in changes:
+        await _update(conn, "tasks", "task_id", event, changes)  # no row (deleted): no effect
+        return
+    was = await _update(conn, "tasks", "task_id", event, changes, old="status")
+    if was is None:
+        return  # deleted (nothing applies to a deleted task)
     if "dependencies" in changes:
         await _set_dependencies(conn, task_id, changes["dependencies"])
     if "status" in changes and (was == "done") != (changes["status"] == "done"):
         await _recount_dependents(conn, task_id)
 
 
-async def _update(conn: Any, table: str, key: str, event: Event, changes: dict[str, Any]) -> None:
+async def _update(conn: Any, table: str, key: str, event: Event, changes: dict[str, Any], *,
+                  old: str | None = None) -> Any:
     """Set ``changes`` (column names from the fixed lists above), and the row's seq and
-    updated_at: every event of the stream moves those."""
+    updated_at: every event of the stream moves those. With ``old``, returns that column's
+    value from before the update, None if there is no row (read in the same statement: one
+    round trip per event, which is most of a rebuild's time)."""
     columns = [*changes, "seq", "updated_at"]
     assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(columns, start=2))
-    await conn.execute(f"UPDATE {table} SET {assignments} WHERE {key} = $1",
-                       event.stream_id, *changes.values(), event.seq, event.created_at)
+    args = (event.stream_id, *changes.values(), event.seq, event.created_at)
+    if old is None:
+        await conn.execute(f"UPDATE {table} SET {assignments} WHERE {key} = $1", *args)
+        return None
+    return await conn.fetchval(  # the self-joined row is the one before the update
+        f"UPDATE {table} n SET {assignments} FROM {table} o"
+        f" WHERE n.{key} = $1 AND o.{key} = n.{key} RETURNING o.{old}", *args)
 
 
-async def _set_dependencies(conn: Any, task_id: str, dependencies: list[str]) -> None:
-    await conn.execute("DELETE FROM task_dependencies WHERE task_id = $1", task_id)
+async def _set_dependencies(conn: Any, task_id: str, dependencies: list[str], *,
+                            fresh: bool = False) -> None:
+    """Replace the task's dependency rows (``fresh``: the task was just inserted, it has none)
+    and count the open ones."""
+    if not fresh:
+        await conn.execute("DELETE FROM task_dependencies WHERE task_id = $1", task_id)
     if dependencies:
         await conn.execute(
             "INSERT INTO task_dependencies (task_id, depends_on)"
