@@ -16,7 +16,8 @@ Per run, in a fresh database:
 * ``raw_read``: **the raw limit**: one asyncpg connection reading the whole log in pages of
   1,000 with ``read_log_page``'s query, rows not turned into events.
 * ``rebuild``: ``engine.projections.checks.rebuild(pool, NAME)`` (what ``spool projections
-  rebuild NAME`` runs) for every view in ``VIEWS``, timed from call to return (replay from 0 into
+  rebuild NAME`` runs, on its event loop: uvloop when installed; so does everything else here)
+  for every view in ``VIEWS``, timed from call to return (replay from 0 into
   temporary tables, swap into the live tables, move the checkpoint). events/s = log head /
   seconds; ``all`` = log head / the sum of the views' seconds (rebuilding every view in turn).
 * ``lag``: the engine as ``spool serve`` runs it (``engine.engine.Engine``, no workers, uvloop
@@ -84,6 +85,7 @@ from engine.events import (
     new_event,
 )
 from engine.projections.checks import VIEWS, rebuild
+from spool.cli import _loop_factory
 
 TARGET_REBUILD_EPS = 50_000
 RAW_PAGE = 1000
@@ -554,30 +556,23 @@ class RunResult:
     lag: LagResult | None
 
 
-async def rebuild_run(postgres_url: str, built: Log, total: int,
-                      then: Callable[[str], Any] | None) -> RunResult:
+async def one_run(postgres_url: str, redis_url: str, built: Log, live: list[Item],
+                  args: argparse.Namespace) -> RunResult:
+    total = len(built.events)
     async with fresh_database(postgres_url) as url:
         load_s = await load_log(url, built)
         log(f"  loaded {total:,} events with COPY + VACUUM ANALYZE in {load_s:.1f} s")
         raw_s = await raw_read(url, total)
         log(f"  raw read, pages of {RAW_PAGE}: {total / raw_s:,.0f} events/s ({raw_s:.2f} s)")
         rebuild_s = await rebuild_all(url, total)
-        lag = await then(url) if then is not None else None
+        lag = None
+        if args.lag_seconds > 0:
+            await flush_redis(redis_url)
+            lag = await measure_lag(url, redis_url, live, rate=args.rate,
+                                    warmup=args.lag_warmup, seconds=args.lag_seconds,
+                                    sample_ms=args.sample_ms)
+            _log_lag(lag)
     return RunResult(load_s, raw_s, rebuild_s, lag)
-
-
-def run_lag(url: str, redis_url: str, items: list[Item], args: argparse.Namespace) -> LagResult:
-    """The lag phase on the event loop ``spool serve`` uses (uvloop when installed)."""
-    try:
-        import uvloop
-
-        factory: Any = uvloop.new_event_loop
-    except ImportError:
-        factory = None
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(measure_lag(url, redis_url, items, rate=args.rate,
-                                      warmup=args.lag_warmup, seconds=args.lag_seconds,
-                                      sample_ms=args.sample_ms))
 
 
 def bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -591,25 +586,13 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         + ", ".join(f"{t} {n / total:.1%}" for t, n in
                     sorted(built.types.items(), key=lambda kv: -kv[1])))
     results: list[RunResult] = []
-    with services() as svc:
-        facts = asyncio.run(server_facts(svc.postgres_url))
+    # The event loop `spool projections rebuild` and `spool serve` run on (uvloop if installed).
+    with services() as svc, asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        facts = runner.run(server_facts(svc.postgres_url))
         for run in range(1, args.runs + 1):
             log(f"run {run}/{args.runs}")
-            redis_url = redis_db(svc.redis_url, run)
-            asyncio.run(flush_redis(redis_url))
-            lag_box: list[LagResult] = []
-
-            async def lag_phase(url: str, redis_url: str = redis_url,
-                                box: list[LagResult] = lag_box) -> None:
-                # The lag phase needs its own event loop: run it in a thread and wait.
-                if args.lag_seconds > 0:
-                    box.append(await asyncio.to_thread(run_lag, url, redis_url, live, args))
-
-            result = asyncio.run(rebuild_run(svc.postgres_url, built, total, lag_phase))
-            result.lag = lag_box[0] if lag_box else None
-            if result.lag is not None:
-                _log_lag(result.lag)
-            results.append(result)
+            results.append(runner.run(
+                one_run(svc.postgres_url, redis_db(svc.redis_url, run), built, live, args)))
     return summarize(args, results, built, facts)
 
 
