@@ -38,6 +38,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/reconnect_storm.py
 	$(BIN)/python bench/idle_connections.py
 	$(BIN)/python bench/turns.py
+	$(BIN)/python bench/projections.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
