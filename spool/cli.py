@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     actions = projections.add_subparsers(title="actions")
     rebuild = actions.add_parser("rebuild", help="replay the log from position 0 into fresh "
                                  "tables and swap them in (the live view keeps serving)")
-    rebuild.add_argument("name", help="session_runs | approvals | tasks | agents")
+    rebuild.add_argument("name", help="session_runs | approvals | tasks | agents | budgets")
     verify = actions.add_parser("verify", help="rebuild into shadow tables and print every row "
                                 "that differs from the live view (exit 1 if any)")
     verify.add_argument("name", nargs="?", help="one projection (default: all)")

@@ -212,6 +212,7 @@ class AgentsProjection:
     async def apply(self, conn: Any, events: Sequence[Committed]) -> bool:
         page = _Page(conn)
         await page.load_summaries({e.stream_id for _, e in events if e.stream_type == "session"})
+        await page.load_agents({e.stream_id for _, e in events if e.stream_type == "agent"})
         for tenant_id, event in events:
             if event.stream_type == "session":
                 await page.apply_session(tenant_id, event)
@@ -238,9 +239,25 @@ class _Page:
             list(session_ids))
         self._summaries = {row[0]: _summary(row) for row in rows}
 
+    async def load_agents(self, agent_ids: set[str]) -> None:
+        """The agents of the page's agent events and of its known sessions, in one query (a
+        session created in this page finds its agent by ``_agent``)."""
+        agent_ids |= {s.agent_id for s in self._summaries.values() if s.agent_id is not None}
+        if not agent_ids:
+            return
+        rows = await self._conn.fetch(
+            f"SELECT {AGENT_COLUMNS} FROM agents WHERE agent_id = ANY($1)", list(agent_ids))
+        self._agents = dict.fromkeys(agent_ids, None)
+        self._agents.update({row[0]: _agent_row(row) for row in rows})
+
     async def apply_session(self, tenant_id: str, event: Event) -> None:
-        data = _decoded(event, _SESSION_TYPES)
         summary = self._summaries.get(event.stream_id)
+        if event.type not in _SESSION_TYPES:  # model output above all: moves no total
+            if summary is not None:
+                summary.updated_at, summary.last_position = event.created_at, event.position
+                self._dirty_summaries.add(event.stream_id)
+            return
+        data = _decoded(event, _SESSION_TYPES)
         if summary is None:
             if not isinstance(data, SessionCreated):
                 return  # not a session the view knows: nothing to add to
