@@ -34,7 +34,11 @@ from engine.projections.tasks import TasksProjection
 from engine.runtime.schedule import SessionRuns
 from engine.store import read_log_page
 
-_PAGE = 1000
+# A rebuild is one transaction: each update of a row leaves a version nothing can prune before
+# it commits, and rows every page touches (a tenant's or an agent's totals) grow long chains that
+# each lookup walks. Pages 5x the live runner's mean 5x fewer versions (budgets over 1M events:
+# 22k -> 72k events/s).
+_PAGE = 5000
 _ANALYZE_FROM_BLOCKS = 4  # a temporary table is first analyzed at 8 blocks (64 kB)
 
 
