@@ -8,8 +8,8 @@ adds per turn.
   ``--worker-procs`` adds ``spool worker --concurrency K`` processes on the same Postgres/Redis.
 * The agent is ``{"adapter": "scripted"}`` without a script: it echoes, "You said: <message>",
   one ``message_delta`` per word. The message has ``--tokens`` - 2 words, so every reply is
-  exactly ``--tokens`` deltas and every turn appends ``--tokens`` + 5 events (user_message,
-  turn_started, message_start, the deltas, message_stop, session_done).
+  exactly ``--tokens`` deltas and every turn appends ``--tokens`` + 6 events (user_message,
+  turn_started, message_start, the deltas, message_stop, spend_recorded, session_done).
 * turns: C closed-loop clients, each on its own new session with the agent: it follows the
   session's SSE stream and POSTs a message, waits for that turn's ``session_done`` on the
   stream, then POSTs the next. Time to first delta = POST sent -> first ``message_delta`` frame
@@ -58,7 +58,8 @@ from _sse import (
 SCRIPT = str(Path(__file__).resolve())
 EVENT = re.compile(rb"\nevent: ([a-z_]+)\n")
 CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
-EXTRA_EVENTS = 5  # user_message, turn_started, message_start, message_stop, session_done
+# user_message, turn_started, message_start, message_stop, spend_recorded, session_done
+EXTRA_EVENTS = 6
 TURN_TIMEOUT = 60.0
 SAMPLE_KEYS = ("rate", "ttfd_p50_ms", "ttfd_p99_ms", "latency_p50_ms", "latency_p99_ms",
                "turns_per_session", "server_cores", "other_cores")
@@ -584,7 +585,7 @@ def build_result(samples: dict[str, list[dict[str, Any]]], args: argparse.Namesp
     turns: dict[str, Any] = {}
     append: dict[str, Any] = {}
     overhead: dict[str, Any] = {}
-    # Every turn streamed exactly --tokens deltas in tokens + 5 events and completed; no
+    # Every turn streamed exactly --tokens deltas in tokens + 6 events and completed; no
     # request failed.
     every_turn = [run for c in args.concurrency for run in samples[f"turns/{c}"]]
     checks = {
