@@ -30,7 +30,7 @@ from engine.metrics import Metrics
 from engine.prices import PriceTable
 from engine.projections.agents import AgentsProjection
 from engine.projections.budgets import BudgetsProjection
-from engine.projections.runner import ProjectionRunner
+from engine.projections.runner import LogPages, ProjectionRunner
 from engine.runtime.adapters.base import ModelAdapter
 from engine.runtime.adapters.registry import adapters_for, close_all
 from engine.runtime.schedule import SessionRuns
@@ -144,6 +144,8 @@ class Engine:
         work_wanted = asyncio.Event()  # also set by a NOTIFY from any process (the worker's)
         self._projections = []
 
+        pages = LogPages()  # the runners share what they read of the log
+
         def wake_workers(_: int) -> None:
             work_wanted.set()
 
@@ -156,7 +158,7 @@ class Engine:
             log_moved = asyncio.Event()
             self.dispatcher.watch(log_moved)
             runner = ProjectionRunner(self._pool, projection, wakeup=log_moved,
-                                      metrics=self.metrics, on_applied=on_applied)
+                                      metrics=self.metrics, on_applied=on_applied, pages=pages)
             runner.start()
             self._projections.append(runner)
         self.tasks.reactor.start()

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import time
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -36,13 +37,63 @@ class Projection(Protocol):
         False when nothing was written (None counts as written)."""
 
 
+class LogPages:
+    """The pages of the log a process's runners read, shared: they are woken by the same
+    commits and mostly stand at the same checkpoint, so one reads and decodes a page and the
+    others wait for it rather than read it too. A page stays right forever (positions are
+    gapless and the log is never rewritten); it may end before what is committed by now, and
+    whoever takes it reads the rest next time. Empty pages are not kept."""
+
+    def __init__(self, kept: int = 32) -> None:
+        self._kept = kept
+        self._pages: OrderedDict[int, asyncio.Future[list[Committed]]] = OrderedDict()
+
+    async def read(self, conn: Any, *, after: int, limit: int) -> list[Committed]:
+        shared = self._pages.get(after)
+        if shared is not None:
+            page = await _result(shared)
+            if page is not None and len(page) <= limit:
+                return page
+            return await read_log_page(conn, after=after, limit=limit)  # its reader failed
+        mine: asyncio.Future[list[Committed]] = asyncio.get_running_loop().create_future()
+        self._pages[after] = mine
+        while len(self._pages) > self._kept:
+            self._pages.popitem(last=False)
+        try:
+            page = await read_log_page(conn, after=after, limit=limit)
+        except BaseException:
+            self._forget(after, mine)
+            mine.cancel()  # those waiting read the page themselves
+            raise
+        mine.set_result(page)
+        if not page:
+            self._forget(after, mine)
+        return page
+
+    def _forget(self, after: int, page: asyncio.Future[list[Committed]]) -> None:
+        if self._pages.get(after) is page:
+            del self._pages[after]
+
+
+async def _result(shared: asyncio.Future[list[Committed]]) -> list[Committed] | None:
+    """What another runner read; None if its read failed."""
+    try:
+        return await asyncio.shield(shared)
+    except asyncio.CancelledError:
+        if not shared.cancelled():
+            raise  # this task is being cancelled, not the read
+        return None
+
+
 class ProjectionRunner:
     def __init__(
         self, pool: asyncpg.Pool, projection: Projection, *, wakeup: asyncio.Event,
         poll: float = 1.0, standby_retry: float = 1.0,
         on_applied: Callable[[int], None] | None = None, metrics: Metrics | None = None,
+        pages: LogPages | None = None,
     ) -> None:
         self._pool = pool
+        self._pages = pages or LogPages(kept=1)
         self._metrics = metrics
         self.projection = projection
         self._wakeup = wakeup
@@ -109,7 +160,7 @@ class ProjectionRunner:
                     "SELECT position FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
                     self.projection.name,
                 )
-                page = await read_log_page(conn, after=position, limit=_PAGE)
+                page = await self._pages.read(conn, after=position, limit=_PAGE)
                 if not page:
                     self.position = position
                     self._report_lag(0)

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
+
 from engine.engine import Engine
 from engine.events import NewEvent
+from engine.projections.runner import LogPages
 from engine.settings import Settings
 
 
@@ -43,3 +46,40 @@ async def test_one_engine_runs_each_projection_and_reports_its_lag(
             while await _checkpoint(engine, "session_runs") < head:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
         assert _metric(second, "spool_projection_events_total", "session_runs") == 0
+
+
+async def test_runners_share_the_pages_they_read(engine: Engine, database_url: str) -> None:
+    events = [NewEvent(type="thing_happened", data=b"{}") for _ in range(5)]
+    await engine.store.append("s2", events, tenant_id="ten_a", stream_type="session")
+    pages = LogPages()
+    first, second = await asyncpg.connect(database_url), await asyncpg.connect(database_url)
+    try:
+        # read at once, as runners woken by one commit do: one read, the same page for both
+        a, b = await asyncio.gather(pages.read(first, after=0, limit=1000),
+                                    pages.read(second, after=0, limit=1000))
+        assert a is b and [e.position for _, e in a] == [1, 2, 3, 4, 5]
+        assert await pages.read(second, after=0, limit=1000) is a  # kept
+        assert await pages.read(second, after=0, limit=2) is not a  # too long for that limit
+        # an empty page is not kept: what is appended later is read
+        assert await pages.read(first, after=5, limit=1000) == []
+        await engine.store.append("s2", events[:1], tenant_id="ten_a", stream_type="session")
+        assert [e.position for _, e in await pages.read(first, after=5, limit=1000)] == [6]
+        # a reader cancelled mid-read leaves the page to those waiting: they read it themselves
+        blocker = await asyncpg.connect(database_url)
+        try:
+            async with blocker.transaction():
+                await blocker.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+                reader = asyncio.create_task(pages.read(first, after=1, limit=1000))
+                await asyncio.sleep(0.2)  # its read waits on the lock
+                waiter = asyncio.create_task(pages.read(second, after=1, limit=1000))
+                await asyncio.sleep(0.2)
+                assert not waiter.done()
+                reader.cancel()
+                await asyncio.sleep(0.2)
+                assert reader.cancelled() and not waiter.done()  # reading for itself now
+        finally:
+            await blocker.close()
+        assert [e.position for _, e in await waiter] == [2, 3, 4, 5, 6]
+    finally:
+        await first.close(timeout=2)
+        await second.close()
