@@ -9,8 +9,6 @@ tenant) applies to the next heartbeat, whichever process serves it.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 import secrets
 from datetime import datetime
@@ -20,6 +18,7 @@ import asyncpg
 import msgspec
 
 from engine.agents import Agents
+from engine.credentials import hash_secret, matches
 from engine.db import connection
 from engine.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
 from engine.ids import is_id, new_id
@@ -51,9 +50,6 @@ def is_runtime_token(token: str) -> bool:
     return token.startswith(PREFIX)
 
 
-def _hash(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode()).digest()
-
 
 class AgentTokens:
     def __init__(self, pool: asyncpg.Pool, agents: Agents) -> None:
@@ -70,7 +66,7 @@ class AgentTokens:
             row = await conn.fetchrow(
                 "INSERT INTO agent_tokens (id, tenant_id, agent_id, name, secret_hash)"
                 f" VALUES ($1, $2, $3, $4, $5) RETURNING {_COLUMNS}",
-                token_id, tenant_id, agent_id, name, _hash(secret),
+                token_id, tenant_id, agent_id, name, hash_secret(secret),
             )
         created = AgentToken(**dict(row))
         created.token = f"{PREFIX}{token_id.removeprefix('atk_')}_{secret}"
@@ -107,11 +103,9 @@ class AgentTokens:
         match = _TOKEN.match(token)
         if match is None:
             raise Unauthorized("invalid agent token")
-        token_id, presented = f"atk_{match[1]}", _hash(match[2])
+        token_id, presented = f"atk_{match[1]}", hash_secret(match[2])
         row = await self._row(token_id)
-        # Compare even when the token is unknown, so timing does not tell which ids exist.
-        stored = row["secret_hash"] if row is not None else b"\0" * 32
-        if not hmac.compare_digest(stored, presented) or row is None:
+        if not matches(row["secret_hash"] if row is not None else None, presented):
             raise Unauthorized("invalid agent token")
         if row["revoked_at"] is not None:
             raise Unauthorized("this agent token was revoked")

@@ -11,8 +11,6 @@ open; an ``EventSource`` that reconnects after the expiry needs a new token.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 import secrets
 from datetime import datetime
@@ -21,6 +19,7 @@ from typing import Annotated
 import asyncpg
 import msgspec
 
+from engine.credentials import hash_secret, matches
 from engine.db import connection
 from engine.errors import Forbidden, NotFound, Unauthorized
 from engine.ids import is_id, new_id
@@ -52,9 +51,6 @@ def is_stream_token(token: str) -> bool:
     return token.startswith(PREFIX)
 
 
-def _hash(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode()).digest()
-
 
 class StreamTokens:
     def __init__(self, pool: asyncpg.Pool, store: EventStore) -> None:
@@ -76,7 +72,7 @@ class StreamTokens:
                 "INSERT INTO stream_tokens (id, tenant_id, key_id, session_id, secret_hash,"
                 " expires_at) VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))"
                 " RETURNING expires_at",
-                token_id, tenant_id, key_id, body.session_id, _hash(secret), body.ttl_seconds)
+                token_id, tenant_id, key_id, body.session_id, hash_secret(secret), body.ttl_seconds)
         return StreamToken(f"{PREFIX}{token_id.removeprefix('sst_')}_{secret}", expires_at,
                            body.session_id)
 
@@ -84,15 +80,13 @@ class StreamTokens:
         match = _TOKEN.match(token)
         if match is None:
             raise _invalid("invalid stream token")
-        token_id, presented = f"sst_{match[1]}", _hash(match[2])
+        token_id, presented = f"sst_{match[1]}", hash_secret(match[2])
         async with connection(self._pool, "authenticating a stream token") as conn:
             row = await conn.fetchrow(
                 "SELECT s.tenant_id, s.session_id, s.secret_hash, s.expires_at <= now() AS expired,"
                 " k.revoked_at, t.status FROM stream_tokens s JOIN tenants t ON t.id = s.tenant_id"
                 " LEFT JOIN api_keys k ON k.id = s.key_id WHERE s.id = $1", token_id)
-        # Compare even when the token is unknown, so timing does not tell which ids exist.
-        stored = row["secret_hash"] if row is not None else b"\0" * 32
-        if not hmac.compare_digest(stored, presented) or row is None:
+        if not matches(row["secret_hash"] if row is not None else None, presented):
             raise _invalid("invalid stream token")
         if row["expired"]:
             raise _invalid("this stream token expired: ask POST /v1/stream_tokens for another")

@@ -7,8 +7,6 @@ compared in constant time. The plaintext is returned once, by ``create_key``.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 import secrets
 import time
@@ -18,6 +16,7 @@ from typing import Any, Literal
 import asyncpg
 import msgspec
 
+from engine.credentials import hash_secret, matches
 from engine.db import connection
 from engine.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
 from engine.ids import is_id, new_id
@@ -63,9 +62,6 @@ class Principal(msgspec.Struct, frozen=True):
         return self.key_id or "admin"
 
 
-def _hash(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode()).digest()
-
 
 def _tenant(row: Any) -> Tenant:
     return Tenant(**dict(row))
@@ -98,14 +94,14 @@ class Tenants:
         """Use SPOOL_ADMIN_TOKEN if set; else the stored hash; else generate one.
         Returns the plaintext only when it was generated now (to print once)."""
         if configured is not None:
-            self._admin_hash = _hash(configured)
+            self._admin_hash = hash_secret(configured)
             return None
         generated = f"spa_{secrets.token_urlsafe(32)}"
         async with connection(self._pool, "bootstrapping the admin token") as conn:
             inserted = await conn.fetchval(
                 "INSERT INTO server_settings (key, value) VALUES ($1, $2)"
                 " ON CONFLICT (key) DO NOTHING RETURNING value",
-                _ADMIN_HASH_KEY, _hash(generated).hex(),
+                _ADMIN_HASH_KEY, hash_secret(generated).hex(),
             )
             stored = await conn.fetchval(
                 "SELECT value FROM server_settings WHERE key = $1", _ADMIN_HASH_KEY
@@ -121,10 +117,10 @@ class Tenants:
         match = _KEY.match(token)
         if match is None:  # not shaped like an API key: it can only be the admin token
             return self._authenticate_admin(token)
-        key_id, presented = f"key_{match[1]}", _hash(match[2])
+        key_id, presented = f"key_{match[1]}", hash_secret(match[2])
         cached = self._auth_cache.get(key_id)
         if (cached is not None and cached[0] > time.monotonic()
-                and hmac.compare_digest(cached[1], presented)):
+                and matches(cached[1], presented)):
             return cached[2]
         async with connection(self._pool, "authenticating") as conn:
             row = await conn.fetchrow(
@@ -132,9 +128,7 @@ class Tenants:
                 " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.id = $1",
                 key_id,
             )
-        # Compare even when the key is unknown, so timing does not tell which ids exist.
-        stored = row["secret_hash"] if row is not None else b"\0" * 32
-        if not hmac.compare_digest(stored, presented) or row is None:
+        if not matches(row["secret_hash"] if row is not None else None, presented):
             raise Unauthorized("invalid API key")
         if row["revoked_at"] is not None:
             raise Unauthorized("this API key was revoked")
@@ -153,8 +147,7 @@ class Tenants:
         self._auth_cache[key_id] = (expires, secret_hash, principal)
 
     def _authenticate_admin(self, token: str) -> Principal:
-        expected = self._admin_hash or b"\0" * 32
-        if not hmac.compare_digest(expected, _hash(token)):
+        if not matches(self._admin_hash, hash_secret(token)):
             raise Unauthorized("invalid credentials")
         return Principal(role="admin")
 
@@ -208,7 +201,7 @@ class Tenants:
                 "INSERT INTO api_keys (id, tenant_id, name, role, secret_hash)"
                 " VALUES ($1, $2, $3, $4, $5)"
                 " RETURNING id, tenant_id, name, role, created_at, revoked_at",
-                key_id, tenant_id, name, role, _hash(secret),
+                key_id, tenant_id, name, role, hash_secret(secret),
             )
         created = _api_key(row)
         created.key = f"spk_{key_id.removeprefix('key_')}_{secret}"
