@@ -26,12 +26,13 @@ from engine.events import (
     BoardUpdated,
     Event,
     EventMeta,
+    decoded,
     new_event,
 )
 from engine.ids import derived_event_id, is_id, new_id
 from engine.pages import Page, check_limit, page_of
 from engine.projections.runner import checkpoint, require
-from engine.projections.tasks import BOARD_TYPES, decoded
+from engine.projections.tasks import BOARD_TYPES
 from engine.projections.tasks import NAME as VIEW
 from engine.store import EventStore
 

@@ -13,8 +13,12 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from engine.logging import get_logger
+
 # Postgres text cannot hold NUL: every stored string that a request supplies carries this.
 NUL_FREE = msgspec.Meta(pattern=r"^[^\x00]*$")
+
+_log = get_logger("events")
 
 STREAM_TYPES = ("session", "agent", "task", "board", "budget", "tenant")
 
@@ -392,3 +396,17 @@ def decode_meta(event: Event) -> EventMeta:
 def decode_data(event: Event) -> AnyEventData:
     """Decode a stored event's data into its typed Struct (for folding, not for the wire)."""
     return _data_decoder.decode(event.data)
+
+
+def decoded(event: Event, types: frozenset[str]) -> AnyEventData | None:
+    """The event's data if its type is one of ``types`` and it decodes; None otherwise. The
+    store takes whatever its callers append, so a fold skips (and logs) what it cannot read
+    rather than stop on it: such an event only moves its stream's seq."""
+    if event.type not in types:
+        return None
+    try:
+        return decode_data(event)
+    except msgspec.MsgspecError as exc:
+        _log.warning("events.undecodable", stream_id=event.stream_id, seq=event.seq,
+                     type=event.type, error=str(exc))
+        return None

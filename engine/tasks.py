@@ -60,12 +60,13 @@ from engine.events import (
     TaskPriority,
     TaskStatus,
     TaskUpdated,
+    decoded,
     new_event,
 )
 from engine.ids import derived_event_id, idempotent_uuid, is_id, new_id
 from engine.logging import get_logger
 from engine.pages import Page, check_limit, page_of
-from engine.projections.tasks import TASK_TYPES, TasksProjection, decoded
+from engine.projections.tasks import TASK_TYPES, TasksProjection
 from engine.store import EventStore
 
 log = get_logger("tasks")

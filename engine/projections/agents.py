@@ -42,7 +42,7 @@ from engine.events import (
     ToolUse,
     TurnStarted,
     UserMessage,
-    decode_data,
+    decoded,
 )
 from engine.logging import get_logger
 from engine.projections.runner import reached
@@ -257,7 +257,7 @@ class _Page:
                 summary.updated_at, summary.last_position = event.created_at, event.position
                 self._dirty_summaries.add(event.stream_id)
             return
-        data = _decoded(event, _SESSION_TYPES)
+        data = decoded(event, _SESSION_TYPES)
         if summary is None:
             if not isinstance(data, SessionCreated):
                 return  # not a session the view knows: nothing to add to
@@ -277,7 +277,7 @@ class _Page:
                 self._dirty_agents.add(agent.agent_id)
 
     async def apply_agent(self, tenant_id: str, event: Event) -> None:
-        data = _decoded(event, _AGENT_TYPES)
+        data = decoded(event, _AGENT_TYPES)
         agent = await self._agent(event.stream_id)
         if agent is None:
             if not isinstance(data, AgentCreated):
@@ -304,18 +304,6 @@ class _Page:
             await self._conn.executemany(_UPSERT_AGENT, [_agent_args(a) for a in agents])
         return bool(summaries or agents)
 
-
-def _decoded(event: Event, types: frozenset[str]) -> AnyEventData | None:
-    """The event's data if it is of ``types`` and decodes; None otherwise (such an event only
-    moves a summary's last position: the view never stops on a bad event)."""
-    if event.type not in types:
-        return None
-    try:
-        return decode_data(event)
-    except msgspec.MsgspecError as exc:
-        log.warning("projections.agents.undecodable", stream_id=event.stream_id, seq=event.seq,
-                    error=str(exc))
-        return None
 
 
 SUMMARY_COLUMNS = ("session_id, tenant_id, agent_id, agent_version, title, created_at,"

@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from engine.events import BudgetSet, Event, SpendRecorded
-from engine.projections.tasks import decoded
+from engine.events import BudgetSet, Event, SpendRecorded, decoded
 from engine.store import Committed
 
 NAME = "budgets"

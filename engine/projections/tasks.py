@@ -15,11 +15,9 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-import msgspec
 from msgspec import UNSET
 
 from engine.events import (
-    AnyEventData,
     BoardCreated,
     BoardDeleted,
     BoardUpdated,
@@ -27,7 +25,7 @@ from engine.events import (
     TaskCreated,
     TaskDeleted,
     TaskUpdated,
-    decode_data,
+    decoded,
 )
 from engine.logging import get_logger
 from engine.store import Committed
@@ -88,20 +86,6 @@ class TasksProjection:
         if touched:
             self.changed_position = events[-1][1].position
             self.changed.set()
-
-
-def decoded(event: Event, types: frozenset[str]) -> AnyEventData | None:
-    """The event's data if it is one of ``types``; None for any other event on the stream (the
-    store takes whatever its callers append: such an event only moves the stream's seq, and
-    never stops the view)."""
-    if event.type not in types:
-        return None
-    try:
-        return decode_data(event)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        log.warning("projections.tasks.undecodable", stream_id=event.stream_id, seq=event.seq,
-                    error=str(exc))
-        return None
 
 
 async def _apply_board(conn: Any, tenant_id: str, event: Event) -> None:
