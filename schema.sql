@@ -80,6 +80,12 @@ CREATE TABLE IF NOT EXISTS events (
     UNIQUE (stream_id, seq)
 );
 CREATE INDEX IF NOT EXISTS events_tenant_position ON events (tenant_id, position);
+-- An agent's config events and its memory, without reading its heartbeats (every few seconds,
+-- for as long as it runs): EventStore.read_stream_types names exactly these types.
+CREATE INDEX IF NOT EXISTS events_agent_config ON events (stream_id, seq)
+    WHERE type IN ('agent_archived', 'agent_created', 'agent_updated');
+CREATE INDEX IF NOT EXISTS events_memory ON events (stream_id, seq)
+    WHERE type IN ('memory_written');
 
 -- Each projection's position in the log, written in the same transaction as its rows.
 CREATE TABLE IF NOT EXISTS projection_checkpoints (

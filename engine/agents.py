@@ -13,6 +13,7 @@ Reads (``read``, ``list_agents``) also carry the agent's ``view`` from the ``age
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -35,6 +36,7 @@ from engine.events import (
     EventMeta,
     Limits,
     ModelConfig,
+    NewEvent,
     ToolSpec,
     decode_data,
     new_event,
@@ -48,6 +50,10 @@ from engine.store import EventStore
 from engine.summaries import usd
 
 SERVER_TOOLS = ("memory_read", "memory_write", "task_create", "task_update")
+# What an agent's config and status are folded from (its stream also holds heartbeats and
+# memory); schema.sql's events_agent_config index is on exactly these.
+CONFIG_TYPES = frozenset({"agent_created", "agent_updated", "agent_archived"})
+_TRIES = 8  # attempts to append a config change while heartbeats keep coming
 _VIEW_WAIT_SECONDS = 2.0  # a read waits this long for the view to show the agent's own events
 
 
@@ -232,45 +238,78 @@ class Agents:
         self, tenant_id: str, agent_id: str, patch: AgentPatch, *,
         meta: EventMeta | None = None, idempotency_key: str | None = None,
     ) -> tuple[Agent, Event]:
-        events = await self._events(tenant_id, agent_id)
-        if fold(events).status == "archived":
-            raise Conflict(f"agent {agent_id!r} is archived")
-        current = _versions(events)[-1]
-        config = _patched(current.config, patch)
-        check_config(config)
-        data = AgentUpdated(version=current.version + 1, config=config)
-        # expected_seq: two concurrent updates cannot both become version n+1.
-        [event] = await self._store.append(
-            agent_id, [new_event(data, id=derived_event_id(tenant_id, f"agents.{agent_id}.update",
-                                                   idempotency_key), meta=meta)],
-            tenant_id=tenant_id, stream_type="agent", expected_seq=events[-1].seq,
-        )
+        event_id = derived_event_id(tenant_id, f"agents.{agent_id}.update", idempotency_key)
+
+        def decide(events: list[Event]) -> NewEvent:
+            if fold(events).status == "archived":
+                raise Conflict(f"agent {agent_id!r} is archived")
+            current = _versions(events)[-1]
+            config = _patched(current.config, patch)
+            check_config(config)
+            data = AgentUpdated(version=current.version + 1, config=config)
+            return new_event(data, id=event_id, meta=meta)
+
+        _, event = await self._change(tenant_id, agent_id, decide)
+        assert event is not None
         return await self.get(tenant_id, agent_id), event
 
     async def archive(
         self, tenant_id: str, agent_id: str, *, meta: EventMeta | None = None
     ) -> tuple[Agent, Event | None]:
         """Archive the agent (idempotent: an archived agent is returned as it is)."""
-        events = await self._events(tenant_id, agent_id)
-        if fold(events).status == "archived":
+
+        def decide(events: list[Event]) -> NewEvent | None:
+            if fold(events).status == "archived":
+                return None
+            return new_event(AgentArchived(), meta=meta)
+
+        events, event = await self._change(tenant_id, agent_id, decide)
+        if event is None:
             return fold(events), None
-        [event] = await self._store.append(
-            agent_id, [new_event(AgentArchived(), meta=meta)], tenant_id=tenant_id,
-            stream_type="agent", expected_seq=events[-1].seq,
-        )
         return await self.get(tenant_id, agent_id), event
 
+    async def _change(
+        self, tenant_id: str, agent_id: str,
+        decide: Callable[[list[Event]], NewEvent | None],
+    ) -> tuple[list[Event], Event | None]:
+        """Append what ``decide`` makes of the agent's config events (None: nothing), fenced
+        on the stream: if anything was appended meanwhile, look again. Heartbeats and memory
+        only make it try again; another config change (a concurrent PATCH that became the
+        same version) is a 409."""
+        for _ in range(_TRIES):
+            events = await self._events(tenant_id, agent_id)
+            new = decide(events)
+            if new is None:
+                return events, None
+            seq = await self._store.stream_version(agent_id, tenant_id=tenant_id)
+            try:
+                [event] = await self._store.append(agent_id, [new], tenant_id=tenant_id,
+                                                   stream_type="agent", expected_seq=seq)
+            except Conflict:
+                if (await self._events(tenant_id, agent_id))[-1].seq != events[-1].seq:
+                    raise Conflict(f"agent {agent_id!r} was changed meanwhile; read it and "
+                                   "try again") from None
+                continue
+            return events, event
+        raise Conflict(f"agent {agent_id!r} is too busy to change now; try again")
+
     async def _events(self, tenant_id: str, agent_id: str) -> list[Event]:
+        """The agent's config events (created, updated, archived): what its config and status
+        are folded from, read without its heartbeats and memory."""
         if not is_id(agent_id, "agt"):
             raise NotFound(f"agent {agent_id!r} not found")
         try:
-            return await self._store.read_whole_stream(agent_id, tenant_id=tenant_id)
+            events = await self._store.read_stream_types(agent_id, CONFIG_TYPES,
+                                                         tenant_id=tenant_id)
         except NotFound:
             raise NotFound(f"agent {agent_id!r} not found") from None
+        if not events:
+            raise NotFound(f"stream {agent_id!r} is not an agent")
+        return events
 
 
 def fold(events: list[Event]) -> Agent:
-    """The agent after ``events`` (its stream, from seq 1)."""
+    """The agent after ``events`` (its config events, in seq order)."""
     versions = _versions(events)
     archived = any(event.type == AgentArchived.__struct_config__.tag for event in events)
     config = versions[-1].config

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import decimal
+import re
 import time
 import uuid
 from collections import deque
@@ -53,6 +54,7 @@ MAX_READ_LIMIT = 1000
 _MAX_REMEMBERED_STREAMS = 100_000
 
 _EVENT_COLUMNS = "id, stream_id, stream_type, seq, position, type, data, meta, created_at"
+_TYPE_NAME = re.compile(r"^[a-z][a-z_]*$")
 _E_EVENT_COLUMNS = ", ".join(f"e.{column}" for column in _EVENT_COLUMNS.split(", "))
 
 
@@ -310,6 +312,26 @@ class EventStore:
                 " ORDER BY seq LIMIT $4",
                 stream_id, tenant_id, after, limit,
             )
+            if not rows and not await _stream_exists(conn, stream_id, tenant_id):
+                raise NotFound(f"stream {stream_id!r} not found")
+        return [_event(row) for row in rows]
+
+    async def read_stream_types(self, stream_id: str, types: frozenset[str], *,
+                                tenant_id: str) -> list[Event]:
+        """Every event of one stream whose type is in ``types``, in seq order. Unknown or
+        foreign: NotFound. The types are written into the SQL as constants (they are the
+        engine's own names, never input), so a partial index on exactly those types serves it
+        without reading the stream's other events (``events_agent_config``, ``events_memory``
+        in schema.sql)."""
+        if not types or not all(_TYPE_NAME.match(t) for t in types):
+            raise ValueError(f"not event type names: {sorted(types)}")
+        listed = ", ".join(f"'{t}'" for t in sorted(types))
+        async with connection(self._pool, "reading a stream") as conn:
+            rows = await conn.fetch(
+                f"SELECT {_EVENT_COLUMNS} FROM events e WHERE stream_id = $1"
+                f" AND type IN ({listed})"
+                " AND EXISTS (SELECT 1 FROM streams s WHERE s.stream_id = $1 AND s.tenant_id = $2)"
+                " ORDER BY seq", stream_id, tenant_id)
             if not rows and not await _stream_exists(conn, stream_id, tenant_id):
                 raise NotFound(f"stream {stream_id!r} not found")
         return [_event(row) for row in rows]

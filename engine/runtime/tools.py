@@ -74,6 +74,9 @@ class Outcome:
     is_error: bool = False
 
 
+_MEMORY_TYPES = frozenset({"memory_written"})  # schema.sql: events_memory
+
+
 class ServerTools:
     def __init__(self, store: EventStore) -> None:
         self._store = store
@@ -101,8 +104,8 @@ class ServerTools:
 
     async def _memory_read(self, context: ToolContext, tool_input: dict[str, Any]) -> Outcome:
         value: str | None = None
-        for event in await self._store.read_whole_stream(context.agent_id,
-                                                         tenant_id=context.tenant_id):
+        for event in await self._store.read_stream_types(  # not the heartbeats
+                context.agent_id, _MEMORY_TYPES, tenant_id=context.tenant_id):
             data = decode_data(event)
             if isinstance(data, MemoryWritten) and data.key == tool_input["key"]:
                 value = data.value

@@ -203,3 +203,38 @@ async def test_the_session_list_filters_pages_and_keeps_tenants_apart(api: Api) 
     error = assert_error(await api.request("GET", "/v1/sessions?min_position=999999", key), 503,
                          "unavailable")
     assert error["details"]["field"] == "min_position"
+
+
+async def test_heartbeats_do_not_get_in_the_way_of_config_changes(api: Api) -> None:
+    tenant = await api.tenant()
+    owner = await api.key(tenant, "owner")
+    agent_id = await agent(api, owner, [])
+    token = (await new_token(api, owner, agent_id))["token"]
+    created = (await api.request("GET", f"/v1/agents/{agent_id}", owner)).json()
+    beating = True
+
+    async def heartbeats() -> int:
+        sent = 0
+        while beating:
+            assert (await beat(api, token, agent_id)).status_code == 202
+            sent += 1
+        return sent
+
+    beater = asyncio.create_task(heartbeats())
+    await asyncio.sleep(0.1)
+    try:
+        for n in range(2, 7):  # each PATCH lands between heartbeats: never a spurious 409
+            patched = await api.request("PATCH", f"/v1/agents/{agent_id}", owner,
+                                        json={"system": f"v{n}"})
+            assert patched.status_code == 200, patched.text
+            assert patched.json()["version"] == n
+    finally:
+        beating = False
+    assert await beater > 0
+    got = (await api.request("GET", f"/v1/agents/{agent_id}", owner)).json()
+    assert (got["version"], got["system"]) == (6, "v6")
+    assert got["created_at"] == created["created_at"]
+    versions = (await api.request("GET", f"/v1/agents/{agent_id}/versions", owner)).json()
+    assert [v["version"] for v in versions["data"]] == [1, 2, 3, 4, 5, 6]
+    archived = await api.request("POST", f"/v1/agents/{agent_id}/archive", owner)
+    assert archived.json()["status"] == "archived"

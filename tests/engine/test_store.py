@@ -208,3 +208,18 @@ async def test_last_event_is_the_streams_last_and_foreign_streams_are_not_found(
     for stream, tenant in (("s1", "ten_b"), ("nope", "ten_a")):
         with pytest.raises(NotFound):
             await store.last_event(stream, tenant_id=tenant)
+
+
+async def test_a_stream_read_by_type_skips_the_others(engine: Engine) -> None:
+    store = engine.store
+    other = NewEvent(type="other_thing", data=b"{}")
+    await append(store, "s1", [ev(1), other, ev(2), other])
+    got = await store.read_stream_types("s1", frozenset({"thing_happened"}), tenant_id="ten_a")
+    assert [(e.seq, e.type) for e in got] == [(1, "thing_happened"), (3, "thing_happened")]
+    assert await store.read_stream_types("s1", frozenset({"nothing"}), tenant_id="ten_a") == []
+    for stream, tenant in (("s1", "ten_b"), ("nope", "ten_a")):
+        with pytest.raises(NotFound):
+            await store.read_stream_types(stream, frozenset({"thing_happened"}),
+                                          tenant_id=tenant)
+    with pytest.raises(ValueError):  # names go into the SQL: only the engine's own
+        await store.read_stream_types("s1", frozenset({"x') OR ('1"}), tenant_id="ten_a")
