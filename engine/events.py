@@ -264,6 +264,9 @@ class SpendRecorded(EventData, tag="spend_recorded"):
     tokens: int
     cost_nanos: int  # USD x 1e9 from the price table (engine/budgets.py)
     priced: bool = True  # False: the price table has no entry for the model (cost 0)
+    # True for a call cut short (interrupted, failed mid-stream): the input the provider
+    # reported so far, and one output token per streamed delta.
+    estimated: bool = False
 
 
 BudgetPeriod = Literal["total", "month", "day"]

@@ -56,6 +56,7 @@ from engine.runtime.adapters.base import (
     ModelRequest,
     TextDelta,
     ToolCall,
+    UsageSoFar,
 )
 from engine.runtime.state import SessionState, Turn, catch_up
 from engine.runtime.tools import SCHEMAS, ServerTools, ToolContext
@@ -187,6 +188,8 @@ class SessionRunner:
         self._turn_id: str | None = None
         self.configs: dict[tuple[str, str, int], AgentConfig] = {}
         self.state: SessionState | None = None  # kept by the worker for the next claim
+        # Calls cut by an interrupt, closed by the next step: message id -> (model, usage)
+        self._cut: dict[str, tuple[str, Usage]] = {}
 
     async def run(self) -> None:
         """Advance the session until it has nothing to do. Raises LostSession."""
@@ -238,7 +241,10 @@ class SessionRunner:
             case Start(turn):
                 await self._append(TurnStarted(turn_id=turn.turn_id, worker=self._worker_id))
             case CloseMessage(turn, message_id):
-                await self._append(MessageStop(message_id=message_id, stop_reason="interrupted"))
+                model, usage = self._cut.pop(message_id, ("", Usage()))
+                await self._append(
+                    MessageStop(message_id=message_id, stop_reason="interrupted", usage=usage),
+                    *self._spend(turn, message_id, model, usage, estimated=True))
             case FinishTurn(turn, status, error):
                 await self._append(SessionDone(turn_id=turn.turn_id, status=status, error=error))
             case CallModel(turn):
@@ -296,41 +302,49 @@ class SessionRunner:
         await self._append(MessageStart(turn_id=turn.turn_id, message_id=message_id,
                                         model=request.model.name))
         pipe = _Pipe(self._append)
+        model, counted, deltas = request.model.name, Usage(), 0
         try:
             # aclosing: an interrupt or a lost lease closes the provider's response at once
             async with contextlib.aclosing(adapter.stream(request)) as chunks:
                 async for chunk in chunks:
                     match chunk:
                         case TextDelta(text):
+                            deltas += 1
                             await pipe.add(MessageDelta(message_id=message_id, text=text))
                         case ToolCall():
                             await pipe.add(*_tool_events(chunk, request, turn, message_id))
+                        case UsageSoFar(usage):
+                            counted = usage
                         case Finish(stop_reason, usage):
                             await pipe.flush(MessageStop(
                                 message_id=message_id, stop_reason=stop_reason, usage=usage),
-                                *self._spend(turn, message_id, request, usage))
+                                *self._spend(turn, message_id, model, usage))
                             return
             raise ModelError("the model's stream ended without a stop", retryable=True)
         except ModelError:
-            await pipe.flush(MessageStop(message_id=message_id, stop_reason="error",
-                                         usage=Usage()))
+            usage = _cut_short(counted, deltas)
+            await pipe.flush(MessageStop(message_id=message_id, stop_reason="error", usage=usage),
+                             *self._spend(turn, message_id, model, usage, estimated=True))
+            raise
+        except _Interrupted:  # closed by the next step, charged what was counted
+            self._cut[message_id] = (model, _cut_short(counted, deltas))
             raise
         finally:
             pipe.cancel()
 
-    def _spend(self, turn: Turn, message_id: str, request: ModelRequest,
-               usage: Usage) -> list[EventData]:
+    def _spend(self, turn: Turn, message_id: str, model: str, usage: Usage, *,
+               estimated: bool = False) -> list[EventData]:
         """The call's spend record, appended with its message_stop (none for a call that
-        reported no usage)."""
+        counted nothing)."""
         tokens = billed_tokens(usage)
         if tokens == 0 and usage.reasoning_tokens == 0:
             return []
         assert self.state is not None and self.state.created.agent_id is not None
-        model = request.model.name
         cost = self._prices.cost_nanos(model, usage)
         return [SpendRecorded(turn_id=turn.turn_id, message_id=message_id,
                               agent_id=self.state.created.agent_id, model=model, usage=usage,
-                              tokens=tokens, cost_nanos=cost or 0, priced=cost is not None)]
+                              tokens=tokens, cost_nanos=cost or 0, priced=cost is not None,
+                              estimated=estimated)]
 
     async def _append(self, *datas: EventData) -> None:
         while True:
@@ -360,6 +374,12 @@ class SessionRunner:
         self._last_seq = came[-1].seq
         if interrupted:
             raise _Interrupted
+
+
+def _cut_short(counted: Usage, deltas: int) -> Usage:
+    """What a call cut before its Finish is charged: what the provider counted so far (its
+    input, with Anthropic), and one output token per delta streamed."""
+    return msgspec.structs.replace(counted, output_tokens=max(counted.output_tokens, deltas))
 
 
 def _tool_events(call: ToolCall, request: ModelRequest, turn: Turn,

@@ -221,3 +221,29 @@ async def test_sessions_racing_one_agents_limit_overshoot_by_at_most_one_call_ea
     assert limit <= spent <= limit + len(sessions) * per_call
     budget = (await api.request("GET", f"/v1/budgets/agent:{agent_id}", key)).json()
     assert budget["limits"]["total"]["spent_tokens"] == spent
+
+
+async def test_a_call_cut_short_is_charged_what_was_counted(api: Api) -> None:
+    key = await api.key(await api.tenant())
+    words = " ".join(f"w{i}" for i in range(40))
+    agent_id = await agent(api, key, [{"text": words, "delay": 0.05, "input_tokens": 30}])
+    sid = await session(api, key, agent_id)
+    await say(api, key, sid, "go")
+    async with asyncio.timeout(10):  # a few words in, the user interrupts
+        while sum(e["type"] == "message_delta" for e in await log(api, key, sid)) < 3:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    assert (await api.request("POST", f"/v1/sessions/{sid}/interrupt", key)).status_code == 202
+    await settle(api, key, sid, "idle")
+    events = await log(api, key, sid)
+    [stop] = [e["data"] for e in events if e["type"] == "message_stop"]
+    [spend] = [e["data"] for e in events if e["type"] == "spend_recorded"]
+    streamed = sum(e["type"] == "message_delta" for e in events)
+    assert stop["stop_reason"] == "interrupted"
+    # the input the model had counted, and an output token per delta it had sent (some may
+    # not have been written: the interrupt came first)
+    assert stop["usage"]["input_tokens"] == 30 and 3 <= streamed <= stop["usage"]["output_tokens"]
+    assert stop["usage"]["output_tokens"] < 40
+    assert spend["estimated"] is True and spend["usage"] == stop["usage"]
+    assert spend["tokens"] == 30 + stop["usage"]["output_tokens"]
+    assert spend["cost_nanos"] == (30 + 2 * stop["usage"]["output_tokens"]) * 10**9
+    assert events[-1]["data"]["status"] == "cancelled"

@@ -25,6 +25,7 @@ from engine.runtime.adapters.base import (
     ModelRequest,
     TextDelta,
     ToolCall,
+    UsageSoFar,
 )
 from engine.runtime.state import ChatMessage
 
@@ -179,6 +180,10 @@ def request(messages: list[ChatMessage] | None = None, *, params: dict[str, Any]
         max_tokens=max_tokens)
 
 
+# What message_start reports (its usage): what a call cut short is charged at least.
+STARTED = UsageSoFar(Usage(input_tokens=25, output_tokens=1))
+
+
 async def collect(adapter: AnthropicAdapter, req: ModelRequest | None = None) -> list[Chunk]:
     async with asyncio.timeout(10):
         return [chunk async for chunk in adapter.stream(req or request())]
@@ -198,7 +203,7 @@ async def test_text_streams_as_deltas_then_one_finish(
         message_start(), *text_block(0, "Hello", "!", " How can", " I help?")[:2], PING,
         *text_block(0, "Hello", "!", " How can", " I help?")[2:], *message_end()]))
     chunks = await collect(adapter)
-    assert chunks == [TextDelta("Hello"), TextDelta("!"), TextDelta(" How can"),
+    assert chunks == [STARTED, TextDelta("Hello"), TextDelta("!"), TextDelta(" How can"),
                       TextDelta(" I help?"), Finish("end_turn", Usage(input_tokens=25,
                                                                         output_tokens=15))]
 
@@ -216,7 +221,7 @@ async def test_a_tool_call_is_built_from_pieces_of_json_after_the_text(
         *message_end("tool_use", 89)]))
     chunks = await collect(adapter)
     assert chunks == [
-        TextDelta("Let me check"), TextDelta(" the weather."),
+        STARTED, TextDelta("Let me check"), TextDelta(" the weather."),
         ToolCall("toolu_01T1x1fJ34qAmk2tNTrN7Up6", "get_weather",
                  {"location": "San Francisco, CA", "unit": "fahrenheit", "days": [1, 2]}),
         ToolCall("toolu_02", "get_time", {}),
@@ -268,7 +273,7 @@ async def test_thinking_and_server_tool_blocks_are_skipped(
         delta(1, {"type": "input_json_delta", "partial_json": '{"query": "x"}'}), stop(1),
         *text_block(2, "Done."), *message_end()]))
     assert await collect(adapter) == [
-        TextDelta("Done."), Finish("end_turn", Usage(input_tokens=25, output_tokens=15))]
+        STARTED, TextDelta("Done."), Finish("end_turn", Usage(input_tokens=25, output_tokens=15))]
 
 
 async def test_a_tool_call_cut_by_max_tokens_is_left_out(
@@ -278,7 +283,8 @@ async def test_a_tool_call_cut_by_max_tokens_is_left_out(
         *tool_block(1, "toolu_03", "write_file", '{"path": "a.txt", "content": "lo'),
         *message_end("max_tokens", 100)]))
     assert await collect(adapter) == [
-        TextDelta("Writing"), Finish("max_tokens", Usage(input_tokens=25, output_tokens=100))]
+        STARTED, TextDelta("Writing"),
+        Finish("max_tokens", Usage(input_tokens=25, output_tokens=100))]
 
 
 async def test_the_request_the_server_receives(
@@ -434,7 +440,7 @@ async def test_an_error_event_in_the_stream_is_retryable(
     with pytest.raises(ModelError) as caught:
         async for chunk in adapter.stream(request()):
             chunks.append(chunk)
-    assert chunks == [TextDelta("Part")]
+    assert chunks == [STARTED, TextDelta("Part")]
     assert caught.value.retryable and "overloaded_error: Overloaded" in caught.value.message
 
 
@@ -448,7 +454,7 @@ async def test_a_stream_cut_halfway_is_retryable(
     with pytest.raises(ModelError) as caught:
         async for chunk in adapter.stream(request()):
             chunks.append(chunk)
-    assert chunks == [TextDelta("Hello")]
+    assert chunks == [STARTED, TextDelta("Hello")]
     assert caught.value.retryable and API_KEY not in caught.value.message
     assert "RemoteProtocolError" in caught.value.message, caught.value.message
 

@@ -45,6 +45,7 @@ from engine.runtime.adapters.base import (
     ModelRequest,
     TextDelta,
     ToolCall,
+    UsageSoFar,
 )
 from engine.runtime.state import ChatMessage
 
@@ -329,6 +330,7 @@ class _Message:
         match event["type"]:
             case "message_start":
                 self._take_usage(event["message"].get("usage"))
+                return UsageSoFar(Usage(**self.usage))
             case "content_block_start":
                 block = event["content_block"]
                 if block["type"] == "tool_use":

@@ -40,7 +40,15 @@ class Finish:
     usage: Usage
 
 
-Chunk = TextDelta | ToolCall | Finish
+@dataclass(frozen=True)
+class UsageSoFar:
+    """What the provider has counted so far (Anthropic: the input at ``message_start``): what
+    a call cut short before its ``Finish`` is charged, with its deltas as output tokens."""
+
+    usage: Usage
+
+
+Chunk = TextDelta | ToolCall | UsageSoFar | Finish
 
 
 class ModelError(Exception):

@@ -18,6 +18,7 @@ from engine.runtime.adapters.base import (
     ModelRequest,
     TextDelta,
     ToolCall,
+    UsageSoFar,
 )
 
 _WORDS = re.compile(r"\S+\s*|\s+")
@@ -29,6 +30,9 @@ class ScriptedAdapter:
         if step.error is not None:
             raise ModelError(step.error)
         words = _WORDS.findall(step.text)
+        input_tokens = (step.input_tokens if step.input_tokens is not None
+                        else sum(len(m.text.split()) for m in request.messages))
+        yield UsageSoFar(Usage(input_tokens=input_tokens))  # as Anthropic's message_start
         for word in words:
             if step.delay:  # a slow model, for demos and for killing a worker mid-reply
                 await asyncio.sleep(step.delay)
@@ -38,8 +42,7 @@ class ScriptedAdapter:
             # same history gives the same ids.
             yield ToolCall(f"toolu_{request.step}_{index}", call.name, dict(call.input))
         usage = Usage(
-            input_tokens=step.input_tokens if step.input_tokens is not None
-            else sum(len(m.text.split()) for m in request.messages),
+            input_tokens=input_tokens,
             output_tokens=step.output_tokens if step.output_tokens is not None else len(words),
         )
         yield Finish("tool_use" if step.tool_calls else "end_turn", usage)
