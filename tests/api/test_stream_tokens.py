@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
+import pytest
+
 from tests.api import test_sse
 from tests.api.conftest import Api
 from tests.api.test_http_basics import assert_error
@@ -90,7 +92,8 @@ async def test_what_a_stream_token_may_not_do(api: Api) -> None:
         assert assert_error(bad, 422, "invalid_request")["details"]["field"] == field
 
 
-async def test_a_token_expires_and_dies_with_its_key(api: Api) -> None:
+async def test_a_token_expires_and_dies_with_its_key(api: Api,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
     tenant = await api.tenant()
     response = await api.request("POST", "/v1/api_keys", ADMIN_TOKEN,
                                  json={"name": "ui", "role": "viewer"},
@@ -115,3 +118,7 @@ async def test_a_token_expires_and_dies_with_its_key(api: Api) -> None:
         await api.request("GET", f"/v1/sessions/{sid}/stream?access_token={fresh}"), 401,
         "unauthorized")
     assert "revoked" in error["message"]
+    # the tokens were in URLs: the request logs carry paths without the query string
+    logged = capsys.readouterr().out
+    assert "http.request" in logged and "/v1/events/stream" in logged
+    assert value not in logged and fresh not in logged and "access_token" not in logged
