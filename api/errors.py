@@ -76,6 +76,7 @@ def error_response(exc: errors.SpoolError) -> Response:
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
+    headers.update(getattr(exc, "headers", None) or {})
     return _envelope(status, exc.type, exc.message, exc.details, headers)
 
 

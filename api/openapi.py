@@ -144,6 +144,7 @@ class Op:
     description: str = ""
     media: str = JSON
     also: tuple[tuple[int, Shape, str], ...] = ()
+    rate_limited: bool = False  # X-RateLimit-* headers, and 429
 
 
 LIMIT = q("limit", f"At most this many items (default {DEFAULT_LIMIT}).", "integer",
@@ -271,12 +272,13 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "queue, usage, and the conversation a model call would be sent."),
     ("POST", "/v1/sessions/{session_id}/messages"): Op(
         "Submit a turn", EventAccepted, 202, MessageIn, auth="member", idempotent=True,
-        position="always", errors=(402,),
+        position="always", errors=(402,), rate_limited=True,
         query=(q("mode", "While a turn runs: queue this one after it, or interrupt it. "
                  "Without a mode that is 409.", enum=["enqueue", "interrupt"]),),
         description="Appends `user_message`; in a session with an agent a worker runs the "
         "turn and streams the reply on the session's stream. 402 when a budget the session "
-        "falls under is spent."),
+        "falls under is spent; 429 past the tenant's `SPOOL_TURN_RATE_LIMIT` messages a "
+        "minute (shared by every process; `X-RateLimit-*` headers say how many are left)."),
     ("POST", "/v1/sessions/{session_id}/interrupt"): Op(
         "Interrupt the running turn", EventAccepted, 202, auth="member", position="always",
         errors=(409,),
@@ -425,6 +427,8 @@ _ERRORS: dict[int, tuple[str, str]] = {  # status: (component name, description)
     422: ("UnprocessableEntity", "`invalid_request`: the body does not fit the schema "
           "(`details.field` names the field path, e.g. `content[0].text`)."),
     500: ("InternalError", "`internal_error`: the cause is in the server's log."),
+    429: ("RateLimited", "`rate_limited`: the tenant submitted more messages this minute than "
+          "`SPOOL_TURN_RATE_LIMIT` allows. Retry after `Retry-After` seconds."),
     503: ("Unavailable", "`unavailable`: Postgres is unreachable, or a view did not catch up "
           "with `min_position` in time. Retry after `Retry-After` seconds."),
 }
@@ -535,7 +539,18 @@ _HEADERS_OUT: dict[str, dict[str, Any]] = {
                        "schema": {"type": "string", "pattern": "^[0-9]+$"}},
     "Retry-After": {"description": "Seconds to wait before retrying.",
                     "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+    "X-RateLimit-Limit": {"description": "Messages the tenant may submit per minute (these "
+                          "three only when a limit is set).",
+                          "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+    "X-RateLimit-Remaining": {"description": "Of them, left in this minute.",
+                              "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+    "X-RateLimit-Reset": {"description": "Seconds until the minute starts over.",
+                          "schema": {"type": "string", "pattern": "^[0-9]+$"}},
 }
+# On rate-limited operations (when a limit is set) and their 429s.
+_RATE_LIMIT_HEADERS = {name: {"$ref": f"#/components/headers/{name}"}
+                       for name in ("X-RateLimit-Limit", "X-RateLimit-Remaining",
+                                    "X-RateLimit-Reset")}
 
 
 class _Schemas:
@@ -722,6 +737,8 @@ def _success(op: Op, shape: Shape, text: str, schemas: _Schemas,
         headers["Spool-Position"] = {"$ref": "#/components/headers/Spool-Position"}
         if op.position == "if_changed":
             text += " (`Spool-Position` only when something changed)"
+    if op.rate_limited:
+        headers.update(_RATE_LIMIT_HEADERS)
     if op.media == SSE:
         schema: dict[str, Any] = {"type": "string",
                                   "description": "Frames whose `data` is an `Event`."}
@@ -747,13 +764,17 @@ def _errors(op: Op, route: Route) -> list[int]:
         statuses.add(404)
     if op.idempotent:
         statuses.add(409)
+    if op.rate_limited:
+        statuses.add(429)
     return sorted(statuses)
 
 
 def _error_response(status: int, text: str, schemas: _Schemas) -> dict[str, Any]:
     headers: dict[str, Any] = {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}}
-    if status == 503:
+    if status in (429, 503):
         headers["Retry-After"] = {"$ref": "#/components/headers/Retry-After"}
+    if status == 429:
+        headers.update(_RATE_LIMIT_HEADERS)
     return {"description": text, "headers": headers,
             "content": {JSON: {"schema": schemas.of(ErrorEnvelope)}}}
 

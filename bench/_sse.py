@@ -99,7 +99,8 @@ class ServerProcess:
     def __init__(self, argv: list[str], env: dict[str, str], name: str) -> None:
         self.name = name
         self.proc = subprocess.Popen(
-            argv, env={**os.environ, **env}, cwd=REPO_ROOT,
+            # no rate limit: the benchmarks measure the engine, not the limiter
+            argv, env={**os.environ, "SPOOL_TURN_RATE_LIMIT": "0", **env}, cwd=REPO_ROOT,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         assert self.proc.stdout is not None

@@ -31,6 +31,7 @@ from engine.prices import PriceTable
 from engine.projections.agents import AgentsProjection
 from engine.projections.budgets import BudgetsProjection
 from engine.projections.runner import LogPages, ProjectionRunner
+from engine.ratelimit import RateLimiter
 from engine.runtime.adapters.base import ModelAdapter
 from engine.runtime.adapters.registry import adapters_for, close_all
 from engine.runtime.schedule import SessionRuns
@@ -121,6 +122,7 @@ class Engine:
                              offline_seconds=self.settings.agent_offline_seconds)
         self.agent_tokens = AgentTokens(self._pool, self.agents)
         self.stream_tokens = StreamTokens(self._pool, self._store)
+        self.rate_limiter = RateLimiter(self._redis, self.settings.turn_rate_limit)
         self.session_summaries = SessionSummaries(self._pool)
         self.budgets = Budgets(self._pool, self._store, self.agents,
                                prices=PriceTable(dict(self.settings.prices)),

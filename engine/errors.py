@@ -68,6 +68,11 @@ class _Retryable(SpoolError):
 class RateLimited(_Retryable):
     type = "rate_limited"
 
+    def __init__(self, message: str, *, retry_after: int = 1, details: Any = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, retry_after=retry_after, details=details)
+        self.headers = headers or {}  # X-RateLimit-*
+
 
 class Unavailable(_Retryable):
     type = "unavailable"

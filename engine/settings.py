@@ -52,6 +52,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     prices: tuple[tuple[str, ModelPrice], ...] = ()
     # How long a budget check waits for the budgets view to reach the log head.
     budget_wait_seconds: float = 5.0
+    # Messages (turn submissions) a tenant may POST per minute, across all processes; 0: no limit.
+    turn_rate_limit: int = 6000
 
     def __repr__(self) -> str:
         """Secrets masked: settings may end up in a log or a traceback."""
@@ -104,6 +106,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                "SPOOL_AGENT_OFFLINE_SECONDS", "must be between 0.1 and 86400")
         _check(self.model_timeout_seconds, 1 <= self.model_timeout_seconds <= 3600,
                "SPOOL_MODEL_TIMEOUT_SECONDS", "must be between 1 and 3600")
+        _check(self.turn_rate_limit, 0 <= self.turn_rate_limit <= 10_000_000,
+               "SPOOL_TURN_RATE_LIMIT", "must be between 0 and 10000000")
         _check(self.budget_wait_seconds, 0.1 <= self.budget_wait_seconds <= 60,
                "SPOOL_BUDGET_WAIT_SECONDS", "must be between 0.1 and 60")
         for name in ("openai_base_url", "anthropic_base_url"):
@@ -174,6 +178,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "model_timeout_seconds": float,
     "prices": lambda raw: tuple(parse_prices(raw).items()),
     "budget_wait_seconds": float,
+    "turn_rate_limit": _int,
 }
 
 

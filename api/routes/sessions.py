@@ -104,7 +104,9 @@ async def submit_message(request: Request) -> Response:
     if mode not in (None, "enqueue", "interrupt"):
         raise InvalidRequest("mode must be enqueue or interrupt", field="mode")
     body = await read_json(request, MessageIn)
-    event = await request.app.state.engine.sessions.submit_message(
+    engine = request.app.state.engine
+    allowance = await engine.rate_limiter.take(tenant_id)  # 429 past the tenant's limit
+    event = await engine.sessions.submit_message(
         tenant_id,
         request.path_params["session_id"],
         body.blocks(),
@@ -112,7 +114,10 @@ async def submit_message(request: Request) -> Response:
         meta=event_meta(request, principal),
         idempotency_key=idempotency_key(request),
     )
-    return json_response({"event": event}, 202, position_header(event.position))
+    headers = position_header(event.position)
+    if allowance is not None:
+        headers.update(allowance.headers())
+    return json_response({"event": event}, 202, headers)
 
 
 async def interrupt(request: Request) -> Response:

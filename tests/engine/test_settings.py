@@ -72,6 +72,7 @@ def test_defaults_with_an_empty_environment() -> None:
         ("SPOOL_PRICES", '{"my-model": {"input": 1, "output": 2.5}}', "prices",
          (("my-model", ModelPrice(input=1.0, output=2.5)),)),
         ("SPOOL_BUDGET_WAIT_SECONDS", "0.5", "budget_wait_seconds", 0.5),
+        ("SPOOL_TURN_RATE_LIMIT", "0", "turn_rate_limit", 0),
     ],
 )
 def test_each_variable_is_parsed(variable: str, raw: str, field: str, expected: Any) -> None:
@@ -201,6 +202,8 @@ def test_settings_are_frozen() -> None:
         ("SPOOL_PRICES", '{"m": {"input": 1, "output": 1, "per": "token"}}'),
         ("SPOOL_PRICES", "@/nonexistent/prices.json"),
         ("SPOOL_BUDGET_WAIT_SECONDS", "0"),
+        ("SPOOL_TURN_RATE_LIMIT", "-1"),
+        ("SPOOL_TURN_RATE_LIMIT", "many"),
     ],
 )
 def test_a_bad_value_names_its_variable(variable: str, raw: str) -> None:

@@ -1,0 +1,83 @@
+"""Turn submissions are rate-limited per tenant per minute, in Redis (one count for every
+process): X-RateLimit headers on each submission, then 429 with Retry-After and nothing
+appended; other tenants are not affected; without Redis the limiter lets requests through."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import msgspec
+import pytest
+import redis.asyncio as redis
+
+from api.app import create_app
+from engine.engine import Engine
+from engine.ratelimit import RateLimiter
+from engine.settings import Settings
+from tests.api.conftest import Api
+from tests.api.test_http_basics import assert_error
+from tests.api.test_turns import log, say
+
+LIMIT = 3
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return msgspec.structs.replace(settings, turn_rate_limit=LIMIT)
+
+
+async def new_session(api: Api, key: str) -> str:
+    response = await api.request("POST", "/v1/sessions", key, json={})
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def test_past_the_limit_a_message_is_429_and_not_appended(
+        api: Api, settings: Settings, tmp_path: Path) -> None:
+    key = await api.key(await api.tenant())
+    sid = await new_session(api, key)
+    remaining = []
+    for _ in range(LIMIT - 1):
+        sent = await say(api, key, sid, "hi")
+        assert sent.status_code == 202, sent.text
+        assert sent.headers["X-RateLimit-Limit"] == str(LIMIT)
+        assert 1 <= int(sent.headers["X-RateLimit-Reset"]) <= 60
+        remaining.append(int(sent.headers["X-RateLimit-Remaining"]))
+    # a second process on the same Redis shares the count
+    async with Engine(settings) as other:
+        other_app = create_app(settings, other)
+
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=other_app),
+                                     base_url="http://other.test") as client:
+            sent = await client.post(f"/v1/sessions/{sid}/messages", json={"content": "hi"},
+                                     headers={"Authorization": f"Bearer {key}"})
+    assert sent.status_code == 202, sent.text
+    remaining.append(int(sent.headers["X-RateLimit-Remaining"]))
+    assert remaining == [2, 1, 0]
+    before = len(await log(api, key, sid))
+    refused = await say(api, key, sid, "one too many")
+    error = assert_error(refused, 429, "rate_limited")
+    assert str(LIMIT) in error["message"]
+    assert int(refused.headers["Retry-After"]) == int(refused.headers["X-RateLimit-Reset"]) >= 1
+    assert refused.headers["X-RateLimit-Remaining"] == "0"
+    assert len(await log(api, key, sid)) == before  # nothing appended
+    # another tenant has its own count
+    other_key = await api.key(await api.tenant("other"))
+    assert (await say(api, other_key, await new_session(api, other_key), "hi")).status_code == 202
+
+
+async def test_without_redis_the_limiter_lets_requests_through() -> None:
+    unreachable = redis.from_url("redis://127.0.0.1:1", socket_connect_timeout=1)
+    try:
+        assert await RateLimiter(unreachable, per_minute=1).take("ten_x") is None
+        assert await RateLimiter(unreachable, per_minute=1).take("ten_x") is None
+    finally:
+        await unreachable.aclose()
+
+
+async def test_no_limit_means_no_headers(api: Api) -> None:
+    api.app.state.engine.rate_limiter.per_minute = 0
+    key = await api.key(await api.tenant())
+    sent = await say(api, key, await new_session(api, key), "hi")
+    assert sent.status_code == 202 and "X-RateLimit-Limit" not in sent.headers
