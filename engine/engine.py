@@ -58,6 +58,7 @@ class Engine:
         self._pool: asyncpg.Pool | None = None
         self._redis: redis.Redis | None = None
         self._reader: redis.Redis | None = None
+        self._limits: redis.Redis | None = None
         self._store: EventStore | None = None
         self.publisher: Publisher | None = None
         self.dispatcher: Dispatcher | None = None
@@ -122,7 +123,11 @@ class Engine:
                              offline_seconds=self.settings.agent_offline_seconds)
         self.agent_tokens = AgentTokens(self._pool, self.agents)
         self.stream_tokens = StreamTokens(self._pool, self._store)
-        self.rate_limiter = RateLimiter(self._redis, self.settings.turn_rate_limit)
+        # A client of its own: a count given up on (Redis hanging) must not leave a half-read
+        # reply on a connection the publisher takes next.
+        self._limits = redis.from_url(self.redis_url, socket_timeout=1, socket_connect_timeout=1,
+                                      retry=Retry(NoBackoff(), 0))
+        self.rate_limiter = RateLimiter(self._limits, self.settings.turn_rate_limit)
         self.session_summaries = SessionSummaries(self._pool)
         self.budgets = Budgets(self._pool, self._store, self.agents,
                                prices=PriceTable(dict(self.settings.prices)),
@@ -190,7 +195,7 @@ class Engine:
             await self.publisher.stop()
         if self.dispatcher is not None:
             await self.dispatcher.stop()
-        for client in (self._redis, self._reader):
+        for client in (self._redis, self._reader, self._limits):
             if client is not None:
                 with contextlib.suppress(RedisError, OSError):
                     await client.aclose()
@@ -199,7 +204,8 @@ class Engine:
                 await self._pool.close()
         if self._embedded is not None:
             await anyio.to_thread.run_sync(self._embedded.stop)
-        self._store = self._pool = self._redis = self._reader = self._embedded = None
+        self._store = self._pool = self._redis = self._reader = self._limits = None
+        self._embedded = None
         self.publisher = self.dispatcher = None
         self.worker = None
 

@@ -3,12 +3,14 @@ counted in Redis so every process shares one count (a fixed window per clock min
 then ``EXPIRE``, one round trip).
 
 Budgets bound what a tenant spends; this bounds how fast it can ask, so one tenant cannot fill
-the workers' queue for everyone. If Redis cannot be reached the request goes through (logged):
-losing the limiter for a while must not stop the service, and budgets still hold.
+the workers' queue for everyone. If Redis refuses or does not answer within 0.25 s, the request
+goes through (logged) and the limiter rests for 5 s: losing it for a while must not stop or
+slow the service, and budgets still hold.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -20,6 +22,8 @@ from engine.logging import get_logger
 
 log = get_logger("ratelimit")
 _WINDOW = 60
+_REDIS_SECONDS = 0.25  # at most this long waiting for Redis per request
+_SKIP_SECONDS = 5.0  # then this long without asking it
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class RateLimiter:
     def __init__(self, client: redis.Redis, per_minute: int) -> None:
         self._redis = client
         self.per_minute = per_minute
+        self._skip_until = 0.0
 
     async def take(self, tenant_id: str) -> Allowance | None:
         """Count one request of ``tenant_id``; RateLimited (429, Retry-After and the
@@ -46,13 +51,19 @@ class RateLimiter:
             return None
         now = time.time()
         key = f"spool:{{log}}:rate:{tenant_id}:{int(now // _WINDOW)}"
+        if time.monotonic() < self._skip_until:
+            return None
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.incr(key)
-                pipe.expire(key, 2 * _WINDOW)
-                count, _ = await pipe.execute()
-        except (RedisError, OSError) as exc:
-            log.warning("ratelimit.unavailable", error=repr(exc))
+            async with asyncio.timeout(_REDIS_SECONDS):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.incr(key)
+                    pipe.expire(key, 2 * _WINDOW)
+                    count, _ = await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            # A Redis that refuses or hangs: let requests through, and do not ask it again
+            # for a while (each request would wait for it).
+            self._skip_until = time.monotonic() + _SKIP_SECONDS
+            log.warning("ratelimit.unavailable", error=repr(exc), skip_seconds=_SKIP_SECONDS)
             return None
         allowance = Allowance(self.per_minute, max(self.per_minute - int(count), 0),
                               _WINDOW - int(now % _WINDOW))
