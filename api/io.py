@@ -87,7 +87,8 @@ def _split_path(message: str) -> tuple[str, str]:
     return text, path or "body"
 
 
-_INTEGER = re.compile(r"^-?[0-9]+$")
+_INTEGER = re.compile(r"^-?[0-9]{1,20}$")  # longer is out of range anyway (int() of a
+# few thousand digits raises)
 
 
 @overload

@@ -289,7 +289,7 @@ async def rerun(recorded: Sequence[Event], config: AgentConfig | None, *,
             retry=RetryPolicy(base_delay=0.0, max_delay=0.0), tools=tools)
         runner.configs[(created.tenant_id, created.agent_id, created.agent_version or 0)] = \
             config
-        if not await _run_once(runner, scratch, patience):
+        if not await _run_once(runner, scratch, patience) and not scratch.ended:
             scratch.difference = _stopped(scratch, f"the re-run made no progress in "
                                           f"{patience:.0f}s")
         if scratch.ended or scratch.difference is not None or scratch.next > before:

@@ -142,6 +142,16 @@ class Sessions:
         _check_session_id(session_id)
         return await state_at(self._store, tenant_id, session_id, at)
 
+    async def replayed_message(self, tenant_id: str, session_id: str,
+                               idempotency_key: str | None) -> Event | None:
+        """The message a request with this Idempotency-Key appended already, if any (a retry
+        is answered with it before anything else is counted against the caller)."""
+        event_id = derived_event_id(tenant_id, f"sessions.{session_id}.messages", idempotency_key)
+        if event_id is None:
+            return None
+        first = await self._store.event_by_id(event_id, tenant_id=tenant_id)
+        return first if first is not None and first.stream_id == session_id else None
+
     async def submit_message(
         self,
         tenant_id: str,
@@ -160,10 +170,9 @@ class Sessions:
         agent_id = await self._agent(tenant_id, session_id)
         if agent_id is None:
             return await self._record(tenant_id, session_id, message)
-        if event_id is not None:  # a retry gets the first result, whatever happened since
-            first = await self._store.event_by_id(event_id, tenant_id=tenant_id)
-            if first is not None and first.stream_id == session_id:
-                return first
+        first = await self.replayed_message(tenant_id, session_id, idempotency_key)
+        if first is not None:  # a retry gets the first result, whatever happened since
+            return first
         if self._budgets is not None:  # a turn that would start over budget: 402
             await self._budgets.check(tenant_id, agent_id, session_id)
         appended = await self._decide(

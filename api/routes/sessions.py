@@ -104,15 +104,15 @@ async def submit_message(request: Request) -> Response:
     if mode not in (None, "enqueue", "interrupt"):
         raise InvalidRequest("mode must be enqueue or interrupt", field="mode")
     body = await read_json(request, MessageIn)
-    engine = request.app.state.engine
+    engine, session_id, key = (request.app.state.engine, request.path_params["session_id"],
+                               idempotency_key(request))
+    first = await engine.sessions.replayed_message(tenant_id, session_id, key)
+    if first is not None:  # a retry: its first answer, not counted again
+        return json_response({"event": first}, 202, position_header(first.position))
     allowance = await engine.rate_limiter.take(tenant_id)  # 429 past the tenant's limit
     event = await engine.sessions.submit_message(
-        tenant_id,
-        request.path_params["session_id"],
-        body.blocks(),
-        mode=mode,
-        meta=event_meta(request, principal),
-        idempotency_key=idempotency_key(request),
+        tenant_id, session_id, body.blocks(), mode=mode, meta=event_meta(request, principal),
+        idempotency_key=key,
     )
     headers = position_header(event.position)
     if allowance is not None:

@@ -62,6 +62,20 @@ async def test_past_the_limit_a_message_is_429_and_not_appended(
     assert int(refused.headers["Retry-After"]) == int(refused.headers["X-RateLimit-Reset"]) >= 1
     assert refused.headers["X-RateLimit-Remaining"] == "0"
     assert len(await log(api, key, sid)) == before  # nothing appended
+    # a retry of a message that went through is answered as the first time, not counted
+    retried = await api.request("POST", f"/v1/sessions/{sid}/messages", key,
+                                json={"content": "hi"}, headers={"Idempotency-Key": "k1"})
+    assert retried.status_code == 429  # a new message, past the limit
+    await api.app.state.engine._limits.delete(  # the next minute, as far as the count knows
+        *await api.app.state.engine._limits.keys("spool:{log}:rate:*"))
+    first = await api.request("POST", f"/v1/sessions/{sid}/messages", key,
+                              json={"content": "once"}, headers={"Idempotency-Key": "k2"})
+    assert first.status_code == 202
+    for _ in range(LIMIT + 1):
+        again = await api.request("POST", f"/v1/sessions/{sid}/messages", key,
+                                  json={"content": "once"}, headers={"Idempotency-Key": "k2"})
+        assert again.status_code == 202 and again.json() == first.json()
+    assert int(first.headers["X-RateLimit-Remaining"]) == LIMIT - 1
     # another tenant has its own count
     other_key = await api.key(await api.tenant("other"))
     assert (await say(api, other_key, await new_session(api, other_key), "hi")).status_code == 202
