@@ -52,7 +52,7 @@ from engine.events import (
     UserMessage,
     decode_data,
 )
-from engine.runtime.state import SessionState, SessionStatus, fold
+from engine.runtime.state import SessionState, SessionStatus, apply, fold
 from engine.store import EventStore
 
 _PAGE = 1000
@@ -483,10 +483,13 @@ class SessionStateView(msgspec.Struct):
 
 def state_view(events: list[Event], *, last_seq: int | None = None) -> SessionStateView:
     """The state after ``events`` (a session's first events, from seq 1, in order)."""
-    state = fold(events)
-    line = Timeline()
+    state, line = fold(events), Timeline()
     for event in events:
         line.feed(event)
+    return _state_view(state, line, last_seq)
+
+
+def _state_view(state: SessionState, line: Timeline, last_seq: int | None) -> SessionStateView:
     created = state.created
     return SessionStateView(
         session_id=state.session_id, at=state.last_seq, at_time=state.updated_at,
@@ -532,17 +535,17 @@ def _current_view(state: SessionState, line: Timeline) -> CurrentTurnView | None
         waiting_on_approvals=turn.waiting_on_human)
 
 
-async def read_until(store: EventStore, tenant_id: str, session_id: str,
-                     until: int) -> list[Event]:
-    """The session's events with seq 1..``until``."""
-    events: list[Event] = []
-    while len(events) < until:
-        page = await store.read_stream(session_id, tenant_id=tenant_id, after=len(events),
-                                       limit=min(_PAGE, until - len(events)))
-        events.extend(page)
+async def _pages_until(store: EventStore, tenant_id: str, session_id: str,
+                      until: int) -> AsyncIterator[list[Event]]:
+    """The session's events with seq 1..``until``, a page at a time."""
+    after = 0
+    while after < until:
+        page = await store.read_stream(session_id, tenant_id=tenant_id, after=after,
+                                       limit=min(_PAGE, until - after))
         if not page:
-            break
-    return events
+            return
+        yield page
+        after = page[-1].seq
 
 
 # --- reading a session as an operator (spool replay) ---------------------------------------------
@@ -619,7 +622,19 @@ async def state_at(store: EventStore, tenant_id: str, session_id: str,
     if at is not None and not 1 <= at <= last:
         raise InvalidRequest(f"at must be between 1 and {last}, the session's last event",
                              field="at")
-    events = await read_until(store, tenant_id, session_id, at or last)
-    if not events or events[0].type != "session_created":
+    # Folded page by page, nothing kept: a long session costs time here, not memory.
+    state: SessionState | None = None
+    line = Timeline()
+    async for page in _pages_until(store, tenant_id, session_id, at or last):
+        if state is None:
+            if page[0].type != "session_created":
+                raise NotFound(f"session {session_id!r} not found")
+            state = fold(page)
+        else:
+            for event in page:
+                apply(state, event)
+        for event in page:
+            line.feed(event)
+    if state is None:
         raise NotFound(f"session {session_id!r} not found")
-    return state_view(events, last_seq=last)
+    return _state_view(state, line, last)

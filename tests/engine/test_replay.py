@@ -10,6 +10,7 @@ import itertools
 
 import pytest
 
+from engine import replay
 from engine.errors import NotFound
 from engine.events import (
     ContentBlock,
@@ -138,6 +139,16 @@ async def test_the_state_at_any_seq(own_store: EventStore) -> None:
     queued = views[10 - 1]  # turn_b submitted, turn_a still running
     assert [q.turn_id for q in queued.queue] == ["turn_b"]
     assert [t.status for t in queued.turns] == ["running", "queued"]
+
+
+async def test_the_state_read_page_by_page_is_the_state_of_the_whole(
+        own_store: EventStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    await _write(own_store, LOG)
+    events = await own_store.read_whole_stream(SID, tenant_id=TENANT)
+    monkeypatch.setattr(replay, "_PAGE", 3)  # the log in pages of 3: pages meet mid-turn
+    for at in (1, 3, 4, 7, len(events)):
+        assert await replay.state_at(own_store, TENANT, SID, at) == state_view(
+            events[:at], last_seq=len(events))
 
 
 async def test_a_stopped_message_waits_for_its_spend_record(own_store: EventStore) -> None:
