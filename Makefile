@@ -3,19 +3,29 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench openapi clean
+.PHONY: run test lint lock bench openapi clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+# Installs are locked: exact versions with hashes (requirements/*.lock, refreshed by `make lock`),
+# then the project itself without resolving anything (its build backend is in the lock too).
+$(VENV)/.installed: requirements/run.lock | $(BIN)/python
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r requirements/run.lock
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test,bench]'
-	touch $@
+$(VENV)/.installed-test: requirements/dev.lock | $(BIN)/python
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r requirements/dev.lock
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@ $(VENV)/.installed
+
+# Re-resolve the newest versions the ranges in pyproject.toml allow and write both lock files.
+LOCK := $(BIN)/uv pip compile pyproject.toml requirements/build.in --generate-hashes --python-version 3.11 -q
+lock: | $(BIN)/python
+	$(BIN)/python -m pip install -q uv
+	$(LOCK) -o requirements/run.lock
+	$(LOCK) --extra test --extra bench -o requirements/dev.lock
 
 run: $(VENV)/.installed
 	$(BIN)/spool serve

@@ -6,6 +6,7 @@ and a test fails when that file, the table or the route table drift apart."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import sys
@@ -553,6 +554,16 @@ _RATE_LIMIT_HEADERS = {name: {"$ref": f"#/components/headers/{name}"}
                                     "X-RateLimit-Reset")}
 
 
+def _clean_descriptions(node: Any) -> Any:
+    """Every ``description`` dedented here: msgspec versions pass docstrings on indented or not."""
+    if isinstance(node, dict):
+        return {key: inspect.cleandoc(value) if key == "description" and isinstance(value, str)
+                else _clean_descriptions(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_clean_descriptions(value) for value in node]
+    return node
+
+
 class _Schemas:
     """The msgspec types' JSON Schemas as components (``Page[Agent]`` becomes ``AgentPage``)."""
 
@@ -595,7 +606,7 @@ class _Schemas:
                 for one in prop.get("anyOf", [prop]):
                     if one.get("type") == "string":
                         one["format"] = "date-time"
-        return {"schemas": dict(sorted(schemas.items()))}
+        return {"schemas": {name: _clean_descriptions(schemas[name]) for name in sorted(schemas)}}
 
 
 def _datetime_fields(types: list[Any]) -> dict[str, list[str]]:

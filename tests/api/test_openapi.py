@@ -9,6 +9,7 @@ import copy
 import inspect
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -224,3 +225,28 @@ async def test_real_responses_fit_their_declared_schemas(api: Api, spec: dict[st
     statuses = {status for _, _, status in check.checked}
     assert {200, 201, 202, 400, 401, 403, 404, 422} <= statuses
     assert "spool_http_requests_total" in check("/metrics", await api.request("GET", "/metrics"))
+
+
+def test_descriptions_do_not_depend_on_how_msgspec_passes_docstrings(
+        spec: dict[str, Any]) -> None:
+    # msgspec 0.22 kept a docstring's indentation inside descriptions, 0.23 dedents them.
+    from api.openapi import _clean_descriptions
+
+    indented = {"description": "First line,\n    second line.", "items": [
+        {"description": "a\n        b"}]}
+    assert _clean_descriptions(indented) == {
+        "description": "First line,\nsecond line.", "items": [{"description": "a\nb"}]}
+
+    def descriptions(node: Any) -> Iterator[str]:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "description" and isinstance(value, str):
+                    yield value
+                else:
+                    yield from descriptions(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from descriptions(value)
+
+    indented_lines = [text for text in descriptions(spec) if "\n " in text]
+    assert not indented_lines
