@@ -160,7 +160,7 @@ async def take(stream: AsyncIterator[StreamEvent], count: int,
     return got
 
 
-async def subscribers_gone(server: Live, within: float = 2) -> None:
+async def subscribers_gone(server: Live, within: float = 15) -> None:
     async with asyncio.timeout(within):
         while server.engine.fanout.subscriber_count:  # noqa: ASYNC110 - polling a counter
             await asyncio.sleep(0.01)
@@ -299,6 +299,9 @@ async def test_resumes_after_a_slow_consumer_is_cut_off(
 async def test_backoff_honours_retry_doubles_caps_and_resets(
     live: Live, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
 ) -> None:
+    """The delays the client chooses follow the schedule exactly, and it really waits each
+    one before reconnecting. Only lower bounds on the wall clock: a busy machine may make a
+    reconnect late, never early."""
     monkeypatch.setattr("api.sse.RETRY_MS", 80)
     key = await live.member_key()
     sid = await live.session(key)
@@ -306,6 +309,14 @@ async def test_backoff_honours_retry_doubles_caps_and_resets(
                 SpoolClient(proxy.url, key, max_delay=0.25, jitter=0.25,
                             initial_retry=5.0) as spool,
                 spool.stream_session(sid) as stream):
+        chosen: list[float] = []
+        backoff = spool.backoff
+
+        def recording(attempt: int, base: float, retry_after: float | None = None) -> float:
+            chosen.append(backoff(attempt, base, retry_after))
+            return chosen[-1]
+
+        monkeypatch.setattr(spool, "backoff", recording)
         await take(stream, 1)
         assert stream.retry == 0.08  # from the server's "retry: 80"
         proxy.refuse = 3
@@ -313,18 +324,20 @@ async def test_backoff_honours_retry_doubles_caps_and_resets(
         proxy.cut()
         await live.say(key, sid, "after the outage")
         assert_exact(await take(stream, 1), 2, 2)
-        gaps = _gaps([cut_at, *proxy.accepted[1:]])
         # Refused, refused, refused, then through, after 80, 160, then 250 ms twice (capped
         # from 320 and 640), each plus up to 25 % of jitter.
-        for gap, base in zip(gaps, [0.08, 0.16, 0.25, 0.25], strict=True):
-            assert base - 0.005 <= gap <= base * 1.25 + 0.12, (gaps, base)
+        assert len(chosen) == 4, chosen
+        for delay, base in zip(chosen, [0.08, 0.16, 0.25, 0.25], strict=True):
+            assert base <= delay <= base * 1.25, (chosen, base)
+        for gap, delay in zip(_gaps([cut_at, *proxy.accepted[1:]]), chosen, strict=True):
+            assert gap >= delay - 0.005, (gap, delay)
         # A connection that worked resets the backoff to the server's retry.
         cut_at = time.monotonic()
         proxy.cut()
         await live.say(key, sid, "again")
         assert_exact(await take(stream, 1), 3, 3)
-        gap = proxy.accepted[-1] - cut_at
-        assert 0.075 <= gap <= 0.1 + 0.12, gap
+        assert len(chosen) == 5 and 0.08 <= chosen[-1] <= 0.1, chosen
+        assert proxy.accepted[-1] - cut_at >= chosen[-1] - 0.005
         assert stream.reconnects == 5
 
 
@@ -350,7 +363,7 @@ async def test_a_503_waits_for_retry_after_then_resumes(
             proxy.cut()
             await live.say(key, sid, "after the 503")
             assert_exact(await take(stream, 1), 2, 2)
-            assert 1.0 <= proxy.accepted[-1] - cut_at <= 1.5  # Retry-After beat max_delay
+            assert 1.0 <= proxy.accepted[-1] - cut_at < 10  # Retry-After beat max_delay
             assert proxy.last_event_ids() == [None, 1, 1]
         # With no retries allowed, the 503 is raised with its envelope.
         proxy.answers = [unavailable]
@@ -421,7 +434,7 @@ async def test_cancel_and_aclose_close_the_connection_promptly(live: Live) -> No
         waiter.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await waiter
-        await subscribers_gone(live, within=1)
+        await subscribers_gone(live)
 
         # aclose() from another task while one waits: the wait ends, nothing reconnects.
         stream = spool.stream_session(sid)
@@ -431,8 +444,8 @@ async def test_cancel_and_aclose_close_the_connection_promptly(live: Live) -> No
         started = time.monotonic()
         await stream.aclose()
         assert await asyncio.wait_for(reader, 1) == []
-        assert time.monotonic() - started < 0.5 and stream.closed
-        await subscribers_gone(live, within=1)
+        assert time.monotonic() - started < 5 and stream.closed  # not the backoff
+        await subscribers_gone(live)
         with pytest.raises(StopAsyncIteration):
             await anext(stream)
 
@@ -440,8 +453,8 @@ async def test_cancel_and_aclose_close_the_connection_promptly(live: Live) -> No
         async with spool.stream_session(sid) as stream:
             async for _ in stream:
                 break
-        await subscribers_gone(live, within=1)
+        await subscribers_gone(live)
         left_open = spool.stream_session(sid)
         await take(left_open, 1)
     assert left_open.closed
-    await subscribers_gone(live, within=1)
+    await subscribers_gone(live)
