@@ -704,7 +704,7 @@ async def test_a_stalled_stream_times_out_retryably(server: FakeOpenAI) -> None:
     error = await failure(adapter)
     await adapter.aclose()
     assert error.retryable and "timed out" in error.message
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 10  # not a hang: the 0.3 s timeout, on a busy box
 
 
 def test_base_url_must_be_http() -> None:
@@ -729,6 +729,6 @@ async def test_a_body_left_open_after_done_still_completes(server: FakeOpenAI,
     started = time.monotonic()
     chunks = await collect(adapter)
     assert chunks[-1] == Finish("end_turn", Usage(input_tokens=19, output_tokens=10))
-    assert time.monotonic() - started < 3  # the drain gives up after a second
+    assert time.monotonic() - started < 10  # the drain gives up after a second (not a hang)
     assert text_of(await collect(adapter)) == "Hello wörld 日本!"  # on a new connection
     assert server.connections == 2
