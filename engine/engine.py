@@ -105,7 +105,8 @@ class Engine:
             self._pool, batch_max=self.settings.append_batch_max, metrics=self.metrics
         )
         self._store.start()
-        self.publisher = Publisher(self._redis, self._store, self.metrics)
+        self.publisher = Publisher(self._redis, self._store, self.metrics,
+                                   relay_interval=self.settings.relay_seconds)
         self.publisher.start()
         # The dispatcher's blocking reads get a client of their own without retries: stopping
         # cuts its connection, and a retry would reconnect and block again.

@@ -155,7 +155,7 @@ async def test_disconnect_frees_the_subscription(live: Live) -> None:
     async with live.stream(f"/v1/sessions/{sid}/stream", key) as stream:
         await events_from(stream, 1)
         assert dispatcher.subscriber_count == 1
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(30):
         while dispatcher.subscriber_count:  # noqa: ASYNC110 - polling a counter
             await asyncio.sleep(0.02)
     await live.say(key, sid, "after the client left")  # nobody to deliver to: no error
@@ -183,7 +183,7 @@ async def test_an_idle_stream_sends_keepalive_comments(live: Live) -> None:
     async with live.stream(f"/v1/sessions/{sid}/stream?after=1", key) as stream:
         first = await anext(stream)
         assert first.retry == 2000
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(30):
             second = await anext(stream)
     assert second.comment == "keepalive" and second.id is None
 

@@ -149,7 +149,7 @@ async def assert_firehose_received_the_log(
     assert [frame.envelope for frame in firehose.events] == log
 
 
-async def no_subscribers(engine: Engine, within: float = 5) -> None:
+async def no_subscribers(engine: Engine, within: float = 30.0) -> None:
     async with asyncio.timeout(within):
         while engine.fanout.subscriber_count:  # noqa: ASYNC110 - polling a counter
             await asyncio.sleep(0.02)
@@ -248,7 +248,7 @@ async def test_redis_down_then_back_on_the_same_port(services: Services, tmp_pat
             for index in range(4):  # appends do not need Redis
                 await live.say(key, session_id, f"while down {index}")
             await reader.wait_for(8)  # delivered from Postgres
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(30):
                 while not engine.fanout.degraded:  # noqa: ASYNC110 - polling a flag
                     await asyncio.sleep(0.02)
             ready = await live.client.get("/readyz")
@@ -303,7 +303,7 @@ async def test_a_client_that_stops_reading_is_cut_off_and_resumes(live: Live) ->
     async with live.client.stream("GET", f"/v1/sessions/{session_id}/stream",
                                   headers=headers) as response:
         stream = frames(response)
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(30):
             while not got:
                 frame = await anext(stream)
                 if frame.id is not None:
@@ -448,7 +448,7 @@ async def test_a_client_that_never_reads_again_is_dropped(
     async with live.client.stream("GET", f"/v1/sessions/{session_id}/stream",
                                   headers=headers) as response:
         stream = frames(response)
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(30):
             while (await anext(stream)).id is None:
                 pass
         appended = 0

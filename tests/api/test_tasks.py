@@ -58,7 +58,7 @@ async def new_agent(api: Api, key: str, **config: Any) -> str:
     return str(response.json()["id"])
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 30.0) -> None:
     async with asyncio.timeout(within):
         while True:
             if await check():

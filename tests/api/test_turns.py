@@ -206,7 +206,7 @@ async def test_a_turn_cut_by_a_dead_worker_is_closed_and_finished_by_another(api
             new_event(MessageDelta(message_id="msg_dead", text="compl"))]
     await engine.store.append(sid, dead, tenant_id=tenant, stream_type="session")
     async with engine._pool.acquire() as conn:  # the dead worker's lease, just expired
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(30):
             while not await conn.fetchval("SELECT count(*) FROM session_runs WHERE"  # noqa: ASYNC110
                                           " session_id = $1 AND wanted_position > 0", sid):
                 await asyncio.sleep(0.02)

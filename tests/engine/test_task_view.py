@@ -243,7 +243,7 @@ async def test_an_unblocking_left_undone_by_a_dead_process_is_done_by_the_next(
         await asyncio.sleep(0.2)
         assert (await dying.tasks.get(tenant_id, then)).status == "blocked"
     async with Engine(settings) as next_one:
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(30):
             while True:
                 if (await next_one.tasks.get(tenant_id, then)).status == "inbox":
                     break
