@@ -34,13 +34,24 @@ class MethodNotAllowed(errors.InvalidRequest):
     pass
 
 
+# Answered by the HTTP server itself (api/server.py), before or instead of the app.
+class RequestTimeout(errors.InvalidRequest):
+    pass
+
+
+class RequestHeadersTooLarge(errors.InvalidRequest):
+    pass
+
+
 # The status of every error class (a subclass not listed takes its nearest listed base's).
 STATUS: dict[type[errors.SpoolError], int] = {
     errors.InvalidRequest: 400,
     MethodNotAllowed: 405,
+    RequestTimeout: 408,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
     UnprocessableEntity: 422,
+    RequestHeadersTooLarge: 431,
     errors.Unauthorized: 401,
     errors.BudgetExceeded: 402,
     errors.Forbidden: 403,
