@@ -10,6 +10,7 @@ import msgspec
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 
 from engine import errors
 from engine.logging import get_logger
@@ -33,13 +34,24 @@ class MethodNotAllowed(errors.InvalidRequest):
     pass
 
 
+# Answered by the HTTP server itself (api/server.py), before or instead of the app.
+class RequestTimeout(errors.InvalidRequest):
+    pass
+
+
+class RequestHeadersTooLarge(errors.InvalidRequest):
+    pass
+
+
 # The status of every error class (a subclass not listed takes its nearest listed base's).
 STATUS: dict[type[errors.SpoolError], int] = {
     errors.InvalidRequest: 400,
     MethodNotAllowed: 405,
+    RequestTimeout: 408,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
     UnprocessableEntity: 422,
+    RequestHeadersTooLarge: 431,
     errors.Unauthorized: 401,
     errors.BudgetExceeded: 402,
     errors.Forbidden: 403,
@@ -104,11 +116,26 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
     if status == 405:
         response = error_response(MethodNotAllowed(f"method {request.method} not allowed here"))
         response.headers.update(exc.headers or {})
+        allowed = allowed_methods(request)
+        if allowed:
+            response.headers["Allow"] = ", ".join(allowed)
         return response
     if status < 500:
         return _envelope(status, errors.InvalidRequest.type, exc.detail, headers=exc.headers)
     log.error("http.internal_error", path=request.url.path, status=status, detail=exc.detail)
     return _envelope(status, errors.SpoolError.type, exc.detail, headers=exc.headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the request's path serves, sorted. A path is served by several Routes (one
+    per method: ``GET /v1/agents`` and ``POST /v1/agents``), and Starlette's 405 names only the
+    first one whose path matched; so the app's routes are asked again, all of them."""
+    methods: set[str] = set()
+    for route in getattr(request.app, "routes", ()):
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:  # PARTIAL: the path matched, the method did not
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 EXCEPTION_HANDLERS = {

@@ -548,6 +548,9 @@ _HEADERS_OUT: dict[str, dict[str, Any]] = {
     "X-RateLimit-Reset": {"description": "Seconds until the minute starts over.",
                           "schema": {"type": "string", "pattern": "^[0-9]+$"}},
 }
+# What a browser script may read of a cross-origin response (CORS Access-Control-Expose-Headers):
+# every response header documented here, so a new one is exposed by being documented.
+RESPONSE_HEADERS = tuple(_HEADERS_OUT)
 # On rate-limited operations (when a limit is set) and their 429s.
 _RATE_LIMIT_HEADERS = {name: {"$ref": f"#/components/headers/{name}"}
                        for name in ("X-RateLimit-Limit", "X-RateLimit-Remaining",

@@ -64,7 +64,6 @@ async def apply_schema(pool: asyncpg.Pool) -> None:
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
@@ -73,6 +72,19 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     # broken (the pool replaces it on release), the request can be retried.
     asyncpg.InternalClientError,
 )
+
+
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """Whether a driver error means "no usable connection" (retry elsewhere or later).
+
+    A plain ``InterfaceError`` is asyncpg's "connection is closed" / "pool is closing". Its
+    subclasses are not: ``ClientConfigurationError`` (a bad DSN option), the unsupported-feature
+    errors and ``exceptions._base.DataError`` are configuration or programming mistakes that a
+    retry repeats; so the exact class is compared, not isinstance. (An argument asyncpg cannot
+    encode is raised as ``asyncpg.DataError``, SQLSTATE 22000: a data exception, below.)"""
+    return type(exc) is asyncpg.InterfaceError or isinstance(exc, _CONNECTION_ERRORS)
 
 
 # SQLSTATE classes that say "the server cannot serve you now", not "your statement is wrong":
@@ -86,15 +98,21 @@ _DATA_EXCEPTION = "22"
 def translate_errors(doing: str) -> Iterator[None]:
     """Re-raise driver errors as SpoolErrors: connection trouble -> Unavailable (retryable),
     unique violations -> Conflict, data exceptions -> InvalidRequest, anything else from
-    Postgres -> SpoolError."""
+    Postgres or the driver (a value asyncpg cannot encode, a misconfigured client) ->
+    SpoolError, a 500 whose cause is logged: not retryable, since it is our defect."""
     try:
         yield
     except SpoolError:
         raise
     except asyncpg.UniqueViolationError as exc:
         raise Conflict(f"{doing}: duplicate ({exc.constraint_name})") from exc
-    except _CONNECTION_ERRORS as exc:
-        raise Unavailable(f"Postgres unavailable while {doing}", retry_after=1) from exc
+    except (asyncpg.InterfaceError, *_CONNECTION_ERRORS) as exc:
+        if _connection_lost(exc):
+            raise Unavailable(f"Postgres unavailable while {doing}", retry_after=1) from exc
+        # The driver's own words (no values or secrets in them) help the operator; an HTTP
+        # client sees only "internal error".
+        raise SpoolError(f"database driver error while {doing}: "
+                         f"{type(exc).__name__}: {exc}") from exc
     except asyncpg.PostgresError as exc:
         if (exc.sqlstate or "").startswith(_UNAVAILABLE_CLASSES):
             raise Unavailable(f"Postgres unavailable while {doing}", retry_after=1) from exc

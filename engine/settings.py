@@ -57,6 +57,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # How long the log may be ahead of the Redis stream before this process's relay publishes
     # the difference (events whose process died between commit and publish).
     relay_seconds: float = 1.0
+    # HTTP server limits (api/server.py): the request head (request line and headers) and its
+    # header count, how long a head and a body may take to arrive, how long an idle keep-alive
+    # connection stays open, and how many connections are served at once.
+    http_max_header_bytes: int = 32_768
+    http_max_headers: int = 100
+    http_header_timeout_seconds: float = 10.0
+    http_body_timeout_seconds: float = 30.0
+    http_keepalive_seconds: float = 5.0
+    http_max_connections: int = 1000
 
     def __repr__(self) -> str:
         """Secrets masked: settings may end up in a log or a traceback."""
@@ -115,6 +124,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                "SPOOL_BUDGET_WAIT_SECONDS", "must be between 0.1 and 60")
         _check(self.relay_seconds, 0.1 <= self.relay_seconds <= 3600, "SPOOL_RELAY_SECONDS",
                "must be between 0.1 and 3600")
+        self._validate_http_limits()
         for name in ("openai_base_url", "anthropic_base_url"):
             url = getattr(self, name)
             _check(url, url is None or url.startswith(("http://", "https://")),
@@ -133,6 +143,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError("SPOOL_REDIS_URL", "must start with redis://, rediss:// or unix://")
         if self.admin_token is not None and len(self.admin_token) < 16:
             raise SettingsError("SPOOL_ADMIN_TOKEN", "must be at least 16 characters")
+
+
+    def _validate_http_limits(self) -> None:
+        _check(self.http_max_header_bytes, 1024 <= self.http_max_header_bytes <= 1_048_576,
+               "SPOOL_HTTP_MAX_HEADER_BYTES", "must be between 1024 and 1048576")
+        _check(self.http_max_headers, 8 <= self.http_max_headers <= 10_000,
+               "SPOOL_HTTP_MAX_HEADERS", "must be between 8 and 10000")
+        for name in ("http_header_timeout_seconds", "http_body_timeout_seconds",
+                     "http_keepalive_seconds"):
+            value = getattr(self, name)
+            _check(value, 0.1 <= value <= 3600, f"SPOOL_{name.upper()}",
+                   "must be between 0.1 and 3600")
+        _check(self.http_max_connections, 1 <= self.http_max_connections <= 1_000_000,
+               "SPOOL_HTTP_MAX_CONNECTIONS", "must be between 1 and 1000000")
 
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -185,6 +209,12 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "budget_wait_seconds": float,
     "turn_rate_limit": _int,
     "relay_seconds": float,
+    "http_max_header_bytes": _int,
+    "http_max_headers": _int,
+    "http_header_timeout_seconds": float,
+    "http_body_timeout_seconds": float,
+    "http_keepalive_seconds": float,
+    "http_max_connections": _int,
 }
 
 

@@ -290,9 +290,8 @@ def _loop_factory() -> Any:
 
 
 async def _run_server(settings: Any) -> int:
-    import uvicorn
-
     from api.app import create_app
+    from api.server import server_config
     from engine.engine import Engine
     from engine.errors import SpoolError
 
@@ -302,10 +301,7 @@ async def _run_server(settings: Any) -> int:
         print(f"spool: cannot start: {exc}", file=sys.stderr)
         return 1
     try:
-        config = uvicorn.Config(
-            create_app(settings, engine), host=settings.host, port=settings.port,
-            log_config=None, access_log=False, lifespan="off",
-        )
+        config = server_config(create_app(settings, engine), settings)
         server = _server_class()(config)
         announce = asyncio.create_task(_announce(server, engine))
         await server.serve()

@@ -33,6 +33,18 @@ async def test_wrong_method_is_405_envelope(api: Api) -> None:
     assert "POST" in response.headers["allow"]
 
 
+@pytest.mark.parametrize(("path", "allowed"), [
+    ("/v1/agents", "GET, HEAD, POST"),  # two Routes, one path
+    ("/v1/agents/agt_x", "GET, HEAD, PATCH"),
+    ("/v1/agents/agt_x/tokens/tok_x", "DELETE"),
+])
+async def test_a_405_allows_every_method_the_path_serves(api: Api, path: str,
+                                                         allowed: str) -> None:
+    response = await api.request("OPTIONS", path, ADMIN_TOKEN)
+    assert_error(response, 405, "invalid_request")
+    assert response.headers["allow"] == allowed
+
+
 async def test_malformed_json_is_400(api: Api) -> None:
     response = await api.request("POST", "/v1/tenants", ADMIN_TOKEN, content=b"{nope",
                                  headers={"Content-Type": "application/json"})

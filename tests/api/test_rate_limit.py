@@ -95,3 +95,40 @@ async def test_no_limit_means_no_headers(api: Api) -> None:
     key = await api.key(await api.tenant())
     sent = await say(api, key, await new_session(api, key), "hi")
     assert sent.status_code == 202 and "X-RateLimit-Limit" not in sent.headers
+
+
+ORIGIN = "https://app.example"
+# What a browser lets a script read of any response without Access-Control-Expose-Headers.
+_SAFELISTED = {"cache-control", "content-language", "content-length", "content-type", "expires",
+               "last-modified", "pragma"}
+
+
+async def test_a_cross_origin_script_can_read_the_rate_limit_headers(
+        api: Api, settings: Settings, engine: Engine) -> None:
+    """CORS: every header the API answers a message with (X-RateLimit-*, Spool-Position,
+    X-Request-Id, and Retry-After on the 429) is in Access-Control-Expose-Headers."""
+    key = await api.key(await api.tenant())
+    sid = await new_session(api, key)
+    cors_app = create_app(msgspec.structs.replace(settings, cors_origins=(ORIGIN,)), engine)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=cors_app),
+                                 base_url="http://spool.test") as client:
+        preflight = await client.options(f"/v1/sessions/{sid}/messages", headers={
+            "Origin": ORIGIN, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type"})
+        assert preflight.status_code == 200, preflight.text
+        answers = [await client.post(f"/v1/sessions/{sid}/messages", json={"content": "hi"},
+                                     headers={"Authorization": f"Bearer {key}", "Origin": ORIGIN})
+                   for _ in range(LIMIT + 1)]
+    assert [a.status_code for a in answers] == [202] * LIMIT + [429]
+    for answer in answers:
+        assert answer.headers["access-control-allow-origin"] == ORIGIN
+        exposed = {h.strip().lower()
+                   for h in answer.headers["access-control-expose-headers"].split(",")}
+        sent = {name.lower() for name in answer.headers} - _SAFELISTED
+        unreadable = {h for h in sent - exposed  # Vary is for caches, not scripts
+                      if not h.startswith("access-control-") and h != "vary"}
+        assert not unreadable, unreadable
+        assert {"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset",
+                "x-request-id"} <= sent
+    assert "spool-position" in {name.lower() for name in answers[0].headers}
+    assert "retry-after" in {name.lower() for name in answers[-1].headers}

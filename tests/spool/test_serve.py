@@ -384,7 +384,7 @@ def test_with_urls_set_it_starts_nothing_embedded(
     data_dir = scratch / "data"
     admin_token = "spa_external-admin-token-0123456789"
     env = _env(data_dir, SPOOL_DATABASE_URL=database_url, SPOOL_REDIS_URL=services.redis_url,
-               SPOOL_ADMIN_TOKEN=admin_token)
+               SPOOL_ADMIN_TOKEN=admin_token, SPOOL_HTTP_MAX_HEADERS="8")
     server = spawn(data_dir, cwd=scratch, env=env)
     url = server.wait_ready()
 
@@ -394,6 +394,9 @@ def test_with_urls_set_it_starts_nothing_embedded(
         assert ready.json()["checks"] == {"postgres": "ok", "redis": "ok"}
         listed = client.get("/v1/tenants", headers=_auth(admin_token))
         assert listed.status_code == 200, listed.text
+        # the HTTP limits of api/server.py are the ones `spool serve` runs with
+        crowded = client.get("/healthz", headers={f"X-H{i}": "v" for i in range(20)})
+        assert crowded.status_code == 431, crowded.text
     assert not (data_dir / "pg").exists()
     assert not (data_dir / "valkey").exists()
     assert not (data_dir / "spool.lock").exists()
