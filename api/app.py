@@ -11,6 +11,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from api.errors import EXCEPTION_HANDLERS
 from api.middleware import RequestContextMiddleware
+from api.openapi import RESPONSE_HEADERS
 from api.openapi import routes as openapi_routes
 from api.routes import (
     agents,
@@ -52,7 +53,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
         middleware.append(Middleware(
             CORSMiddleware, allow_origins=list(settings.cors_origins),
             allow_methods=["*"], allow_headers=["*"],
-            expose_headers=["X-Request-Id", "Spool-Position", "Retry-After"],
+            expose_headers=list(RESPONSE_HEADERS),
         ))
     app = Starlette(
         routes=ROUTES,
