@@ -54,6 +54,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     budget_wait_seconds: float = 5.0
     # Messages (turn submissions) a tenant may POST per minute, across all processes; 0: no limit.
     turn_rate_limit: int = 6000
+    # Turns of one tenant running at once, across every worker process; 0: no cap.
+    tenant_max_running_turns: int = 4
+    # Tries of a turn's step (a claim each) before the turn ends failed.
+    step_max_tries: int = 5
 
     def __repr__(self) -> str:
         """Secrets masked: settings may end up in a log or a traceback."""
@@ -108,6 +112,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                "SPOOL_MODEL_TIMEOUT_SECONDS", "must be between 1 and 3600")
         _check(self.turn_rate_limit, 0 <= self.turn_rate_limit <= 10_000_000,
                "SPOOL_TURN_RATE_LIMIT", "must be between 0 and 10000000")
+        _check(self.tenant_max_running_turns, 0 <= self.tenant_max_running_turns <= 100_000,
+               "SPOOL_TENANT_MAX_RUNNING_TURNS", "must be between 0 and 100000")
+        _check(self.step_max_tries, 1 <= self.step_max_tries <= 100, "SPOOL_STEP_MAX_TRIES",
+               "must be between 1 and 100")
         _check(self.budget_wait_seconds, 0.1 <= self.budget_wait_seconds <= 60,
                "SPOOL_BUDGET_WAIT_SECONDS", "must be between 0.1 and 60")
         for name in ("openai_base_url", "anthropic_base_url"):
@@ -179,6 +187,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "prices": lambda raw: tuple(parse_prices(raw).items()),
     "budget_wait_seconds": float,
     "turn_rate_limit": _int,
+    "tenant_max_running_turns": _int,
+    "step_max_tries": _int,
 }
 
 
