@@ -73,6 +73,8 @@ def test_defaults_with_an_empty_environment() -> None:
          (("my-model", ModelPrice(input=1.0, output=2.5)),)),
         ("SPOOL_BUDGET_WAIT_SECONDS", "0.5", "budget_wait_seconds", 0.5),
         ("SPOOL_TURN_RATE_LIMIT", "0", "turn_rate_limit", 0),
+        ("SPOOL_TENANT_MAX_RUNNING_TURNS", "0", "tenant_max_running_turns", 0),
+        ("SPOOL_STEP_MAX_TRIES", "1", "step_max_tries", 1),
     ],
 )
 def test_each_variable_is_parsed(variable: str, raw: str, field: str, expected: Any) -> None:
@@ -204,6 +206,9 @@ def test_settings_are_frozen() -> None:
         ("SPOOL_BUDGET_WAIT_SECONDS", "0"),
         ("SPOOL_TURN_RATE_LIMIT", "-1"),
         ("SPOOL_TURN_RATE_LIMIT", "many"),
+        ("SPOOL_TENANT_MAX_RUNNING_TURNS", "-1"),
+        ("SPOOL_STEP_MAX_TRIES", "0"),
+        ("SPOOL_STEP_MAX_TRIES", "101"),
     ],
 )
 def test_a_bad_value_names_its_variable(variable: str, raw: str) -> None:
