@@ -7,6 +7,11 @@ claims a wanted session by taking its lease (``FOR UPDATE SKIP LOCKED``: two wor
 the same one), renews the lease while it works, and marks the session done up to the position
 it had seen when it claimed it. A worker that dies stops renewing; its lease expires and another
 worker claims the session and carries on from the log.
+
+Claims are fair between tenants (round-robin by tenant, each tenant's oldest first) and no
+tenant holds more than ``tenant_max_running`` leases at once, counted across every worker
+process. Each claim also counts a try of the session's next step (``tries``), which a completed
+step resets: the worker ends a turn whose step keeps failing.
 """
 
 from __future__ import annotations
@@ -151,8 +156,9 @@ class Leases:
 
     async def release(self, session_id: str, done_position: int | None,
                       retry_in: float | None = None) -> None:
-        """Give the lease back, done with everything up to ``done_position``; or, with None,
-        done with nothing, and not to be claimed again for ``retry_in`` seconds."""
+        """Give the lease back, done with everything up to ``done_position`` (its tries are
+        over); or, with None, done with nothing, and not to be claimed again for ``retry_in``
+        seconds."""
         async with connection(self._pool, "releasing a lease") as conn:
             await conn.execute(
                 "UPDATE session_runs SET done_position = greatest(done_position, $3),"

@@ -127,6 +127,8 @@ class GiveUp:
 
     turn: Turn
     error: str
+
+
 # Steps that spend (or lead to spending), checked against budgets first; None: the turn waits.
 _SPENDING = (Start, CallModel, RunTool, type(None))
 

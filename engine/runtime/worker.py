@@ -145,7 +145,7 @@ class Worker:
                 raise
         except Exception as exc:  # Postgres trouble, or a bug: try again later
             log.warning("runtime.session_failed", session_id=claim.session_id, error=repr(exc),
-                        tries=claim.tries)
+                        tries=runner.tries)
             done_position = None
         finally:
             keeper.cancel()
