@@ -39,15 +39,15 @@ async def _tenant(api: Api, text: str, delay: float = 0.0) -> tuple[str, str, st
 
 
 async def _turns(api: Api, key: str, agent: str, n: int) -> list[str]:
-    """``n`` sessions, each with a turn submitted."""
+    """``n`` sessions, then a turn submitted to each (close together)."""
     sessions = []
     for _ in range(n):
         created = await api.request("POST", "/v1/sessions", key, json={"agent_id": agent})
-        sid = str(created.json()["id"])
+        sessions.append(str(created.json()["id"]))
+    for sid in sessions:
         sent = await api.request("POST", f"/v1/sessions/{sid}/messages", key,
                                  json={"content": "go"})
         assert sent.status_code == 202, sent.text
-        sessions.append(sid)
     return sessions
 
 
@@ -101,7 +101,7 @@ async def test_a_tenant_saturating_the_workers_leaves_room_for_another(
 async def test_without_a_cap_a_freed_slot_goes_to_the_tenant_running_nothing(
     api: Api, engine: Engine,
 ) -> None:
-    busy, busy_key, slow = await _tenant(api, SLOW, delay=0.2)  # 2 s a turn
+    busy, busy_key, slow = await _tenant(api, SLOW, delay=0.4)  # 4 s a turn
     await _turns(api, busy_key, slow, 6)
     await _until(engine, busy, "turn_started", 2)
     other, other_key, quick = await _tenant(api, "hello")
@@ -122,7 +122,7 @@ async def test_the_cap_holds_across_worker_processes_sharing_a_database(
     async with Engine(settings) as second:  # another process's worker: 4 slots in all
         assert engine.worker is not None and second.worker is not None
         ids = {engine.worker.id, second.worker.id}
-        busy, key, slow = await _tenant(api, SLOW, delay=0.2)  # 2 s a turn
+        busy, key, slow = await _tenant(api, SLOW, delay=0.4)  # 4 s a turn
         await _turns(api, key, slow, 6)
         marks = await _until(engine, busy, "session_done", 6)
     # Three at once needs both workers (two slots each); a fourth would pass the cap.
