@@ -3,10 +3,10 @@
 The ``session_runs`` projection marks a session *wanted* at the position of every event a worker
 must react to (a user message, a tool result, an interrupt). Being a projection, it is exactly
 once and complete: an event committed while every worker was down is still found. A worker
-claims a wanted session by taking its lease (``FOR UPDATE SKIP LOCKED``: two workers never get
-the same one), renews the lease while it works, and marks the session done up to the position
-it had seen when it claimed it. A worker that dies stops renewing; its lease expires and another
-worker claims the session and carries on from the log.
+claims a wanted session by taking its lease (claims take an advisory lock in turn: two workers
+never get the same one), renews the lease while it works, and marks the session done up to the
+position it had seen when it claimed it. A worker that dies stops renewing; its lease expires
+and another worker claims the session and carries on from the log.
 
 Claims are fair between tenants (round-robin by tenant, each tenant's oldest first) and no
 tenant holds more than ``tenant_max_running`` leases at once, counted across every worker
