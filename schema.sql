@@ -106,6 +106,13 @@ CREATE TABLE IF NOT EXISTS session_runs (
 );
 CREATE INDEX IF NOT EXISTS session_runs_wanted ON session_runs (wanted_position)
     WHERE wanted_position > done_position;
+-- Claims of the session since its last completed step (engine/runtime/schedule.py): counted at
+-- the claim, so a step whose worker crashes is counted too. Past SPOOL_STEP_MAX_TRIES the turn
+-- ends failed. Worker-owned, like the lease columns.
+ALTER TABLE session_runs ADD COLUMN IF NOT EXISTS tries integer NOT NULL DEFAULT 0;
+-- Running turns per tenant, counted by every claim (SPOOL_TENANT_MAX_RUNNING_TURNS).
+CREATE INDEX IF NOT EXISTS session_runs_leased ON session_runs (tenant_id)
+    WHERE lease_owner IS NOT NULL;
 
 -- Tool calls waiting for (or given) a human decision, kept by the `approvals` projection.
 CREATE TABLE IF NOT EXISTS approvals (

@@ -99,8 +99,10 @@ class ServerProcess:
     def __init__(self, argv: list[str], env: dict[str, str], name: str) -> None:
         self.name = name
         self.proc = subprocess.Popen(
-            # no rate limit: the benchmarks measure the engine, not the limiter
-            argv, env={**os.environ, "SPOOL_TURN_RATE_LIMIT": "0", **env}, cwd=REPO_ROOT,
+            # no rate limit, no per-tenant cap: the benchmarks measure the engine, not the
+            # limiter, with one tenant
+            argv, env={**os.environ, "SPOOL_TURN_RATE_LIMIT": "0",
+                       "SPOOL_TENANT_MAX_RUNNING_TURNS": "0", **env}, cwd=REPO_ROOT,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         assert self.proc.stdout is not None

@@ -323,7 +323,7 @@ class WorkerProcess:
 
     def __init__(self, database_url: str, redis_url: str, concurrency: int) -> None:
         env = {**os.environ, "SPOOL_DATABASE_URL": database_url, "SPOOL_REDIS_URL": redis_url,
-               "SPOOL_LOG_LEVEL": "warning"}
+               "SPOOL_LOG_LEVEL": "warning", "SPOOL_TENANT_MAX_RUNNING_TURNS": "0"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "spool.cli", "worker", "--concurrency", str(concurrency)],
             env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

@@ -37,6 +37,7 @@ from engine.events import (
     Limits,
     ModelConfig,
     NewEvent,
+    ScriptStep,
     ToolSpec,
     decode_data,
     new_event,
@@ -46,6 +47,7 @@ from engine.pages import Page, check_limit, page_of
 from engine.projections.agents import NAME as VIEW
 from engine.projections.agents import AgentStatus, agent_status, wait_for_view
 from engine.projections.runner import reached
+from engine.runtime.adapters.scripted import MAX_STEP_DELAY, MAX_WORD_DELAY, words_of
 from engine.store import EventStore
 from engine.summaries import usd
 
@@ -359,7 +361,18 @@ def _check_script(config: AgentConfig, tools: set[str]) -> None:
     if model.adapter != "scripted":
         raise InvalidRequest("only the scripted adapter takes a script", field="model.script")
     for i, step in enumerate(model.script):
+        _check_delay(step, f"model.script[{i}].delay")
         for j, call in enumerate(step.tool_calls):
             if call.name not in tools:
                 raise InvalidRequest(f"the agent has no tool named {call.name!r}",
                                      field=f"model.script[{i}].tool_calls[{j}].name")
+
+
+def _check_delay(step: ScriptStep, field: str) -> None:
+    """A slow scripted step holds a worker slot: bounded per word and in all."""
+    if step.delay > MAX_WORD_DELAY:
+        raise InvalidRequest(f"delay must be at most {MAX_WORD_DELAY:g} seconds per word",
+                             field=field)
+    if step.delay * len(words_of(step.text)) > MAX_STEP_DELAY:
+        raise InvalidRequest(f"delay times the step's words must be at most {MAX_STEP_DELAY:g}"
+                             " seconds", field=field)

@@ -176,6 +176,8 @@ class Engine:
                 self._pool, self.store, self.agents, self._adapters,
                 wakeup=work_wanted, concurrency=self.settings.workers,
                 lease_seconds=self.settings.lease_seconds, budgets=self.budgets,
+                tenant_max_running=self.settings.tenant_max_running_turns,
+                step_max_tries=self.settings.step_max_tries,
             )
             self.worker.start()
 

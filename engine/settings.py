@@ -66,6 +66,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http_body_timeout_seconds: float = 30.0
     http_keepalive_seconds: float = 5.0
     http_max_connections: int = 1000
+    # Turns of one tenant running at once, across every worker process; 0: no cap.
+    tenant_max_running_turns: int = 4
+    # Tries of a turn's step (a claim each) before the turn ends failed.
+    step_max_tries: int = 5
 
     def __repr__(self) -> str:
         """Secrets masked: settings may end up in a log or a traceback."""
@@ -120,6 +124,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                "SPOOL_MODEL_TIMEOUT_SECONDS", "must be between 1 and 3600")
         _check(self.turn_rate_limit, 0 <= self.turn_rate_limit <= 10_000_000,
                "SPOOL_TURN_RATE_LIMIT", "must be between 0 and 10000000")
+        _check(self.tenant_max_running_turns, 0 <= self.tenant_max_running_turns <= 100_000,
+               "SPOOL_TENANT_MAX_RUNNING_TURNS", "must be between 0 and 100000")
+        _check(self.step_max_tries, 1 <= self.step_max_tries <= 100, "SPOOL_STEP_MAX_TRIES",
+               "must be between 1 and 100")
         _check(self.budget_wait_seconds, 0.1 <= self.budget_wait_seconds <= 60,
                "SPOOL_BUDGET_WAIT_SECONDS", "must be between 0.1 and 60")
         _check(self.relay_seconds, 0.1 <= self.relay_seconds <= 3600, "SPOOL_RELAY_SECONDS",
@@ -215,6 +223,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "http_body_timeout_seconds": float,
     "http_keepalive_seconds": float,
     "http_max_connections": _int,
+    "tenant_max_running_turns": _int,
+    "step_max_tries": _int,
 }
 
 

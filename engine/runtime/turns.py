@@ -60,7 +60,7 @@ from engine.runtime.adapters.base import (
 )
 from engine.runtime.state import SessionState, Turn, catch_up
 from engine.runtime.tools import SCHEMAS, ServerTools, ToolContext
-from engine.store import EventStore
+from engine.store import MAX_EVENTS_PER_APPEND, EventStore
 
 log = get_logger("runtime")
 
@@ -118,6 +118,17 @@ class FinishTurn:
 
 
 Step = Start | CloseMessage | CallModel | RunTool | Refuse | FinishTurn
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    """The turn's next step kept failing: the turn ends ``failed`` (not a step ``next_step``
+    decides: the worker does, from the tries its claims counted)."""
+
+    turn: Turn
+    error: str
+
+
 # Steps that spend (or lead to spending), checked against budgets first; None: the turn waits.
 _SPENDING = (Start, CallModel, RunTool, type(None))
 
@@ -190,6 +201,11 @@ class SessionRunner:
         self.state: SessionState | None = None  # kept by the worker for the next claim
         # Calls cut by an interrupt, closed by the next step: message id -> (model, usage)
         self._cut: dict[str, tuple[str, Usage]] = {}
+        # Tries of the session's next step, this one included (counted by the claim), and
+        # what the worker is told when a step completes (it counts from 1 again).
+        self.tries = 1
+        self.max_tries = 0  # 0: no bound (a re-run)
+        self.on_progress: Callable[[], Coroutine[Any, Any, None]] | None = None
 
     async def run(self) -> None:
         """Advance the session until it has nothing to do. Raises LostSession."""
@@ -198,16 +214,33 @@ class SessionRunner:
                                                 self._session_id, self.state)
             if state.created.agent_id is None:
                 return  # no agent: the session only records messages
-            config = await self._config(state)
-            step = await self._within_budget(next_step(state, config), state)
+            step = await self._decide(state)
             if step is None:
                 return
             self._last_seq = state.last_seq
             self._turn_id = step.turn.turn_id
             try:
-                await self._perform(step, state, config)
+                await self._perform(step, state)
             except _Interrupted:
                 continue  # the next fold sees the interrupt
+            if not isinstance(step, CloseMessage):  # closing a cut message is no progress
+                await self._progressed()
+
+    async def _decide(self, state: SessionState) -> Step | GiveUp | None:
+        """The next step; past ``max_tries`` tries of it, ending its turn instead (decided
+        from the log alone: the agent's config may be what keeps failing)."""
+        if self.max_tries and self.tries > self.max_tries:
+            turn = state.current or (state.queue[0] if state.queue else None)
+            if turn is not None:
+                return GiveUp(turn, f"the turn's next step failed {self.max_tries} times in a"
+                                    " row; the turn was ended (the server log says why)")
+        config = await self._config(state)
+        return await self._within_budget(next_step(state, config), state)
+
+    async def _progressed(self) -> None:
+        if self.tries > 1 and self.on_progress is not None:
+            await self.on_progress()
+        self.tries = 1
 
     async def _within_budget(self, step: Step | None, state: SessionState) -> Step | None:
         """Before a turn starts, a model call or a tool run, and while a turn waits on a client
@@ -236,26 +269,36 @@ class SessionRunner:
             self.configs[key] = found.config
         return self.configs[key]
 
-    async def _perform(self, step: Step, state: SessionState, config: AgentConfig) -> None:
+    async def _perform(self, step: Step | GiveUp, state: SessionState) -> None:
         match step:
+            case GiveUp(turn, error):
+                # One append: the cut message's close (if any) and the turn's end.
+                closing = self._closing(turn, turn.open_message)
+                await self._append(*closing, SessionDone(turn_id=turn.turn_id, status="failed",
+                                                         error=error))
             case Start(turn):
                 await self._append(TurnStarted(turn_id=turn.turn_id, worker=self._worker_id))
             case CloseMessage(turn, message_id):
-                model, usage = self._cut.pop(message_id, ("", Usage()))
-                await self._append(
-                    MessageStop(message_id=message_id, stop_reason="interrupted", usage=usage),
-                    *self._spend(turn, message_id, model, usage, estimated=True))
+                await self._append(*self._closing(turn, message_id))
             case FinishTurn(turn, status, error):
                 await self._append(SessionDone(turn_id=turn.turn_id, status=status, error=error))
             case CallModel(turn):
-                await self._call_model(turn, state, config)
+                await self._call_model(turn, state, await self._config(state))
             case RunTool(turn, tool):
-                await self._run_tool(turn, tool, state, config)
+                await self._run_tool(turn, tool, state, await self._config(state))
             case Refuse(turn, tool):
                 approval_id, _ = turn.approvals[tool.tool_use_id]
                 await self._append(ToolResult(
                     turn_id=turn.turn_id, tool_use_id=tool.tool_use_id, is_error=True,
                     content=[ContentBlock(text=f"a human denied this call ({approval_id})")]))
+
+    def _closing(self, turn: Turn, message_id: str | None) -> list[EventData]:
+        """The events that close a message cut short (none without one)."""
+        if message_id is None:
+            return []
+        model, usage = self._cut.pop(message_id, ("", Usage()))
+        return [MessageStop(message_id=message_id, stop_reason="interrupted", usage=usage),
+                *self._spend(turn, message_id, model, usage, estimated=True)]
 
     async def _run_tool(self, turn: Turn, tool: ToolUse, state: SessionState,
                         config: AgentConfig) -> None:
@@ -414,9 +457,10 @@ def _as_offered(tool: ToolSpec) -> ToolSpec:
 class _Pipe:
     """Appends a model's output while it streams: one append in flight at a time, and what
     arrives meanwhile goes into the next one (still an event per token, but not a commit per
-    token). An append's error surfaces at the next ``add`` or ``flush``."""
+    token). No append holds more than the store takes (``MAX_EVENTS_PER_APPEND``). An
+    append's error surfaces at the next ``add`` or ``flush``."""
 
-    _MAX_PENDING = 1000
+    _MAX_BATCH = MAX_EVENTS_PER_APPEND
 
     def __init__(self, append: Callable[..., Coroutine[Any, Any, None]]) -> None:
         self._append = append
@@ -426,16 +470,24 @@ class _Pipe:
     async def add(self, *datas: EventData) -> None:
         self._pending.extend(datas)
         busy = self._inflight is not None and not self._inflight.done()
-        if busy and len(self._pending) < self._MAX_PENDING:
+        if busy and len(self._pending) < self._MAX_BATCH:
             return
         await self._settle()
-        batch, self._pending = self._pending, []
+        batch = self._pending[:self._MAX_BATCH]
+        self._pending = self._pending[self._MAX_BATCH:]
         self._inflight = asyncio.create_task(self._append(*batch))
 
     async def flush(self, *datas: EventData) -> None:
-        """Append everything added, then ``datas``; returns once stored."""
+        """Append everything added, then ``datas``, which go in one append together (a
+        message_stop and its spend_recorded are never apart); returns once stored."""
+        assert len(datas) <= self._MAX_BATCH
         await self._settle()
-        batch, self._pending = [*self._pending, *datas], []
+        pending, self._pending = self._pending, []
+        # What does not fit beside ``datas`` goes first, in full appends of its own.
+        split = max(0, len(pending) + len(datas) - self._MAX_BATCH)
+        for start in range(0, split, self._MAX_BATCH):
+            await self._append(*pending[start:min(start + self._MAX_BATCH, split)])
+        batch = [*pending[split:], *datas]
         if batch:
             await self._append(*batch)
 

@@ -5,13 +5,16 @@ default; ``spool worker`` runs more as processes of their own.
 A session whose lease cannot be renewed (it expired and another worker took it) is stopped at
 once; the other worker carries on from the log. A step that fails (Postgres down, a bug) gives
 the lease back without marking the work done, and the session is tried again after
-``retry_delay``.
+``retry_delay``, doubled with each try of the same step. Claims count the tries
+(``session_runs.tries``, so a worker that crashes mid-step is counted too); past
+``step_max_tries`` the turn ends ``failed`` instead of the step being tried again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections import OrderedDict
 from collections.abc import Mapping
 
@@ -31,6 +34,7 @@ from engine.store import EventStore
 
 log = get_logger("runtime")
 _STATES_KEPT = 1000
+_MAX_BACKOFF = 60.0
 
 
 class Worker:
@@ -39,6 +43,7 @@ class Worker:
         adapters: Mapping[str, ModelAdapter], *, wakeup: asyncio.Event, concurrency: int = 8,
         lease_seconds: float = 10.0, poll: float = 0.5, retry_delay: float = 2.0,
         retry: RetryPolicy | None = None, budgets: Budgets | None = None,
+        tenant_max_running: int = 0, step_max_tries: int = 0,
     ) -> None:
         self.id = new_id("wrk")
         self._budgets = budgets
@@ -50,7 +55,8 @@ class Worker:
         self._poll = poll
         self._retry_delay = retry_delay
         self._retry = retry
-        self.leases = Leases(pool, self.id, lease_seconds)
+        self._step_max_tries = step_max_tries  # 0: no bound
+        self.leases = Leases(pool, self.id, lease_seconds, tenant_max_running=tenant_max_running)
         self._running: dict[str, asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -126,6 +132,8 @@ class Worker:
         key = (claim.tenant_id, claim.session_id)
         runner.state = self._states.pop(key, None)  # caught up, not folded again
         runner.configs = self._configs
+        runner.tries, runner.max_tries = claim.tries, self._step_max_tries
+        runner.on_progress = functools.partial(self._progressed, claim.session_id)
         run = asyncio.create_task(runner.run())
         keeper = asyncio.create_task(self._keep_lease(claim.session_id, run))
         done_position: int | None = claim.wanted_position
@@ -136,7 +144,8 @@ class Worker:
             if not run.done():
                 raise
         except Exception as exc:  # Postgres trouble, or a bug: try again later
-            log.warning("runtime.session_failed", session_id=claim.session_id, error=repr(exc))
+            log.warning("runtime.session_failed", session_id=claim.session_id, error=repr(exc),
+                        tries=runner.tries)
             done_position = None
         finally:
             keeper.cancel()
@@ -145,10 +154,20 @@ class Worker:
             self._running.pop(claim.session_id, None)
             if runner.state is not None and done_position is not None:
                 self._keep_state(key, runner.state)
+        retry_in = None if done_position else self._backoff(runner.tries)
         with contextlib.suppress(SpoolError):
-            await self.leases.release(claim.session_id, done_position,
-                                      retry_in=None if done_position else self._retry_delay)
+            await self.leases.release(claim.session_id, done_position, retry_in=retry_in)
         self._wakeup.set()  # a slot is free, and the session may be wanted again
+
+    def _backoff(self, tries: int) -> float:
+        """A step that failed again waits longer (up to a minute) before its next try."""
+        return float(min(self._retry_delay * 2.0 ** max(tries - 1, 0), _MAX_BACKOFF))
+
+    async def _progressed(self, session_id: str) -> None:
+        try:
+            await self.leases.progressed(session_id)
+        except SpoolError as exc:  # the step is done all the same; a later claim counts on
+            log.warning("runtime.progress_unrecorded", session_id=session_id, error=str(exc))
 
     def _keep_state(self, key: tuple[str, str], state: SessionState) -> None:
         """The session as this worker last folded it: the log only grows, so the next claim

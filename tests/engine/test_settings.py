@@ -79,6 +79,8 @@ def test_defaults_with_an_empty_environment() -> None:
         ("SPOOL_HTTP_BODY_TIMEOUT_SECONDS", "120", "http_body_timeout_seconds", 120.0),
         ("SPOOL_HTTP_KEEPALIVE_SECONDS", "75", "http_keepalive_seconds", 75.0),
         ("SPOOL_HTTP_MAX_CONNECTIONS", "1", "http_max_connections", 1),
+        ("SPOOL_TENANT_MAX_RUNNING_TURNS", "0", "tenant_max_running_turns", 0),
+        ("SPOOL_STEP_MAX_TRIES", "1", "step_max_tries", 1),
     ],
 )
 def test_each_variable_is_parsed(variable: str, raw: str, field: str, expected: Any) -> None:
@@ -218,6 +220,9 @@ def test_settings_are_frozen() -> None:
         ("SPOOL_BUDGET_WAIT_SECONDS", "0"),
         ("SPOOL_TURN_RATE_LIMIT", "-1"),
         ("SPOOL_TURN_RATE_LIMIT", "many"),
+        ("SPOOL_TENANT_MAX_RUNNING_TURNS", "-1"),
+        ("SPOOL_STEP_MAX_TRIES", "0"),
+        ("SPOOL_STEP_MAX_TRIES", "101"),
     ],
 )
 def test_a_bad_value_names_its_variable(variable: str, raw: str) -> None:

@@ -23,19 +23,31 @@ from engine.runtime.adapters.base import (
 
 _WORDS = re.compile(r"\S+\s*|\s+")
 
+# A scripted step holds a worker slot while it sleeps: at most this long per word, and this long
+# in all (checked when an agent is created or changed; a stored config is held to it when run).
+MAX_WORD_DELAY = 10.0
+MAX_STEP_DELAY = 60.0
+
+
+def words_of(text: str) -> list[str]:
+    """The deltas a step's text streams as."""
+    return _WORDS.findall(text)
+
 
 class ScriptedAdapter:
     async def stream(self, request: ModelRequest) -> AsyncGenerator[Chunk, None]:
         step = _step(request)
         if step.error is not None:
             raise ModelError(step.error)
-        words = _WORDS.findall(step.text)
+        words = words_of(step.text)
+        delay, slept = min(step.delay, MAX_WORD_DELAY), 0.0
         input_tokens = (step.input_tokens if step.input_tokens is not None
                         else sum(len(m.text.split()) for m in request.messages))
         yield UsageSoFar(Usage(input_tokens=input_tokens))  # as Anthropic's message_start
         for word in words:
-            if step.delay:  # a slow model, for demos and for killing a worker mid-reply
-                await asyncio.sleep(step.delay)
+            if delay and slept < MAX_STEP_DELAY:  # a slow model, for demos and for killing
+                await asyncio.sleep(delay)           # a worker mid-reply
+                slept += delay
             yield TextDelta(word)
         for index, call in enumerate(step.tool_calls):
             # Ids derive from the session's model call and the call's place: a re-run of the
