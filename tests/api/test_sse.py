@@ -60,8 +60,11 @@ class Live:
 
 @pytest.fixture
 async def live(settings: Settings, engine: Engine) -> AsyncIterator[Live]:
+    # uvicorn's keep-alive timer runs from the connection's start: with a thousand clients
+    # connecting on a loaded machine, 5 s could pass before a request is read and the
+    # connection would be dropped. These tests are about streams, not idle connections.
     config = uvicorn.Config(create_app(settings, engine), host="127.0.0.1", port=0,
-                            log_config=None, lifespan="off")
+                            log_config=None, lifespan="off", timeout_keep_alive=60)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
