@@ -55,6 +55,8 @@ _MAX_REMEMBERED_STREAMS = 100_000
 
 _EVENT_COLUMNS = "id, stream_id, stream_type, seq, position, type, data, meta, created_at"
 _TYPE_NAME = re.compile(r"^[a-z][a-z_]*$")
+# An event without its stored JSON (a header: what it is, where and when).
+_HEADER_COLUMNS = _EVENT_COLUMNS.replace("data, meta", "'{}'::json, '{}'::json")
 _E_EVENT_COLUMNS = ", ".join(f"e.{column}" for column in _EVENT_COLUMNS.split(", "))
 
 
@@ -317,21 +319,37 @@ class EventStore:
         return [_event(row) for row in rows]
 
     async def read_stream_types(self, stream_id: str, types: frozenset[str], *,
-                                tenant_id: str) -> list[Event]:
+                                tenant_id: str, data: bool = True) -> list[Event]:
         """Every event of one stream whose type is in ``types``, in seq order. Unknown or
         foreign: NotFound. The types are written into the SQL as constants (they are the
         engine's own names, never input), so a partial index on exactly those types serves it
         without reading the stream's other events (``events_agent_config``, ``events_memory``
-        in schema.sql)."""
+        in schema.sql). ``data=False``: the events' headers only (``data`` and ``meta`` are
+        ``{}``), which never reads their stored JSON (``read_stream_seqs`` reads that)."""
         if not types or not all(_TYPE_NAME.match(t) for t in types):
             raise ValueError(f"not event type names: {sorted(types)}")
         listed = ", ".join(f"'{t}'" for t in sorted(types))
+        columns = _EVENT_COLUMNS if data else _HEADER_COLUMNS
         async with connection(self._pool, "reading a stream") as conn:
             rows = await conn.fetch(
-                f"SELECT {_EVENT_COLUMNS} FROM events e WHERE stream_id = $1"
+                f"SELECT {columns} FROM events e WHERE stream_id = $1"
                 f" AND type IN ({listed})"
                 " AND EXISTS (SELECT 1 FROM streams s WHERE s.stream_id = $1 AND s.tenant_id = $2)"
                 " ORDER BY seq", stream_id, tenant_id)
+            if not rows and not await _stream_exists(conn, stream_id, tenant_id):
+                raise NotFound(f"stream {stream_id!r} not found")
+        return [_event(row) for row in rows]
+
+    async def read_stream_seqs(self, stream_id: str, seqs: Sequence[int], *,
+                               tenant_id: str) -> list[Event]:
+        """The events of one stream at these seqs, in seq order (a seq it does not have is left
+        out). Unknown or foreign: NotFound."""
+        async with connection(self._pool, "reading a stream") as conn:
+            rows = await conn.fetch(
+                f"SELECT {_EVENT_COLUMNS} FROM events e"
+                " WHERE stream_id = $1 AND seq = ANY($3::bigint[])"
+                " AND EXISTS (SELECT 1 FROM streams s WHERE s.stream_id = $1 AND s.tenant_id = $2)"
+                " ORDER BY seq", stream_id, tenant_id, list(seqs))
             if not rows and not await _stream_exists(conn, stream_id, tenant_id):
                 raise NotFound(f"stream {stream_id!r} not found")
         return [_event(row) for row in rows]

@@ -24,7 +24,7 @@ import msgspec
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from engine.agents import Agents
+from engine.agents import AgentBroken, Agents
 from engine.budgets import Budgets
 from engine.errors import BudgetExceeded, Conflict
 from engine.events import (
@@ -153,6 +153,21 @@ def next_step(state: SessionState, config: AgentConfig) -> Step | None:
     return CallModel(turn)
 
 
+def unrunnable_step(state: SessionState, reason: str) -> CloseMessage | FinishTurn | None:
+    """What a session does when the agent version it pinned cannot be read: close a message
+    cut short, then end each turn ``failed`` with why (once each, never retried)."""
+    turn = state.current
+    if turn is None:
+        if not state.queue or state.archived:
+            return None
+        queued = state.queue[0]
+        return FinishTurn(queued, "cancelled") if queued.interrupted else FinishTurn(
+            queued, "failed", reason)
+    if turn.open_message is not None:
+        return CloseMessage(turn, turn.open_message)
+    return FinishTurn(turn, "failed", reason)
+
+
 # --- performing --------------------------------------------------------------------------------
 
 
@@ -198,8 +213,12 @@ class SessionRunner:
                                                 self._session_id, self.state)
             if state.created.agent_id is None:
                 return  # no agent: the session only records messages
-            config = await self._config(state)
-            step = await self._within_budget(next_step(state, config), state)
+            config: AgentConfig | None
+            try:
+                config = await self._config(state)
+                step = await self._within_budget(next_step(state, config), state)
+            except AgentBroken as exc:  # its pinned version cannot be read: nothing can run
+                config, step = None, unrunnable_step(state, exc.message)
             if step is None:
                 return
             self._last_seq = state.last_seq
@@ -236,7 +255,9 @@ class SessionRunner:
             self.configs[key] = found.config
         return self.configs[key]
 
-    async def _perform(self, step: Step, state: SessionState, config: AgentConfig) -> None:
+    async def _perform(self, step: Step, state: SessionState,
+                       config: AgentConfig | None) -> None:
+        """``config`` None: the pinned version cannot be read (only unrunnable_step's steps)."""
         match step:
             case Start(turn):
                 await self._append(TurnStarted(turn_id=turn.turn_id, worker=self._worker_id))
@@ -247,9 +268,9 @@ class SessionRunner:
                     *self._spend(turn, message_id, model, usage, estimated=True))
             case FinishTurn(turn, status, error):
                 await self._append(SessionDone(turn_id=turn.turn_id, status=status, error=error))
-            case CallModel(turn):
+            case CallModel(turn) if config is not None:
                 await self._call_model(turn, state, config)
-            case RunTool(turn, tool):
+            case RunTool(turn, tool) if config is not None:
                 await self._run_tool(turn, tool, state, config)
             case Refuse(turn, tool):
                 approval_id, _ = turn.approvals[tool.tool_use_id]

@@ -1,0 +1,78 @@
+"""Reading an agent reads the one version it needs, however many versions came before: counted
+on a real store as the events it hands back with their stored JSON (a config, whole, each)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import pytest
+
+from engine.agents import AgentPatch, Agents
+from engine.db import create_pool
+from engine.events import AgentConfig, Event
+from engine.store import EventStore
+
+TENANT = "ten_reads"
+
+
+class CountingStore(EventStore):
+    """The real store, counting the events it returns with their data (not headers only)."""
+
+    with_data = 0
+
+    def _count(self, events: list[Event]) -> list[Event]:
+        self.with_data += sum(bytes(event.data) != b"{}" for event in events)
+        return events
+
+    async def read_stream(self, stream_id: str, **kwargs: Any) -> list[Event]:
+        return self._count(await super().read_stream(stream_id, **kwargs))
+
+    async def read_stream_types(self, stream_id: str, types: frozenset[str], **kwargs: Any
+                                ) -> list[Event]:
+        return self._count(await super().read_stream_types(stream_id, types, **kwargs))
+
+    async def read_stream_seqs(self, stream_id: str, seqs: Sequence[int], **kwargs: Any
+                               ) -> list[Event]:
+        return self._count(await super().read_stream_seqs(stream_id, seqs, **kwargs))
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[CountingStore]:
+    pool = await create_pool(database_url, size=2)
+    store = CountingStore(pool)
+    store.start()
+    try:
+        yield store
+    finally:
+        await store.stop()
+        await pool.close()
+
+
+async def _reads(store: CountingStore, agents: Agents, agent_id: str) -> list[int]:
+    """Events read with data by each of: get, the current version, version 2, a PATCH."""
+    counts = []
+    for read in (lambda: agents.get(TENANT, agent_id),
+                 lambda: agents.version(TENANT, agent_id, None),
+                 lambda: agents.version(TENANT, agent_id, 2),
+                 lambda: agents.update(TENANT, agent_id, AgentPatch(system="x"))):
+        before = store.with_data
+        await read()
+        counts.append(store.with_data - before)
+    return counts
+
+
+async def test_a_read_touches_one_version_however_many_there_are(store: CountingStore) -> None:
+    agents = Agents(store)
+    agent, _ = await agents.create(TENANT, AgentConfig(name="big", system="s" * 100_000))
+    await agents.update(TENANT, agent.id, AgentPatch(system="t" * 100_000))
+    few = await _reads(store, agents, agent.id)
+    for i in range(20):
+        await agents.update(TENANT, agent.id, AgentPatch(system=f"{i}" * 100_000))
+    many = await _reads(store, agents, agent.id)
+    assert few == many == [1, 1, 1, 2], (few, many)  # a PATCH: the current version, the result
+    got = await agents.get(TENANT, agent.id)
+    assert got.version == 24 and got.system == "x"
+    assert (await agents.version(TENANT, agent.id, 2)).config.system == "t" * 100_000
+    page = await agents.versions(TENANT, agent.id, after=20, limit=2)
+    assert [v.version for v in page.data] == [21, 22] and page.has_more
