@@ -251,9 +251,10 @@ class Agents:
         meta: EventMeta | None = None,
     ) -> Event:
         """Record that the agent's runtime is alive: ``agent_heartbeat`` on its stream (every
-        heartbeat is appended). An archived agent is a Conflict, decided on its config events
-        (a read of a few rows however many heartbeats it has sent, never a wait on a view)."""
-        if (await self.get(tenant_id, agent_id)).status == "archived":
+        heartbeat is appended). An archived agent is a Conflict, decided on its config events'
+        headers (a read of a few rows however many heartbeats it has sent, no config read and
+        never a wait on a view)."""
+        if _archived(await self._heads(tenant_id, agent_id)):
             raise Conflict(f"agent {agent_id!r} is archived")
         [event] = await self._store.append(
             agent_id, [new_event(AgentHeartbeat(token_id=token_id, note=note), meta=meta)],
