@@ -165,7 +165,8 @@ def unrunnable_step(state: SessionState, reason: str) -> CloseMessage | FinishTu
             queued, "failed", reason)
     if turn.open_message is not None:
         return CloseMessage(turn, turn.open_message)
-    return FinishTurn(turn, "failed", reason)
+    return FinishTurn(turn, "cancelled") if turn.interrupted else FinishTurn(
+        turn, "failed", reason)
 
 
 # --- performing --------------------------------------------------------------------------------
