@@ -199,11 +199,11 @@ class Agents:
     ) -> Page[AgentVersion]:
         check_limit(limit)
         heads = _version_heads(await self._heads(tenant_id, agent_id))
-        numbered = list(enumerate(heads, 1))[max(after, 0): max(after, 0) + limit + 1]
-        events = await self._load(tenant_id, agent_id, [head for _, head in numbered])
-        versions = [_version_of(event, number)
-                    for (number, _), event in zip(numbered, events, strict=True)]
-        return page_of(versions, limit, lambda v: str(v.version))
+        start = max(after, 0)
+        events = await self._load(tenant_id, agent_id, heads[start: start + limit])
+        versions = [_version_of(event, number) for number, event in enumerate(events, start + 1)]
+        more = len(heads) > start + limit  # known from the headers: no extra version is read
+        return Page(data=versions, has_more=more, next_cursor=str(start + limit) if more else None)
 
     async def list_agents(self, tenant_id: str, *, after: str | None, limit: int,
                           min_position: int | None = None) -> Page[Agent]:

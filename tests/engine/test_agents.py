@@ -74,5 +74,9 @@ async def test_a_read_touches_one_version_however_many_there_are(store: Counting
     got = await agents.get(TENANT, agent.id)
     assert got.version == 24 and got.system == "x"
     assert (await agents.version(TENANT, agent.id, 2)).config.system == "t" * 100_000
+    before = store.with_data
     page = await agents.versions(TENANT, agent.id, after=20, limit=2)
     assert [v.version for v in page.data] == [21, 22] and page.has_more
+    assert (page.next_cursor, store.with_data - before) == ("22", 2)  # the page's versions only
+    last = await agents.versions(TENANT, agent.id, after=22, limit=5)
+    assert [v.version for v in last.data] == [23, 24] and not last.has_more
