@@ -274,7 +274,7 @@ class Agents:
         def decide(current: _Current) -> NewEvent:
             if current.agent.status == "archived":
                 raise Conflict(f"agent {agent_id!r} is archived")
-            config = _patched(current.event, patch)
+            config = _patched(current, patch)
             data = AgentUpdated(version=current.agent.version + 1, config=config)
             return new_event(data, id=event_id, meta=meta)
 
@@ -333,7 +333,7 @@ class Agents:
         if config is None:
             config = await self._readable_before(tenant_id, agent_id, versions[:-1])
         agent = _agent(heads, len(versions), config, current.broken)
-        return _Current(heads, event, agent)
+        return _Current(heads, event, agent, config)
 
     async def _readable_before(self, tenant_id: str, agent_id: str,
                                versions: list[Event]) -> AgentConfig:
@@ -371,6 +371,7 @@ class _Current:
     heads: list[Event]  # the agent's config events, without data
     event: Event  # its current version's event, with data
     agent: Agent
+    config: AgentConfig  # the config it shows (the last readable one if it is broken)
 
 
 def fold(events: list[Event]) -> Agent:
@@ -405,7 +406,7 @@ def _version_of(event: Event, number: int) -> AgentVersion:
     older or faulty build wrote) is kept, with why, rather than failing the read."""
     try:
         data = decode_data(event)
-    except msgspec.MsgspecError as exc:
+    except (msgspec.MsgspecError, RecursionError) as exc:  # RecursionError: nested too deep
         reason = str(exc)
     else:
         if isinstance(data, AgentCreated | AgentUpdated) and _tag(data) == event.type:
@@ -431,20 +432,26 @@ def _agent(heads: list[Event], version: int, config: AgentConfig, broken: str | 
     )
 
 
-def _stored_config(event: Event) -> dict[str, Any]:
-    """A version's config as stored JSON, whether or not it can be read as a config."""
+def _stored_config(event: Event) -> dict[str, Any] | None:
+    """A version's config as stored JSON, whether or not it can be read as a config (None: not
+    even as JSON, e.g. nested too deep, or no config object in it)."""
     try:
         data = msgspec.json.decode(event.data)
-    except msgspec.DecodeError:
-        return {}
+    except (msgspec.DecodeError, RecursionError):
+        return None
     config = data.get("config") if isinstance(data, dict) else None
-    return config if isinstance(config, dict) else {}
+    return config if isinstance(config, dict) else None
 
 
-def _patched(current: Event, patch: msgspec.Struct) -> AgentConfig:
+def _patched(current: _Current, patch: msgspec.Struct) -> AgentConfig:
+    """The patch over the current version as stored (so it keeps what a broken version
+    changed), or over the config the agent shows when that is not even JSON."""
+    base = _stored_config(current.event)
+    if base is None:
+        base = msgspec.to_builtins(current.config)
     changes = {field: msgspec.to_builtins(value) for field in patch.__struct_fields__
                if (value := getattr(patch, field)) is not UNSET}
-    return validated({**_stored_config(current), **changes})
+    return validated({**base, **changes})
 
 
 def validated(raw: dict[str, Any]) -> AgentConfig:

@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import asyncpg
 import pytest
 
-from engine.agents import AgentPatch, Agents
+from engine.agents import AgentBroken, AgentPatch, Agents
 from engine.db import create_pool
-from engine.events import AgentConfig, Event
+from engine.events import AgentConfig, Event, ModelConfig
 from engine.store import EventStore
 
 TENANT = "ten_reads"
@@ -80,3 +81,28 @@ async def test_a_read_touches_one_version_however_many_there_are(store: Counting
     assert (page.next_cursor, store.with_data - before) == ("22", 2)  # the page's versions only
     last = await agents.versions(TENANT, agent.id, after=22, limit=5)
     assert [v.version for v in last.data] == [23, 24] and not last.has_more
+
+
+async def test_a_version_too_deep_to_decode_breaks_the_agent_until_a_patch(
+        store: CountingStore, database_url: str) -> None:
+    """The store refuses JSON this deep, but the events table may hold it (an older build, a
+    restore): written there directly."""
+    agents = Agents(store)
+    agent, _ = await agents.create(TENANT, AgentConfig(name="deep"))
+    await agents.update(TENANT, agent.id, AgentPatch(system="v2"))
+    deep = '{"x":' + "[" * 5000 + "]" * 5000 + "}"
+    data = '{"type":"agent_updated","version":2,"config":{"name":"deep","model":{"params":%s}}}'
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("UPDATE events SET data = $2::text::json"
+                           " WHERE stream_id = $1 AND seq = 2", agent.id, data % deep)
+    finally:
+        await conn.close()
+    broken = await agents.get(TENANT, agent.id)
+    assert broken.version == 2 and broken.broken is not None
+    assert "version 2 cannot be read" in broken.broken
+    with pytest.raises(AgentBroken):
+        await agents.version(TENANT, agent.id, None)
+    assert (await agents.version(TENANT, agent.id, 1)).config.name == "deep"
+    repaired, _ = await agents.update(TENANT, agent.id, AgentPatch(model=ModelConfig()))
+    assert (repaired.version, repaired.broken, repaired.name) == (3, None, "deep")
