@@ -114,6 +114,8 @@ _garbage = st.sampled_from([
     ("session_noted", b'{"note":1}'), ("session_done", b'{"type":"session_done","status":"x"}'),
     ("tool_use", b'{"type":"tool_use"}'), ("agent_heartbeat", b'{"type":"agent_heartbeat"}'),
     ("agent_updated", b'{"type":"agent_updated","version":2,"config":{}}'),  # still a version
+    ("agent_updated", b'{"type":"agent_updated","version":2,"config":{"name":"a","model":'
+                      b'{"params":{"x":' + b"[" * 5000 + b"]" * 5000 + b"}}}}"),  # too deep
 ])
 _ops = st.one_of(
     st.tuples(st.just("session"), st.integers(0, SESSIONS - 1), _session_ops),
@@ -165,7 +167,7 @@ def _decodable(events: list[Event]) -> list[Event]:
     for event in events:
         try:
             decode_data(event)
-        except msgspec.MsgspecError:
+        except (msgspec.MsgspecError, RecursionError):
             continue
         kept.append(event)
     return kept
