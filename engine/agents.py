@@ -187,7 +187,7 @@ class Agents:
         if not 1 <= number <= len(versions):
             raise InvalidRequest(f"agent {agent_id!r} has no version {version}",
                                  field="agent_version")
-        [event] = await self._load(tenant_id, agent_id, [versions[number - 1]])
+        [event] = await self._load(tenant_id, [versions[number - 1]])
         found = _version_of(event, number)
         if found.config is None:
             raise AgentBroken(f"agent {agent_id!r}: {found.broken}; PATCH the agent to make "
@@ -200,7 +200,7 @@ class Agents:
         check_limit(limit)
         heads = _version_heads(await self._heads(tenant_id, agent_id))
         start = max(after, 0)
-        events = await self._load(tenant_id, agent_id, heads[start: start + limit])
+        events = await self._load(tenant_id, heads[start: start + limit])
         versions = [_version_of(event, number) for number, event in enumerate(events, start + 1)]
         more = len(heads) > start + limit  # known from the headers: no extra version is read
         return Page(data=versions, has_more=more, next_cursor=str(start + limit) if more else None)
@@ -211,10 +211,9 @@ class Agents:
             raise InvalidRequest("after must be an agt_ id from a previous page", field="after")
         ids = await self._store.stream_ids(tenant_id, "agent", after=after or "",
                                            limit=check_limit(limit) + 1)
-        folded = []
-        for agent_id in ids:
-            current = await self._current(tenant_id, agent_id)
-            folded.append((current.agent, current.heads[-1].position))
+        currents = await self._currents(tenant_id, ids)
+        folded = [(currents[agent_id].agent, currents[agent_id].heads[-1].position)
+                  for agent_id in ids if agent_id in currents]
         agents = await self._with_views(tenant_id, folded, min_position)
         return page_of(agents, limit, lambda a: a.id)
 
@@ -322,24 +321,43 @@ class Agents:
         raise Conflict(f"agent {agent_id!r} is too busy to change now; try again")
 
     async def _current(self, tenant_id: str, agent_id: str) -> _Current:
-        """The agent as its current version shows it, reading that version's config alone
-        (however many versions came before). A current version that cannot be read leaves the
-        agent ``broken``, shown with the last readable version's config."""
-        heads = await self._heads(tenant_id, agent_id)
-        versions = _version_heads(heads)
-        [event] = await self._load(tenant_id, agent_id, [versions[-1]])
-        current = _version_of(event, len(versions))
-        config = current.config
-        if config is None:
-            config = await self._readable_before(tenant_id, agent_id, versions[:-1])
-        agent = _agent(heads, len(versions), config, current.broken)
-        return _Current(heads, event, agent, config)
+        """The agent as its current version shows it (see ``_currents``)."""
+        if not is_id(agent_id, "agt"):
+            raise NotFound(f"agent {agent_id!r} not found")
+        found = await self._currents(tenant_id, [agent_id])
+        if agent_id not in found:
+            raise NotFound(f"agent {agent_id!r} not found")
+        return found[agent_id]
+
+    async def _currents(self, tenant_id: str, agent_ids: list[str]) -> dict[str, _Current]:
+        """The agents (those found) as their current versions show them, in two reads however
+        many agents and versions: every config event's header, then each current version with
+        its data. A current version that cannot be read leaves the agent ``broken``, shown
+        with the last readable version's config."""
+        heads: dict[str, list[Event]] = {}
+        for head in await self._store.read_streams_types(agent_ids, CONFIG_TYPES,
+                                                         tenant_id=tenant_id, data=False):
+            heads.setdefault(head.stream_id, []).append(head)
+        versions = {agent_id: found for agent_id, stream in heads.items()
+                    if (found := [h for h in stream if h.type in VERSION_TYPES])}
+        loaded = await self._load(tenant_id, [found[-1] for found in versions.values()])
+        currents = {}
+        for event in loaded:
+            agent_id, count = event.stream_id, len(versions[event.stream_id])
+            current = _version_of(event, count)
+            config = current.config
+            if config is None:
+                config = await self._readable_before(tenant_id, agent_id,
+                                                     versions[agent_id][:-1])
+            agent = _agent(heads[agent_id], count, config, current.broken)
+            currents[agent_id] = _Current(heads[agent_id], event, agent, config)
+        return currents
 
     async def _readable_before(self, tenant_id: str, agent_id: str,
                                versions: list[Event]) -> AgentConfig:
         """The newest of these versions that can be read (only a broken agent asks)."""
         for number in range(len(versions), 0, -1):
-            [event] = await self._load(tenant_id, agent_id, [versions[number - 1]])
+            [event] = await self._load(tenant_id, [versions[number - 1]])
             if (config := _version_of(event, number).config) is not None:
                 return config
         return _unreadable(agent_id)
@@ -349,21 +367,18 @@ class Agents:
         status and versions are known from, read without its heartbeats and memory."""
         if not is_id(agent_id, "agt"):
             raise NotFound(f"agent {agent_id!r} not found")
-        try:
-            heads = await self._store.read_stream_types(agent_id, CONFIG_TYPES,
-                                                        tenant_id=tenant_id, data=False)
-        except NotFound:
-            raise NotFound(f"agent {agent_id!r} not found") from None
-        if not heads:
-            raise NotFound(f"stream {agent_id!r} is not an agent")
+        heads = await self._store.read_streams_types([agent_id], CONFIG_TYPES,
+                                                     tenant_id=tenant_id, data=False)
+        if not heads:  # unknown, another tenant's, or not an agent
+            raise NotFound(f"agent {agent_id!r} not found")
         return heads
 
-    async def _load(self, tenant_id: str, agent_id: str, heads: list[Event]) -> list[Event]:
-        """These config events with their data."""
+    async def _load(self, tenant_id: str, heads: list[Event]) -> list[Event]:
+        """These config events with their data, in (agent, seq) order."""
         if not heads:
             return []
-        return await self._store.read_stream_seqs(agent_id, [head.seq for head in heads],
-                                                  tenant_id=tenant_id)
+        return await self._store.read_events_at([(head.stream_id, head.seq) for head in heads],
+                                                tenant_id=tenant_id)
 
 
 @dataclass(frozen=True)

@@ -319,20 +319,18 @@ class EventStore:
         return [_event(row) for row in rows]
 
     async def read_stream_types(self, stream_id: str, types: frozenset[str], *,
-                                tenant_id: str, data: bool = True) -> list[Event]:
+                                tenant_id: str) -> list[Event]:
         """Every event of one stream whose type is in ``types``, in seq order. Unknown or
         foreign: NotFound. The types are written into the SQL as constants (they are the
         engine's own names, never input), so a partial index on exactly those types serves it
         without reading the stream's other events (``events_agent_config``, ``events_memory``
-        in schema.sql). ``data=False``: the events' headers only (``data`` and ``meta`` are
-        ``{}``), which never reads their stored JSON (``read_stream_seqs`` reads that)."""
+        in schema.sql)."""
         if not types or not all(_TYPE_NAME.match(t) for t in types):
             raise ValueError(f"not event type names: {sorted(types)}")
         listed = ", ".join(f"'{t}'" for t in sorted(types))
-        columns = _EVENT_COLUMNS if data else _HEADER_COLUMNS
         async with connection(self._pool, "reading a stream") as conn:
             rows = await conn.fetch(
-                f"SELECT {columns} FROM events e WHERE stream_id = $1"
+                f"SELECT {_EVENT_COLUMNS} FROM events e WHERE stream_id = $1"
                 f" AND type IN ({listed})"
                 " AND EXISTS (SELECT 1 FROM streams s WHERE s.stream_id = $1 AND s.tenant_id = $2)"
                 " ORDER BY seq", stream_id, tenant_id)
@@ -340,18 +338,36 @@ class EventStore:
                 raise NotFound(f"stream {stream_id!r} not found")
         return [_event(row) for row in rows]
 
-    async def read_stream_seqs(self, stream_id: str, seqs: Sequence[int], *,
-                               tenant_id: str) -> list[Event]:
-        """The events of one stream at these seqs, in seq order (a seq it does not have is left
-        out). Unknown or foreign: NotFound."""
-        async with connection(self._pool, "reading a stream") as conn:
+    async def read_streams_types(self, stream_ids: Sequence[str], types: frozenset[str], *,
+                                 tenant_id: str, data: bool = True) -> list[Event]:
+        """``read_stream_types`` of several streams at once, in (stream, seq) order; an unknown
+        or foreign stream has none. ``data=False``: the events' headers only (``data`` and
+        ``meta`` are ``{}``), which never reads their stored JSON (``read_events_at`` does)."""
+        if not types or not all(_TYPE_NAME.match(t) for t in types):
+            raise ValueError(f"not event type names: {sorted(types)}")
+        listed = ", ".join(f"'{t}'" for t in sorted(types))
+        columns = _EVENT_COLUMNS if data else _HEADER_COLUMNS
+        async with connection(self._pool, "reading streams") as conn:
             rows = await conn.fetch(
-                f"SELECT {_EVENT_COLUMNS} FROM events e"
-                " WHERE stream_id = $1 AND seq = ANY($3::bigint[])"
-                " AND EXISTS (SELECT 1 FROM streams s WHERE s.stream_id = $1 AND s.tenant_id = $2)"
-                " ORDER BY seq", stream_id, tenant_id, list(seqs))
-            if not rows and not await _stream_exists(conn, stream_id, tenant_id):
-                raise NotFound(f"stream {stream_id!r} not found")
+                f"SELECT {columns} FROM events e WHERE stream_id = ANY($1::text[])"
+                f" AND type IN ({listed}) AND EXISTS (SELECT 1 FROM streams s"
+                " WHERE s.stream_id = e.stream_id AND s.tenant_id = $2)"
+                " ORDER BY stream_id, seq", list(stream_ids), tenant_id)
+        return [_event(row) for row in rows]
+
+    async def read_events_at(self, keys: Sequence[tuple[str, int]], *,
+                             tenant_id: str) -> list[Event]:
+        """The events at these (stream id, seq), in (stream, seq) order; one the tenant does
+        not have is left out."""
+        async with connection(self._pool, "reading events") as conn:
+            rows = await conn.fetch(
+                f"SELECT {_E_EVENT_COLUMNS} FROM events e"
+                " JOIN unnest($1::text[], $2::bigint[]) AS k (stream_id, seq)"
+                " ON e.stream_id = k.stream_id AND e.seq = k.seq"
+                " WHERE EXISTS (SELECT 1 FROM streams s"
+                " WHERE s.stream_id = e.stream_id AND s.tenant_id = $3)"
+                " ORDER BY e.stream_id, e.seq",
+                [key[0] for key in keys], [key[1] for key in keys], tenant_id)
         return [_event(row) for row in rows]
 
     async def read_whole_stream(self, stream_id: str, *, tenant_id: str) -> list[Event]:

@@ -33,9 +33,13 @@ class CountingStore(EventStore):
                                 ) -> list[Event]:
         return self._count(await super().read_stream_types(stream_id, types, **kwargs))
 
-    async def read_stream_seqs(self, stream_id: str, seqs: Sequence[int], **kwargs: Any
-                               ) -> list[Event]:
-        return self._count(await super().read_stream_seqs(stream_id, seqs, **kwargs))
+    async def read_streams_types(self, stream_ids: Sequence[str], types: frozenset[str],
+                                 **kwargs: Any) -> list[Event]:
+        return self._count(await super().read_streams_types(stream_ids, types, **kwargs))
+
+    async def read_events_at(self, keys: Sequence[tuple[str, int]], **kwargs: Any
+                             ) -> list[Event]:
+        return self._count(await super().read_events_at(keys, **kwargs))
 
 
 @pytest.fixture
@@ -106,3 +110,18 @@ async def test_a_version_too_deep_to_decode_breaks_the_agent_until_a_patch(
     assert (await agents.version(TENANT, agent.id, 1)).config.name == "deep"
     repaired, _ = await agents.update(TENANT, agent.id, AgentPatch(model=ModelConfig()))
     assert (repaired.version, repaired.broken, repaired.name) == (3, None, "deep")
+
+
+async def test_a_list_reads_each_agents_current_version_only(store: CountingStore) -> None:
+    agents = Agents(store)
+    ids = []
+    for name in ("a", "b", "c"):
+        agent, _ = await agents.create(TENANT, AgentConfig(name=name))
+        for i in range(4):
+            await agents.update(TENANT, agent.id, AgentPatch(system=f"{name}{i}"))
+        ids.append(agent.id)
+    before = store.with_data
+    page = await agents.list_agents(TENANT, after=None, limit=10)
+    assert store.with_data - before == 3
+    assert [(a.id, a.version, a.system) for a in page.data] == [
+        (agent_id, 5, f"{name}3") for agent_id, name in zip(sorted(ids), "abc", strict=True)]
