@@ -409,7 +409,7 @@ def decoded(event: Event, types: frozenset[str]) -> AnyEventData | None:
         return None
     try:
         return decode_data(event)
-    except msgspec.MsgspecError as exc:
+    except (msgspec.MsgspecError, RecursionError) as exc:  # RecursionError: nested too deep
         _log.warning("events.undecodable", stream_id=event.stream_id, seq=event.seq,
                      type=event.type, error=str(exc))
         return None

@@ -55,6 +55,8 @@ _MAX_REMEMBERED_STREAMS = 100_000
 
 _EVENT_COLUMNS = "id, stream_id, stream_type, seq, position, type, data, meta, created_at"
 _TYPE_NAME = re.compile(r"^[a-z][a-z_]*$")
+# An event without its stored JSON (a header: what it is, where and when).
+_HEADER_COLUMNS = _EVENT_COLUMNS.replace("data, meta", "'{}'::json, '{}'::json")
 _E_EVENT_COLUMNS = ", ".join(f"e.{column}" for column in _EVENT_COLUMNS.split(", "))
 
 
@@ -334,6 +336,38 @@ class EventStore:
                 " ORDER BY seq", stream_id, tenant_id)
             if not rows and not await _stream_exists(conn, stream_id, tenant_id):
                 raise NotFound(f"stream {stream_id!r} not found")
+        return [_event(row) for row in rows]
+
+    async def read_streams_types(self, stream_ids: Sequence[str], types: frozenset[str], *,
+                                 tenant_id: str, data: bool = True) -> list[Event]:
+        """``read_stream_types`` of several streams at once, in (stream, seq) order; an unknown
+        or foreign stream has none. ``data=False``: the events' headers only (``data`` and
+        ``meta`` are ``{}``), which never reads their stored JSON (``read_events_at`` does)."""
+        if not types or not all(_TYPE_NAME.match(t) for t in types):
+            raise ValueError(f"not event type names: {sorted(types)}")
+        listed = ", ".join(f"'{t}'" for t in sorted(types))
+        columns = _EVENT_COLUMNS if data else _HEADER_COLUMNS
+        async with connection(self._pool, "reading streams") as conn:
+            rows = await conn.fetch(
+                f"SELECT {columns} FROM events e WHERE stream_id = ANY($1::text[])"
+                f" AND type IN ({listed}) AND EXISTS (SELECT 1 FROM streams s"
+                " WHERE s.stream_id = e.stream_id AND s.tenant_id = $2)"
+                " ORDER BY stream_id, seq", list(stream_ids), tenant_id)
+        return [_event(row) for row in rows]
+
+    async def read_events_at(self, keys: Sequence[tuple[str, int]], *,
+                             tenant_id: str) -> list[Event]:
+        """The events at these (stream id, seq), in (stream, seq) order; one the tenant does
+        not have is left out."""
+        async with connection(self._pool, "reading events") as conn:
+            rows = await conn.fetch(
+                f"SELECT {_E_EVENT_COLUMNS} FROM events e"
+                " JOIN unnest($1::text[], $2::bigint[]) AS k (stream_id, seq)"
+                " ON e.stream_id = k.stream_id AND e.seq = k.seq"
+                " WHERE EXISTS (SELECT 1 FROM streams s"
+                " WHERE s.stream_id = e.stream_id AND s.tenant_id = $3)"
+                " ORDER BY e.stream_id, e.seq",
+                [key[0] for key in keys], [key[1] for key in keys], tenant_id)
         return [_event(row) for row in rows]
 
     async def read_whole_stream(self, stream_id: str, *, tenant_id: str) -> list[Event]:

@@ -178,8 +178,10 @@ class AgentRow:
     cost_nanos: int = 0
 
     def apply(self, event: Event, data: AnyEventData | None) -> None:
-        if isinstance(data, AgentUpdated):
-            self.version += 1  # as engine/agents.py counts versions
+        # Versions are counted by type, as engine/agents.py counts them: one whose data cannot
+        # be read is still a version (the agent is broken at it, not a version behind).
+        if event.type == AgentUpdated.__struct_config__.tag:
+            self.version += 1
         elif isinstance(data, AgentArchived):
             self.archived = True
         elif isinstance(data, AgentHeartbeat):
@@ -280,7 +282,7 @@ class _Page:
         data = decoded(event, _AGENT_TYPES)
         agent = await self._agent(event.stream_id)
         if agent is None:
-            if not isinstance(data, AgentCreated):
+            if event.type != AgentCreated.__struct_config__.tag:  # read or not: it is an agent
                 return
             agent = AgentRow(event.stream_id, tenant_id, event.created_at)
             self._agents[event.stream_id] = agent

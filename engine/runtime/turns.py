@@ -24,7 +24,7 @@ import msgspec
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from engine.agents import Agents
+from engine.agents import AgentBroken, Agents
 from engine.budgets import Budgets
 from engine.errors import BudgetExceeded, Conflict
 from engine.events import (
@@ -164,6 +164,22 @@ def next_step(state: SessionState, config: AgentConfig) -> Step | None:
     return CallModel(turn)
 
 
+def unrunnable_step(state: SessionState, reason: str) -> CloseMessage | FinishTurn | None:
+    """What a session does when the agent version it pinned cannot be read: close a message
+    cut short, then end each turn ``failed`` with why (once each, never retried)."""
+    turn = state.current
+    if turn is None:
+        if not state.queue or state.archived:
+            return None
+        queued = state.queue[0]
+        return FinishTurn(queued, "cancelled") if queued.interrupted else FinishTurn(
+            queued, "failed", reason)
+    if turn.open_message is not None:
+        return CloseMessage(turn, turn.open_message)
+    return FinishTurn(turn, "cancelled") if turn.interrupted else FinishTurn(
+        turn, "failed", reason)
+
+
 # --- performing --------------------------------------------------------------------------------
 
 
@@ -234,7 +250,10 @@ class SessionRunner:
             if turn is not None:
                 return GiveUp(turn, f"the turn's next step failed {self.max_tries} times in a"
                                     " row; the turn was ended (the server log says why)")
-        config = await self._config(state)
+        try:
+            config = await self._config(state)
+        except AgentBroken as exc:  # its pinned version cannot be read: nothing can run
+            return unrunnable_step(state, exc.message)
         return await self._within_budget(next_step(state, config), state)
 
     async def _progressed(self) -> None:
