@@ -17,7 +17,7 @@ from tests.api.test_turns import agent, say, session, settle
 async def _caught_up(api: Api, name: str) -> None:
     engine = api.app.state.engine
     head = await engine.store.head()
-    async with engine._pool.acquire() as conn, asyncio.timeout(10):
+    async with engine._pool.acquire() as conn, asyncio.timeout(30):
         while (await conn.fetchval("SELECT position FROM projection_checkpoints"  # noqa: ASYNC110
                                    " WHERE name = $1", name) or 0) < head:
             await asyncio.sleep(0.02)

@@ -79,7 +79,7 @@ async def live(settings: Settings, engine: Engine) -> AsyncIterator[Live]:
 
 async def events_from(stream: AsyncIterator[Frame], count: int) -> list[Frame]:
     got: list[Frame] = []
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(30):
         async for frame in stream:
             if frame.id is not None:
                 got.append(frame)

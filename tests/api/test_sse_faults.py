@@ -105,7 +105,7 @@ class Reader:
             await self._task
         self._task = None
 
-    async def wait_for(self, count: int, within: float = 10) -> None:
+    async def wait_for(self, count: int, within: float = 30) -> None:
         """Until ``count`` events in all were received (the connection must stay up)."""
         async with asyncio.timeout(within):
             while len(self.events) < count:
@@ -263,7 +263,7 @@ async def test_redis_down_then_back_on_the_same_port(services: Services, tmp_pat
             valkey = ValkeyServer(port=port, data_dir=tmp_path / "valkey")
             await asyncio.to_thread(valkey.start)
             assert valkey.port == port
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(30):
                 while engine.fanout.degraded:  # noqa: ASYNC110 - polling a flag
                     await asyncio.sleep(0.02)
             # Pooled connections Valkey's death left behind fail their first command once;
@@ -318,7 +318,7 @@ async def test_a_client_that_stops_reading_is_cut_off_and_resumes(live: Live) ->
         # Cut off: nothing of the subscriber is kept while its client still does not read.
         await no_subscribers(engine)
         # Reading again: what was in flight, the final comment, then the end of the stream.
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(30):
             async for frame in stream:
                 if frame.id is not None:
                     got.append(frame)

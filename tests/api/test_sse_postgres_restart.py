@@ -395,7 +395,7 @@ async def _restart_under_live_streams(
 
     # --- what each reader received ---------------------------------------------------------------
     for client in (reader, firehose, leaver):
-        await client.wait_for(len(log), within=10)
+        await client.wait_for(len(log), within=30)
     await asyncio.sleep(0.05)  # a duplicate would arrive now
     for client in (reader, firehose, leaver):
         await client.disconnect()

@@ -610,7 +610,7 @@ async def test_the_task_stream_is_a_live_board_feed(live: Live) -> None:
                                 headers={"Authorization": f"Bearer {key}"})
         await live.post(f"/v1/tasks/{tid}/comments", key, {"body": "shipped"})
         got = []
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(30):
             async for frame in stream:
                 if frame.event is not None:
                     got.append(frame)

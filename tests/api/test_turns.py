@@ -34,7 +34,7 @@ async def say(api: Api, key: str, sid: str, text: str, mode: str | None = None) 
     return await api.request("POST", path, key, json={"content": text})
 
 
-async def settle(api: Api, key: str, sid: str, status: str, within: float = 10) -> dict[str, Any]:
+async def settle(api: Api, key: str, sid: str, status: str, within: float = 30) -> dict[str, Any]:
     """The session once it reaches ``status`` with nothing queued."""
     async with asyncio.timeout(within):
         while True:

@@ -185,7 +185,7 @@ STARTED = UsageSoFar(Usage(input_tokens=25, output_tokens=1))
 
 
 async def collect(adapter: AnthropicAdapter, req: ModelRequest | None = None) -> list[Chunk]:
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(30):
         return [chunk async for chunk in adapter.stream(req or request())]
 
 

@@ -307,7 +307,7 @@ def make_request(*, params: dict[str, Any] | None = None, max_tokens: int | None
 
 
 async def collect(adapter: OpenAIAdapter, request: ModelRequest | None = None) -> list[Chunk]:
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(30):
         return [c async for c in adapter.stream(request or make_request())]
 
 

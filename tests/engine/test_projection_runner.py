@@ -30,7 +30,7 @@ async def test_one_engine_runs_each_projection_and_reports_its_lag(
     events = [NewEvent(type="thing_happened", data=b"{}") for _ in range(30)]
     await engine.store.append("s1", events, tenant_id="ten_a", stream_type="session")
     head = await engine.store.head()
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(30):
         while await _checkpoint(engine, "session_runs") < head:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
     assert _metric(engine, "spool_projection_active", "session_runs") == 1
@@ -42,7 +42,7 @@ async def test_one_engine_runs_each_projection_and_reports_its_lag(
         assert _metric(second, "spool_projection_active", "session_runs") == 0
         await engine.store.append("s1", events[:1], tenant_id="ten_a", stream_type="session")
         head = await engine.store.head()
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(30):
             while await _checkpoint(engine, "session_runs") < head:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
         assert _metric(second, "spool_projection_events_total", "session_runs") == 0

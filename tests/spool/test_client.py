@@ -150,7 +150,7 @@ def fast_retry(monkeypatch: pytest.MonkeyPatch) -> int:
 
 
 async def take(stream: AsyncIterator[StreamEvent], count: int,
-               within: float = 10) -> list[StreamEvent]:
+               within: float = 30) -> list[StreamEvent]:
     got: list[StreamEvent] = []
     async with asyncio.timeout(within):
         async for event in stream:

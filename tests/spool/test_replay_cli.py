@@ -142,7 +142,7 @@ async def test_follow_prints_what_is_appended_after_it_started(
         assert '"You said: and again" (end_turn' in reply  # joined, with its usage and spend
         await _line_with(process.stdout, "turn 2 completed", seen)
         process.send_signal(signal.SIGINT)
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(30):
             assert await process.wait() == 0
     finally:
         if process.returncode is None:
