@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import asyncpg
 
@@ -39,8 +39,10 @@ class Worker:
         adapters: Mapping[str, ModelAdapter], *, wakeup: asyncio.Event, concurrency: int = 8,
         lease_seconds: float = 10.0, poll: float = 0.5, retry_delay: float = 2.0,
         retry: RetryPolicy | None = None, budgets: Budgets | None = None,
+        tenant_active: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.id = new_id("wrk")
+        self._tenant_active = tenant_active
         self._budgets = budgets
         self._store = store
         self._agents = agents
@@ -122,7 +124,8 @@ class Worker:
     async def _work(self, claim: Claim) -> None:
         runner = SessionRunner(self._store, self._agents, self._adapters, worker_id=self.id,
                                tenant_id=claim.tenant_id, session_id=claim.session_id,
-                               retry=self._retry, budgets=self._budgets)
+                               retry=self._retry, budgets=self._budgets,
+                               tenant_active=self._tenant_active)
         key = (claim.tenant_id, claim.session_id)
         runner.state = self._states.pop(key, None)  # caught up, not folded again
         runner.configs = self._configs
