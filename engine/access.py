@@ -27,6 +27,8 @@ from typing import Literal
 import asyncpg
 import msgspec
 import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from engine.db import connection
@@ -63,12 +65,15 @@ _decoder = msgspec.json.Decoder(AuthChange)
 
 class Access:
     def __init__(
-        self, pool: asyncpg.Pool, redis_url: str, publisher: redis.Redis, store: EventStore,
-        tenants: Tenants, sessions: Sessions, streams: OpenStreams, *, recheck_seconds: float,
+        self, pool: asyncpg.Pool, redis_url: str, store: EventStore, tenants: Tenants,
+        sessions: Sessions, streams: OpenStreams, *, recheck_seconds: float,
     ) -> None:
         self._pool = pool
-        self._redis_url = redis_url
-        self._publisher = publisher
+        # A client of its own: a publish given up on (Redis hanging) must not leave a
+        # half-read reply on a connection others take next. The subscription has its own
+        # connection from it.
+        self._redis = redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=1,
+                                     retry=Retry(NoBackoff(), 0))
         self._store = store
         self._tenants = tenants
         self._sessions = sessions
@@ -91,6 +96,8 @@ class Access:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._rechecker
             self._rechecker = None
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.aclose()
 
     async def stop_listening(self) -> None:
         """Stop following the channel (the re-check alone then closes revoked streams)."""
@@ -118,7 +125,7 @@ class Access:
         self._apply(change)
         try:
             async with asyncio.timeout(_PUBLISH_SECONDS):
-                await self._publisher.publish(CHANNEL, msgspec.json.encode(change))
+                await self._redis.publish(CHANNEL, msgspec.json.encode(change))
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("access.publish_failed", kind=change.kind, error=type(exc).__name__)
 
@@ -163,28 +170,23 @@ class Access:
     async def _listen(self) -> None:
         """Follow the channel; after each (re)subscription re-check at once, since what was
         published while this process was not listening is lost."""
-        client = redis.from_url(self._redis_url, socket_timeout=5, socket_connect_timeout=2)
-        try:
-            while self._listening:
-                try:
-                    async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
-                        await pubsub.subscribe(CHANNEL)
-                        self.subscribed.set()
-                        await self.recheck()
-                        while self._listening:
-                            message = await pubsub.get_message(timeout=1.0)
-                            if message is not None:
-                                self._heard(message["data"])
-                except (RedisError, OSError) as exc:
-                    log.info("access.listen_failed", error=type(exc).__name__)
-                except SpoolError as exc:  # Postgres, in the re-check
-                    log.info("access.recheck_failed", error=str(exc))
-                self.subscribed.clear()
-                if self._listening:
-                    await asyncio.sleep(1)
-        finally:
-            with contextlib.suppress(RedisError, OSError):
-                await client.aclose()
+        while self._listening:
+            try:
+                async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(CHANNEL)
+                    self.subscribed.set()
+                    await self.recheck()
+                    while self._listening:
+                        message = await pubsub.get_message(timeout=1.0)
+                        if message is not None:
+                            self._heard(message["data"])
+            except (RedisError, OSError) as exc:
+                log.info("access.listen_failed", error=type(exc).__name__)
+            except SpoolError as exc:  # Postgres, in the re-check
+                log.info("access.recheck_failed", error=str(exc))
+            self.subscribed.clear()
+            if self._listening:
+                await asyncio.sleep(1)
 
     def _heard(self, data: bytes) -> None:
         try:

@@ -142,7 +142,7 @@ class Engine:
         self.audit = Audit(self._store)
         self.boards = Boards(self._pool, self._store)
         self.tasks = Tasks(self._pool, self._store, self.agents, self.boards)
-        self.access = Access(self._pool, self.redis_url, self._redis, self._store, self.tenants,
+        self.access = Access(self._pool, self.redis_url, self._store, self.tenants,
                              self.sessions, self.open_streams,
                              recheck_seconds=self.settings.auth_cache_seconds)
         self.access.start()

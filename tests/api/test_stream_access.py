@@ -221,7 +221,10 @@ async def _until_turns_end(engine: Engine, tenant: str, sid: str,
 async def test_a_revocation_through_one_process_closes_the_stream_on_another(
     live: Live, settings: Settings
 ) -> None:
-    async with Engine(settings) as engine_b, serving(engine_b, settings) as server_b:
+    """B re-checks only every 60 s here: what closes its streams at once is A's message."""
+    slow = msgspec.structs.replace(settings, auth_cache_seconds=60)
+    async with Engine(slow) as engine_b, serving(engine_b, slow) as server_b:
+        await asyncio.wait_for(engine_b.access.subscribed.wait(), 30)
         tenant = await new_tenant(live)
         key, key_id = await new_key(live, tenant)
         sid = await live.session(key)
