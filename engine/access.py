@@ -134,9 +134,11 @@ class Access:
         if change.kind == "tenant_suspended":
             closed = self.streams.close_where(
                 lambda o: o.tenant_id == change.tenant_id, TENANT_SUSPENDED)
-        else:
+        elif change.key_id is not None:  # (None would match the admin's streams)
             closed = self.streams.close_where(
                 lambda o: o.key_id == change.key_id, KEY_REVOKED)
+        else:
+            return
         if closed:
             log.info("access.streams_closed", kind=change.kind, tenant_id=change.tenant_id,
                      streams=closed)
