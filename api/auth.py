@@ -38,22 +38,26 @@ async def agent_runtime(request: Request, agent_id: str) -> RuntimePrincipal:
     return runtime
 
 
-async def stream_reader(request: Request, session_id: str | None = None) -> str:
-    """The tenant whose stream the caller may read: from ``?access_token=`` (a stream token,
-    for EventSource; it wins over a header), else from the Authorization header (viewer). A
-    token for one session reads only that session's stream."""
+async def stream_reader(request: Request, session_id: str | None = None) -> StreamGrant:
+    """Whose stream the caller may read, and with which key: from ``?access_token=`` (a
+    stream token, for EventSource; it wins over a header), else from the Authorization header
+    (viewer). A token for one session reads only that session's stream; an expired token still
+    resumes one (a Last-Event-ID header) within its resume window."""
     token = request.query_params.get("access_token")
     if token is None:
-        return (await tenant_of(request, "viewer"))[1]
+        principal, tenant_id = await tenant_of(request, "viewer")
+        return StreamGrant(tenant_id, None, principal.key_id)
     if not is_stream_token(token):  # an API key in a URL ends up in logs and histories
         raise Unauthorized("access_token takes a stream token (sst_..., from POST "
                            "/v1/stream_tokens); send API keys in the Authorization header",
                            details={"field": "access_token"})
-    grant: StreamGrant = await request.app.state.engine.stream_tokens.authenticate(token)
+    resuming = bool(request.headers.get("last-event-id"))
+    grant: StreamGrant = await request.app.state.engine.stream_tokens.authenticate(
+        token, resuming=resuming)
     if grant.session_id is not None and grant.session_id != session_id:
         raise Forbidden("this stream token reads only the stream of session "
                         f"{grant.session_id}")
-    return grant.tenant_id
+    return grant
 
 
 def _bearer(request: Request) -> str | None:

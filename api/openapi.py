@@ -186,7 +186,8 @@ _SSE_TEXT = (
     "(`Last-Event-ID` or `?after=`), then live ones, with no gap and no duplicate at the "
     "hand-over. A `: keepalive` comment goes out after 15 s of silence; a client that falls too "
     "far behind gets a `: cut off` comment and the stream closes: reconnect with "
-    "`Last-Event-ID`. Errors before the stream starts are JSON error envelopes."
+    "`Last-Event-ID`. A stream whose key is revoked or whose tenant is suspended ends with a "
+    "`: closed: <why>` comment. Errors before the stream starts are JSON error envelopes."
 )
 
 # One entry per route and method of the app, grouped by resource.
@@ -206,7 +207,9 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("GET", "/v1/tenants/{tenant_id}"): Op("Get a tenant", Tenant, auth="admin"),
     ("POST", "/v1/tenants/{tenant_id}/suspend"): Op(
         "Suspend a tenant", Tenant, auth="admin",
-        description="Its keys get 403 until it is resumed."),
+        description="Its keys get 403 until it is resumed; its open streams are closed "
+        "(a `: closed: ...` comment) and its running and queued turns end "
+        "`session_done{status: cancelled, error: \"tenant suspended\"}`."),
     ("POST", "/v1/tenants/{tenant_id}/resume"): Op("Resume a tenant", Tenant, auth="admin"),
     # API keys
     ("POST", "/v1/api_keys"): Op(
@@ -214,7 +217,10 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         description="The plaintext `key` (`spk_...`) is in this response only "
         "(`Cache-Control: no-store`); it is stored as a hash."),
     ("GET", "/v1/api_keys"): Op("List API keys", Page[ApiKey], auth="owner", query=PAGE),
-    ("DELETE", "/v1/api_keys/{key_id}"): Op("Revoke an API key", ApiKey, auth="owner"),
+    ("DELETE", "/v1/api_keys/{key_id}"): Op(
+        "Revoke an API key", ApiKey, auth="owner",
+        description="The key gets 401 from now on, its stream tokens too; the streams it or "
+        "its stream tokens opened are closed (a `: closed: ...` comment), in every process."),
     # agents
     ("POST", "/v1/agents"): Op(
         "Create an agent", Agent, 201, AgentConfig, auth="member", idempotent=True,
@@ -330,7 +336,9 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         body_optional=True,
         description="A short-lived token (`ttl_seconds`, default 300, at most 3600) to open "
         "SSE streams with `?access_token=`: the tenant's, or only `session_id`'s. Shown once "
-        "(`Cache-Control: no-store`); it dies with the API key that asked for it."),
+        "(`Cache-Control: no-store`); it dies with the API key that asked for it. Once "
+        "expired it still resumes a stream (a reconnect with `Last-Event-ID`, as EventSource "
+        "sends) for `SPOOL_STREAM_TOKEN_RESUME_SECONDS` more (a day by default)."),
     ("GET", "/v1/audit"): Op(
         "Who did what, from the log", Page[AuditEntry],
         query=(LIMIT, q("after", "Entries after this position.", "integer", minimum=0,

@@ -8,6 +8,7 @@ are written as encoded once by the dispatcher (or read from Postgres), never re-
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -31,6 +32,8 @@ WRITE_TIMEOUT = 30.0
 KEEPALIVE = b": keepalive\n\n"
 ENDED = b": ended: the session is archived; nothing follows\n\n"
 CUT_OFF = b": cut off: this client fell too far behind; reconnect with Last-Event-ID\n\n"
+# How long the final comment of a stream closed by the server may take to write.
+FINAL_WRITE_TIMEOUT = 2.0
 _MAX_CURSOR = 2**63 - 1
 
 
@@ -102,36 +105,71 @@ def _stall_watch() -> _StallWatch:
     return watch
 
 
+def closing_comment(reason: str) -> bytes:
+    """The last frame of a stream the server ends: an SSE comment saying why (one line)."""
+    return b": closed: %s\n\n" % " ".join(reason.split()).encode()
+
+
 class EventStreamResponse(StreamingResponse):
-    """An SSE response. It ends when the body ends, when the client disconnects, or when a
-    write stalls for WRITE_TIMEOUT; in every case the body is closed at once (which frees its
-    subscription)."""
+    """An SSE response. It ends when the body ends, when the client disconnects, when a
+    write stalls for WRITE_TIMEOUT, or when the server closes it (``close``: a final comment
+    says why); in every case the body is closed at once (which frees its subscription)."""
 
     def __init__(self, body: AsyncGenerator[bytes, None], metrics: Metrics) -> None:
         super().__init__(body, media_type="text/event-stream",
                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         self._body = body
         self._metrics = metrics
-        self._ended_by: str | None = None  # "client" (disconnected) or "stall"
+        # "client" (disconnected), "stall", "server" (close) or "body" (it ended)
+        self._ended_by: str | None = None
         self._task: asyncio.Task[Any] | None = None
+        self._final: bytes | None = None  # the comment ``close`` sends last
+        self._on_end: list[Callable[[], None]] = []
+
+    def when_ended(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the response is over, however it ended (to unregister)."""
+        self._on_end.append(callback)
+
+    def close(self, reason: str) -> None:
+        """End this stream now with a final comment giving ``reason`` (the client may
+        resume by id, or is refused if its credentials no longer hold). Safe to call at any
+        time, more than once, and before the response has started."""
+        if self._ended_by is not None or self._final is not None:
+            return
+        self._final = closing_comment(reason)
+        self._end("server")  # nothing yet if it has not started: it sends the comment first
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._serve(receive, send)
+        finally:
+            for callback in self._on_end:
+                callback()
+
+    async def _serve(self, receive: Receive, send: Send) -> None:
         self._task = asyncio.current_task()
         watch = _stall_watch()
         listener = asyncio.create_task(self._end_on_disconnect(receive))
         try:
             await send({"type": "http.response.start", "status": self.status_code,
                         "headers": self.raw_headers})
-            async for chunk in self._body:
-                watch.begin(self, self._stalled)
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                watch.end(self)
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if self._final is None:  # else closed before it started
+                async for chunk in self._body:
+                    watch.begin(self, self._stalled)
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    watch.end(self)
+            self._ended_by = self._ended_by or "body"  # from now on close() has nothing to do
+            if self._final is not None:
+                await self._send_final(send)
+            else:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if self._ended_by is None:
                 raise  # not ours: the server is shutting down
             assert self._task is not None
             self._task.uncancel()
+            if self._ended_by == "server":
+                await self._send_final(send)
         except OSError:  # the client went away during a write
             pass
         finally:
@@ -154,11 +192,21 @@ class EventStreamResponse(StreamingResponse):
             self._ended_by = reason
             self._task.cancel()
 
+    async def _send_final(self, send: Send) -> None:
+        """The closing comment, then the end of the body; given up on a client that does not
+        read (it gets no more than FINAL_WRITE_TIMEOUT of the server's time)."""
+        assert self._final is not None
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(FINAL_WRITE_TIMEOUT):
+                await send({"type": "http.response.body", "body": self._final,
+                            "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
 
 def sse_response(
     batches: AsyncIterator[list[LiveEvent]], event_id: Callable[[LiveEvent], int],
     metrics: Metrics,
-) -> StreamingResponse:
+) -> EventStreamResponse:
     return EventStreamResponse(_body(batches, event_id), metrics)
 
 

@@ -14,6 +14,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from engine.access import Access
 from engine.agent_tokens import AgentTokens
 from engine.agents import Agents
 from engine.approvals import Approvals, ApprovalsProjection
@@ -27,6 +28,7 @@ from engine.errors import SpoolError
 from engine.fanout import Publisher
 from engine.logging import get_logger
 from engine.metrics import Metrics
+from engine.open_streams import OpenStreams
 from engine.prices import PriceTable
 from engine.projections.agents import AgentsProjection
 from engine.projections.budgets import BudgetsProjection
@@ -65,6 +67,7 @@ class Engine:
         self.worker: Worker | None = None
         self._projections: list[ProjectionRunner] = []
         self._adapters: dict[str, ModelAdapter] = {}
+        self.open_streams = OpenStreams()  # this process's SSE streams, by who opened them
 
     async def __aenter__(self) -> Engine:
         try:
@@ -123,7 +126,9 @@ class Engine:
         self.agents = Agents(self._store, self._pool,
                              offline_seconds=self.settings.agent_offline_seconds)
         self.agent_tokens = AgentTokens(self._pool, self.agents)
-        self.stream_tokens = StreamTokens(self._pool, self._store)
+        self.stream_tokens = StreamTokens(
+            self._pool, self._store,
+            resume_seconds=self.settings.stream_token_resume_seconds)
         # A client of its own: a count given up on (Redis hanging) must not leave a half-read
         # reply on a connection the publisher takes next.
         self._limits = redis.from_url(self.redis_url, socket_timeout=1, socket_connect_timeout=1,
@@ -138,6 +143,10 @@ class Engine:
         self.audit = Audit(self._store)
         self.boards = Boards(self._pool, self._store)
         self.tasks = Tasks(self._pool, self._store, self.agents, self.boards)
+        self.access = Access(self._pool, self.redis_url, self._store, self.tenants,
+                             self.sessions, self.open_streams,
+                             recheck_seconds=self.settings.auth_cache_seconds)
+        self.access.start()
         self.generated_admin_token = await self.tenants.bootstrap_admin(
             self.settings.admin_token
         )
@@ -178,12 +187,15 @@ class Engine:
                 lease_seconds=self.settings.lease_seconds, budgets=self.budgets,
                 tenant_max_running=self.settings.tenant_max_running_turns,
                 step_max_tries=self.settings.step_max_tries,
+                tenant_active=self.tenants.is_active,
             )
             self.worker.start()
 
     async def _stop(self) -> None:
         # Stop the runtime, drain (queued appends commit and are published), then stop
         # following the fan-out, close clients, stop services.
+        if hasattr(self, "access"):
+            await self.access.stop()
         if self.worker is not None:
             await self.worker.stop()
             await close_all(self._adapters)

@@ -216,6 +216,19 @@ class Sessions:
         appended = await self._decide(tenant_id, session_id, decide)
         return appended[0] if appended else None
 
+    async def cancel_turns(
+        self, tenant_id: str, session_id: str, reason: str, *, meta: EventMeta | None = None,
+    ) -> list[Event]:
+        """Interrupt the running turn and every queued one (each ends ``cancelled``, with
+        ``reason`` as its error): what suspending the tenant does to its sessions."""
+
+        def decide(state: SessionState) -> list[NewEvent]:
+            turns = [*([state.current] if state.current is not None else []), *state.queue]
+            return [new_event(SessionInterrupted(turn_id=turn.turn_id, reason=reason), meta=meta)
+                    for turn in turns if not turn.interrupted]
+
+        return await self._decide(tenant_id, session_id, decide)
+
     async def queue(self, tenant_id: str, session_id: str) -> list[QueuedTurn]:
         state = await self.state(tenant_id, session_id)
         return [QueuedTurn(turn.turn_id, turn.content) for turn in state.queue

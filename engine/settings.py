@@ -36,6 +36,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sse_buffer_events: int = 1000
     sse_keepalive_seconds: float = 15.0
     auth_cache_seconds: float = 1.0
+    # How long after its expiry a stream token still resumes a stream by Last-Event-ID.
+    stream_token_resume_seconds: int = 86_400
     workers: int = 8
     lease_seconds: float = 10.0
     # An agent whose runtime sent heartbeats is offline once the last is older than this.
@@ -139,6 +141,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                    f"SPOOL_{name.upper()}", "must be an http:// or https:// URL")
         _check(self.auth_cache_seconds, 0 <= self.auth_cache_seconds <= 60,
                "SPOOL_AUTH_CACHE_SECONDS", "must be between 0 and 60")
+        _check(self.stream_token_resume_seconds,
+               0 <= self.stream_token_resume_seconds <= 604_800,
+               "SPOOL_STREAM_TOKEN_RESUME_SECONDS", "must be between 0 and 604800")
         _check(self.log_level, self.log_level in _LOG_LEVELS, "SPOOL_LOG_LEVEL",
                f"must be one of {', '.join(_LOG_LEVELS)}")
         if self.database_url is not None and not self.database_url.startswith(
@@ -205,6 +210,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "sse_buffer_events": _int,
     "sse_keepalive_seconds": float,
     "auth_cache_seconds": float,
+    "stream_token_resume_seconds": _int,
     "workers": _int,
     "lease_seconds": float,
     "agent_offline_seconds": float,

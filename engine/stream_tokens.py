@@ -2,11 +2,14 @@
 ``Authorization`` header. A caller with an API key (or the admin token) asks for one
 (``POST /v1/stream_tokens``) and opens the SSE stream with ``?access_token=sst_...``.
 
-A token reads the streams of one tenant (or of one session) and nothing else, until it expires
-(5 minutes by default, 1 hour at most). It is kept like an API key (a sha256 of the secret, found
-by id, compared in constant time) and dies with the key that asked for it: revoking the key, or
-suspending the tenant, stops its tokens at the next connection. A stream already open stays
-open; an ``EventSource`` that reconnects after the expiry needs a new token.
+A token reads the streams of one tenant (or of one session) and nothing else. It opens streams
+until it expires (5 minutes by default, 1 hour at most), and resumes them (a reconnect with a
+``Last-Event-ID``, as ``EventSource`` sends after a network blip or a server restart) for
+``SPOOL_STREAM_TOKEN_RESUME_SECONDS`` more (a day by default): ``EventSource`` keeps its URL, and
+takes a 401 as final. It is kept like an API key (a sha256 of the secret, found by id, compared
+in constant time) and dies with the key that asked for it: revoking the key, or suspending the
+tenant, closes the streams its tokens opened (engine/access.py) and refuses the next connection,
+resume or not.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class StreamGrant(msgspec.Struct, frozen=True):
 
     tenant_id: str
     session_id: str | None
+    key_id: str | None = None  # the API key behind it (None: the admin's)
 
 
 def is_stream_token(token: str) -> bool:
@@ -53,9 +57,11 @@ def is_stream_token(token: str) -> bool:
 
 
 class StreamTokens:
-    def __init__(self, pool: asyncpg.Pool, store: EventStore) -> None:
+    def __init__(self, pool: asyncpg.Pool, store: EventStore, *,
+                 resume_seconds: float = 0.0) -> None:
         self._pool = pool
         self._store = store
+        self.resume_seconds = resume_seconds
 
     async def create(self, tenant_id: str, key_id: str | None,
                      body: StreamTokenIn) -> StreamToken:
@@ -65,9 +71,11 @@ class StreamTokens:
             await self._check_session(tenant_id, body.session_id)
         token_id, secret = new_id("sst"), secrets.token_urlsafe(32)
         async with connection(self._pool, "creating a stream token") as conn:
-            # Expired tokens are of no use: whoever makes a new one clears those a day old.
+            # Tokens past their resume window are of no use: whoever makes a new one clears
+            # those a day past it (until then a late reconnect is told why it is refused).
             await conn.execute(
-                "DELETE FROM stream_tokens WHERE expires_at < now() - interval '1 day'")
+                "DELETE FROM stream_tokens WHERE expires_at"
+                " < now() - make_interval(secs => $1) - interval '1 day'", self.resume_seconds)
             expires_at = await conn.fetchval(
                 "INSERT INTO stream_tokens (id, tenant_id, key_id, session_id, secret_hash,"
                 " expires_at) VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))"
@@ -76,25 +84,34 @@ class StreamTokens:
         return StreamToken(f"{PREFIX}{token_id.removeprefix('sst_')}_{secret}", expires_at,
                            body.session_id)
 
-    async def authenticate(self, token: str) -> StreamGrant:
+    async def authenticate(self, token: str, *, resuming: bool = False) -> StreamGrant:
+        """What ``token`` reads. ``resuming``: the connection resumes a stream by id (it
+        sent Last-Event-ID), which an expired token may still do within the resume window."""
         match = _TOKEN.match(token)
         if match is None:
             raise _invalid("invalid stream token")
         token_id, presented = f"sst_{match[1]}", hash_secret(match[2])
         async with connection(self._pool, "authenticating a stream token") as conn:
             row = await conn.fetchrow(
-                "SELECT s.tenant_id, s.session_id, s.secret_hash, s.expires_at <= now() AS expired,"
+                "SELECT s.tenant_id, s.session_id, s.key_id, s.secret_hash,"
+                " s.expires_at <= now() AS expired,"
+                " s.expires_at + make_interval(secs => $2) <= now() AS past_resume,"
                 " k.revoked_at, t.status FROM stream_tokens s JOIN tenants t ON t.id = s.tenant_id"
-                " LEFT JOIN api_keys k ON k.id = s.key_id WHERE s.id = $1", token_id)
+                " LEFT JOIN api_keys k ON k.id = s.key_id WHERE s.id = $1",
+                token_id, self.resume_seconds)
         if not matches(row["secret_hash"] if row is not None else None, presented):
             raise _invalid("invalid stream token")
-        if row["expired"]:
-            raise _invalid("this stream token expired: ask POST /v1/stream_tokens for another")
+        if row["expired"] and not resuming:
+            raise _invalid("this stream token expired: ask POST /v1/stream_tokens for another"
+                           " (it still resumes a stream by Last-Event-ID for a while)")
+        if row["past_resume"]:
+            raise _invalid("this stream token expired, and is past the time it may resume a"
+                           " stream: ask POST /v1/stream_tokens for another")
         if row["revoked_at"] is not None:
             raise _invalid("the API key that asked for this stream token was revoked")
         if row["status"] != "active":
             raise Forbidden("this tenant is suspended")
-        return StreamGrant(row["tenant_id"], row["session_id"])
+        return StreamGrant(row["tenant_id"], row["session_id"], row["key_id"])
 
     async def _check_session(self, tenant_id: str, session_id: str) -> None:
         try:

@@ -146,6 +146,17 @@ class Tenants:
         expires = time.monotonic() + self._auth_cache_seconds
         self._auth_cache[key_id] = (expires, secret_hash, principal)
 
+    def forget_cached(self) -> None:
+        """Drop every cached authentication (a key was revoked, or a tenant suspended,
+        possibly through another process)."""
+        self._auth_cache.clear()
+
+    async def is_active(self, tenant_id: str) -> bool:
+        """Whether the tenant exists and is not suspended (the runtime asks before a step)."""
+        async with connection(self._pool, "reading a tenant's status") as conn:
+            status = await conn.fetchval("SELECT status FROM tenants WHERE id = $1", tenant_id)
+        return bool(status == "active")
+
     def _authenticate_admin(self, token: str) -> Principal:
         if not matches(self._admin_hash, hash_secret(token)):
             raise Unauthorized("invalid credentials")

@@ -38,7 +38,8 @@ async def list_api_keys(request: Request) -> Response:
 
 async def revoke_api_key(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "owner")
-    key = await request.app.state.engine.tenants.revoke_key(
+    # also closes the streams the key (or a stream token it asked for) opened, everywhere
+    key = await request.app.state.engine.access.revoke_key(
         tenant_id, request.path_params["key_id"]
     )
     return json_response(key)

@@ -10,17 +10,20 @@ from starlette.routing import Route
 
 from api.auth import stream_reader, tenant_of
 from api.io import json_response, read_optional_json
-from api.sse import cursor, sse_response
+from api.sse import EventStreamResponse, cursor, sse_response
+from engine.engine import Engine
 from engine.errors import Conflict, InvalidRequest, NotFound
 from engine.events import STREAM_TYPES
 from engine.ids import is_id
-from engine.stream_tokens import StreamTokenIn
+from engine.open_streams import Opener
+from engine.stream_tokens import StreamGrant, StreamTokenIn
 from engine.tail import session_tail, tenant_tail
 
 
 async def session_stream(request: Request) -> Response:
     session_id = request.path_params["session_id"]
-    tenant_id = await stream_reader(request, session_id)
+    grant = await stream_reader(request, session_id)
+    tenant_id = grant.tenant_id
     after = cursor(request)
     engine = request.app.state.engine
     if not is_id(session_id, "ses"):
@@ -33,11 +36,12 @@ async def session_stream(request: Request) -> Response:
         engine.metrics.sse_resumes.inc()
     tail = session_tail(engine.store, engine.fanout, tenant_id=tenant_id, stream_id=session_id,
                         after=after)
-    return sse_response(tail, lambda event: event.seq, engine.metrics)
+    return _opened(engine, sse_response(tail, lambda event: event.seq, engine.metrics), grant)
 
 
 async def tenant_stream(request: Request) -> Response:
-    tenant_id = await stream_reader(request)
+    grant = await stream_reader(request)
+    tenant_id = grant.tenant_id
     after = cursor(request)
     types = [t for t in request.query_params.get("types", "").split(",") if t]
     stream_type = request.query_params.get("stream_type") or None
@@ -49,7 +53,17 @@ async def tenant_stream(request: Request) -> Response:
         engine.metrics.sse_resumes.inc()
     tail = tenant_tail(engine.store, engine.fanout, tenant_id=tenant_id, after=after,
                        types=types, stream_type=stream_type)
-    return sse_response(tail, lambda event: event.position, engine.metrics)
+    return _opened(engine, sse_response(tail, lambda event: event.position, engine.metrics),
+                   grant)
+
+
+def _opened(engine: Engine, response: EventStreamResponse,
+            grant: StreamGrant) -> EventStreamResponse:
+    """Registered as opened by ``grant``'s key: revoking it, or suspending the tenant, closes
+    the stream (engine/access.py)."""
+    response.when_ended(engine.open_streams.add(response, Opener(grant.tenant_id,
+                                                                 grant.key_id)))
+    return response
 
 
 async def create_stream_token(request: Request) -> Response:

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api.auth import authenticate
+from api.auth import authenticate, event_meta
 from api.io import NUL_FREE, json_response, query_limit, read_json
 
 
@@ -39,9 +39,11 @@ async def get_tenant(request: Request) -> Response:
 
 
 async def suspend_tenant(request: Request) -> Response:
-    await authenticate(request, "admin")
-    tenants = request.app.state.engine.tenants
-    return json_response(await tenants.set_status(request.path_params["tenant_id"], "suspended"))
+    """Also closes the tenant's open streams and ends its running turns (engine/access.py)."""
+    principal = await authenticate(request, "admin")
+    access = request.app.state.engine.access
+    return json_response(await access.suspend(request.path_params["tenant_id"],
+                                              meta=event_meta(request, principal)))
 
 
 async def resume_tenant(request: Request) -> Response:

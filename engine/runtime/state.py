@@ -38,6 +38,10 @@ from engine.events import (
 from engine.store import EventStore
 
 SessionStatus = Literal["idle", "running", "requires_action", "archived"]
+# Interrupts that are not the user's doing: the cancelled turn's session_done carries the
+# reason as its error (a user's interrupt ends it with none, as it always has).
+TENANT_SUSPENDED = "tenant suspended"
+SERVER_REASONS = frozenset({TENANT_SUSPENDED})
 _PAGE = 1000
 
 
@@ -59,6 +63,7 @@ class Turn:
     started: bool = False
     done: bool = False
     interrupted: bool = False
+    cancel_error: str | None = None  # the error its session_done carries, if interrupted so
     open_message: str | None = None  # started, not stopped (a worker died mid-message)
     model_calls: int = 0
     tokens: int = 0
@@ -187,7 +192,7 @@ def apply(state: SessionState, event: Event) -> None:
             if state.current is not None and data.tool_use_id in state.current.approvals:
                 state.current.approvals[data.tool_use_id] = (data.approval_id, data.decision)
         case SessionInterrupted():
-            _interrupt(state, data.turn_id)
+            _interrupt(state, data.turn_id, data.reason)
         case SessionDone():
             _done(state, data.turn_id)
         case SessionArchived():
@@ -228,10 +233,11 @@ def _stop_message(state: SessionState, data: MessageStop) -> None:
     state._draft, state._draft_tools = [], []
 
 
-def _interrupt(state: SessionState, turn_id: str) -> None:
+def _interrupt(state: SessionState, turn_id: str, reason: str) -> None:
     for turn in [*([state.current] if state.current else []), *state.queue]:
-        if turn.turn_id == turn_id:
+        if turn.turn_id == turn_id and not turn.interrupted:
             turn.interrupted = True
+            turn.cancel_error = reason if reason in SERVER_REASONS else None
 
 
 def _done(state: SessionState, turn_id: str) -> None:

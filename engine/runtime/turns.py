@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +58,7 @@ from engine.runtime.adapters.base import (
     ToolCall,
     UsageSoFar,
 )
-from engine.runtime.state import SessionState, Turn, catch_up
+from engine.runtime.state import TENANT_SUSPENDED, SessionState, Turn, catch_up
 from engine.runtime.tools import SCHEMAS, ServerTools, ToolContext
 from engine.store import MAX_EVENTS_PER_APPEND, EventStore
 
@@ -140,11 +140,12 @@ def next_step(state: SessionState, config: AgentConfig) -> Step | None:
         if not state.queue or state.archived:
             return None
         queued = state.queue[0]
-        return FinishTurn(queued, "cancelled") if queued.interrupted else Start(queued)
+        return (FinishTurn(queued, "cancelled", queued.cancel_error) if queued.interrupted
+                else Start(queued))
     if turn.open_message is not None:
         return CloseMessage(turn, turn.open_message)
     if turn.interrupted:
-        return FinishTurn(turn, "cancelled")
+        return FinishTurn(turn, "cancelled", turn.cancel_error)
     if turn.tool_uses:
         for tool in turn.tool_uses.values():
             decision = turn.approval(tool.tool_use_id)
@@ -199,8 +200,10 @@ class SessionRunner:
         self, store: EventStore, agents: Agents, adapters: Mapping[str, ModelAdapter], *,
         worker_id: str, tenant_id: str, session_id: str, retry: RetryPolicy | None = None,
         budgets: Budgets | None = None, tools: ServerTools | None = None,
+        tenant_active: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self._store = store
+        self._tenant_active = tenant_active
         self._budgets = budgets
         self._prices = budgets.prices if budgets is not None else PriceTable()
         self._tools = tools or ServerTools(store)  # a re-run passes the recorded results
@@ -254,12 +257,23 @@ class SessionRunner:
             config = await self._config(state)
         except AgentBroken as exc:  # its pinned version cannot be read: nothing can run
             return unrunnable_step(state, exc.message)
-        return await self._within_budget(next_step(state, config), state)
+        return await self._within_budget(
+            await self._admitted(next_step(state, config)), state)
 
     async def _progressed(self) -> None:
         if self.tries > 1 and self.on_progress is not None:
             await self.on_progress()
         self.tries = 1
+
+    async def _admitted(self, step: Step | None) -> Step | None:
+        """A suspended tenant's turn neither starts nor takes another step: it ends
+        ``cancelled`` (suspending interrupts running turns; this catches one submitted in the
+        same moment, or whose interrupt was never appended)."""
+        if self._tenant_active is None or not isinstance(step, (Start, CallModel, RunTool)):
+            return step
+        if await self._tenant_active(self._tenant_id):
+            return step
+        return FinishTurn(step.turn, "cancelled", TENANT_SUSPENDED)
 
     async def _within_budget(self, step: Step | None, state: SessionState) -> Step | None:
         """Before a turn starts, a model call or a tool run, and while a turn waits on a client

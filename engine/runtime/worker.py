@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import functools
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import asyncpg
 
@@ -44,8 +44,10 @@ class Worker:
         lease_seconds: float = 10.0, poll: float = 0.5, retry_delay: float = 2.0,
         retry: RetryPolicy | None = None, budgets: Budgets | None = None,
         tenant_max_running: int = 0, step_max_tries: int = 0,
+        tenant_active: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.id = new_id("wrk")
+        self._tenant_active = tenant_active
         self._budgets = budgets
         self._store = store
         self._agents = agents
@@ -128,7 +130,8 @@ class Worker:
     async def _work(self, claim: Claim) -> None:
         runner = SessionRunner(self._store, self._agents, self._adapters, worker_id=self.id,
                                tenant_id=claim.tenant_id, session_id=claim.session_id,
-                               retry=self._retry, budgets=self._budgets)
+                               retry=self._retry, budgets=self._budgets,
+                               tenant_active=self._tenant_active)
         key = (claim.tenant_id, claim.session_id)
         runner.state = self._states.pop(key, None)  # caught up, not folded again
         runner.configs = self._configs

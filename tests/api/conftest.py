@@ -1,16 +1,20 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from starlette.applications import Starlette
 
 from api.app import create_app
 from engine.engine import Engine
 from engine.settings import Settings
 from tests.api.openapi_check import check_all
+from tests.api.sse_client import Frame, frames
 from tests.conftest import ADMIN_TOKEN
 
 
@@ -57,3 +61,86 @@ async def api(settings: Settings, engine: Engine) -> AsyncIterator[Api]:
     # Every response the test got through api.request answers an operation of the OpenAPI
     # document as it declares (checked afterwards, so as not to slow the test itself down).
     check_all(api.responses)
+
+
+# --- a real server: uvicorn on a free port, for SSE and socket behaviour -----------------
+
+
+class Live:
+    """A uvicorn server on a free port, and helpers to use it."""
+
+    def __init__(self, base_url: str, engine: Engine) -> None:
+        self.base_url = base_url
+        self.engine = engine
+        self.client = httpx.AsyncClient(base_url=base_url, timeout=10)
+
+    async def post(self, path: str, token: str, body: object, **headers: str) -> httpx.Response:
+        return await self.client.post(path, json=body,
+                                      headers={"Authorization": f"Bearer {token}", **headers})
+
+    async def member_key(self) -> str:
+        tenant = (await self.post("/v1/tenants", ADMIN_TOKEN, {"name": "t"})).json()["id"]
+        response = await self.post("/v1/api_keys", ADMIN_TOKEN, {"name": "k", "role": "member"},
+                                   **{"Spool-Tenant": tenant})
+        key: str = response.json()["key"]
+        return key
+
+    async def session(self, key: str) -> str:
+        session_id: str = (await self.post("/v1/sessions", key, {})).json()["id"]
+        return session_id
+
+    async def say(self, key: str, session_id: str, text: str) -> int:
+        response = await self.post(f"/v1/sessions/{session_id}/messages", key, {"content": text})
+        assert response.status_code == 202, response.text
+        seq: int = response.json()["event"]["seq"]
+        return seq
+
+    @contextlib.asynccontextmanager
+    async def stream(self, path: str, key: str, **headers: str) -> AsyncIterator[
+        AsyncIterator[Frame]
+    ]:
+        async with self.client.stream(
+            "GET", path, headers={"Authorization": f"Bearer {key}", **headers}
+        ) as response:
+            assert response.status_code == 200, await response.aread()
+            assert response.headers["content-type"].startswith("text/event-stream")
+            yield frames(response)
+
+
+@contextlib.asynccontextmanager
+async def serving(engine: Engine, settings: Settings) -> AsyncIterator[Live]:
+    """A uvicorn server of its own on a free port for ``engine`` (one ``spool serve``
+    process, in-process). Streams must be closed before it stops. uvicorn's keep-alive
+    timer runs from a connection's start: with a thousand clients connecting on a loaded
+    machine, its 5 s could pass before a request is read, so these servers allow 60 s."""
+    config = uvicorn.Config(create_app(settings, engine), host="127.0.0.1", port=0,
+                            log_config=None, lifespan="off", timeout_keep_alive=60)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    served = Live(f"http://127.0.0.1:{port}", engine)
+    try:
+        yield served
+    finally:
+        await served.client.aclose()
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture
+async def live(settings: Settings, engine: Engine) -> AsyncIterator[Live]:
+    async with serving(engine, settings) as served:
+        yield served
+
+
+async def events_from(stream: AsyncIterator[Frame], count: int) -> list[Frame]:
+    got: list[Frame] = []
+    async with asyncio.timeout(30):
+        async for frame in stream:
+            if frame.id is not None:
+                got.append(frame)
+                if len(got) == count:
+                    return got
+    return got

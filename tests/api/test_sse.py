@@ -3,89 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
-import httpx
-import pytest
-import uvicorn
+from tests.api import conftest
+from tests.api.conftest import Live, events_from
+from tests.api.sse_client import frames  # noqa: F401 - other modules use test_sse.frames
 
-from api.app import create_app
-from engine.engine import Engine
-from engine.settings import Settings
-from tests.api.sse_client import Frame, frames
-from tests.conftest import ADMIN_TOKEN
-
-
-class Live:
-    """A uvicorn server on a free port, and helpers to use it."""
-
-    def __init__(self, base_url: str, engine: Engine) -> None:
-        self.base_url = base_url
-        self.engine = engine
-        self.client = httpx.AsyncClient(base_url=base_url, timeout=10)
-
-    async def post(self, path: str, token: str, body: object, **headers: str) -> httpx.Response:
-        return await self.client.post(path, json=body,
-                                      headers={"Authorization": f"Bearer {token}", **headers})
-
-    async def member_key(self) -> str:
-        tenant = (await self.post("/v1/tenants", ADMIN_TOKEN, {"name": "t"})).json()["id"]
-        response = await self.post("/v1/api_keys", ADMIN_TOKEN, {"name": "k", "role": "member"},
-                                   **{"Spool-Tenant": tenant})
-        key: str = response.json()["key"]
-        return key
-
-    async def session(self, key: str) -> str:
-        session_id: str = (await self.post("/v1/sessions", key, {})).json()["id"]
-        return session_id
-
-    async def say(self, key: str, session_id: str, text: str) -> int:
-        response = await self.post(f"/v1/sessions/{session_id}/messages", key, {"content": text})
-        assert response.status_code == 202, response.text
-        seq: int = response.json()["event"]["seq"]
-        return seq
-
-    @contextlib.asynccontextmanager
-    async def stream(self, path: str, key: str, **headers: str) -> AsyncIterator[
-        AsyncIterator[Frame]
-    ]:
-        async with self.client.stream(
-            "GET", path, headers={"Authorization": f"Bearer {key}", **headers}
-        ) as response:
-            assert response.status_code == 200, await response.aread()
-            assert response.headers["content-type"].startswith("text/event-stream")
-            yield frames(response)
-
-
-@pytest.fixture
-async def live(settings: Settings, engine: Engine) -> AsyncIterator[Live]:
-    # uvicorn's keep-alive timer runs from the connection's start: with a thousand clients
-    # connecting on a loaded machine, 5 s could pass before a request is read and the
-    # connection would be dropped. These tests are about streams, not idle connections.
-    config = uvicorn.Config(create_app(settings, engine), host="127.0.0.1", port=0,
-                            log_config=None, lifespan="off", timeout_keep_alive=60)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    live = Live(f"http://127.0.0.1:{port}", engine)
-    yield live
-    await live.client.aclose()
-    server.should_exit = True
-    await task
-
-
-async def events_from(stream: AsyncIterator[Frame], count: int) -> list[Frame]:
-    got: list[Frame] = []
-    async with asyncio.timeout(30):
-        async for frame in stream:
-            if frame.id is not None:
-                got.append(frame)
-                if len(got) == count:
-                    return got
-    return got
+# The fixture (a uvicorn server on the test's engine; other modules take it from here by name).
+live = conftest.live
 
 
 async def test_replay_then_live_without_gap_or_duplicate(live: Live) -> None:
@@ -158,7 +82,7 @@ async def test_disconnect_frees_the_subscription(live: Live) -> None:
     async with live.stream(f"/v1/sessions/{sid}/stream", key) as stream:
         await events_from(stream, 1)
         assert dispatcher.subscriber_count == 1
-    async with asyncio.timeout(30):
+    async with asyncio.timeout(5):
         while dispatcher.subscriber_count:  # noqa: ASYNC110 - polling a counter
             await asyncio.sleep(0.02)
     await live.say(key, sid, "after the client left")  # nobody to deliver to: no error
@@ -186,7 +110,7 @@ async def test_an_idle_stream_sends_keepalive_comments(live: Live) -> None:
     async with live.stream(f"/v1/sessions/{sid}/stream?after=1", key) as stream:
         first = await anext(stream)
         assert first.retry == 2000
-        async with asyncio.timeout(30):
+        async with asyncio.timeout(5):
             second = await anext(stream)
     assert second.comment == "keepalive" and second.id is None
 
