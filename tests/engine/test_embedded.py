@@ -8,10 +8,13 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -190,4 +193,54 @@ def test_postgres_false_starts_no_postgres(data_dir: Path) -> None:
         assert not (data_dir / "pg").exists()
         running = _processes_in(data_dir)
         assert running and not any("postgres" in cmdline for _, cmdline in running)
+    assert _wait_gone(data_dir) == []
+
+
+def _raw_command(port: int, *args: bytes) -> bytes:
+    """One RESP command over a fresh socket, with no AUTH: what any local process could send."""
+    request = b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        return sock.recv(256)
+
+
+def test_the_embedded_valkey_needs_its_generated_password(data_dir: Path) -> None:
+    with EmbeddedServices(data_dir, postgres=False) as services:
+        assert services.redis_url is not None
+        url = urlsplit(services.redis_url)
+        password, port = url.password, url.port
+        assert password and len(password) >= 32 and port
+        # without the password a local process can neither forge an event nor read one
+        refused = _raw_command(port, b"XADD", b"spool:{log}:events", b"*", b"e", b"forged")
+        assert refused.startswith(b"-NOAUTH"), refused
+        assert _raw_command(port, b"XLEN", b"spool:{log}:events").startswith(b"-NOAUTH")
+        client = redis.from_url(services.redis_url)  # the URL carries it
+        assert client.xadd("stream", {"n": "1"})
+        client.close()
+        auth = data_dir / "valkey" / "auth.conf"
+        assert stat.S_IMODE(auth.stat().st_mode) == 0o600
+        valkey_pid = int((data_dir / "valkey" / "valkey.pid").read_text())
+        assert password.encode() not in Path(f"/proc/{valkey_pid}/cmdline").read_bytes()
+        for name in ("valkey.conf", "valkey.log"):
+            assert password not in (data_dir / "valkey" / name).read_text(), name
+    auth.chmod(0o644)
+
+    with EmbeddedServices(data_dir, postgres=False) as again:  # created once, then reused
+        assert again.redis_url is not None
+        assert urlsplit(again.redis_url).password == password
+        assert stat.S_IMODE(auth.stat().st_mode) == 0o600
+        client = redis.from_url(again.redis_url)
+        assert client.xlen("stream") == 1
+        client.close()
+    assert _wait_gone(data_dir) == []
+
+
+def test_the_services_run_in_a_session_of_their_own(data_dir: Path) -> None:
+    """A terminal's Ctrl-C (SIGINT to its foreground process group) must reach spool serve
+    only: it stops the services itself, in order."""
+    with EmbeddedServices(data_dir):
+        for name, pid in (("postgres", _postmaster_pid(data_dir)),
+                          ("valkey", int((data_dir / "valkey" / "valkey.pid").read_text()))):
+            assert os.getpgid(pid) != os.getpgid(0), f"{name} is in our process group"
+            assert os.getsid(pid) == pid, f"{name} does not lead a session of its own"
     assert _wait_gone(data_dir) == []
