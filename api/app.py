@@ -25,6 +25,7 @@ from api.routes import (
     tasks,
     tenants,
 )
+from api.sse import OpenStreams
 from engine.engine import Engine
 from engine.settings import Settings
 
@@ -62,4 +63,5 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.streams = OpenStreams()  # spool serve closes them all when it stops
     return app

@@ -8,6 +8,7 @@ are written as encoded once by the dispatcher (or read from Postgres), never re-
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -31,6 +32,9 @@ WRITE_TIMEOUT = 30.0
 KEEPALIVE = b": keepalive\n\n"
 ENDED = b": ended: the session is archived; nothing follows\n\n"
 CUT_OFF = b": cut off: this client fell too far behind; reconnect with Last-Event-ID\n\n"
+SHUTTING_DOWN = "server shutting down, reconnect with Last-Event-ID"
+# A stream closed from outside gets this long to take its final comment.
+CLOSE_WRITE_TIMEOUT = 1.0
 _MAX_CURSOR = 2**63 - 1
 
 
@@ -102,26 +106,65 @@ def _stall_watch() -> _StallWatch:
     return watch
 
 
+class OpenStreams:
+    """The SSE responses being written (one registry per app, ``app.state.streams``), so that
+    something other than a stream's own body can end it: ``close(reason)`` writes each a final
+    comment ``: <reason>`` and ends it; the client resumes by id. ``close_for_good`` also ends
+    every stream opened later at once (the server is stopping)."""
+
+    def __init__(self) -> None:
+        self._open: set[EventStreamResponse] = set()
+        self._final: str | None = None
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def add(self, response: EventStreamResponse) -> None:
+        self._open.add(response)
+        if self._final is not None:
+            response.close(self._final)
+
+    def discard(self, response: EventStreamResponse) -> None:
+        self._open.discard(response)
+
+    def close(self, reason: str,
+              which: Callable[[EventStreamResponse], bool] | None = None) -> int:
+        """End the open streams ``which`` picks (all by default); how many."""
+        chosen = [r for r in self._open if which is None or which(r)]
+        for response in chosen:
+            response.close(reason)
+        return len(chosen)
+
+    def close_for_good(self, reason: str) -> int:
+        self._final = reason
+        return self.close(reason)
+
+
 class EventStreamResponse(StreamingResponse):
-    """An SSE response. It ends when the body ends, when the client disconnects, or when a
-    write stalls for WRITE_TIMEOUT; in every case the body is closed at once (which frees its
-    subscription)."""
+    """An SSE response. It ends when the body ends, when the client disconnects, when a
+    write stalls for WRITE_TIMEOUT, or when closed with a reason (``close``: a final comment);
+    in every case the body is closed at once (which frees its subscription)."""
 
     def __init__(self, body: AsyncGenerator[bytes, None], metrics: Metrics) -> None:
         super().__init__(body, media_type="text/event-stream",
                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         self._body = body
         self._metrics = metrics
-        self._ended_by: str | None = None  # "client" (disconnected) or "stall"
+        self._ended_by: str | None = None  # "client" (disconnected), "stall" or "closed"
+        self._final = b""  # the comment a stream closed from outside ends with
         self._task: asyncio.Task[Any] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._task = asyncio.current_task()
         watch = _stall_watch()
+        streams: OpenStreams | None = getattr(getattr(scope.get("app"), "state", None),
+                                              "streams", None)
         listener = asyncio.create_task(self._end_on_disconnect(receive))
         try:
             await send({"type": "http.response.start", "status": self.status_code,
                         "headers": self.raw_headers})
+            if streams is not None:
+                streams.add(self)
             async for chunk in self._body:
                 watch.begin(self, self._stalled)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -132,12 +175,30 @@ class EventStreamResponse(StreamingResponse):
                 raise  # not ours: the server is shutting down
             assert self._task is not None
             self._task.uncancel()
+            if self._ended_by == "closed":
+                await self._send_final(send)
         except OSError:  # the client went away during a write
             pass
         finally:
+            if streams is not None:
+                streams.discard(self)
             watch.end(self)
             listener.cancel()
             await self._body.aclose()  # unsubscribe now, not when the generator is collected
+
+    def close(self, reason: str) -> None:
+        """End the stream with a final comment ``: <reason>`` (at once, whatever the body is
+        doing: replaying, waiting for events, or writing)."""
+        if self._ended_by is None:
+            self._final = b": %s\n\n" % reason.encode()
+        self._end("closed")
+
+    async def _send_final(self, send: Send) -> None:
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(CLOSE_WRITE_TIMEOUT):  # a client not reading is dropped
+                await send({"type": "http.response.body", "body": self._final,
+                            "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _end_on_disconnect(self, receive: Receive) -> None:
         while (await receive())["type"] != "http.disconnect":

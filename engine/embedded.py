@@ -91,6 +91,19 @@ class EmbeddedServices:
             self._lock_file.close()  # closing releases the flock
             self._lock_file = None
 
+    def stop_now(self) -> None:
+        """Ask the services to stop without waiting (the process is exiting at once): Valkey
+        SIGTERM (it writes its append-only file and exits), the postmaster SIGINT (a fast
+        shutdown: transactions aborted, a checkpoint, no wait for clients)."""
+        process = getattr(self._valkey, "_process", None)
+        pids = [(process.pid, signal.SIGTERM)] if process is not None else []
+        if self._postgres is not None:
+            with contextlib.suppress(Exception):
+                pids.append((self._postgres.get_pid(), signal.SIGINT))
+        for pid, sig in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, sig)
+
     def __enter__(self) -> EmbeddedServices:
         self.start()
         return self

@@ -54,6 +54,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     budget_wait_seconds: float = 5.0
     # Messages (turn submissions) a tenant may POST per minute, across all processes; 0: no limit.
     turn_rate_limit: int = 6000
+    # From the first SIGTERM/SIGINT to exit: streams closed, requests and turn steps drained,
+    # leases handed back, services stopped (what is still running after it is abandoned).
+    shutdown_seconds: float = 10.0
 
     def __repr__(self) -> str:
         """Secrets masked: settings may end up in a log or a traceback."""
@@ -110,6 +113,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                "SPOOL_TURN_RATE_LIMIT", "must be between 0 and 10000000")
         _check(self.budget_wait_seconds, 0.1 <= self.budget_wait_seconds <= 60,
                "SPOOL_BUDGET_WAIT_SECONDS", "must be between 0.1 and 60")
+        _check(self.shutdown_seconds, 1 <= self.shutdown_seconds <= 3600,
+               "SPOOL_SHUTDOWN_SECONDS", "must be between 1 and 3600")
         for name in ("openai_base_url", "anthropic_base_url"):
             url = getattr(self, name)
             _check(url, url is None or url.startswith(("http://", "https://")),
@@ -179,6 +184,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "prices": lambda raw: tuple(parse_prices(raw).items()),
     "budget_wait_seconds": float,
     "turn_rate_limit": _int,
+    "shutdown_seconds": float,
 }
 
 

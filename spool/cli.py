@@ -295,6 +295,7 @@ async def _run_server(settings: Any) -> int:
     from api.app import create_app
     from engine.engine import Engine
     from engine.errors import SpoolError
+    from spool.shutdown import Stopping
 
     try:
         engine = await Engine(settings).__aenter__()
@@ -307,11 +308,14 @@ async def _run_server(settings: Any) -> int:
             log_config=None, access_log=False, lifespan="off",
         )
         server = _server_class()(config)
+        server.stopping = stopping = Stopping(engine, config.app.state.streams,
+                                              settings.shutdown_seconds)
         announce = asyncio.create_task(_announce(server, engine))
         await server.serve()
         announce.cancel()
     finally:
         await engine.__aexit__(None, None, None)
+    stopping.done()
     return 0
 
 
@@ -319,6 +323,8 @@ def _server_class() -> Any:
     import uvicorn
 
     class Server(uvicorn.Server):
+        stopping: Any = None  # spool.shutdown.Stopping
+
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
             """uvicorn's, minus re-raising the signal after shutdown: that would kill the
@@ -330,6 +336,22 @@ def _server_class() -> Any:
             finally:
                 for sig, handler in original.items():
                     signal.signal(sig, handler)
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if self.stopping is not None:
+                self.stopping.signalled(sig)  # a second signal exits here, at once
+            super().handle_exit(sig, frame)
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            """uvicorn's, with the open SSE streams closed (they never end on their own) and
+            the worker drained meanwhile, each bounded by the stopping's grace."""
+            if self.stopping is None:
+                await super().shutdown(sockets)
+                return
+            for server in self.servers:  # accept nothing new before closing the streams
+                server.close()
+            self.config.timeout_graceful_shutdown = self.stopping.grace
+            await self.stopping.drain(super().shutdown(sockets))
 
     return Server
 

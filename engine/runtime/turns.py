@@ -190,10 +190,12 @@ class SessionRunner:
         self.state: SessionState | None = None  # kept by the worker for the next claim
         # Calls cut by an interrupt, closed by the next step: message id -> (model, usage)
         self._cut: dict[str, tuple[str, Usage]] = {}
+        self.stopping = False  # set by a stopping worker: finish the step, start no other
 
     async def run(self) -> None:
-        """Advance the session until it has nothing to do. Raises LostSession."""
-        while True:
+        """Advance the session until it has nothing to do (or ``stopping``). Raises
+        LostSession."""
+        while not self.stopping:
             self.state = state = await catch_up(self._store, self._tenant_id,
                                                 self._session_id, self.state)
             if state.created.agent_id is None:
