@@ -31,6 +31,7 @@ import warnings
 from pathlib import Path
 from typing import IO, Any
 
+from engine.crashed_postgres import wait_for_old_backends
 from engine.errors import SpoolError
 
 SERVICES_FILE = "services.json"
@@ -147,7 +148,12 @@ class EmbeddedServices:
 
         pgdata = self.data_dir / "pg"
         _prune_dead_handles(pgdata / ".handle_pids.json")
-        self._postgres = get_server(pgdata, cleanup_mode="stop")
+        wait_for_old_backends(pgdata)  # after a crash: a new postmaster would be refused
+        try:
+            self._postgres = get_server(pgdata, cleanup_mode="stop")
+        except subprocess.SubprocessError as exc:  # pg_ctl failed or timed out
+            raise SpoolError(f"the embedded Postgres did not start ({exc.__class__.__name__});"
+                             f" its log: {pgdata / 'log'}") from None
         self.database_url = self._postgres.get_uri()
 
     def _start_valkey(self) -> None:

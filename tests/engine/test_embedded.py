@@ -10,6 +10,8 @@ import shutil
 import signal
 import socket
 import stat
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -243,4 +245,60 @@ def test_the_services_run_in_a_session_of_their_own(data_dir: Path) -> None:
                           ("valkey", int((data_dir / "valkey" / "valkey.pid").read_text()))):
             assert os.getpgid(pid) != os.getpgid(0), f"{name} is in our process group"
             assert os.getsid(pid) == pid, f"{name} does not lead a session of its own"
+    assert _wait_gone(data_dir) == []
+
+
+_START_AGAIN = """
+import sys
+from pathlib import Path
+from engine.embedded import EmbeddedServices
+from engine.logging import configure_logging
+configure_logging("info")
+with EmbeddedServices(Path(sys.argv[1]), redis=False) as services:
+    print("started", services.database_url, flush=True)
+"""
+
+
+async def _stopped_backend(url: str) -> int:
+    """A backend frozen (SIGSTOP) while its connection is open: it cannot notice anything."""
+    conn = await asyncpg.connect(url)
+    pid: int = await conn.fetchval("SELECT pg_backend_pid()")
+    os.kill(pid, signal.SIGSTOP)
+    conn.terminate()
+    return pid
+
+
+def test_a_start_right_after_a_crash_waits_for_the_old_backends(data_dir: Path) -> None:
+    """The postmaster died (SIGKILL) but one of its backends still runs (here: stopped, so it
+    cannot notice), holding the old shared memory: a new start waits for it, saying so, instead
+    of failing, and starts once it exited."""
+    crashed = EmbeddedServices(data_dir, redis=False)
+    crashed.start()
+    assert crashed.database_url is not None
+    backend = asyncio.run(_stopped_backend(crashed.database_url))
+    try:
+        os.kill(_postmaster_pid(data_dir), signal.SIGKILL)
+        # what a crashed spool process leaves: no stop, its handle and the lock gone
+        crashed._postgres.global_process_id_list.get_and_remove(os.getpid())
+        crashed._postgres = None
+        crashed.stop()
+        # a new process, as a restarted spool serve is
+        again = subprocess.Popen(
+            [sys.executable, "-c", _START_AGAIN, str(data_dir)], stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+        try:
+            assert again.stdout is not None
+            waiting = again.stdout.readline()  # blocks until it logs (or exits: "")
+            assert "embedded.waiting_for_old_postgres" in waiting, waiting
+            assert str(backend) in waiting, waiting
+            time.sleep(1)
+            assert again.poll() is None, "it gave up instead of waiting"
+        finally:
+            os.kill(backend, signal.SIGCONT)  # it notices its postmaster is gone, and exits
+        out, _ = again.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(backend, signal.SIGKILL)
+    assert again.returncode == 0, out
+    assert "embedded.old_postgres_gone" in out and "started postgresql://" in out, out
     assert _wait_gone(data_dir) == []
