@@ -17,12 +17,15 @@ out: 1). Whatever was cut short is recovered from the log, as after a crash.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Awaitable
+from datetime import UTC, datetime
 from typing import Any
 
 from api.sse import SHUTTING_DOWN
@@ -35,12 +38,18 @@ TIMED_OUT = 1  # the exit code when SPOOL_SHUTDOWN_SECONDS ran out
 
 class Stopping:
     """Driven by the server: ``signalled`` from its signal handler, ``drain`` from its
-    shutdown; ``done`` once everything stopped."""
+    shutdown; ``done`` once everything stopped.
+
+    A signal handler runs between two bytecodes of the main thread, which may be inside a log
+    write holding structlog's (non-reentrant) lock: so the handler itself only sets flags and
+    wakes the event loop, and the forced exit writes its line with ``os.write``."""
 
     def __init__(self, engine: Any, streams: Any, seconds: float) -> None:
         self._engine = engine
         self._streams = streams
         self.seconds = seconds
+        self._loop = asyncio.get_running_loop()
+        self._signal: int | None = None
         self._since: float | None = None
         self._watchdog: threading.Timer | None = None
 
@@ -50,14 +59,20 @@ class Stopping:
         return self.seconds / 2
 
     def signalled(self, sig: int) -> None:
-        if self._since is not None:
+        """From the signal handler: nothing here may take a lock."""
+        if self._signal is not None:
             self._exit_now(128 + sig, f"a second {signal.Signals(sig).name}")
-        self._since = time.monotonic()
-        log.info("shutdown.started", signal=signal.Signals(sig).name, seconds=self.seconds)
+        self._signal, self._since = sig, time.monotonic()
+        self._loop.call_soon_threadsafe(self._started)
+
+    def _started(self) -> None:
+        assert self._signal is not None and self._since is not None
+        log.info("shutdown.started", signal=signal.Signals(self._signal).name,
+                 seconds=self.seconds)
         # A thread, not the event loop: it must fire even if the loop is stuck.
+        left = max(self.seconds - (time.monotonic() - self._since), 0.0)
         self._watchdog = threading.Timer(
-            self.seconds, self._exit_now, (TIMED_OUT, f"SPOOL_SHUTDOWN_SECONDS={self.seconds:g}"
-                                           " ran out"))
+            left, self._exit_now, (TIMED_OUT, f"SPOOL_SHUTDOWN_SECONDS={self.seconds:g} ran out"))
         self._watchdog.daemon = True
         self._watchdog.start()
 
@@ -78,10 +93,12 @@ class Stopping:
             log.info("shutdown.done", seconds=round(time.monotonic() - self._since, 3))
 
     def _exit_now(self, code: int, why: str) -> None:
-        log.warning("shutdown.forced", reason=why, exit_code=code)
+        """Ask the services to stop (no waiting) and exit: no lock, no logger."""
+        line = json.dumps({"reason": why, "exit_code": code, "event": "shutdown.forced",
+                           "level": "warning", "timestamp": datetime.now(UTC).isoformat()})
         try:
             self._engine.stop_services_now()
         finally:
-            for stream in (sys.stdout, sys.stderr):
-                stream.flush()
+            with contextlib.suppress(OSError):
+                os.write(sys.stdout.fileno(), b"\n" + line.encode() + b"\n")
             os._exit(code)
