@@ -32,6 +32,8 @@ WRITE_TIMEOUT = 30.0
 KEEPALIVE = b": keepalive\n\n"
 ENDED = b": ended: the session is archived; nothing follows\n\n"
 CUT_OFF = b": cut off: this client fell too far behind; reconnect with Last-Event-ID\n\n"
+# Why every stream is closed when the server stops (spool serve, first signal).
+SHUTTING_DOWN = "server shutting down, reconnect with Last-Event-ID"
 # How long the final comment of a stream closed by the server may take to write.
 FINAL_WRITE_TIMEOUT = 2.0
 _MAX_CURSOR = 2**63 - 1

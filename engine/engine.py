@@ -224,6 +224,17 @@ class Engine:
         self.publisher = self.dispatcher = None
         self.worker = None
 
+    async def stop_worker(self, grace: float) -> None:
+        """The first step of a graceful stop: claim nothing more, let running turn steps finish
+        (for up to ``grace`` seconds), hand the leases back. ``_stop`` does the rest."""
+        if self.worker is not None:
+            await self.worker.stop(grace)
+
+    def stop_services_now(self) -> None:
+        """A forced exit: ask the embedded services to stop, without waiting."""
+        if self._embedded is not None:
+            self._embedded.stop_now()
+
     @property
     def store(self) -> EventStore:
         if self._store is None:

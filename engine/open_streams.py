@@ -28,10 +28,15 @@ class Opener(msgspec.Struct, frozen=True):
 class OpenStreams:
     def __init__(self) -> None:
         self._open: dict[Closable, Opener] = {}
+        self._final: str | None = None  # set once the process is stopping
 
     def add(self, stream: Closable, opener: Opener) -> Callable[[], None]:
-        """Register ``stream``; returns what unregisters it (call it when the stream ends)."""
+        """Register ``stream``; returns what unregisters it (call it when the stream ends).
+        Once the process is stopping, a stream opened late is closed at once."""
         self._open[stream] = opener
+        if self._final is not None:
+            self.discard(stream)
+            stream.close(self._final)
         return lambda: self.discard(stream)
 
     def discard(self, stream: Closable) -> None:
@@ -54,3 +59,8 @@ class OpenStreams:
 
     def close_all(self, reason: str) -> int:
         return self.close_where(lambda _: True, reason)
+
+    def close_for_good(self, reason: str) -> int:
+        """Close every stream, and every one opened from now on (the process is stopping)."""
+        self._final = reason
+        return self.close_all(reason)

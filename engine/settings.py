@@ -72,6 +72,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     tenant_max_running_turns: int = 4
     # Tries of a turn's step (a claim each) before the turn ends failed.
     step_max_tries: int = 5
+    # From the first SIGTERM/SIGINT to exit: streams closed, requests and turn steps drained,
+    # leases handed back, services stopped (what is still running after it is abandoned).
+    shutdown_seconds: float = 10.0
 
     def __repr__(self) -> str:
         """Secrets masked: settings may end up in a log or a traceback."""
@@ -135,6 +138,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         _check(self.relay_seconds, 0.1 <= self.relay_seconds <= 3600, "SPOOL_RELAY_SECONDS",
                "must be between 0.1 and 3600")
         self._validate_http_limits()
+        _check(self.shutdown_seconds, 1 <= self.shutdown_seconds <= 3600,
+               "SPOOL_SHUTDOWN_SECONDS", "must be between 1 and 3600")
         for name in ("openai_base_url", "anthropic_base_url"):
             url = getattr(self, name)
             _check(url, url is None or url.startswith(("http://", "https://")),
@@ -231,6 +236,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "http_max_connections": _int,
     "tenant_max_running_turns": _int,
     "step_max_tries": _int,
+    "shutdown_seconds": float,
 }
 
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -265,14 +266,22 @@ async def _run_worker(settings: Any) -> int:
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def stopping(sig: int) -> None:  # loop.add_signal_handler: runs on the loop, not in a handler
+        if stop.is_set():
+            os._exit(128 + sig)  # a second signal: at once (what runs is recovered from the log)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stopping, sig)
     try:
         async with Engine(settings) as engine:
             assert engine.worker is not None
             print(f"agentspool worker {engine.worker.id} running "
                   f"({settings.workers} sessions at once)", flush=True)
             await stop.wait()
+            # as spool serve: running steps finish (for half the time), leases go back at once
+            await engine.stop_worker(settings.shutdown_seconds / 2)
     except SpoolError as exc:
         print(f"spool: cannot start: {exc}", file=sys.stderr)
         return 1
@@ -294,6 +303,7 @@ async def _run_server(settings: Any) -> int:
     from api.server import server_config
     from engine.engine import Engine
     from engine.errors import SpoolError
+    from spool.shutdown import Stopping
 
     try:
         engine = await Engine(settings).__aenter__()
@@ -303,11 +313,14 @@ async def _run_server(settings: Any) -> int:
     try:
         config = server_config(create_app(settings, engine), settings)
         server = _server_class()(config)
+        server.stopping = stopping = Stopping(engine, engine.open_streams,
+                                              settings.shutdown_seconds)
         announce = asyncio.create_task(_announce(server, engine))
         await server.serve()
         announce.cancel()
     finally:
         await engine.__aexit__(None, None, None)
+    stopping.done()
     return 0
 
 
@@ -315,6 +328,8 @@ def _server_class() -> Any:
     import uvicorn
 
     class Server(uvicorn.Server):
+        stopping: Any = None  # spool.shutdown.Stopping
+
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
             """uvicorn's, minus re-raising the signal after shutdown: that would kill the
@@ -326,6 +341,22 @@ def _server_class() -> Any:
             finally:
                 for sig, handler in original.items():
                     signal.signal(sig, handler)
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if self.stopping is not None:
+                self.stopping.signalled(sig)  # a second signal exits here, at once
+            super().handle_exit(sig, frame)
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            """uvicorn's, with the open SSE streams closed (they never end on their own) and
+            the worker drained meanwhile, each bounded by the stopping's grace."""
+            if self.stopping is None:
+                await super().shutdown(sockets)
+                return
+            for server in self.servers:  # accept nothing new before closing the streams
+                server.close()
+            self.config.timeout_graceful_shutdown = self.stopping.grace
+            await self.stopping.drain(super().shutdown(sockets))
 
     return Server
 

@@ -169,10 +169,12 @@ class Leases:
             )
 
     async def release_all(self) -> None:
-        """Give back every lease this worker holds, done with nothing (it is stopping)."""
+        """Give back every lease this worker holds, done with nothing (it is stopping), and
+        wake the workers of every process to take them now."""
         async with connection(self._pool, "releasing leases") as conn:
             await conn.execute(
                 "UPDATE session_runs SET lease_owner = NULL, lease_expires = NULL,"
                 " tries = greatest(tries - 1, 0)"  # stopping is not the step failing
                 " WHERE lease_owner = $1", self.owner,
             )
+            await conn.execute("SELECT pg_notify($1, '')", WORK_CHANNEL)

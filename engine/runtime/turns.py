@@ -225,10 +225,12 @@ class SessionRunner:
         self.tries = 1
         self.max_tries = 0  # 0: no bound (a re-run)
         self.on_progress: Callable[[], Coroutine[Any, Any, None]] | None = None
+        self.stopping = False  # set by a stopping worker: finish the step, start no other
 
     async def run(self) -> None:
-        """Advance the session until it has nothing to do. Raises LostSession."""
-        while True:
+        """Advance the session until it has nothing to do (or ``stopping``). Raises
+        LostSession."""
+        while not self.stopping:
             self.state = state = await catch_up(self._store, self._tenant_id,
                                                 self._session_id, self.state)
             if state.created.agent_id is None:

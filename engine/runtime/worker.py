@@ -65,22 +65,36 @@ class Worker:
         self._pool = pool
         self._states: OrderedDict[tuple[str, str], SessionState] = OrderedDict()
         self._configs: dict[tuple[str, str, int], AgentConfig] = {}
+        self._runners: dict[str, SessionRunner] = {}
+        self._stopping = False
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="spool.worker")
         self._listener = asyncio.create_task(self._listen(), name="spool.worker.listen")
 
-    async def stop(self) -> None:
-        """Stop at once; the sessions this worker held are given back for others to take now
-        rather than when their leases run out (what they appended is fenced, as ever)."""
-        tasks = [t for t in [self._task, self._listener, *self._running.values()]
-                 if t is not None]
-        for task in tasks:
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop claiming; let each running session finish the step it is in, for up to
+        ``grace`` seconds (then it is cut short: the next worker closes a cut message from the
+        log, as after a crash); give every lease back so another worker takes the session now
+        rather than when its lease runs out (what this one appended is fenced, as ever)."""
+        self._stopping = True
+        for task in (self._task, self._listener):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._listener = None
+        for runner in self._runners.values():
+            runner.stopping = True  # no next step
+        running = list(self._running.values())
+        if running and grace > 0:
+            await asyncio.wait(running, timeout=grace)
+        for task in running:
             task.cancel()
-        for task in tasks:
+        for task in running:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._task = self._listener = None
         with contextlib.suppress(SpoolError):
             await self.leases.release_all()
 
@@ -137,11 +151,15 @@ class Worker:
         runner.configs = self._configs
         runner.tries, runner.max_tries = claim.tries, self._step_max_tries
         runner.on_progress = functools.partial(self._progressed, claim.session_id)
+        runner.stopping = self._stopping
+        self._runners[claim.session_id] = runner
         run = asyncio.create_task(runner.run())
         keeper = asyncio.create_task(self._keep_lease(claim.session_id, run))
         done_position: int | None = claim.wanted_position
         try:
             await run
+            if self._stopping:  # it may have stopped between steps: done with nothing
+                done_position = None
         except (LostSession, asyncio.CancelledError):
             done_position = None
             if not run.done():
@@ -155,9 +173,11 @@ class Worker:
             if not run.done():
                 run.cancel()
             self._running.pop(claim.session_id, None)
+            self._runners.pop(claim.session_id, None)
             if runner.state is not None and done_position is not None:
                 self._keep_state(key, runner.state)
-        retry_in = None if done_position else self._backoff(runner.tries)
+        # stopping: claimable at once by another worker (no retry delay)
+        retry_in = None if (done_position or self._stopping) else self._backoff(runner.tries)
         with contextlib.suppress(SpoolError):
             await self.leases.release(claim.session_id, done_position, retry_in=retry_in)
         self._wakeup.set()  # a slot is free, and the session may be wanted again

@@ -226,6 +226,39 @@ async def test_a_turn_cut_by_a_dead_worker_is_closed_and_finished_by_another(api
     assert "".join(e["data"]["text"] for e in events[7:9]) == "complete reply"
 
 
+async def test_a_stopping_worker_finishes_its_step_and_hands_the_session_back_at_once(
+    api: Api,
+) -> None:
+    """spool serve's stop: the model call in progress completes (message_stop and its spend
+    are appended), no next step starts, and the lease is given back at once (not when it runs
+    out), so the next worker ends the turn, once, without asking the model again."""
+    engine = api.app.state.engine
+    key = await api.key(await api.tenant(), "member")
+    sid = await session(api, key, await agent(api, key, [
+        {"text": "one two three four five six", "delay": 0.2}]))
+    turn_id = (await say(api, key, sid, "hi")).json()["event"]["data"]["turn_id"]
+    async with asyncio.timeout(10):
+        while "message_delta" not in types(await log(api, key, sid)):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    await engine.worker.stop(grace=30)
+    events = await log(api, key, sid)
+    assert types(events)[-2:] == ["message_stop", "spend_recorded"], types(events)
+    assert events[-2]["data"]["stop_reason"] == "end_turn"
+    assert "session_done" not in types(events)
+    async with engine._pool.acquire() as conn:
+        lease = await conn.fetchrow(
+            "SELECT lease_owner, lease_expires <= now() AS free,"
+            " wanted_position > done_position AS wanted FROM session_runs"
+            " WHERE session_id = $1", sid)
+    assert lease["lease_owner"] is None and lease["free"] is not False and lease["wanted"]
+    engine.worker.start()
+    await settle(api, key, sid, "idle")
+    events = await log(api, key, sid)
+    assert types(events).count("message_start") == 1
+    done = [e["data"] for e in events if e["type"] == "session_done"]
+    assert done == [{"type": "session_done", "turn_id": turn_id, "status": "completed"}]
+
+
 async def test_a_call_needing_approval_waits_for_a_human_then_for_the_client(api: Api) -> None:
     key = await api.key(await api.tenant(), "member")
     script = [{"tool_calls": [{"name": "lookup", "input": {"word": "spool"}}]}, {"text": "ok"}]

@@ -46,6 +46,9 @@ def _env(data_dir: Path | None, **extra: str) -> dict[str, str]:
     """This process's environment without any SPOOL_* (so the embedded default is used)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPOOL_")}
     env["PYTHONUNBUFFERED"] = "1"
+    # A busy machine can make Postgres' shutdown checkpoint slow: more than the default 10 s
+    # stop bound, less than STOP_TIMEOUT (tests/spool/test_shutdown.py checks the bound itself).
+    env["SPOOL_SHUTDOWN_SECONDS"] = "25"
     if data_dir is not None:
         env["SPOOL_DATA_DIR"] = str(data_dir)
     env.update(extra)

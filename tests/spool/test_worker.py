@@ -114,6 +114,53 @@ async def test_a_worker_killed_mid_turn_and_the_next_one_finishes_it(
     assert kinds[-1] == "session_done"
 
 
+async def test_a_worker_stopped_mid_reply_finishes_the_step_and_hands_the_session_back(
+    spawn: Spawner, scratch: Path, services: Services, redis_url: str,
+) -> None:
+    """SIGTERM: the worker ends the model call it is in (its message_stop and spend are its
+    own), starts no other step, gives the lease back and exits 0; the next worker ends the turn
+    at once (the lease would have lasted SPOOL_LEASE_SECONDS=300), without a second reply."""
+    urls = {"SPOOL_DATABASE_URL": await services.fresh_database(), "SPOOL_REDIS_URL": redis_url,
+            "SPOOL_ADMIN_TOKEN": ADMIN_TOKEN, "SPOOL_LEASE_SECONDS": "300",
+            "SPOOL_SHUTDOWN_SECONDS": "60"}
+    server = spawn(scratch / "serve", cwd=scratch, env=_env(scratch / "serve", SPOOL_WORKERS="0",
+                                                            **urls))
+    url = await asyncio.to_thread(server.wait_ready)
+    first = spawn(scratch / "a", cwd=scratch, env=_env(scratch / "a", **urls),
+                  argv=_worker_argv())
+    worker_a = (await asyncio.to_thread(_wait_line, first, WORKER)).group(1)
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        auth, sid = await _setup(client)
+        sent = await client.post(f"/v1/sessions/{sid}/messages", headers=auth,
+                                 json={"content": "tell me"})
+        turn_id = sent.json()["event"]["data"]["turn_id"]
+        async with asyncio.timeout(30):
+            while sum(e["type"] == "message_delta"  # noqa: ASYNC110 - polling over HTTP
+                      for e in await _events(client, auth, sid)) < 3:
+                await asyncio.sleep(0.05)
+        assert await asyncio.to_thread(first.stop, signal.SIGTERM, 60) == 0, first.output()
+        by_a = await _events(client, auth, sid)
+        assert [e["type"] for e in by_a][-2:] == ["message_stop", "spend_recorded"]
+        assert by_a[-2]["data"]["stop_reason"] == "end_turn"
+
+        second = spawn(scratch / "b", cwd=scratch, env=_env(scratch / "b", **urls),
+                       argv=_worker_argv())
+        worker_b = (await asyncio.to_thread(_wait_line, second, WORKER)).group(1)
+        async with asyncio.timeout(60):
+            while (await client.get(  # noqa: ASYNC110 - polling over HTTP
+                    f"/v1/sessions/{sid}", headers=auth)).json()["status"] != "idle":
+                await asyncio.sleep(0.1)
+        events = await _events(client, auth, sid)
+        assert await asyncio.to_thread(second.stop) == 0
+
+    assert {e["meta"].get("actor") for e in events[2:len(by_a)]} == {worker_a}
+    assert [(e["type"], e["meta"].get("actor")) for e in events[len(by_a):]] == [
+        ("session_done", worker_b)]
+    assert "".join(e["data"]["text"] for e in events if e["type"] == "message_delta") == REPLY
+    done = [e["data"] for e in events if e["type"] == "session_done"]
+    assert done == [{"type": "session_done", "turn_id": turn_id, "status": "completed"}]
+
+
 def test_a_worker_without_services_says_where_it_looked(spawn: Spawner, scratch: Path) -> None:
     data_dir = scratch / "nothing-here"
     worker = spawn(data_dir, cwd=scratch, env=_env(data_dir), argv=_worker_argv())
