@@ -114,7 +114,8 @@ async def serving(engine: Engine, settings: Settings) -> AsyncIterator[Live]:
     timer runs from a connection's start: with a thousand clients connecting on a loaded
     machine, its 5 s could pass before a request is read, so these servers allow 60 s."""
     config = uvicorn.Config(create_app(settings, engine), host="127.0.0.1", port=0,
-                            log_config=None, lifespan="off", timeout_keep_alive=60)
+                            log_config=None, lifespan="off", timeout_keep_alive=60,
+                            timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag

