@@ -763,10 +763,10 @@ def _success(op: Op, shape: Shape, text: str, schemas: _Schemas,
 
 
 def _errors(op: Op, route: Route) -> list[int]:
-    """The error statuses of an operation: 500 always; with authentication 400, 401, 403 and
-    503 (Postgres); with a body 413, 415, 422; with path parameters or Spool-Tenant 404; with
-    an Idempotency-Key 409; and the op's own."""
-    statuses = {500, *op.errors}
+    """The error statuses of an operation: 500 and 415 (a body that is not JSON) always; with
+    authentication 400, 401, 403 and 503 (Postgres); with a body 413, 422; with path parameters
+    or Spool-Tenant 404; with an Idempotency-Key 409; and the op's own."""
+    statuses = {500, 415, *op.errors}
     if op.auth is not None:
         statuses |= {400, 401, 403, 503}
     if op.body is not None:
