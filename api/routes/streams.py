@@ -10,9 +10,9 @@ from starlette.routing import Route
 
 from api.auth import stream_reader, tenant_of
 from api.io import json_response, read_optional_json
+from api.query import query_event_types, query_stream_type
 from api.sse import cursor, sse_response
-from engine.errors import Conflict, InvalidRequest, NotFound
-from engine.events import STREAM_TYPES
+from engine.errors import Conflict, NotFound
 from engine.ids import is_id
 from engine.stream_tokens import StreamTokenIn
 from engine.tail import session_tail, tenant_tail
@@ -39,11 +39,7 @@ async def session_stream(request: Request) -> Response:
 async def tenant_stream(request: Request) -> Response:
     tenant_id = await stream_reader(request)
     after = cursor(request)
-    types = [t for t in request.query_params.get("types", "").split(",") if t]
-    stream_type = request.query_params.get("stream_type") or None
-    if stream_type is not None and stream_type not in STREAM_TYPES:
-        raise InvalidRequest(f"stream_type must be one of {', '.join(STREAM_TYPES)}",
-                             field="stream_type")
+    types, stream_type = query_event_types(request), query_stream_type(request)
     engine = request.app.state.engine
     if after:
         engine.metrics.sse_resumes.inc()
