@@ -12,6 +12,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api import json_limits
 from api.errors import PayloadTooLarge, UnprocessableEntity, UnsupportedMediaType
 from engine.errors import InvalidRequest
 from engine.events import NUL_FREE as NUL_FREE  # re-exported: request bodies use it
@@ -41,7 +42,7 @@ async def read_json(request: Request, body_type: type[T]) -> T:
     400 if malformed (or not UTF-8), 422 naming the field if it does not fit the type."""
     _require_json(request)
     raw = await _read_limited(request, request.app.state.settings.max_body_bytes)
-    return _decode(raw, body_type)
+    return _decode(request, raw, body_type)
 
 
 async def read_optional_json(request: Request, body_type: type[T]) -> T:
@@ -51,7 +52,7 @@ async def read_optional_json(request: Request, body_type: type[T]) -> T:
     if not raw:
         return body_type()
     _require_json(request)
-    return _decode(raw, body_type)
+    return _decode(request, raw, body_type)
 
 
 def is_json(content_type: str | None) -> bool:
@@ -65,8 +66,11 @@ def _require_json(request: Request) -> None:
                                    field="Content-Type")
 
 
-def _decode(raw: bytes, body_type: type[T]) -> T:
+def _decode(request: Request, raw: bytes, body_type: type[T]) -> T:
+    settings = request.app.state.settings
     try:
+        json_limits.check(raw, body_type, depth=settings.max_json_depth,
+                          field_bytes=settings.max_json_field_bytes)  # before msgspec recurses
         return msgspec.json.decode(raw, type=body_type)
     except msgspec.ValidationError as exc:
         message, field = _split_path(str(exc))
