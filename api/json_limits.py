@@ -21,6 +21,9 @@ from api.errors import UnprocessableEntity
 STRUCTURE_DEPTH = 16
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]')
+# Inside free-form JSON only brackets matter: one match runs over strings and all else to the
+# next bracket (possessive: no backtracking when there is none).
+_FREE_RUN = re.compile(rb'(?:[^"\[\]{}]|"[^"\\]*(?:\\.[^"\\]*)*")*+[\[\]{}]')
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _STEP = [0] * 256
 _STEP[ord("[")] = _STEP[ord("{")] = 1
@@ -59,8 +62,13 @@ class _Scan:
         stack: list[_Frame] = []
         free: tuple[int, str, int] | None = None  # (stack depth, path, offset) of a free field
         expect_key = False
-        for token in _TOKEN.finditer(raw):
-            first = token[0][0]
+        at = 0
+        while (token := _TOKEN.search(raw, at) if free is None else _FREE_RUN.match(raw, at)):
+            at = token.end()
+            if free is not None and at - free[2] > self._bytes:  # no need to find its end
+                raise UnprocessableEntity(
+                    f"{free[1]} is over {self._bytes} bytes of JSON", field=free[1])
+            first = token[0][-1]  # a string's closing quote, or the bracket or comma
             if first == _QUOTE:
                 if expect_key:
                     stack[-1].key = token[0][1:-1].decode("utf-8", "replace")
