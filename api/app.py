@@ -10,7 +10,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from api.errors import EXCEPTION_HANDLERS
-from api.middleware import RequestContextMiddleware
+from api.middleware import JsonBodiesOnly, RequestContextMiddleware
 from api.openapi import RESPONSE_HEADERS
 from api.openapi import routes as openapi_routes
 from api.routes import (
@@ -55,6 +55,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
             allow_methods=["*"], allow_headers=["*"],
             expose_headers=list(RESPONSE_HEADERS),
         ))
+    middleware.append(Middleware(JsonBodiesOnly))  # inside CORS: a 415 has its headers
     app = Starlette(
         routes=ROUTES,
         middleware=middleware,

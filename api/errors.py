@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -92,10 +93,29 @@ def error_response(exc: errors.SpoolError) -> Response:
     return _envelope(status, exc.type, exc.message, exc.details, headers)
 
 
+# Input quoted in a message ('...' or "...", as repr() quotes it) is cut to MAX_QUOTED
+# characters, and a whole message to MAX_MESSAGE: a 60 KB id must not come back whole.
+MAX_QUOTED = 100
+MAX_MESSAGE = 1000
+_QUOTED = re.compile(r"""(?<!\w)(['"])((?:\\.|(?!\1)[^\\])*)\1(?!\w)""")
+
+
+def shortened(message: str) -> str:
+    def cut(quoted: re.Match[str]) -> str:
+        quote, inner = quoted[1], quoted[2]
+        if len(inner) <= MAX_QUOTED:
+            return quoted[0]
+        return f"{quote}{inner[:MAX_QUOTED]}...{quote}"
+
+    message = _QUOTED.sub(cut, message)
+    return message if len(message) <= MAX_MESSAGE else message[:MAX_MESSAGE] + "..."
+
+
 def _envelope(status: int, type_: str, message: str, details: Any = None,
               headers: Mapping[str, str] | None = None) -> Response:
     if type_ == errors.SpoolError.type:  # the cause stays in the log
         message = "internal error"
+    message = shortened(message)
     body = ErrorEnvelope(ErrorBody(type=type_, message=message, details=details))
     return Response(_encoder.encode(body), status, headers, media_type="application/json")
 
@@ -112,7 +132,7 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     status = exc.status_code
     if status == 404:
-        return error_response(errors.NotFound(f"no route for {request.url.path}"))
+        return error_response(errors.NotFound(f"no route for {request.url.path!r}"))
     if status == 405:
         response = error_response(MethodNotAllowed(f"method {request.method} not allowed here"))
         response.headers.update(exc.headers or {})

@@ -12,6 +12,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api import json_limits
 from api.errors import PayloadTooLarge, UnprocessableEntity, UnsupportedMediaType
 from engine.errors import InvalidRequest
 from engine.events import NUL_FREE as NUL_FREE  # re-exported: request bodies use it
@@ -39,12 +40,37 @@ def position_header(position: int) -> dict[str, str]:
 async def read_json(request: Request, body_type: type[T]) -> T:
     """The request body decoded into ``body_type``: 415 if not JSON, 413 if over the limit,
     400 if malformed (or not UTF-8), 422 naming the field if it does not fit the type."""
-    content_type = request.headers.get("content-type", "")
-    if content_type.split(";")[0].strip().lower() != "application/json":
+    _require_json(request)
+    raw = await _read_limited(request, request.app.state.settings.max_body_bytes)
+    return _decode(request, raw, body_type)
+
+
+async def read_optional_json(request: Request, body_type: type[T]) -> T:
+    """The JSON body, or the type's defaults when the request has none (an empty body). A body
+    is never ignored: one that is not declared ``application/json`` is 415, as on every route."""
+    raw = await _read_limited(request, request.app.state.settings.max_body_bytes)
+    if not raw:
+        return body_type()
+    _require_json(request)
+    return _decode(request, raw, body_type)
+
+
+def is_json(content_type: str | None) -> bool:
+    """Whether a Content-Type header says ``application/json`` (parameters aside)."""
+    return (content_type or "").split(";")[0].strip().lower() == "application/json"
+
+
+def _require_json(request: Request) -> None:
+    if not is_json(request.headers.get("content-type")):
         raise UnsupportedMediaType("the body must be JSON (Content-Type: application/json)",
                                    field="Content-Type")
-    raw = await _read_limited(request, request.app.state.settings.max_body_bytes)
+
+
+def _decode(request: Request, raw: bytes, body_type: type[T]) -> T:
+    settings = request.app.state.settings
     try:
+        json_limits.check(raw, body_type, depth=settings.max_json_depth,
+                          field_bytes=settings.max_json_field_bytes)  # before msgspec recurses
         return msgspec.json.decode(raw, type=body_type)
     except msgspec.ValidationError as exc:
         message, field = _split_path(str(exc))
@@ -53,13 +79,6 @@ async def read_json(request: Request, body_type: type[T]) -> T:
         raise InvalidRequest(f"malformed JSON: {exc}", field="body") from exc
     except UnicodeDecodeError as exc:
         raise InvalidRequest("the body is not valid UTF-8", field="body") from exc
-
-
-async def read_optional_json(request: Request, body_type: type[T]) -> T:
-    """The JSON body, or the type's defaults when the request has none (no Content-Type)."""
-    if "content-type" not in request.headers:
-        return body_type()
-    return await read_json(request, body_type)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:

@@ -2,7 +2,9 @@
 HTTP metrics, and a last-resort 500 in the error envelope (never a stack trace).
 
 A client that goes away while its body is read is no server error: it is logged at info and
-recorded with nginx's status 499 (client closed request); nothing is sent."""
+recorded with nginx's status 499 (client closed request); nothing is sent.
+
+``JsonBodiesOnly``: a request body that is not JSON is 415 on every route."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import error_response
+from api.errors import UnsupportedMediaType, error_response
+from api.io import is_json
 from engine.errors import SpoolError
 from engine.ids import new_id
 from engine.logging import get_logger
@@ -69,6 +72,38 @@ class RequestContextMiddleware:
             "http.request", method=scope["method"], path=scope["path"], route=route,
             status=status, duration_ms=round(seconds * 1000, 2),
         )
+
+
+class JsonBodiesOnly:
+    """A request that carries a body (``Content-Length`` above 0, or ``Transfer-Encoding``) not
+    declared ``application/json`` is 415 on every route, before the route runs: a route that
+    reads no body, or only an optional one, must not act as if none was sent."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] == "http" and _has_body(scope)
+                and not is_json(_header(scope, b"content-type"))):
+            error = UnsupportedMediaType("a request body must be JSON (Content-Type: "
+                                         "application/json)", field="Content-Type")
+            await error_response(error)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _has_body(scope: Scope) -> bool:
+    if _header(scope, b"transfer-encoding") is not None:
+        return True
+    length = _header(scope, b"content-length")
+    return length is not None and length.strip() not in ("", "0")
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from api.errors import STATUS, ErrorEnvelope
+from api.query import MAX_LENGTH, SCOPE_PATTERN, TEXT_PATTERN, id_pattern
 from api.routes.agents import TokenIn
 from api.routes.api_keys import ApiKeyIn
 from api.routes.approvals import DecisionIn
@@ -36,7 +37,15 @@ from engine.audit import AuditEntry
 from engine.boards import Board, BoardIn, BoardPatch, Deleted
 from engine.budgets import GROUPS, Budget, BudgetIn, UsageRow
 from engine.errors import SpoolError
-from engine.events import STREAM_TYPES, AgentConfig, AnyEventData, Event, EventMeta, TaskStatus
+from engine.events import (
+    EVENT_TYPES,
+    STREAM_TYPES,
+    AgentConfig,
+    AnyEventData,
+    Event,
+    EventMeta,
+    TaskStatus,
+)
 from engine.pages import DEFAULT_LIMIT, MAX_LIMIT, Page
 from engine.replay import SessionStateView
 from engine.sessions import QueuedTurn, Session
@@ -110,17 +119,29 @@ class Param:
     schema: dict[str, Any]
     where: Literal["query", "header"] = "query"
     required: bool = False
+    comma_separated: bool = False  # an array as `a,b` (style form, explode false)
 
     def spec(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "in": self.where,
                                "description": self.description, "schema": self.schema}
         if self.required:
             out["required"] = True
+        if self.comma_separated:
+            out.update(style="form", explode=False)
         return out
 
 
 def q(name: str, description: str, type_: str = "string", **schema: Any) -> Param:
     return Param(name, description, {"type": type_, **schema})
+
+
+def text_q(name: str, description: str) -> Param:
+    """A text parameter as api/query.py's ``query_text`` takes it."""
+    return q(name, description, maxLength=MAX_LENGTH, pattern=TEXT_PATTERN)
+
+
+def id_q(name: str, prefix: str, description: str) -> Param:
+    return q(name, description, pattern=id_pattern(prefix))
 
 
 @dataclass(frozen=True)
@@ -150,14 +171,27 @@ class Op:
 
 LIMIT = q("limit", f"At most this many items (default {DEFAULT_LIMIT}).", "integer",
           minimum=1, maximum=MAX_LIMIT, default=DEFAULT_LIMIT)
-AFTER = q("after", "The cursor: `next_cursor` of the previous page (absent: the first page).")
+_AFTER = "The cursor: `next_cursor` of the previous page (absent: the first page)."
 MIN_POSITION = q(
     "min_position", "Read your writes: wait (bounded) until the view has applied this log "
     "position, the `Spool-Position` of a write (503 if it does not catch up in time).",
     "integer", minimum=0)
-PAGE = (LIMIT, AFTER)
-VIEW_PAGE = (LIMIT, AFTER, MIN_POSITION)
-TYPES = q("types", "Only these event types, comma-separated (e.g. `task_created,task_updated`).")
+
+
+def page(prefix: str) -> tuple[Param, ...]:
+    """``limit`` and ``after`` of a list paged by ids of this prefix."""
+    return LIMIT, id_q("after", prefix, _AFTER)
+
+
+def view_page(prefix: str) -> tuple[Param, ...]:
+    """The same, for a list read from a view: with ``min_position``."""
+    return *page(prefix), MIN_POSITION
+
+
+TYPES = Param("types", "Only these event types, comma-separated (e.g. "
+              "`task_created,task_updated`); a name that is no event type is 400.",
+              {"type": "array", "items": {"type": "string", "enum": sorted(EVENT_TYPES)}},
+              comma_separated=True)
 STREAM_TYPE = q("stream_type", "Only events of streams of this type.",
                 enum=list(STREAM_TYPES))
 SSE_AFTER = q("after", "Resume after this id (`Last-Event-ID` wins when both are sent).",
@@ -203,7 +237,8 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("GET", "/v1/openapi.json"): Op("This document (OpenAPI 3.1)", None, auth=None),
     # tenants (admin)
     ("POST", "/v1/tenants"): Op("Create a tenant", Tenant, 201, TenantIn, auth="admin"),
-    ("GET", "/v1/tenants"): Op("List tenants", Page[Tenant], auth="admin", query=PAGE),
+    ("GET", "/v1/tenants"): Op("List tenants", Page[Tenant], auth="admin",
+                               query=page("ten")),
     ("GET", "/v1/tenants/{tenant_id}"): Op("Get a tenant", Tenant, auth="admin"),
     ("POST", "/v1/tenants/{tenant_id}/suspend"): Op(
         "Suspend a tenant", Tenant, auth="admin",
@@ -216,7 +251,8 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "Create an API key", ApiKey, 201, ApiKeyIn, auth="owner",
         description="The plaintext `key` (`spk_...`) is in this response only "
         "(`Cache-Control: no-store`); it is stored as a hash."),
-    ("GET", "/v1/api_keys"): Op("List API keys", Page[ApiKey], auth="owner", query=PAGE),
+    ("GET", "/v1/api_keys"): Op("List API keys", Page[ApiKey], auth="owner",
+                                query=page("key")),
     ("DELETE", "/v1/api_keys/{key_id}"): Op(
         "Revoke an API key", ApiKey, auth="owner",
         description="The key gets 401 from now on, its stream tokens too; the streams it or "
@@ -226,7 +262,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "Create an agent", Agent, 201, AgentConfig, auth="member", idempotent=True,
         position="always", description="`view` is null in write responses."),
     ("GET", "/v1/agents"): Op(
-        "List agents, with their view", Page[Agent], query=VIEW_PAGE),
+        "List agents, with their view", Page[Agent], query=view_page("agt")),
     ("GET", "/v1/agents/{agent_id}"): Op(
         "Get an agent, with its view", Agent, query=(MIN_POSITION,)),
     ("PATCH", "/v1/agents/{agent_id}"): Op(
@@ -247,7 +283,8 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         description="The plaintext `token` (`spt_...`) is in this response only. It is good "
         "for one thing: the agent's heartbeats. 409 for an archived agent."),
     ("GET", "/v1/agents/{agent_id}/tokens"): Op(
-        "List an agent's runtime tokens", Page[AgentToken], auth="owner", query=PAGE),
+        "List an agent's runtime tokens", Page[AgentToken], auth="owner",
+        query=page("atk")),
     ("DELETE", "/v1/agents/{agent_id}/tokens/{token_id}"): Op(
         "Revoke an agent runtime token", AgentToken, auth="owner"),
     ("POST", "/v1/agents/{agent_id}/heartbeat"): Op(
@@ -265,9 +302,9 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "archived."),
     ("GET", "/v1/sessions"): Op(
         "List sessions (summaries, oldest first)", Page[SessionSummary],
-        query=(q("agent_id", "Only this agent's sessions."),
+        query=(id_q("agent_id", "agt", "Only this agent's sessions."),
                q("status", "Only sessions in this status.",
-                 enum=list(SESSION_STATUSES)), *VIEW_PAGE)),
+                 enum=list(SESSION_STATUSES)), *view_page("ses"))),
     ("GET", "/v1/sessions/{session_id}"): Op("Get a session", Session),
     ("GET", "/v1/sessions/{session_id}/state"): Op(
         "The session's state as of an event (replay debugging)", SessionStateView,
@@ -316,7 +353,8 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "List approvals", Page[Approval],
         query=(q("status", "Only approvals in this status.",
                  enum=list(APPROVAL_STATUSES)),
-               q("session_id", "Only this session's approvals."), *PAGE)),
+               id_q("session_id", "ses", "Only this session's approvals."),
+               *page("apr"))),
     ("GET", "/v1/approvals/{approval_id}"): Op("Get an approval", Approval),
     ("POST", "/v1/approvals/{approval_id}"): Op(
         "Approve or deny a tool call", EventAccepted, 202, DecisionIn, auth="member",
@@ -342,14 +380,14 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("GET", "/v1/audit"): Op(
         "Who did what, from the log", Page[AuditEntry],
         query=(LIMIT, q("after", "Entries after this position.", "integer", minimum=0,
-                        default=0), q("actor", "Only this actor's actions.")),
+                        default=0), text_q("actor", "Only this actor's actions.")),
         description="Each event's actor, request id and action, without a model's streamed "
         "output."),
     # boards
     ("POST", "/v1/boards"): Op(
         "Create a board", Board, 201, BoardIn, auth="member", idempotent=True,
         position="always"),
-    ("GET", "/v1/boards"): Op("List boards", Page[Board], query=VIEW_PAGE),
+    ("GET", "/v1/boards"): Op("List boards", Page[Board], query=view_page("brd")),
     ("GET", "/v1/boards/{board_id}"): Op("Get a board", Board),
     ("PATCH", "/v1/boards/{board_id}"): Op(
         "Update a board", Board, body=BoardPatch, auth="member", idempotent=True,
@@ -369,8 +407,8 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "List tasks", Page[Task],
         query=(q("status", "Only tasks in this status.",
                  enum=list(get_args(TaskStatus))),
-               q("assignee_id", "Only tasks assigned to this agent."),
-               q("board_id", "Only this board's tasks."), *VIEW_PAGE)),
+               id_q("assignee_id", "agt", "Only tasks assigned to this agent."),
+               id_q("board_id", "brd", "Only this board's tasks."), *view_page("tsk"))),
     ("GET", "/v1/tasks/{task_id}"): Op("Get a task", Task),
     ("PATCH", "/v1/tasks/{task_id}"): Op(
         "Update a task", Task, body=TaskPatch, auth="member", idempotent=True,
@@ -381,10 +419,11 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "Comment on a task", Comment, 201, CommentIn, auth="member", idempotent=True,
         position="always"),
     ("GET", "/v1/tasks/{task_id}/comments"): Op("List a task's comments", Page[Comment],
-                                                query=PAGE),
+                                                query=page("cmt")),
     # budgets and usage
-    ("GET", "/v1/budgets"): Op("List budgets, with what is spent", Page[Budget],
-                               query=VIEW_PAGE),
+    ("GET", "/v1/budgets"): Op(
+        "List budgets, with what is spent", Page[Budget],
+        query=(LIMIT, q("after", _AFTER, pattern=SCOPE_PATTERN), MIN_POSITION)),
     ("PUT", "/v1/budgets/{scope}"): Op(
         "Set a scope's limits, whole", (Budget, BudgetDeleted), body=BudgetIn, auth="owner",
         position="always", description="`{\"limits\": {}}` removes the budget. Days and "
@@ -398,8 +437,9 @@ OPERATIONS: dict[tuple[str, str], Op] = {
                  enum=list(GROUPS)),
                q("from", "From this UTC day on.", format="date"),
                q("to", "Before this UTC day (excluded).", format="date"),
-               q("agent_id", "Only this agent's spend."),
-               q("session_id", "Only this session's spend."), *VIEW_PAGE)),
+               id_q("agent_id", "agt", "Only this agent's spend."),
+               id_q("session_id", "ses", "Only this session's spend."),
+               LIMIT, text_q("after", _AFTER), MIN_POSITION)),
 }
 
 TAGS = {
@@ -774,10 +814,10 @@ def _success(op: Op, shape: Shape, text: str, schemas: _Schemas,
 
 
 def _errors(op: Op, route: Route) -> list[int]:
-    """The error statuses of an operation: 500 always; with authentication 400, 401, 403 and
-    503 (Postgres); with a body 413, 415, 422; with path parameters or Spool-Tenant 404; with
-    an Idempotency-Key 409; and the op's own."""
-    statuses = {500, *op.errors}
+    """The error statuses of an operation: 500 and 415 (a body that is not JSON) always; with
+    authentication 400, 401, 403 and 503 (Postgres); with a body 413, 422; with path parameters
+    or Spool-Tenant 404; with an Idempotency-Key 409; and the op's own."""
+    statuses = {500, 415, *op.errors}
     if op.auth is not None:
         statuses |= {400, 401, 403, 503}
     if op.body is not None:

@@ -20,9 +20,9 @@ import msgspec
 from engine.agents import Agents
 from engine.credentials import hash_secret, matches
 from engine.db import connection
-from engine.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
+from engine.errors import Conflict, Forbidden, NotFound, Unauthorized
 from engine.ids import is_id, new_id
-from engine.pages import Page, check_limit, page_of
+from engine.pages import Page, check_cursor, check_limit, page_of
 
 PREFIX = "spt_"
 _TOKEN = re.compile(r"^spt_([0-9A-Z]{26})_([A-Za-z0-9_-]{43})$")
@@ -74,8 +74,7 @@ class AgentTokens:
 
     async def list(self, tenant_id: str, agent_id: str, *, after: str | None,
                    limit: int) -> Page[AgentToken]:
-        if after is not None and not is_id(after, "atk"):
-            raise InvalidRequest("after must be an atk_ id from a previous page", field="after")
+        check_cursor(after, "atk")
         await self._agents.get(tenant_id, agent_id)  # 404 for an unknown or foreign agent
         async with connection(self._pool, "listing agent tokens") as conn:
             rows = await conn.fetch(

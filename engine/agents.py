@@ -51,7 +51,7 @@ from engine.events import (
 )
 from engine.ids import derived_event_id, is_id, new_id
 from engine.logging import get_logger
-from engine.pages import Page, check_limit, page_of
+from engine.pages import Page, check_cursor, check_limit, page_of
 from engine.projections.agents import NAME as VIEW
 from engine.projections.agents import AgentStatus, agent_status, wait_for_view
 from engine.projections.runner import reached
@@ -209,8 +209,7 @@ class Agents:
 
     async def list_agents(self, tenant_id: str, *, after: str | None, limit: int,
                           min_position: int | None = None) -> Page[Agent]:
-        if after is not None and not is_id(after, "agt"):
-            raise InvalidRequest("after must be an agt_ id from a previous page", field="after")
+        check_cursor(after, "agt")
         ids = await self._store.stream_ids(tenant_id, "agent", after=after or "",
                                            limit=check_limit(limit) + 1)
         currents = await self._currents(tenant_id, ids)

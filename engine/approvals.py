@@ -26,7 +26,7 @@ from engine.events import (
 )
 from engine.ids import is_id
 from engine.logging import get_logger
-from engine.pages import Page, check_limit, page_of
+from engine.pages import Page, check_cursor, check_limit, page_of
 from engine.projections.runner import reached
 from engine.sessions import Decision, Sessions
 from engine.store import Committed, EventStore
@@ -110,8 +110,7 @@ class Approvals:
     ) -> Page[Approval]:
         if status is not None and status not in STATUSES:
             raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}", field="status")
-        if after is not None and not is_id(after, "apr"):
-            raise InvalidRequest("after must be an apr_ id from a previous page", field="after")
+        check_cursor(after, "apr")
         await self._caught_up()
         async with connection(self._pool, "listing approvals") as conn:
             rows = await conn.fetch(

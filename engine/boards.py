@@ -18,7 +18,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from engine.db import connection
-from engine.errors import Conflict, InvalidRequest, NotFound
+from engine.errors import Conflict, NotFound
 from engine.events import (
     NUL_FREE,
     BoardCreated,
@@ -30,7 +30,7 @@ from engine.events import (
     new_event,
 )
 from engine.ids import derived_event_id, is_id, new_id
-from engine.pages import Page, check_limit, page_of
+from engine.pages import Page, check_cursor, check_limit, page_of
 from engine.projections.runner import checkpoint, require
 from engine.projections.tasks import BOARD_TYPES
 from engine.projections.tasks import NAME as VIEW
@@ -99,8 +99,7 @@ class Boards:
     async def list_boards(
         self, tenant_id: str, *, after: str | None, limit: int, min_position: int | None = None,
     ) -> Page[Board]:
-        if after is not None and not is_id(after, "brd"):
-            raise InvalidRequest("after must be a brd_ id from a previous page", field="after")
+        check_cursor(after, "brd")
         check_limit(limit)
         await wait_for_view(self._pool, min_position, self.catch_up_seconds)
         async with connection(self._pool, "listing boards") as conn:

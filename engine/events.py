@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -363,6 +363,10 @@ AnyEventData = (
     | BoardCreated | BoardUpdated | BoardDeleted
     | TaskCreated | TaskUpdated | TaskDeleted | TaskCommented
 )
+
+# Every event type the engine appends (each one's tag), e.g. what ``?types=`` may name.
+EVENT_TYPES: frozenset[str] = frozenset(
+    str(t.__struct_config__.tag) for t in get_args(AnyEventData))
 
 _encoder = msgspec.json.Encoder()
 _data_decoder: msgspec.json.Decoder[AnyEventData] = msgspec.json.Decoder(AnyEventData)

@@ -8,6 +8,7 @@ from typing import Generic, TypeVar
 import msgspec
 
 from engine.errors import InvalidRequest
+from engine.ids import is_id
 
 T = TypeVar("T")
 
@@ -25,6 +26,15 @@ def check_limit(limit: int) -> int:
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidRequest(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
     return limit
+
+
+def check_cursor(after: str | None, prefix: str) -> None:
+    """A list paged by id takes as ``after`` only an id of its items' kind (None: from the
+    start): anything else is 400 naming ``after`` (and never reaches a query)."""
+    if after is not None and not is_id(after, prefix):
+        article = "an" if prefix[0] in "aeiou" else "a"
+        raise InvalidRequest(f"after must be {article} {prefix}_ id from a previous page",
+                             field="after")
 
 
 def page_of(items: Sequence[T], limit: int, cursor: Callable[[T], str]) -> Page[T]:

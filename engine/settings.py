@@ -29,6 +29,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     port: int = 8700
     admin_token: str | None = None
     max_body_bytes: int = 1_048_576
+    # Free-form JSON in a body (model.params, a tool's input_schema, ...): levels, bytes.
+    max_json_depth: int = 64
+    max_json_field_bytes: int = 65_536
     log_level: str = "info"
     cors_origins: tuple[str, ...] = ()
     db_pool_size: int = 10
@@ -111,6 +114,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         _check(self.port, 0 <= self.port <= 65535, "SPOOL_PORT", "must be between 0 and 65535")
         _check(self.max_body_bytes, self.max_body_bytes >= 1024, "SPOOL_MAX_BODY_BYTES",
                "must be at least 1024")
+        _check(self.max_json_depth, 1 <= self.max_json_depth <= 256, "SPOOL_MAX_JSON_DEPTH",
+               "must be between 1 and 256")
+        _check(self.max_json_field_bytes, self.max_json_field_bytes >= 1024,
+               "SPOOL_MAX_JSON_FIELD_BYTES", "must be at least 1024")
         _check(self.db_pool_size, 2 <= self.db_pool_size <= 1000, "SPOOL_DB_POOL_SIZE",
                "must be between 2 and 1000")
         _check(self.append_batch_max, 1 <= self.append_batch_max <= 100_000,
@@ -208,6 +215,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "port": _int,
     "admin_token": str,
     "max_body_bytes": _int,
+    "max_json_depth": _int,
+    "max_json_field_bytes": _int,
     "log_level": str.lower,
     "cors_origins": _csv,
     "db_pool_size": _int,

@@ -16,7 +16,7 @@ import msgspec
 from engine.db import connection
 from engine.errors import InvalidRequest
 from engine.ids import is_id
-from engine.pages import Page, check_limit, page_of
+from engine.pages import Page, check_cursor, check_limit, page_of
 from engine.projections.agents import wait_for_view
 from engine.runtime.state import SessionStatus
 
@@ -53,8 +53,7 @@ class SessionSummaries:
             raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}", field="status")
         if agent_id is not None and not is_id(agent_id, "agt"):
             raise InvalidRequest("agent_id must be an agt_ id", field="agent_id")
-        if after is not None and not is_id(after, "ses"):
-            raise InvalidRequest("after must be a ses_ id from a previous page", field="after")
+        check_cursor(after, "ses")
         check_limit(limit)
         await wait_for_view(self._pool, min_position, self.catch_up_seconds)
         async with connection(self._pool, "listing sessions") as conn:

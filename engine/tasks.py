@@ -65,7 +65,7 @@ from engine.events import (
 )
 from engine.ids import derived_event_id, idempotent_uuid, is_id, new_id
 from engine.logging import get_logger
-from engine.pages import Page, check_limit, page_of
+from engine.pages import Page, check_cursor, check_limit, page_of
 from engine.projections.tasks import TASK_TYPES, TasksProjection
 from engine.store import EventStore
 
@@ -307,8 +307,7 @@ class Tasks:
     async def comments(
         self, tenant_id: str, task_id: str, *, after: str | None, limit: int,
     ) -> Page[Comment]:
-        if after is not None and not is_id(after, "cmt"):
-            raise InvalidRequest("after must be a cmt_ id from a previous page", field="after")
+        check_cursor(after, "cmt")
         check_limit(limit)
         events = await self._events(tenant_id, task_id)
         _live(fold_task(events), task_id)
@@ -325,8 +324,7 @@ class Tasks:
         """Tasks from the view, in id order, filtered; ``min_position`` waits for the view."""
         if status is not None and status not in STATUSES:
             raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}", field="status")
-        if after is not None and not is_id(after, "tsk"):
-            raise InvalidRequest("after must be a tsk_ id from a previous page", field="after")
+        check_cursor(after, "tsk")
         check_limit(limit)
         await wait_for_view(self._pool, min_position, self.catch_up_seconds)
         async with connection(self._pool, "listing tasks") as conn:

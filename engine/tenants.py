@@ -18,9 +18,9 @@ import msgspec
 
 from engine.credentials import hash_secret, matches
 from engine.db import connection
-from engine.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
+from engine.errors import Forbidden, NotFound, Unauthorized
 from engine.ids import is_id, new_id
-from engine.pages import Page, check_limit, page_of
+from engine.pages import Page, check_cursor, check_limit, page_of
 
 Role = Literal["admin", "owner", "member", "viewer"]
 KeyRole = Literal["owner", "member", "viewer"]
@@ -181,7 +181,7 @@ class Tenants:
         return _tenant(row)
 
     async def list(self, *, after: str | None, limit: int) -> Page[Tenant]:
-        _check_cursor(after, "ten")
+        check_cursor(after, "ten")
         async with connection(self._pool, "listing tenants") as conn:
             rows = await conn.fetch(
                 "SELECT * FROM tenants WHERE id > $1 ORDER BY id LIMIT $2",
@@ -219,7 +219,7 @@ class Tenants:
         return created
 
     async def list_keys(self, tenant_id: str, *, after: str | None, limit: int) -> Page[ApiKey]:
-        _check_cursor(after, "key")
+        check_cursor(after, "key")
         async with connection(self._pool, "listing API keys") as conn:
             rows = await conn.fetch(
                 "SELECT id, tenant_id, name, role, created_at, revoked_at FROM api_keys"
@@ -248,7 +248,3 @@ def _check_id(value: str, prefix: str, what: str) -> None:
     if not is_id(value, prefix):
         raise NotFound(f"{what} {value!r} not found")
 
-
-def _check_cursor(after: str | None, prefix: str) -> None:
-    if after is not None and not is_id(after, prefix):
-        raise InvalidRequest(f"after must be a {prefix}_ id from a previous page", field="after")

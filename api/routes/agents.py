@@ -21,6 +21,7 @@ from api.io import (
     read_json,
     read_optional_json,
 )
+from api.query import query_cursor
 from engine.agents import AgentPatch, HeartbeatIn
 from engine.events import AgentConfig, EventMeta
 
@@ -38,7 +39,7 @@ async def create_agent(request: Request) -> Response:
 async def list_agents(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
     page = await request.app.state.engine.agents.list_agents(
-        tenant_id, after=request.query_params.get("after"), limit=query_limit(request),
+        tenant_id, after=query_cursor(request, "agt"), limit=query_limit(request),
         min_position=query_int(request, "min_position", None),
     )
     return json_response(page)
@@ -94,7 +95,7 @@ async def create_token(request: Request) -> Response:
 async def list_tokens(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "owner")
     page = await request.app.state.engine.agent_tokens.list(
-        tenant_id, request.path_params["agent_id"], after=request.query_params.get("after"),
+        tenant_id, request.path_params["agent_id"], after=query_cursor(request, "atk"),
         limit=query_limit(request))
     return json_response(page)
 

@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from api.auth import tenant_of
 from api.io import NUL_FREE, json_response, query_limit, read_json
+from api.query import query_cursor
 from engine.tenants import KeyRole
 
 
@@ -31,7 +32,7 @@ async def create_api_key(request: Request) -> Response:
 async def list_api_keys(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "owner")
     page = await request.app.state.engine.tenants.list_keys(
-        tenant_id, after=request.query_params.get("after"), limit=query_limit(request)
+        tenant_id, after=query_cursor(request, "key"), limit=query_limit(request)
     )
     return json_response(page)
 

@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from api.auth import event_meta, tenant_of
 from api.io import NUL_FREE, idempotency_key, json_response, position_header, query_limit, read_json
+from api.query import query_cursor, query_id, query_text
 
 
 class DecisionIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -21,9 +22,9 @@ class DecisionIn(msgspec.Struct, forbid_unknown_fields=True):
 async def list_approvals(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
     page = await request.app.state.engine.approvals.list(
-        tenant_id, status=request.query_params.get("status") or None,
-        session_id=request.query_params.get("session_id") or None,
-        after=request.query_params.get("after"), limit=query_limit(request),
+        tenant_id, status=query_text(request, "status"),
+        session_id=query_id(request, "session_id", "ses"),
+        after=query_cursor(request, "apr"), limit=query_limit(request),
     )
     return json_response(page)
 

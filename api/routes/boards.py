@@ -15,6 +15,7 @@ from api.io import (
     query_limit,
     read_json,
 )
+from api.query import query_cursor
 from engine.boards import BoardIn, BoardPatch, Deleted
 
 
@@ -31,7 +32,7 @@ async def create_board(request: Request) -> Response:
 async def list_boards(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
     page = await request.app.state.engine.boards.list_boards(
-        tenant_id, after=request.query_params.get("after"), limit=query_limit(request),
+        tenant_id, after=query_cursor(request, "brd"), limit=query_limit(request),
         min_position=query_int(request, "min_position", None),
     )
     return json_response(page)

@@ -9,6 +9,7 @@ from starlette.routing import Route
 
 from api.auth import event_meta, tenant_of
 from api.io import json_response, position_header, query_date, query_int, query_limit, read_json
+from api.query import query_id, query_scope_cursor, query_text
 from engine.budgets import BudgetIn, LimitsIn
 
 
@@ -47,18 +48,17 @@ async def get_budget(request: Request) -> Response:
 async def list_budgets(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
     page = await request.app.state.engine.budgets.list_budgets(
-        tenant_id, after=request.query_params.get("after"), limit=query_limit(request),
+        tenant_id, after=query_scope_cursor(request), limit=query_limit(request),
         min_position=query_int(request, "min_position", None))
     return json_response(page)
 
 
 async def usage(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
-    params = request.query_params
     page = await request.app.state.engine.budgets.usage(
-        tenant_id, group_by=params.get("group_by") or None, start=query_date(request, "from"),
-        end=query_date(request, "to"), agent_id=params.get("agent_id") or None,
-        session_id=params.get("session_id") or None, after=params.get("after"),
+        tenant_id, group_by=query_text(request, "group_by"), start=query_date(request, "from"),
+        end=query_date(request, "to"), agent_id=query_id(request, "agent_id", "agt"),
+        session_id=query_id(request, "session_id", "ses"), after=query_text(request, "after"),
         limit=query_limit(request), min_position=query_int(request, "min_position", None))
     return json_response(page)
 

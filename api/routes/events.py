@@ -8,14 +8,14 @@ from starlette.routing import Route
 
 from api.auth import tenant_of
 from api.io import json_response, query_int, query_limit
+from api.query import query_event_types, query_stream_type, query_text
 
 
 async def list_events(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
     page = await request.app.state.engine.audit.events(
         tenant_id, after=query_int(request, "after", 0), limit=query_limit(request),
-        types=[t for t in request.query_params.get("types", "").split(",") if t],
-        stream_type=request.query_params.get("stream_type") or None,
+        types=query_event_types(request), stream_type=query_stream_type(request),
     )
     return json_response(page)
 
@@ -24,7 +24,7 @@ async def audit(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
     page = await request.app.state.engine.audit.entries(
         tenant_id, after=query_int(request, "after", 0), limit=query_limit(request),
-        actor=request.query_params.get("actor") or None,
+        actor=query_text(request, "actor"),
     )
     return json_response(page)
 

@@ -20,7 +20,7 @@ from api.io import (
     query_limit,
     read_json,
 )
-from engine.errors import InvalidRequest
+from api.query import query_choice, query_cursor, query_id, query_text
 from engine.events import ContentBlock
 from engine.sessions import ClientToolResult
 
@@ -73,10 +73,10 @@ async def create_session(request: Request) -> Response:
 
 async def list_sessions(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
-    params = request.query_params
     page = await request.app.state.engine.session_summaries.list(
-        tenant_id, agent_id=params.get("agent_id") or None, status=params.get("status") or None,
-        after=params.get("after"), limit=query_limit(request),
+        tenant_id, agent_id=query_id(request, "agent_id", "agt"),
+        status=query_text(request, "status"), after=query_cursor(request, "ses"),
+        limit=query_limit(request),
         min_position=query_int(request, "min_position", None),
     )
     return json_response(page)
@@ -100,9 +100,7 @@ async def get_state(request: Request) -> Response:
 
 async def submit_message(request: Request) -> Response:
     principal, tenant_id = await tenant_of(request, "member")
-    mode = request.query_params.get("mode") or None
-    if mode not in (None, "enqueue", "interrupt"):
-        raise InvalidRequest("mode must be enqueue or interrupt", field="mode")
+    mode = query_choice(request, "mode", ("enqueue", "interrupt"))
     body = await read_json(request, MessageIn)
     engine, session_id, key = (request.app.state.engine, request.path_params["session_id"],
                                idempotency_key(request))

@@ -10,10 +10,10 @@ from starlette.routing import Route
 
 from api.auth import stream_reader, tenant_of
 from api.io import json_response, read_optional_json
+from api.query import query_event_types, query_stream_type
 from api.sse import EventStreamResponse, cursor, sse_response
 from engine.engine import Engine
-from engine.errors import Conflict, InvalidRequest, NotFound
-from engine.events import STREAM_TYPES
+from engine.errors import Conflict, NotFound
 from engine.ids import is_id
 from engine.open_streams import Opener
 from engine.stream_tokens import StreamGrant, StreamTokenIn
@@ -43,11 +43,7 @@ async def tenant_stream(request: Request) -> Response:
     grant = await stream_reader(request)
     tenant_id = grant.tenant_id
     after = cursor(request)
-    types = [t for t in request.query_params.get("types", "").split(",") if t]
-    stream_type = request.query_params.get("stream_type") or None
-    if stream_type is not None and stream_type not in STREAM_TYPES:
-        raise InvalidRequest(f"stream_type must be one of {', '.join(STREAM_TYPES)}",
-                             field="stream_type")
+    types, stream_type = query_event_types(request), query_stream_type(request)
     engine = request.app.state.engine
     if after:
         engine.metrics.sse_resumes.inc()

@@ -16,6 +16,7 @@ from api.io import (
     query_limit,
     read_json,
 )
+from api.query import query_cursor, query_id, query_text
 from engine.boards import Deleted
 from engine.tasks import CommentIn, TaskIn, TaskPatch
 
@@ -32,11 +33,11 @@ async def create_task(request: Request) -> Response:
 
 async def list_tasks(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
-    params = request.query_params
     page = await request.app.state.engine.tasks.list_tasks(
-        tenant_id, status=params.get("status") or None,
-        assignee_id=params.get("assignee_id") or None, board_id=params.get("board_id") or None,
-        after=params.get("after"), limit=query_limit(request),
+        tenant_id, status=query_text(request, "status"),
+        assignee_id=query_id(request, "assignee_id", "agt"),
+        board_id=query_id(request, "board_id", "brd"), after=query_cursor(request, "tsk"),
+        limit=query_limit(request),
         min_position=query_int(request, "min_position", None),
     )
     return json_response(page)
@@ -79,7 +80,7 @@ async def add_comment(request: Request) -> Response:
 async def list_comments(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
     page = await request.app.state.engine.tasks.comments(
-        tenant_id, request.path_params["task_id"], after=request.query_params.get("after"),
+        tenant_id, request.path_params["task_id"], after=query_cursor(request, "cmt"),
         limit=query_limit(request),
     )
     return json_response(page)

@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from api.auth import authenticate, event_meta
 from api.io import NUL_FREE, json_response, query_limit, read_json
+from api.query import query_cursor
 
 
 class TenantIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -27,7 +28,7 @@ async def create_tenant(request: Request) -> Response:
 async def list_tenants(request: Request) -> Response:
     await authenticate(request, "admin")
     page = await request.app.state.engine.tenants.list(
-        after=request.query_params.get("after"), limit=query_limit(request)
+        after=query_cursor(request, "ten"), limit=query_limit(request)
     )
     return json_response(page)
 

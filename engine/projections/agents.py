@@ -22,7 +22,6 @@ from typing import Any, Literal
 import asyncpg
 import msgspec
 
-from engine.errors import Unavailable
 from engine.events import (
     AgentArchived,
     AgentCreated,
@@ -45,7 +44,7 @@ from engine.events import (
     decoded,
 )
 from engine.logging import get_logger
-from engine.projections.runner import reached
+from engine.projections.runner import require
 from engine.runtime.state import SessionStatus
 from engine.store import Committed
 
@@ -354,8 +353,5 @@ def _agent_args(a: AgentRow) -> tuple[Any, ...]:
 
 async def wait_for_view(pool: asyncpg.Pool, position: int | None, seconds: float) -> None:
     """Wait until the view has applied the log up to ``position``; at most ``seconds``, then
-    Unavailable (503, Retry-After)."""
-    if position and not await reached(pool, NAME, position, seconds):
-        raise Unavailable(
-            f"the agents view has not reached position {position} yet; try again",
-            retry_after=1, details={"field": "min_position"})
+    Unavailable (503, Retry-After); past the log's head, 400."""
+    await require(pool, NAME, position, seconds)

@@ -5,6 +5,11 @@ One runner is active per projection across all processes: it holds a session-lev
 on a connection of its own while it runs; the others wait and take over if that connection dies.
 A runner wakes when the dispatcher sees new events, and checks the head every ``poll`` seconds
 anyway.
+
+Readers that wait for a view to reach a position (read-your-writes) wait on the runner's
+``Progress``: the active runner moves it after each commit; a runner on standby reads the
+checkpoint the active one (in another process) moves, for as long as anyone here waits. So a
+hundred waiting requests cost no query each, and no pool connection.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import weakref
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -20,7 +26,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from engine.db import connection, translate_errors
-from engine.errors import SpoolError, Unavailable
+from engine.errors import InvalidRequest, SpoolError, Unavailable
 from engine.logging import get_logger
 from engine.metrics import Metrics
 from engine.store import Committed, read_log_page
@@ -85,10 +91,57 @@ async def _result(shared: asyncio.Future[list[Committed]]) -> list[Committed] | 
         return None
 
 
+class Progress:
+    """How far one projection has applied the log, as this process knows it, and the readers
+    waiting for it to move."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool  # kept: the registry's key is its id
+        self.position = 0
+        self.waiting = 0
+        self.wanted = asyncio.Event()  # set when a reader starts waiting
+        self._moved = asyncio.Event()
+
+    def advance(self, position: int) -> None:
+        if position > self.position:
+            self.position = position
+            self._moved.set()
+            self._moved = asyncio.Event()
+
+    async def wait(self, position: int, seconds: float) -> bool:
+        """Whether the projection reaches ``position`` within ``seconds``."""
+        deadline = time.monotonic() + seconds
+        self.waiting += 1
+        self.wanted.set()
+        try:
+            while self.position < position:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(left):
+                        await self._moved.wait()
+            return True
+        finally:
+            self.waiting -= 1
+
+
+# The Progress of each (pool, projection) whose runner runs in this process.
+_PROGRESS: weakref.WeakValueDictionary[tuple[int, str], Progress] = (
+    weakref.WeakValueDictionary())
+
+
+def _progress(pool: asyncpg.Pool, name: str) -> Progress:
+    found = _PROGRESS.get((id(pool), name))
+    if found is None:
+        found = _PROGRESS[(id(pool), name)] = Progress(pool)
+    return found
+
+
 class ProjectionRunner:
     def __init__(
         self, pool: asyncpg.Pool, projection: Projection, *, wakeup: asyncio.Event,
-        poll: float = 1.0, standby_retry: float = 1.0,
+        poll: float = 1.0, standby_retry: float = 1.0, follow: float = 0.02,
         on_applied: Callable[[int], None] | None = None, metrics: Metrics | None = None,
         pages: LogPages | None = None,
     ) -> None:
@@ -99,6 +152,8 @@ class ProjectionRunner:
         self._wakeup = wakeup
         self._poll = poll
         self._standby_retry = standby_retry
+        self._follow = follow
+        self.progress = _progress(pool, projection.name)
         self._on_applied = on_applied
         self._lock_key = zlib.crc32(f"spool.projection.{projection.name}".encode())
         self.position = 0
@@ -130,7 +185,24 @@ class ProjectionRunner:
             finally:
                 self.active = False
                 self._report_active(0)
-            await asyncio.sleep(self._standby_retry)
+            await self._standby(self._standby_retry)
+
+    async def _standby(self, seconds: float) -> None:
+        """Wait ``seconds`` before trying for the lock again, and meanwhile, while readers here
+        wait for the view, follow the checkpoint that the active runner moves."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if not self.progress.waiting:
+                self.progress.wanted.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(left):
+                        await self.progress.wanted.wait()
+                continue
+            with contextlib.suppress(SpoolError):
+                async with connection(self._pool, f"following the {self.projection.name} "
+                                                  "view") as conn:
+                    self.progress.advance(await checkpoint(conn, self.projection.name))
+            await asyncio.sleep(min(self._follow, max(left, 0)))
 
     async def _while_holding_lock(self, conn: Any) -> None:
         if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
@@ -163,6 +235,7 @@ class ProjectionRunner:
                 page = await self._pages.read(conn, after=position, limit=_PAGE)
                 if not page:
                     self.position = position
+                    self.progress.advance(position)  # read as committed
                     self._report_lag(0)
                     return False
                 wrote = await self.projection.apply(conn, page) is not False
@@ -176,6 +249,7 @@ class ProjectionRunner:
                     self.projection.name, self.position,
                 )
                 head = await conn.fetchval("SELECT position FROM log_head WHERE id = 1")
+        self.progress.advance(self.position)  # committed: readers woken now see the page
         self._report_lag(max(head - self.position, 0), applied=len(page))
         if wrote and self._on_applied is not None:
             self._on_applied(self.position)
@@ -201,7 +275,11 @@ async def checkpoint(conn: Any, name: str) -> int:
 async def reached(pool: asyncpg.Pool, name: str, position: int, seconds: float, *,
                   conn: Any = None) -> bool:
     """Whether projection ``name`` applies the log up to ``position`` within ``seconds``
-    (read-your-writes for a view's readers); reads on ``conn`` if given."""
+    (read-your-writes for a view's readers). Woken by the runner in this process; a process
+    without one (a tool, a test) polls the checkpoint instead, on ``conn`` if given."""
+    progress = _PROGRESS.get((id(pool), name))
+    if progress is not None:
+        return await progress.wait(position, seconds)
     deadline = time.monotonic() + seconds
     while True:
         if conn is not None:
@@ -219,7 +297,21 @@ async def reached(pool: asyncpg.Pool, name: str, position: int, seconds: float, 
 async def require(pool: asyncpg.Pool, name: str, position: int | None, seconds: float, *,
                   field: str = "min_position", conn: Any = None) -> None:
     """Wait until projection ``name`` has applied the log up to ``position`` (nothing to wait
-    for when None or 0); after ``seconds``, Unavailable (503 with Retry-After) naming ``field``."""
-    if position and not await reached(pool, name, position, seconds, conn=conn):
+    for when None or 0). A position past the log's head is no write's: 400 at once naming
+    ``field``; after ``seconds``, Unavailable (503 with Retry-After) naming it."""
+    if not position:
+        return
+    progress = _PROGRESS.get((id(pool), name))
+    if progress is not None and progress.position >= position:
+        return
+    if conn is not None:
+        head = await conn.fetchval("SELECT position FROM log_head WHERE id = 1")
+    else:
+        async with connection(pool, "reading the log head") as own:
+            head = await own.fetchval("SELECT position FROM log_head WHERE id = 1")
+    if position > head:
+        raise InvalidRequest(f"{field} {position} is past the log's head ({head}): no write "
+                             "reported it", field=field)
+    if not await reached(pool, name, position, seconds, conn=conn):
         raise Unavailable(f"the {name} view has not reached position {position} yet; try again",
                           retry_after=1, details={"field": field})

@@ -18,6 +18,16 @@ from tests.api.sse_client import Frame, frames
 from tests.conftest import ADMIN_TOKEN
 
 
+def assert_error(response, status: int, type_: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    """The response is an error envelope of this status and type; returns its ``error``."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert error["type"] == type_
+    assert error["message"]
+    return error  # type: ignore[no-any-return]
+
+
 class Api:
     """An httpx client on the app, plus helpers that set up tenants and keys."""
 

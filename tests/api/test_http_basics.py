@@ -10,17 +10,8 @@ from starlette.routing import Route
 from starlette.types import Message
 from structlog.testing import capture_logs
 
-from tests.api.conftest import Api
+from tests.api.conftest import Api, assert_error
 from tests.conftest import ADMIN_TOKEN
-
-
-def assert_error(response, status: int, type_: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    error = response.json()["error"]
-    assert error["type"] == type_
-    assert error["message"]
-    return error  # type: ignore[no-any-return]
 
 
 async def test_unknown_route_is_404_envelope(api: Api) -> None:

@@ -88,7 +88,11 @@ def test_operation_ids_are_unique_and_errors_share_one_envelope(spec: dict[str, 
 # --- the table against the handlers' code ------------------------------------------------------
 
 _QUERY = [re.compile(p) for p in (r'query_params\.get\("(\w+)"', r'\bparams\.get\("(\w+)"',
-                                  r'query_int\(request, "(\w+)"', r'query_date\(request, "(\w+)"')]
+                                  r'query_(?:int|date|text|id|choice)\(request, "(\w+)"')]
+# api/query.py's helpers for one parameter each
+_QUERY_HELPERS = {"query_limit(request)": "limit", "cursor(request": "after",
+                  "query_event_types(request)": "types",
+                  "query_stream_type(request)": "stream_type"}
 
 
 def _source(route: Route) -> str:
@@ -112,8 +116,7 @@ def test_the_operation_says_what_its_handler_does(key: tuple[str, str]) -> None:
     where = f"{' '.join(key)} ({route.endpoint.__module__}.{route.name})"
 
     query = {name for pattern in _QUERY for name in pattern.findall(source)}
-    query |= {"limit"} if "query_limit(request)" in source else set()
-    query |= {"after"} if "cursor(request)" in source else set()
+    query |= {name for call, name in _QUERY_HELPERS.items() if call in source}
     assert {p.name for p in op.query} == query, f"{where}: query parameters"
 
     bodies = re.findall(r"(?:read_json|read_optional_json)\(request, ([A-Z]\w*)\)", source)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import pytest
 
 from engine.engine import Engine
+from engine.errors import InvalidRequest
 from engine.events import NewEvent
-from engine.projections.runner import LogPages
+from engine.projections.runner import LogPages, reached, require
 from engine.settings import Settings
 
 
@@ -83,3 +85,22 @@ async def test_runners_share_the_pages_they_read(engine: Engine, database_url: s
     finally:
         await first.close(timeout=2)
         await second.close()
+
+
+async def test_readers_on_a_standby_engine_are_woken_as_the_active_runner_moves(
+    engine: Engine, settings: Settings,
+) -> None:
+    async with Engine(settings) as second:  # stands by: `engine` runs every projection
+        standby = next(r for r in second._projections if r.projection.name == "session_runs")
+        assert not standby.active
+        events = [NewEvent(type="thing_happened", data=b"{}") for _ in range(3)]
+        await engine.store.append("s3", events, tenant_id="ten_a", stream_type="session")
+        head = await engine.store.head()
+        assert second._pool is not None
+        # read-your-writes through the standby: it follows the checkpoint `engine` moves
+        assert await reached(second._pool, "session_runs", head, 30)
+        assert standby.progress.position >= head and standby.progress.waiting == 0
+        # a position past the head is no write's
+        with pytest.raises(InvalidRequest) as past:
+            await require(second._pool, "session_runs", head + 1, 30)
+        assert past.value.details == {"field": "min_position"}
