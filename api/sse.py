@@ -49,7 +49,7 @@ def frames(events: list[LiveEvent], event_id: Callable[[LiveEvent], int]) -> byt
 def cursor(request: Request) -> int:
     """Where to resume: the Last-Event-ID header (wins) or ?after=, else 0 (from the start)."""
     header = request.headers.get("last-event-id")
-    raw, field = (header, "Last-Event-ID") if header is not None else (
+    raw, field = (header, "Last-Event-ID") if header else (  # empty: as if not sent
         request.query_params.get("after"), "after")
     if raw is None or raw == "":
         return 0
