@@ -658,6 +658,10 @@ class _Schemas:
             "`scope`, `period`, `limit` and `spent`.")
         schemas["Approval"]["properties"]["input"] = {
             "type": "object", "description": "The tool call's input, as the model sent it."}
+        # A budget period's limit names tokens, usd or both (engine/budgets.py: else a 400).
+        schemas["LimitIn"]["anyOf"] = [
+            {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+            for name in ("tokens", "usd")]
         assert "EventData" not in schemas
         schemas["EventData"] = self.of(AnyEventData)
         # Times go out in RFC 3339 with an offset (msgspec says so only of tz-aware types).

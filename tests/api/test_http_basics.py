@@ -134,3 +134,20 @@ async def test_client_gone_mid_body_is_499_not_a_500(api: Api) -> None:
     metrics = (await api.request("GET", "/metrics")).text
     assert 'route="/v1/tenants",status="499"' in metrics
     assert 'status="500"' not in metrics
+
+
+CURSOR_LISTS = ["/v1/agents", "/v1/sessions", "/v1/approvals", "/v1/boards", "/v1/tasks",
+                "/v1/api_keys", "/v1/budgets", "/v1/usage", "/v1/events", "/v1/audit"]
+
+
+async def test_an_empty_query_parameter_is_as_if_it_were_not_sent(api: Api) -> None:
+    # One rule on every route (the document says it): `?after=` was the first page on the
+    # position lists and a 400 on the id-cursor lists.
+    key = await api.key(await api.tenant(), "owner")
+    await api.request("POST", "/v1/boards", key, json={"name": "b"})
+    for path in CURSOR_LISTS:
+        plain = await api.request("GET", path, key)
+        empty = await api.request("GET", f"{path}?after=&limit=&status=&min_position=", key)
+        assert (empty.status_code, empty.json()) == (200, plain.json()), f"{path}: {empty.text}"
+    tenants = await api.request("GET", "/v1/tenants?after=", ADMIN_TOKEN)
+    assert tenants.status_code == 200, tenants.text

@@ -119,6 +119,10 @@ async def test_resume_from_last_event_id_or_after(live: Live) -> None:
         assert [f.id for f in await events_from(stream, 2)] == ["4", "5"]  # header wins
     async with live.stream(f"/v1/sessions/{sid}/stream?after=4", key) as stream:
         assert [f.id for f in await events_from(stream, 1)] == ["5"]
+    # An empty Last-Event-ID is as if it were not sent: ?after= decides (it was "from 0").
+    async with live.stream(f"/v1/sessions/{sid}/stream?after=3", key,
+                           **{"Last-Event-ID": ""}) as stream:
+        assert [f.id for f in await events_from(stream, 1)] == ["4"]
 
 
 async def test_a_cursor_past_the_head_waits_for_the_event(live: Live) -> None:
