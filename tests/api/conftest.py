@@ -107,7 +107,7 @@ class LiveApp:
         async with Engine(self.settings) as engine:
             config = uvicorn.Config(create_app(self.settings, engine), host="127.0.0.1", port=0,
                                     log_config=None, lifespan="off",
-                                    timeout_graceful_shutdown=5)
+                                    timeout_graceful_shutdown=1)
             server = uvicorn.Server(config)
             serving = asyncio.create_task(server.serve())
             while not server.started:

@@ -151,3 +151,19 @@ async def test_an_empty_query_parameter_is_as_if_it_were_not_sent(api: Api) -> N
         assert (empty.status_code, empty.json()) == (200, plain.json()), f"{path}: {empty.text}"
     tenants = await api.request("GET", "/v1/tenants?after=", ADMIN_TOKEN)
     assert tenants.status_code == 200, tenants.text
+
+
+async def test_no_credential_reaches_the_log(api: Api, capsys: pytest.CaptureFixture[str]) -> None:
+    # docs/SECURITY.md: the access log has the method, the path without its query, the route,
+    # the status; never a header or a credential, valid or not.
+    key = await api.key(await api.tenant(), "owner")
+    made = await api.request("POST", "/v1/api_keys", key, json={"name": "k", "role": "viewer"})
+    shown = made.json()["key"]
+    wrong = key[:-4] + "AAAA"
+    for token in (key, shown, wrong, ADMIN_TOKEN, "spt_not_a_token", "garbage"):
+        await api.request("GET", "/v1/agents", token)
+        await api.request("GET", f"/v1/events/stream?access_token={token}")
+    logged = capsys.readouterr().out
+    assert "http.request" in logged
+    for secret in (key, shown, wrong, ADMIN_TOKEN, key.split("_", 2)[2], "garbage"):
+        assert secret not in logged
