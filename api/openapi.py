@@ -234,9 +234,6 @@ LINKS: dict[tuple[str, str], dict[str, tuple[str, dict[str, str]]]] = {
             ("GetTask", "get_task"), ("UpdateTask", "update_task"),
             ("DeleteTask", "delete_task"), ("AddComment", "add_comment"),
             ("ListComments", "list_comments"))},
-    ("GET", "/v1/approvals"): {
-        "GetApproval": ("get_approval", {"approval_id": "$response.body#/data/0/id"}),
-        "ResolveApproval": ("resolve_approval", {"approval_id": "$response.body#/data/0/id"})},
 }
 
 _SSE_TEXT = (

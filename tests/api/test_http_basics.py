@@ -167,3 +167,21 @@ async def test_no_credential_reaches_the_log(api: Api, capsys: pytest.CaptureFix
     assert "http.request" in logged
     for secret in (key, shown, wrong, ADMIN_TOKEN, key.split("_", 2)[2], "garbage"):
         assert secret not in logged
+
+
+async def test_an_integral_number_is_an_integer(api: Api) -> None:
+    # JSON has one number type and JSON Schema (the document) counts 2.0 as an integer:
+    # schemathesis sent `"max_tokens_per_turn": 20497.0` and `"ttl_seconds": 350.0` (422 then).
+    key = await api.key(await api.tenant(), "owner")
+    made = await api.request("POST", "/v1/agents", key, json={
+        "name": "a", "limits": {"max_turns": 2.0, "max_tokens_per_turn": 1e3},
+        "model": {"adapter": "scripted", "params": {"temperature": 0.5}}})
+    assert made.status_code == 201, made.text
+    assert made.json()["limits"] == {"max_turns": 2, "max_tokens_per_turn": 1000}
+    assert made.json()["model"]["params"] == {"temperature": 0.5}
+    token = await api.request("POST", "/v1/stream_tokens", key, json={"ttl_seconds": 350.0})
+    assert token.status_code == 201, token.text
+    # a fraction is still no integer, and the error still names the field
+    error = assert_error(await api.request("POST", "/v1/agents", key, json={
+        "name": "b", "limits": {"max_turns": 2.5}}), 422, "invalid_request")
+    assert error["details"]["field"] == "limits.max_turns"
