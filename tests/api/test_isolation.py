@@ -11,7 +11,8 @@ name; then:
 - ``viewer``: the victim's viewer key: 403 on writes (and on owner-only reads);
 - ``agent_token``: the victim agent's runtime token: 403, except on its heartbeat;
 - ``stream_token``: a victim stream token: 401 as a bearer token, 200 on the SSE routes it is
-  for (as ``?access_token=``);
+  for (as ``?access_token=``); ``session_stream_token``, one for a single session: 200 on that
+  session's stream only, 403 on the tenant's;
 - ``suspended``: the owner key of a suspended tenant: 403;
 - ``revoked``: a revoked owner key of the victim: 401.
 
@@ -34,8 +35,8 @@ from tests.api.conftest import LiveApp
 from tests.conftest import ADMIN_TOKEN
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
-CALLERS = ("right", "other_tenant", "viewer", "agent_token", "stream_token", "suspended",
-           "revoked")
+CALLERS = ("right", "other_tenant", "viewer", "agent_token", "stream_token",
+           "session_stream_token", "suspended", "revoked")
 LOOKUP = {"name": "lookup", "input_schema": {"type": "object"}}
 NOT_THERE = "01ARZ3NDEKTSV4RRFFQ69G5FAV"  # a well-formed ULID no resource has
 
@@ -199,6 +200,10 @@ def expected(entry: Entry, caller: str) -> int:
         return 401
     if caller == "stream_token":
         return entry.ok if entry.sse else 401
+    if caller == "session_stream_token":
+        if not entry.sse:
+            return 401
+        return entry.ok if entry.names_victim else 403  # its session's stream, not the tenant's
     if caller == "agent_token":
         return entry.ok if entry.auth == "runtime" else 403  # its heartbeat, nothing else
     if caller == "suspended":
@@ -299,6 +304,7 @@ def victim(live_app: LiveApp) -> Victim:
                          json={"limits": {"total": {"tokens": 1000}}})
     assert budget.status_code == 200, budget.text
     stream_token = app.created("/v1/stream_tokens", owner, {})["token"]
+    session_token = app.created("/v1/stream_tokens", owner, {"session_id": session})["token"]
     spare = app.created("/v1/api_keys", owner, {"name": "spare", "role": "viewer"})["id"]
     made = app.created("/v1/api_keys", owner, {"name": "to revoke", "role": "owner"})
     revoked = made["key"]
@@ -320,6 +326,7 @@ def victim(live_app: LiveApp) -> Victim:
     return Victim(ids=ids, tool_use_id=tool_use_id, known=known - {f"agent:{agent}"}, tokens={
         "right": owner, "other_tenant": other, "viewer": viewer,
         "agent_token": runtime["token"], "stream_token": stream_token,
+        "session_stream_token": session_token,
         "suspended": suspended, "revoked": revoked})
 
 
@@ -364,8 +371,8 @@ def test_each_caller_gets_what_the_table_says(method: str, path: str, caller: st
         values.update(entry.fresh(live_app, victim))
     token = _token(entry, caller, victim)
     params = {}
-    if entry.sse and caller == "stream_token":
-        params, token = {"access_token": str(victim.tokens["stream_token"])}, None
+    if entry.sse and caller in ("stream_token", "session_stream_token"):
+        params, token = {"access_token": str(victim.tokens[caller])}, None
     sent = entry.body(victim) if entry.body else None
     status, body = _call(live_app, method, path.format(**values), entry, token, sent, params)
     want = expected(entry, caller)
