@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint lock bench openapi clean
+.PHONY: run test lint lock bench openapi fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ test: $(VENV)/.installed-test
 	$(BIN)/ruff check engine api spool tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+
+# schemathesis over docs/openapi.json against a live app, many examples and the stateful phase
+# (`make test` runs a few): SPOOL_FUZZ_EXAMPLES per operation, SPOOL_FUZZ_SEED to replay a run.
+fuzz: $(VENV)/.installed-test
+	SPOOL_FUZZ=1 $(BIN)/pytest -q -s tests/api/test_schemathesis.py
 
 # docs/openapi.json: the committed OpenAPI document (tests/api/test_openapi.py fails when it drifts).
 openapi: $(VENV)/.installed

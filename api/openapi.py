@@ -131,7 +131,12 @@ class Param:
         return out
 
 
+INT64_MAX = 2**63 - 1  # what a query integer may be (Postgres' bigint); more is a 400
+
+
 def q(name: str, description: str, type_: str = "string", **schema: Any) -> Param:
+    if type_ == "integer":
+        schema.setdefault("maximum", INT64_MAX)
     return Param(name, description, {"type": type_, **schema})
 
 
@@ -174,7 +179,8 @@ LIMIT = q("limit", f"At most this many items (default {DEFAULT_LIMIT}).", "integ
 _AFTER = "The cursor: `next_cursor` of the previous page (absent: the first page)."
 MIN_POSITION = q(
     "min_position", "Read your writes: wait (bounded) until the view has applied this log "
-    "position, the `Spool-Position` of a write (503 if it does not catch up in time).",
+    "position, the `Spool-Position` of a write (503 if it does not catch up in time; 400 if "
+    "it is past the log's head).",
     "integer", minimum=0)
 
 
@@ -212,6 +218,57 @@ PATH_PARAMS = {
     "board_id": "A board id (`brd_...`).",
     "task_id": "A task id (`tsk_...`).",
     "scope": "`tenant`, `agent:<agent id>` or `session:<session id>`.",
+}
+
+_ULID = "[0-9A-HJKMNP-TV-Z]{26}"
+# Path parameters whose form the code checks (400); any other id of the wrong form is a 404.
+PATH_SCHEMAS: dict[str, dict[str, Any]] = {
+    "scope": {"type": "string", "pattern": f"^(tenant|agent:agt_{_ULID}|session:ses_{_ULID})$"},
+}
+
+# The cursor of each list whose `next_cursor` is the last item's id: `?after=` of another
+# form is a 400, so the document gives its pattern.
+CURSORS = {"/v1/tenants": "ten", "/v1/api_keys": "key", "/v1/agents": "agt",
+           "/v1/agents/{agent_id}/tokens": "atk", "/v1/sessions": "ses", "/v1/approvals": "apr",
+           "/v1/boards": "brd", "/v1/tasks": "tsk", "/v1/tasks/{task_id}/comments": "cmt"}
+
+# OpenAPI links: what a client (or a stateful fuzzer) may do next with what a response
+# returned. Per operation: link name -> (the target's operationId, its parameters).
+_ID = "$response.body#/id"
+LINKS: dict[tuple[str, str], dict[str, tuple[str, dict[str, str]]]] = {
+    ("POST", "/v1/tenants"): {
+        "GetTenant": ("get_tenant", {"tenant_id": _ID}),
+        "SuspendTenant": ("suspend_tenant", {"tenant_id": _ID}),
+        "ResumeTenant": ("resume_tenant", {"tenant_id": _ID})},
+    ("POST", "/v1/api_keys"): {"RevokeApiKey": ("revoke_api_key", {"key_id": _ID})},
+    ("POST", "/v1/agents"): {
+        name: (op_id, {"agent_id": _ID}) for name, op_id in (
+            ("GetAgent", "get_agent"), ("UpdateAgent", "update_agent"),
+            ("ListVersions", "list_versions"), ("ArchiveAgent", "archive_agent"),
+            ("CreateToken", "create_token"), ("ListTokens", "list_tokens"))},
+    ("POST", "/v1/agents/{agent_id}/tokens"): {
+        "RevokeToken": ("revoke_token", {"agent_id": "$request.path.agent_id",
+                                         "token_id": _ID})},
+    ("POST", "/v1/sessions"): {
+        name: (op_id, {"session_id": _ID}) for name, op_id in (
+            ("GetSession", "get_session"), ("GetState", "get_state"),
+            ("SubmitMessage", "submit_message"), ("Interrupt", "interrupt"),
+            ("Archive", "archive"), ("ListQueue", "list_queue"),
+            ("ListEvents", "sessions_list_events"), ("Stream", "session_stream"),
+            ("SubmitToolResults", "submit_tool_results"))},
+    ("POST", "/v1/sessions/{session_id}/messages"): {
+        "RemoveQueued": ("remove_queued", {"session_id": "$request.path.session_id",
+                                           "turn_id": "$response.body#/event/data/turn_id"}),
+        "GetSession": ("get_session", {"session_id": "$request.path.session_id"})},
+    ("POST", "/v1/boards"): {
+        name: (op_id, {"board_id": _ID}) for name, op_id in (
+            ("GetBoard", "get_board"), ("UpdateBoard", "update_board"),
+            ("DeleteBoard", "delete_board"), ("Snapshot", "board_snapshot"))},
+    ("POST", "/v1/tasks"): {
+        name: (op_id, {"task_id": _ID}) for name, op_id in (
+            ("GetTask", "get_task"), ("UpdateTask", "update_task"),
+            ("DeleteTask", "delete_task"), ("AddComment", "add_comment"),
+            ("ListComments", "list_comments"))},
 }
 
 _SSE_TEXT = (
@@ -504,6 +561,7 @@ named by its field path in `details.field`.
 - Writes answer with the log position they reached in `Spool-Position`; reads of views accept \
 `?min_position=` with it, to read their own writes.
 - Every response carries `X-Request-Id`.
+- A query parameter sent empty (`?after=`) is as if it were not sent, on every operation.
 """
 
 
@@ -577,8 +635,9 @@ _HEADERS_IN: dict[str, dict[str, Any]] = {
         "without writing again.", {"type": "string", "minLength": 1, "maxLength": 255},
         "header").spec(),
     "LastEventId": Param(
-        "Last-Event-ID", "Resume after this id (sent by `EventSource` when it reconnects).",
-        {"type": "string", "pattern": "^[0-9]+$"}, "header").spec(),
+        "Last-Event-ID", "Resume after this id (sent by `EventSource` when it reconnects; "
+        "empty: as if not sent).",
+        {"type": "string", "pattern": "^[0-9]*$"}, "header").spec(),
 }
 _HEADERS_OUT: dict[str, dict[str, Any]] = {
     "X-Request-Id": {"description": "The request's id: an incoming safe `X-Request-Id` echoed, "
@@ -648,6 +707,10 @@ class _Schemas:
             "`scope`, `period`, `limit` and `spent`.")
         schemas["Approval"]["properties"]["input"] = {
             "type": "object", "description": "The tool call's input, as the model sent it."}
+        # A budget period's limit names tokens, usd or both (engine/budgets.py: else a 400).
+        schemas["LimitIn"]["anyOf"] = [
+            {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+            for name in ("tokens", "usd")]
         assert "EventData" not in schemas
         schemas["EventData"] = self.of(AnyEventData)
         # Times go out in RFC 3339 with an offset (msgspec says so only of tz-aware types).
@@ -748,14 +811,14 @@ def _operation(method: str, path: str, route: Route, op: Op, op_id: str,
         out["description"] = description.strip()
     parameters = [
         {"name": name, "in": "path", "required": True, "description": PATH_PARAMS[name],
-         "schema": {"type": "string"}} for name in route.param_convertors]
+         "schema": PATH_SCHEMAS.get(name, {"type": "string"})} for name in route.param_convertors]
     if op.auth not in (None, "admin", "runtime"):
         parameters.append({"$ref": "#/components/parameters/SpoolTenant"})
     if op.idempotent:
         parameters.append({"$ref": "#/components/parameters/IdempotencyKey"})
     if op.media == SSE:
         parameters.append({"$ref": "#/components/parameters/LastEventId"})
-    parameters += [param.spec() for param in op.query]
+    parameters += [_empty_allowed(_cursor_pattern(path, param.spec())) for param in op.query]
     if parameters:
         out["parameters"] = parameters
     if op.body is not None:
@@ -767,12 +830,52 @@ def _operation(method: str, path: str, route: Route, op: Op, op_id: str,
     for status in _errors(op, route):
         responses.setdefault(str(status), {"$ref": f"#/components/responses/"
                                                    f"{_ERRORS[status][0]}"})
+    links = LINKS.get((method, path))
+    if links:
+        responses[str(op.status)]["links"] = {
+            name: {"operationId": target, "parameters": parameters}
+            for name, (target, parameters) in links.items()}
     out["responses"] = dict(sorted(responses.items()))
     out["security"] = _security(op.auth) + ([{"streamToken": []}] if op.media == SSE else [])
     return out
 
 
+def _cursor_pattern(path: str, param: dict[str, Any]) -> dict[str, Any]:
+    if param["name"] == "after" and path in CURSORS and param["schema"]["type"] == "string":
+        param["schema"] = {**param["schema"], "pattern": f"^{CURSORS[path]}_{_ULID}$"}
+    return param
+
+
+def _empty_allowed(param: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter sent empty is as if it were not sent (api/middleware.py): its
+    pattern or format admits the empty string too."""
+    schema = param["schema"]
+    if schema.get("type") != "string":
+        return param
+    if "pattern" in schema:
+        inner = schema["pattern"].removeprefix("^").removesuffix("$")
+        schema = {**schema, "pattern": f"^(?:{inner})?$"}
+    if "format" in schema:
+        schema = {key: value for key, value in schema.items() if key != "format"}
+        schema["anyOf"] = [{"format": param["schema"]["format"]}, {"maxLength": 0}]
+    return {**param, "schema": schema}
+
+
 _REASONS = {200: "OK", 201: "Created", 202: "Accepted: appended to the log"}
+
+# In OpenAPI 3.1 the schema of a `text/event-stream` response describes each frame, as its
+# fields (the first frame is `retry` alone); `data` is an `Event` as JSON.
+_SSE_FRAME: dict[str, Any] = {
+    "type": "object",
+    "description": "One frame: `id`, `event` and `data` (an `Event` as JSON), or `retry` alone.",
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "event": {"type": "string"},
+        "data": {"type": "string", "contentMediaType": JSON,
+                 "contentSchema": {"$ref": _REF.format(name="Event")}},
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
 
 
 def _auth_text(auth: Auth) -> str:
@@ -802,8 +905,7 @@ def _success(op: Op, shape: Shape, text: str, schemas: _Schemas,
     if op.rate_limited:
         headers.update(_RATE_LIMIT_HEADERS)
     if op.media == SSE:
-        schema: dict[str, Any] = {"type": "string",
-                                  "description": "Frames whose `data` is an `Event`."}
+        schema: dict[str, Any] = _SSE_FRAME
     elif op.media == PROMETHEUS:
         schema = {"type": "string", "description": "The Prometheus text exposition format."}
     elif shape is None:

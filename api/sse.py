@@ -52,10 +52,14 @@ def frames(events: list[LiveEvent], event_id: Callable[[LiveEvent], int]) -> byt
 
 
 def cursor(request: Request) -> int:
-    """Where to resume: the Last-Event-ID header (wins) or ?after=, else 0 (from the start)."""
+    """Where to resume: the Last-Event-ID header (wins) or ?after=, else 0 (from the start).
+    Both are checked: a bad ?after= is a 400 even when the header wins."""
+    after = _cursor_value(request.query_params.get("after"), "after")
     header = request.headers.get("last-event-id")
-    raw, field = (header, "Last-Event-ID") if header is not None else (
-        request.query_params.get("after"), "after")
+    return _cursor_value(header, "Last-Event-ID") if header else after  # empty: not sent
+
+
+def _cursor_value(raw: str | None, field: str) -> int:
     if raw is None or raw == "":
         return 0
     # ASCII digits only: str.isdigit() also accepts "²" (int() then fails: a 500) and "١٢".

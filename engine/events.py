@@ -174,7 +174,10 @@ class SessionDone(EventData, tag="session_done"):
 
 _Name = Annotated[str, NUL_FREE, msgspec.Meta(min_length=1, max_length=200)]
 _ToolName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-_Positive = Annotated[int, msgspec.Meta(ge=1)]
+# Integers of bodies stay within what every JSON parser reads exactly (I-JSON: 2^53 - 1), and
+# the OpenAPI document says so.
+MAX_JSON_INT = 2**53 - 1
+_Positive = Annotated[int, msgspec.Meta(ge=1, le=MAX_JSON_INT)]
 
 
 class ScriptedToolCall(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -189,8 +192,8 @@ class ScriptStep(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     text: Annotated[str, NUL_FREE] = ""
     tool_calls: list[ScriptedToolCall] = []
     error: Annotated[str, NUL_FREE] | None = None
-    input_tokens: Annotated[int, msgspec.Meta(ge=0)] | None = None
-    output_tokens: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    input_tokens: Annotated[int, msgspec.Meta(ge=0, le=MAX_JSON_INT)] | None = None
+    output_tokens: Annotated[int, msgspec.Meta(ge=0, le=MAX_JSON_INT)] | None = None
     delay: Annotated[float, msgspec.Meta(ge=0, le=60)] = 0.0  # seconds before each word
 
 

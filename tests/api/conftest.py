@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as redis
 import uvicorn
 from starlette.applications import Starlette
 
@@ -15,7 +17,7 @@ from engine.engine import Engine
 from engine.settings import Settings
 from tests.api.openapi_check import check_all
 from tests.api.sse_client import Frame, frames
-from tests.conftest import ADMIN_TOKEN
+from tests.conftest import ADMIN_TOKEN, Services
 
 
 def assert_error(response, status: int, type_: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
@@ -155,3 +157,106 @@ async def events_from(stream: AsyncIterator[Frame], count: int) -> list[Frame]:
                 if len(got) == count:
                     return got
     return got
+
+
+# --- one live app for a whole module: real uvicorn on a real socket -----------------------------
+
+
+class LiveApp:
+    """``spool serve`` in a thread of the test process: its own event loop running the Engine
+    and uvicorn on 127.0.0.1 (a free port), on a fresh database. For tests that drive the API
+    from outside (a synchronous httpx client, or a tool in a subprocess) and want one server
+    for many tests: module-scoped fixtures keep it up across a module."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.base_url = ""
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="live-app", daemon=True)
+        self.client = httpx.Client(timeout=30)
+
+    def start(self) -> LiveApp:
+        self._thread.start()
+        if not self._ready.wait(60) or self._error is not None:
+            raise RuntimeError(f"the live app did not start: {self._error!r}")
+        self.client.base_url = httpx.URL(self.base_url)
+        return self
+
+    def stop(self) -> None:
+        self.client.close()
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(60)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # reported by start(), or by the test that finds it down
+            self._error = exc
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        async with Engine(self.settings) as engine:
+            config = uvicorn.Config(create_app(self.settings, engine), host="127.0.0.1", port=0,
+                                    log_config=None, lifespan="off",
+                                    timeout_graceful_shutdown=1)
+            server = uvicorn.Server(config)
+            serving = asyncio.create_task(server.serve())
+            while not server.started:
+                if serving.done():
+                    serving.result()  # raises what stopped it
+                await asyncio.sleep(0.01)
+            port = server.servers[0].sockets[0].getsockname()[1]
+            self.base_url = f"http://127.0.0.1:{port}"
+            self._ready.set()
+            await self._stop.wait()
+            server.should_exit = True
+            await serving
+
+    def request(self, method: str, path: str, token: str | None = None,
+                **kwargs: Any) -> httpx.Response:
+        headers = dict(kwargs.pop("headers", {}))
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return self.client.request(method, path, headers=headers, **kwargs)
+
+    def created(self, path: str, token: str, body: dict[str, Any], **headers: str) -> Any:
+        """POST that must answer 201 (or 202): its JSON body."""
+        response = self.request("POST", path, token, json=body, headers=headers)
+        assert response.status_code in (201, 202), f"POST {path}: {response.text}"
+        return response.json()
+
+    def tenant(self, name: str = "acme") -> str:
+        tenant_id: str = self.created("/v1/tenants", ADMIN_TOKEN, {"name": name})["id"]
+        return tenant_id
+
+    def key(self, tenant_id: str, role: str = "owner") -> str:
+        key: str = self.created("/v1/api_keys", ADMIN_TOKEN, {"name": f"{role} key",
+                                "role": role}, **{"Spool-Tenant": tenant_id})["key"]
+        return key
+
+
+@pytest.fixture(scope="module")
+def live_app(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
+    """One live app for the module, on a database of its own (Redis is flushed first: the
+    other tests' fixtures flush it per test, and nothing else runs while this module does)."""
+
+    async def prepare() -> str:
+        client = redis.from_url(services.redis_url)
+        await client.flushdb()
+        await client.aclose()
+        return await services.fresh_database()
+
+    database_url = asyncio.run(prepare())
+    settings = Settings(database_url=database_url, redis_url=services.redis_url,
+                        data_dir=tmp_path_factory.mktemp("live") / "data",
+                        admin_token=ADMIN_TOKEN)
+    app = LiveApp(settings).start()
+    try:
+        yield app
+    finally:
+        app.stop()

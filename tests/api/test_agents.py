@@ -96,6 +96,9 @@ async def test_list_pages_by_id(api: Api) -> None:
      "tools[0].input_schema.type"),
     (config(tools=[]), 400, "model.script[1].tool_calls[0].name"),
     (config(model={"adapter": "openai", "name": "gpt", "script": []}), 400, "model.script"),
+    # past what every JSON parser reads exactly, 2^53 - 1 (the document gives the maximum)
+    (config(limits={"max_turns": 2**53}), 422, "limits.max_turns"),
+    (config(limits={"max_tokens_per_turn": 2**64 - 1}), 422, "limits.max_tokens_per_turn"),
 ])
 async def test_invalid_config_names_the_field(
     api: Api, body: dict[str, Any], status: int, field: str

@@ -137,3 +137,54 @@ async def test_client_gone_mid_body_is_499_not_a_500(api: Api) -> None:
     metrics = (await api.request("GET", "/metrics")).text
     assert 'route="/v1/tenants",status="499"' in metrics
     assert 'status="500"' not in metrics
+
+
+CURSOR_LISTS = ["/v1/agents", "/v1/sessions", "/v1/approvals", "/v1/boards", "/v1/tasks",
+                "/v1/api_keys", "/v1/budgets", "/v1/usage", "/v1/events", "/v1/audit"]
+
+
+async def test_an_empty_query_parameter_is_as_if_it_were_not_sent(api: Api) -> None:
+    # One rule on every route (the document says it): `?after=` was the first page on the
+    # position lists and a 400 on the id-cursor lists.
+    key = await api.key(await api.tenant(), "owner")
+    await api.request("POST", "/v1/boards", key, json={"name": "b"})
+    for path in CURSOR_LISTS:
+        plain = await api.request("GET", path, key)
+        empty = await api.request("GET", f"{path}?after=&limit=&status=&min_position=", key)
+        assert (empty.status_code, empty.json()) == (200, plain.json()), f"{path}: {empty.text}"
+    tenants = await api.request("GET", "/v1/tenants?after=", ADMIN_TOKEN)
+    assert tenants.status_code == 200, tenants.text
+
+
+async def test_no_credential_reaches_the_log(api: Api, capsys: pytest.CaptureFixture[str]) -> None:
+    # docs/SECURITY.md: the access log has the method, the path without its query, the route,
+    # the status; never a header or a credential, valid or not.
+    key = await api.key(await api.tenant(), "owner")
+    made = await api.request("POST", "/v1/api_keys", key, json={"name": "k", "role": "viewer"})
+    shown = made.json()["key"]
+    wrong = key[:-4] + "AAAA"
+    for token in (key, shown, wrong, ADMIN_TOKEN, "spt_not_a_token", "garbage"):
+        await api.request("GET", "/v1/agents", token)
+        await api.request("GET", f"/v1/events/stream?access_token={token}")
+    logged = capsys.readouterr().out
+    assert "http.request" in logged
+    for secret in (key, shown, wrong, ADMIN_TOKEN, key.split("_", 2)[2], "garbage"):
+        assert secret not in logged
+
+
+async def test_an_integral_number_is_an_integer(api: Api) -> None:
+    # JSON has one number type and JSON Schema (the document) counts 2.0 as an integer:
+    # schemathesis sent `"max_tokens_per_turn": 20497.0` and `"ttl_seconds": 350.0` (422 then).
+    key = await api.key(await api.tenant(), "owner")
+    made = await api.request("POST", "/v1/agents", key, json={
+        "name": "a", "limits": {"max_turns": 2.0, "max_tokens_per_turn": 1e3},
+        "model": {"adapter": "scripted", "params": {"temperature": 0.5}}})
+    assert made.status_code == 201, made.text
+    assert made.json()["limits"] == {"max_turns": 2, "max_tokens_per_turn": 1000}
+    assert made.json()["model"]["params"] == {"temperature": 0.5}
+    token = await api.request("POST", "/v1/stream_tokens", key, json={"ttl_seconds": 350.0})
+    assert token.status_code == 201, token.text
+    # a fraction is still no integer, and the error still names the field
+    error = assert_error(await api.request("POST", "/v1/agents", key, json={
+        "name": "b", "limits": {"max_turns": 2.5}}), 422, "invalid_request")
+    assert error["details"]["field"] == "limits.max_turns"

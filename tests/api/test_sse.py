@@ -46,6 +46,10 @@ async def test_resume_from_last_event_id_or_after(live: Live) -> None:
         assert [f.id for f in await events_from(stream, 2)] == ["4", "5"]  # header wins
     async with live.stream(f"/v1/sessions/{sid}/stream?after=4", key) as stream:
         assert [f.id for f in await events_from(stream, 1)] == ["5"]
+    # An empty Last-Event-ID is as if it were not sent: ?after= decides (it was "from 0").
+    async with live.stream(f"/v1/sessions/{sid}/stream?after=3", key,
+                           **{"Last-Event-ID": ""}) as stream:
+        assert [f.id for f in await events_from(stream, 1)] == ["4"]
 
 
 async def test_a_cursor_past_the_head_waits_for_the_event(live: Live) -> None:
@@ -65,6 +69,10 @@ async def test_bad_cursor_unknown_and_foreign_sessions(live: Live) -> None:
     for path in [f"/v1/sessions/{sid}/stream?after=abc", f"/v1/sessions/{sid}/stream?after=-1"]:
         response = await live.client.get(path, headers=headers)
         assert response.status_code == 400
+        # also when Last-Event-ID wins (schemathesis found ?after=true&... answered 200)
+        response = await live.client.get(path, headers={**headers, "Last-Event-ID": "1"})
+        assert response.status_code == 400 and response.json()["error"]["details"] == {
+            "field": "after"}
         assert response.json()["error"]["details"] == {"field": "after"}
     response = await live.client.get(f"/v1/sessions/{sid}/stream",
                                      headers={**headers, "Last-Event-ID": "x"})
