@@ -32,6 +32,8 @@ from msgspec import UNSET, UnsetType
 from engine.db import connection
 from engine.errors import Conflict, InvalidRequest, NotFound
 from engine.events import (
+    MAX_STEP_DELAY,
+    MAX_WORD_DELAY,
     NUL_FREE,
     AgentArchived,
     AgentConfig,
@@ -48,6 +50,7 @@ from engine.events import (
     decode_data,
     encode,
     new_event,
+    words_of,
 )
 from engine.ids import derived_event_id, is_id, new_id
 from engine.logging import get_logger
@@ -55,7 +58,6 @@ from engine.pages import Page, check_cursor, check_limit, page_of
 from engine.projections.agents import NAME as VIEW
 from engine.projections.agents import AgentStatus, agent_status, wait_for_view
 from engine.projections.runner import reached
-from engine.runtime.adapters.scripted import MAX_STEP_DELAY, MAX_WORD_DELAY, words_of
 from engine.store import EventStore
 from engine.summaries import usd
 

@@ -6,6 +6,7 @@ kept as ``msgspec.Raw`` so it is written to clients without being decoded and en
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
@@ -183,6 +184,19 @@ _Positive = Annotated[int, msgspec.Meta(ge=1, le=MAX_JSON_INT)]
 class ScriptedToolCall(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     name: _ToolName
     input: dict[str, Any] = {}
+
+
+_WORDS = re.compile(r"\S+\s*|\s+")
+
+# A scripted step holds a worker slot while it sleeps: at most this long per word, and this long
+# in all (checked when an agent is created or changed; a stored config is held to it when run).
+MAX_WORD_DELAY = 10.0
+MAX_STEP_DELAY = 60.0
+
+
+def words_of(text: str) -> list[str]:
+    """The deltas a step's text streams as."""
+    return _WORDS.findall(text)
 
 
 class ScriptStep(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -155,17 +155,19 @@ class Leases:
         return bool(result.endswith(" 1"))
 
     async def release(self, session_id: str, done_position: int | None,
-                      retry_in: float | None = None) -> None:
+                      retry_in: float | None = None, *, stopping: bool = False) -> None:
         """Give the lease back, done with everything up to ``done_position`` (its tries are
         over); or, with None, done with nothing, and not to be claimed again for ``retry_in``
-        seconds."""
+        seconds. ``stopping``: the worker cut the step short, which is not the step failing,
+        so the claim's try is given back."""
         async with connection(self._pool, "releasing a lease") as conn:
             await conn.execute(
                 "UPDATE session_runs SET done_position = greatest(done_position, $3),"
-                " lease_owner = NULL, tries = CASE WHEN $3::bigint IS NULL THEN tries ELSE 0 END,"
+                " lease_owner = NULL, tries = CASE WHEN $3::bigint IS NOT NULL THEN 0"
+                " WHEN $5 THEN greatest(tries - 1, 0) ELSE tries END,"
                 " lease_expires = now() + make_interval(secs => coalesce($4::float8, 0))"
                 " WHERE session_id = $1 AND lease_owner = $2",
-                session_id, self.owner, done_position, retry_in,
+                session_id, self.owner, done_position, retry_in, stopping,
             )
 
     async def release_all(self) -> None:

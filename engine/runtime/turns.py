@@ -173,11 +173,11 @@ def unrunnable_step(state: SessionState, reason: str) -> CloseMessage | FinishTu
         if not state.queue or state.archived:
             return None
         queued = state.queue[0]
-        return FinishTurn(queued, "cancelled") if queued.interrupted else FinishTurn(
-            queued, "failed", reason)
+        return FinishTurn(queued, "cancelled", queued.cancel_error) if queued.interrupted \
+            else FinishTurn(queued, "failed", reason)
     if turn.open_message is not None:
         return CloseMessage(turn, turn.open_message)
-    return FinishTurn(turn, "cancelled") if turn.interrupted else FinishTurn(
+    return FinishTurn(turn, "cancelled", turn.cancel_error) if turn.interrupted else FinishTurn(
         turn, "failed", reason)
 
 

@@ -179,7 +179,8 @@ class Worker:
         # stopping: claimable at once by another worker (no retry delay)
         retry_in = None if (done_position or self._stopping) else self._backoff(runner.tries)
         with contextlib.suppress(SpoolError):
-            await self.leases.release(claim.session_id, done_position, retry_in=retry_in)
+            await self.leases.release(claim.session_id, done_position, retry_in=retry_in,
+                                      stopping=self._stopping)
         self._wakeup.set()  # a slot is free, and the session may be wanted again
 
     def _backoff(self, tries: int) -> float:

@@ -357,3 +357,20 @@ def _postmaster_pid_or_none(data_dir: Path) -> int | None:
         return _postmaster_pid(data_dir)
     except OSError:
         return None
+
+
+def test_private_files_are_owner_only_from_their_first_byte(tmp_path: Path) -> None:
+    """services.json (URLs with the Valkey password) and the password file are created 0600,
+    never written first and narrowed after, whatever the umask."""
+    from engine.embedded import write_private
+
+    target = tmp_path / "services.json"
+    target.write_text("old")
+    old_umask = os.umask(0)
+    try:
+        write_private(target, "secret")
+    finally:
+        os.umask(old_umask)
+    assert target.read_text() == "secret"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert not target.with_name("services.json.new").exists()

@@ -66,3 +66,14 @@ async def test_each_claim_counts_a_try_until_a_step_completes(pool: asyncpg.Pool
     [claim] = await second.claim(1)
     await second.release("ses_1", done_position=claim.wanted_position)  # all done
     assert await _tries(pool, "ses_1") == 0
+
+
+async def test_a_worker_stopping_mid_step_gives_its_try_back(pool: asyncpg.Pool) -> None:
+    """A stop (a deploy, a restart) that cuts a step short is not the step failing: however
+    many stops a long step sees, it never runs out of tries."""
+    await _wanted(pool, "ten_a", "ses_1")
+    for owner in range(8):  # more stops than SPOOL_STEP_MAX_TRIES' default
+        leases = Leases(pool, f"wrk_{owner}", ttl=30)
+        [claim] = await leases.claim(1)
+        assert claim.tries == 1, owner
+        await leases.release("ses_1", None, stopping=True)

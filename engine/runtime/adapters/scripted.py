@@ -7,10 +7,9 @@ the step sets them."""
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncGenerator
 
-from engine.events import ScriptStep, Usage
+from engine.events import MAX_STEP_DELAY, MAX_WORD_DELAY, ScriptStep, Usage, words_of
 from engine.runtime.adapters.base import (
     Chunk,
     Finish,
@@ -20,18 +19,6 @@ from engine.runtime.adapters.base import (
     ToolCall,
     UsageSoFar,
 )
-
-_WORDS = re.compile(r"\S+\s*|\s+")
-
-# A scripted step holds a worker slot while it sleeps: at most this long per word, and this long
-# in all (checked when an agent is created or changed; a stored config is held to it when run).
-MAX_WORD_DELAY = 10.0
-MAX_STEP_DELAY = 60.0
-
-
-def words_of(text: str) -> list[str]:
-    """The deltas a step's text streams as."""
-    return _WORDS.findall(text)
 
 
 class ScriptedAdapter:
