@@ -637,7 +637,7 @@ _HEADERS_IN: dict[str, dict[str, Any]] = {
     "LastEventId": Param(
         "Last-Event-ID", "Resume after this id (sent by `EventSource` when it reconnects; "
         "empty: as if not sent).",
-        {"type": "string", "pattern": "^[0-9]*$"}, "header").spec(),
+        {"type": "string", "pattern": "^[0-9]*$", "maxLength": 20}, "header").spec(),
 }
 _HEADERS_OUT: dict[str, dict[str, Any]] = {
     "X-Request-Id": {"description": "The request's id: an incoming safe `X-Request-Id` echoed, "

@@ -37,6 +37,7 @@ SHUTTING_DOWN = "server shutting down, reconnect with Last-Event-ID"
 # How long the final comment of a stream closed by the server may take to write.
 FINAL_WRITE_TIMEOUT = 2.0
 _MAX_CURSOR = 2**63 - 1
+_MAX_HEADER_DIGITS = 20
 
 
 def frame(event_id: int, event: LiveEvent) -> bytes:
@@ -56,7 +57,14 @@ def cursor(request: Request) -> int:
     Both are checked: a bad ?after= is a 400 even when the header wins."""
     after = _cursor_value(request.query_params.get("after"), "after")
     header = request.headers.get("last-event-id")
-    return _cursor_value(header, "Last-Event-ID") if header else after  # empty: not sent
+    if not header:  # empty: not sent
+        return after
+    # A header is a string: any id of up to 20 digits is one, and one past every id waits
+    # like any cursor beyond the head (the query integer has its maximum instead).
+    if len(header) > _MAX_HEADER_DIGITS or not (header.isascii() and header.isdigit()):
+        raise InvalidRequest(f"Last-Event-ID must be an id of at most {_MAX_HEADER_DIGITS} "
+                             "digits", field="Last-Event-ID")
+    return min(int(header), _MAX_CURSOR)
 
 
 def _cursor_value(raw: str | None, field: str) -> int:
