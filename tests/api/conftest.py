@@ -84,7 +84,8 @@ class Live:
     def __init__(self, base_url: str, engine: Engine) -> None:
         self.base_url = base_url
         self.engine = engine
-        self.client = httpx.AsyncClient(base_url=base_url, timeout=10)
+        # Generous: a request may wait behind 1,000 reconnecting streams on a loaded machine.
+        self.client = httpx.AsyncClient(base_url=base_url, timeout=60)
 
     async def post(self, path: str, token: str, body: object, **headers: str) -> httpx.Response:
         return await self.client.post(path, json=body,
