@@ -18,6 +18,8 @@ Reads (``read``, ``list_agents``) also carry the agent's ``view`` from the ``age
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -153,6 +155,8 @@ class Agents:
         self._pool = pool  # for the view; None: reads carry no view
         self.offline_seconds = offline_seconds
         self.catch_up_seconds = catch_up_seconds
+        self._turns: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary())
 
     async def create(
         self, tenant_id: str, config: AgentConfig, *, meta: EventMeta | None = None,
@@ -258,10 +262,11 @@ class Agents:
         never a wait on a view)."""
         if _archived(await self._heads(tenant_id, agent_id)):
             raise Conflict(f"agent {agent_id!r} is archived")
-        [event] = await self._store.append(
-            agent_id, [new_event(AgentHeartbeat(token_id=token_id, note=note), meta=meta)],
-            tenant_id=tenant_id, stream_type="agent",
-        )
+        async with self._turn(agent_id):
+            [event] = await self._store.append(
+                agent_id, [new_event(AgentHeartbeat(token_id=token_id, note=note), meta=meta)],
+                tenant_id=tenant_id, stream_type="agent",
+            )
         return event
 
     async def update(
@@ -306,6 +311,21 @@ class Agents:
         stream: if anything was appended meanwhile, look again. Heartbeats and memory only
         make it try again; another config change (a concurrent PATCH that became the same
         version) is a 409."""
+        async with self._turn(agent_id):
+            return await self._try_change(tenant_id, agent_id, decide)
+
+    def _turn(self, agent_id: str) -> asyncio.Lock:
+        """This process's heartbeats and config changes of one agent take turns, so a runtime
+        beating back to back cannot win every try of a change (another process's heartbeats
+        are why a change still retries)."""
+        lock = self._turns.get(agent_id)
+        if lock is None:
+            lock = self._turns[agent_id] = asyncio.Lock()
+        return lock
+
+    async def _try_change(
+        self, tenant_id: str, agent_id: str, decide: Callable[[_Current], NewEvent | None],
+    ) -> tuple[_Current, Event | None]:
         for _ in range(_TRIES):
             current = await self._current(tenant_id, agent_id)
             new = decide(current)

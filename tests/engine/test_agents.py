@@ -3,6 +3,7 @@ on a real store as the events it hands back with their stored JSON (a config, wh
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -125,3 +126,28 @@ async def test_a_list_reads_each_agents_current_version_only(store: CountingStor
     assert store.with_data - before == 3
     assert [(a.id, a.version, a.system) for a in page.data] == [
         (agent_id, 5, f"{name}3") for agent_id, name in zip(sorted(ids), "abc", strict=True)]
+
+
+async def test_heartbeats_never_starve_a_config_change(store: CountingStore) -> None:
+    """Runtimes beating back to back (four at once here) used to win every try of a PATCH
+    and make it a 409 "too busy" on a loaded machine: in one process they now take turns."""
+    agents = Agents(store)
+    agent, _ = await agents.create(TENANT, AgentConfig(name="a", model=ModelConfig()))
+    beating = True
+
+    async def heartbeats() -> int:
+        sent = 0
+        while beating:
+            await agents.heartbeat(TENANT, agent.id, "atk_x", None)
+            sent += 1
+        return sent
+
+    beaters = [asyncio.create_task(heartbeats()) for _ in range(4)]
+    try:
+        await asyncio.sleep(0.05)
+        for version in range(2, 12):
+            updated, _ = await agents.update(TENANT, agent.id, AgentPatch(system=f"v{version}"))
+            assert updated.version == version
+    finally:
+        beating = False
+    assert all(sent > 0 for sent in await asyncio.gather(*beaters))
