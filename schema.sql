@@ -6,6 +6,13 @@ CREATE TABLE IF NOT EXISTS schema_version (
     applied_at  timestamptz NOT NULL DEFAULT now()
 );
 
+-- The sha256 of each text of this file that was applied: a start with the same text runs none
+-- of it (its statements lock tables even when they change nothing).
+CREATE TABLE IF NOT EXISTS schema_applied (
+    digest      text PRIMARY KEY,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+);
+
 -- The head of the global log. Every append transaction locks this one row first, so positions are
 -- handed out in commit order: gapless, and no reader sees position N+1 before N has committed.
 CREATE TABLE IF NOT EXISTS log_head (
@@ -40,7 +47,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
 );
 CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys (tenant_id, created_at, id);
 
--- Short-lived tokens for browser EventSource (`?access_token=`), engine/stream_tokens.py. A token
+-- Short-lived tokens for browser EventSource (`?access_token=`), engine/auth/stream_tokens.py. A token
 -- dies with the API key that asked for it (null key_id: the admin token asked).
 CREATE TABLE IF NOT EXISTS stream_tokens (
     id           text PRIMARY KEY,
@@ -249,7 +256,7 @@ CREATE INDEX IF NOT EXISTS agents_tenant ON agents (tenant_id, agent_id);
 
 -- One row per session, kept by the same projection: what `GET /v1/sessions` lists. `fold` holds
 -- the little the status needs (turns queued, the running one, its calls without a result and
--- their approvals), so each event moves the status exactly as engine/runtime/state.py does.
+-- their approvals), so each event moves the status exactly as engine/domain/session_state.py does.
 CREATE TABLE IF NOT EXISTS session_summaries (
     session_id     text PRIMARY KEY,
     tenant_id      text NOT NULL,

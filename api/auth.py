@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from engine.agent_tokens import RuntimePrincipal, is_runtime_token
+from engine.auth.agent_tokens import RuntimePrincipal, is_runtime_token
+from engine.auth.stream_tokens import StreamGrant, is_stream_token
+from engine.auth.tenants import Principal, Role
 from engine.errors import Forbidden, InvalidRequest, Unauthorized
 from engine.events import EventMeta
-from engine.stream_tokens import StreamGrant, is_stream_token
-from engine.tenants import Principal, Role
 
 
 async def authenticate(request: Request, role: Role) -> Principal:

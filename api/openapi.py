@@ -29,13 +29,18 @@ from api.routes.api_keys import ApiKeyIn
 from api.routes.approvals import DecisionIn
 from api.routes.sessions import MessageIn, SessionIn, ToolResultsIn
 from api.routes.tenants import TenantIn
-from engine.agent_tokens import AgentToken
-from engine.agents import Agent, AgentPatch, AgentVersion, HeartbeatIn
-from engine.approvals import STATUSES as APPROVAL_STATUSES
-from engine.approvals import Approval
-from engine.audit import AuditEntry
-from engine.boards import Board, BoardIn, BoardPatch, Deleted
-from engine.budgets import GROUPS, Budget, BudgetIn, UsageRow
+from engine.auth.agent_tokens import AgentToken
+from engine.auth.stream_tokens import StreamToken, StreamTokenIn
+from engine.auth.tenants import ApiKey, Tenant
+from engine.debug.replay import SessionStateView
+from engine.domain.agents import Agent, AgentPatch, AgentVersion, HeartbeatIn
+from engine.domain.approvals import STATUSES as APPROVAL_STATUSES
+from engine.domain.approvals import Approval
+from engine.domain.audit import AuditEntry
+from engine.domain.boards import Board, BoardIn, BoardPatch, Deleted
+from engine.domain.budgets import GROUPS, Budget, BudgetIn, UsageRow
+from engine.domain.sessions import QueuedTurn, Session
+from engine.domain.tasks import BoardSnapshot, Comment, CommentIn, Task, TaskIn, TaskPatch
 from engine.errors import SpoolError
 from engine.events import (
     EVENT_TYPES,
@@ -47,13 +52,8 @@ from engine.events import (
     TaskStatus,
 )
 from engine.pages import DEFAULT_LIMIT, MAX_LIMIT, Page
-from engine.replay import SessionStateView
-from engine.sessions import QueuedTurn, Session
-from engine.stream_tokens import StreamToken, StreamTokenIn
-from engine.summaries import STATUSES as SESSION_STATUSES
-from engine.summaries import SessionSummary
-from engine.tasks import BoardSnapshot, Comment, CommentIn, Task, TaskIn, TaskPatch
-from engine.tenants import ApiKey, Tenant
+from engine.projections.summaries import STATUSES as SESSION_STATUSES
+from engine.projections.summaries import SessionSummary
 
 JSON = "application/json"
 SSE = "text/event-stream"
@@ -707,7 +707,7 @@ class _Schemas:
             "`scope`, `period`, `limit` and `spent`.")
         schemas["Approval"]["properties"]["input"] = {
             "type": "object", "description": "The tool call's input, as the model sent it."}
-        # A budget period's limit names tokens, usd or both (engine/budgets.py: else a 400).
+        # A budget period's limit names tokens, usd or both (engine/domain/budgets.py: else a 400).
         schemas["LimitIn"]["anyOf"] = [
             {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
             for name in ("tokens", "usd")]

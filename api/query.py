@@ -11,7 +11,7 @@ from collections.abc import Collection
 
 from starlette.requests import Request
 
-from engine.budgets import parse_scope
+from engine.domain.budgets import parse_scope
 from engine.errors import InvalidRequest
 from engine.events import EVENT_TYPES, STREAM_TYPES
 from engine.ids import is_id

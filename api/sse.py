@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from engine.dispatch import CutOff, LiveEvent
 from engine.errors import InvalidRequest
+from engine.log.dispatch import CutOff, LiveEvent
 from engine.logging import get_logger
 from engine.metrics import Metrics
 

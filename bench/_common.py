@@ -29,8 +29,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from engine.db import schema_sql  # noqa: E402
-from engine.embedded import EmbeddedServices  # noqa: E402
+from engine.infra.db import schema_sql  # noqa: E402
+from engine.infra.embedded import EmbeddedServices  # noqa: E402
 
 
 @dataclass(frozen=True, slots=True)

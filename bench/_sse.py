@@ -65,7 +65,7 @@ def services() -> Iterator[tuple[str, str]]:
     if database_url and redis_url:
         yield database_url, redis_url
         return
-    from engine.embedded import EmbeddedServices
+    from engine.infra.embedded import EmbeddedServices
 
     with tempfile.TemporaryDirectory(prefix="spool-bench-") as data_dir:
         log(f"starting embedded {'Postgres ' if not database_url else ''}"

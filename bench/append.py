@@ -5,7 +5,7 @@ Three figures, measured in the same run on the same Postgres, each in a fresh da
 * ``raw``: the raw limit. One asyncpg connection inserting batches of RAW_BATCH rows per
   transaction (one ``INSERT ... SELECT FROM unnest(...)``) into the ``events`` table of
   schema.sql, sequentially. No stream versions, no log head, no checks: only the rows.
-* ``engine``: ``engine.store.EventStore`` (group commit), N asyncio tasks each appending one
+* ``engine``: ``engine.log.store.EventStore`` (group commit), N asyncio tasks each appending one
   event at a time to its own session stream.
 * ``eventsourcing``: the Python ``eventsourcing`` library's ``PostgresApplicationRecorder``,
   N threads each inserting one event at a time into its own aggregate.
@@ -45,10 +45,10 @@ from _common import (
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 
-from engine.db import create_pool, init_connection
 from engine.events import NewEvent
+from engine.infra.db import create_pool, init_connection
+from engine.log.store import EventStore
 from engine.metrics import Metrics
-from engine.store import EventStore
 
 WRITERS = (1, 32, 256)
 RAW_BATCH = 256

@@ -22,7 +22,7 @@ Per run, in a fresh database:
   seconds; ``all`` = log head / the sum of the views' seconds (rebuilding every view in turn).
 * ``lag``: the engine as ``spool serve`` runs it (``engine.engine.Engine``, no workers, uvloop
   when installed) on that same database (checkpoints at the head), while a writer in the same
-  process appends more of the same mix through ``engine.store`` at ``--rate`` (default 5,000)
+  process appends more of the same mix through ``engine.log.store`` at ``--rate`` (default 5,000)
   events/s for ``--lag-seconds`` after ``--lag-warmup``. Sampled every ``--sample-ms`` (50) on a
   connection of its own: log head - each projection's checkpoint, in events. Lag in ms: for
   every appended event, (when its projection's page had committed) - (when the store had
@@ -57,7 +57,6 @@ import asyncpg
 from _common import emit_json, fresh_database, log, median, render_table, server_facts
 from replay import flush_redis, redis_db, services
 
-from engine.db import create_pool, init_connection
 from engine.events import (
     AgentConfig,
     AgentCreated,
@@ -85,12 +84,14 @@ from engine.events import (
     UserMessage,
     new_event,
 )
-from engine.projections.checks import VIEWS, rebuild
+from engine.infra.db import create_pool, init_connection
+from engine.projections.checks import rebuild
+from engine.projections.views import VIEWS
 from spool.cli import _loop_factory
 
 TARGET_REBUILD_EPS = 50_000
 RAW_PAGE = 1000
-_LOG_QUERY = (  # read_log_page's query (engine/store.py)
+_LOG_QUERY = (  # read_log_page's query (engine/log/store.py)
     "SELECT id, stream_id, stream_type, seq, position, type, data, meta, created_at, tenant_id"
     " FROM events WHERE position > $1 ORDER BY position LIMIT $2"
 )

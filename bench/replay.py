@@ -12,7 +12,7 @@ Three figures per run, on the same services and the same machine:
 * ``bare_sse_1000_per_message``: the same frames, 1000 per ASGI message (what a server that
   writes a replayed page as one chunk could reach).
 
-The session's events are loaded through ``engine.store.EventStore.append`` (1000 per call), not
+The session's events are loaded through ``engine.log.store.EventStore.append`` (1000 per call), not
 over HTTP. The client reads the socket raw and counts frames by their blank-line terminators
 (it checks the last id it got), so it costs far less than the servers it measures.
 
@@ -58,10 +58,10 @@ from _common import (
     server_facts,
 )
 
-from engine.db import create_pool, init_connection
-from engine.embedded import EmbeddedServices
 from engine.events import NewEvent
-from engine.store import EventStore
+from engine.infra.db import create_pool, init_connection
+from engine.infra.embedded import EmbeddedServices
+from engine.log.store import EventStore
 
 ADMIN_TOKEN = "bench-admin-token-0123456789"
 TARGET_EPS = 100_000
@@ -368,7 +368,7 @@ async def frame_template(
     """A frame as the server writes it for a mid-session event, with ``%d`` for the id (taken
     from the middle of the session)."""
     from api.sse import frame
-    from engine.dispatch import LiveEvent
+    from engine.log.dispatch import LiveEvent
 
     pool = await create_pool(database_url, size=2)
     try:

@@ -14,37 +14,35 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from engine.access import Access
-from engine.agent_tokens import AgentTokens
-from engine.agents import Agents
-from engine.approvals import Approvals, ApprovalsProjection
-from engine.audit import Audit
-from engine.boards import Boards
-from engine.budgets import Budgets
-from engine.db import apply_schema, create_pool
-from engine.dispatch import Dispatcher
-from engine.embedded import EmbeddedServices
+from engine.auth.access import Access
+from engine.auth.agent_tokens import AgentTokens
+from engine.auth.stream_tokens import StreamTokens
+from engine.auth.tenants import Tenants
+from engine.domain.agents import Agents
+from engine.domain.approvals import Approvals
+from engine.domain.audit import Audit
+from engine.domain.boards import Boards
+from engine.domain.budgets import Budgets
+from engine.domain.sessions import Sessions
+from engine.domain.tasks import Tasks
 from engine.errors import SpoolError
-from engine.fanout import Publisher
+from engine.infra.db import apply_schema, create_pool
+from engine.infra.embedded import EmbeddedServices
+from engine.infra.ratelimit import RateLimiter
+from engine.log.dispatch import Dispatcher
+from engine.log.fanout import Publisher
+from engine.log.open_streams import OpenStreams
+from engine.log.store import EventStore
 from engine.logging import get_logger
 from engine.metrics import Metrics
-from engine.open_streams import OpenStreams
 from engine.prices import PriceTable
-from engine.projections.agents import AgentsProjection
-from engine.projections.budgets import BudgetsProjection
-from engine.projections.runner import LogPages, ProjectionRunner
-from engine.ratelimit import RateLimiter
+from engine.projections.runner import LogPages, Projection, ProjectionRunner
+from engine.projections.summaries import SessionSummaries
+from engine.projections.views import VIEWS
 from engine.runtime.adapters.base import ModelAdapter
 from engine.runtime.adapters.registry import adapters_for, close_all
-from engine.runtime.schedule import SessionRuns
 from engine.runtime.worker import Worker
-from engine.sessions import Sessions
 from engine.settings import Settings
-from engine.store import EventStore
-from engine.stream_tokens import StreamTokens
-from engine.summaries import SessionSummaries
-from engine.tasks import Tasks
-from engine.tenants import Tenants
 
 log = get_logger("engine")
 
@@ -166,16 +164,16 @@ class Engine:
         def wake_workers(_: int) -> None:
             work_wanted.set()
 
-        for projection, on_applied in (
-            (SessionRuns(), wake_workers), (ApprovalsProjection(), wake_workers),
-            (self.tasks.projection, wake_workers),
-            # no worker waits on these (a budget check polls the checkpoint)
-            (AgentsProjection(), None), (BudgetsProjection(), None),
-        ):
+        # The task reactor listens on the instance of its view that Tasks made.
+        shared: dict[str, Projection] = {"tasks": self.tasks.projection}
+        for name, view in VIEWS.items():
             log_moved = asyncio.Event()
             self.dispatcher.watch(log_moved)
-            runner = ProjectionRunner(self._pool, projection, wakeup=log_moved,
-                                      metrics=self.metrics, on_applied=on_applied, pages=pages)
+            projection = shared.get(name) or view.make()
+            runner = ProjectionRunner(
+                self._pool, projection, wakeup=log_moved, metrics=self.metrics,
+                on_applied=wake_workers if view.wakes_workers else None, pages=pages,
+            )
             runner.start()
             self._projections.append(runner)
         self.tasks.reactor.start()

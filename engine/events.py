@@ -102,6 +102,9 @@ class Usage(msgspec.Struct, kw_only=True):
 
 TurnStatus = Literal["completed", "failed", "cancelled", "budget_exceeded"]
 StopReason = Literal["end_turn", "tool_use", "max_tokens", "interrupted", "error"]
+# What a session is doing, folded from its stream (engine/domain/session_state.py) or the
+# agents projection; both folds move it exactly alike.
+SessionStatus = Literal["idle", "running", "requires_action", "archived"]
 
 
 class TurnStarted(EventData, tag="turn_started"):
@@ -264,7 +267,7 @@ class MemoryWritten(EventData, tag="memory_written"):
     session_id: str
 
 
-# --- spend and budgets (engine/budgets.py) ------------------------------------------------------
+# --- spend and budgets (engine/domain/budgets.py) -------------------------------------------------
 
 
 class SpendRecorded(EventData, tag="spend_recorded"):
@@ -279,7 +282,7 @@ class SpendRecorded(EventData, tag="spend_recorded"):
     model: str
     usage: Usage
     tokens: int
-    cost_nanos: int  # USD x 1e9 from the price table (engine/budgets.py)
+    cost_nanos: int  # USD x 1e9 from the price table (engine/domain/budgets.py)
     priced: bool = True  # False: the price table has no entry for the model (cost 0)
     # True for a call cut short (interrupted, failed mid-stream): the input the provider
     # reported so far, and one output token per streamed delta.
@@ -302,7 +305,7 @@ class BudgetSet(EventData, tag="budget_set"):
     limits: dict[BudgetPeriod, BudgetLimit]
 
 
-# --- agents at work: heartbeats (engine/agents.py, the agents view) ----------------------------
+# --- agents at work: heartbeats (engine/domain/agents.py, the agents view) ------------------------
 
 
 class AgentHeartbeat(EventData, tag="agent_heartbeat"):
@@ -312,7 +315,7 @@ class AgentHeartbeat(EventData, tag="agent_heartbeat"):
     note: str | None = None
 
 
-# --- boards and tasks (engine/boards.py, engine/tasks.py) -------------------------------------
+# --- boards and tasks (engine/domain/boards.py, engine/domain/tasks.py) ---------------------------
 # A board is a ``board`` stream (brd_), a task a ``task`` stream (tsk_). task_created holds the
 # whole task; task_updated only the fields that changed (absent = unchanged, null = cleared).
 

@@ -17,11 +17,11 @@ import asyncpg
 import pytest
 import redis.asyncio as redis
 
-from engine.db import create_pool, schema_sql
-from engine.embedded import EmbeddedServices
 from engine.engine import Engine
+from engine.infra.db import create_pool, schema_sql
+from engine.infra.embedded import EmbeddedServices
+from engine.log.store import EventStore
 from engine.settings import Settings
-from engine.store import EventStore
 
 ADMIN_TOKEN = "spa_test-admin-token-0123456789"
 TEMPLATE = "spool_test_template"

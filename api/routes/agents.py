@@ -22,7 +22,7 @@ from api.io import (
     read_optional_json,
 )
 from api.query import query_cursor
-from engine.agents import AgentPatch, HeartbeatIn
+from engine.domain.agents import AgentPatch, HeartbeatIn
 from engine.events import AgentConfig, EventMeta
 
 

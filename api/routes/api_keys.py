@@ -12,7 +12,7 @@ from starlette.routing import Route
 from api.auth import tenant_of
 from api.io import NUL_FREE, json_response, query_limit, read_json
 from api.query import query_cursor
-from engine.tenants import KeyRole
+from engine.auth.tenants import KeyRole
 
 
 class ApiKeyIn(msgspec.Struct, forbid_unknown_fields=True):

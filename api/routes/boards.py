@@ -16,7 +16,7 @@ from api.io import (
     read_json,
 )
 from api.query import query_cursor
-from engine.boards import BoardIn, BoardPatch, Deleted
+from engine.domain.boards import BoardIn, BoardPatch, Deleted
 
 
 async def create_board(request: Request) -> Response:

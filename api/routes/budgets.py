@@ -10,7 +10,7 @@ from starlette.routing import Route
 from api.auth import event_meta, tenant_of
 from api.io import json_response, position_header, query_date, query_int, query_limit, read_json
 from api.query import query_id, query_scope_cursor, query_text
-from engine.budgets import BudgetIn, LimitsIn
+from engine.domain.budgets import BudgetIn, LimitsIn
 
 
 async def set_budget(request: Request) -> Response:

@@ -21,8 +21,11 @@ from api.io import (
     read_json,
 )
 from api.query import query_choice, query_cursor, query_id, query_text
+from engine.debug.replay import state_at
+from engine.domain.sessions import ClientToolResult
+from engine.errors import NotFound
 from engine.events import ContentBlock
-from engine.sessions import ClientToolResult
+from engine.ids import is_id
 
 _Text = Annotated[str, NUL_FREE, msgspec.Meta(min_length=1, max_length=200)]
 
@@ -93,8 +96,11 @@ async def get_session(request: Request) -> Response:
 async def get_state(request: Request) -> Response:
     """The session's folded state as of event ``at`` (default: its last), for debugging."""
     _, tenant_id = await tenant_of(request, "viewer")
-    view = await request.app.state.engine.sessions.state_at(
-        tenant_id, request.path_params["session_id"], query_int(request, "at", None, minimum=1))
+    session_id = request.path_params["session_id"]
+    if not is_id(session_id, "ses"):
+        raise NotFound(f"session {session_id!r} not found")
+    view = await state_at(request.app.state.engine.store, tenant_id, session_id,
+                          query_int(request, "at", None, minimum=1))
     return json_response(view)
 
 

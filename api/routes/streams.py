@@ -12,12 +12,12 @@ from api.auth import stream_reader, tenant_of
 from api.io import json_response, read_optional_json
 from api.query import query_event_types, query_stream_type
 from api.sse import EventStreamResponse, cursor, sse_response
+from engine.auth.stream_tokens import StreamGrant, StreamTokenIn
 from engine.engine import Engine
 from engine.errors import Conflict, NotFound
 from engine.ids import is_id
-from engine.open_streams import Opener
-from engine.stream_tokens import StreamGrant, StreamTokenIn
-from engine.tail import session_tail, tenant_tail
+from engine.log.open_streams import Opener
+from engine.log.tail import session_tail, tenant_tail
 
 
 async def session_stream(request: Request) -> Response:
@@ -56,7 +56,7 @@ async def tenant_stream(request: Request) -> Response:
 def _opened(engine: Engine, response: EventStreamResponse,
             grant: StreamGrant) -> EventStreamResponse:
     """Registered as opened by ``grant``'s key: revoking it, or suspending the tenant, closes
-    the stream (engine/access.py)."""
+    the stream (engine/auth/access.py)."""
     response.when_ended(engine.open_streams.add(response, Opener(grant.tenant_id,
                                                                  grant.key_id)))
     return response

@@ -17,8 +17,8 @@ from api.io import (
     read_json,
 )
 from api.query import query_cursor, query_id, query_text
-from engine.boards import Deleted
-from engine.tasks import CommentIn, TaskIn, TaskPatch
+from engine.domain.boards import Deleted
+from engine.domain.tasks import CommentIn, TaskIn, TaskPatch
 
 
 async def create_task(request: Request) -> Response:

@@ -40,7 +40,7 @@ async def get_tenant(request: Request) -> Response:
 
 
 async def suspend_tenant(request: Request) -> Response:
-    """Also closes the tenant's open streams and ends its running turns (engine/access.py)."""
+    """Also closes the tenant's open streams and ends its running turns (engine/auth/access.py)."""
     principal = await authenticate(request, "admin")
     access = request.app.state.engine.access
     return json_response(await access.suspend(request.path_params["tenant_id"],

@@ -1,11 +1,12 @@
 """The ``agents`` projection: agents at work (the ``agents`` table) and one summary per session
 (``session_summaries``), folded from the agent and session streams.
 
-A session's status moves exactly as in ``engine/runtime/state.py`` (the hypothesis test in
-tests/engine/test_agent_view.py holds the two folds to each other); the summary keeps in ``fold``
-only what that needs. An agent's totals (sessions, active sessions, turns, tokens, cost) are kept
-by adding what each event changed in one of its sessions, so a page costs one read and one write
-per table however many events it holds (most are model output: ``message_delta``).
+A session's status moves exactly as in ``engine/domain/session_state.py`` (the hypothesis test
+in tests/engine/projections/test_agent_view.py holds the two folds to each other); the summary
+keeps in ``fold`` only what that needs. An agent's totals (sessions, active sessions, turns,
+tokens, cost) are kept by adding what each event changed in one of its sessions, so a page costs
+one read and one write per table however many events it holds (most are model output:
+``message_delta``).
 
 Spend is attributed through the session's agent (the agent pinned at ``session_created``).
 Whether an agent is busy, idle or offline depends on the clock; it is computed when read
@@ -36,6 +37,7 @@ from engine.events import (
     SessionArchived,
     SessionCreated,
     SessionDone,
+    SessionStatus,
     SpendRecorded,
     ToolResult,
     ToolUse,
@@ -43,10 +45,9 @@ from engine.events import (
     UserMessage,
     decoded,
 )
+from engine.log.store import Committed
 from engine.logging import get_logger
 from engine.projections.runner import require
-from engine.runtime.state import SessionStatus
-from engine.store import Committed
 
 log = get_logger("projections.agents")
 
@@ -177,8 +178,8 @@ class AgentRow:
     cost_nanos: int = 0
 
     def apply(self, event: Event, data: AnyEventData | None) -> None:
-        # Versions are counted by type, as engine/agents.py counts them: one whose data cannot
-        # be read is still a version (the agent is broken at it, not a version behind).
+        # Versions are counted by type, as engine/domain/agents.py counts them: one whose data
+        # cannot be read is still a version (the agent is broken at it, not a version behind).
         if event.type == AgentUpdated.__struct_config__.tag:
             self.version += 1
         elif isinstance(data, AgentArchived):

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from engine.events import BudgetSet, Event, SpendRecorded, decoded
-from engine.store import Committed
+from engine.log.store import Committed
 
 NAME = "budgets"
 TOTAL_START = date(1970, 1, 1)  # the one period_start of the "total" period

@@ -24,41 +24,12 @@ from typing import Any
 
 import asyncpg
 
-from engine.approvals import ApprovalsProjection
-from engine.db import translate_errors
 from engine.errors import InvalidRequest
-from engine.projections.agents import AgentsProjection
-from engine.projections.budgets import BudgetsProjection
-from engine.projections.runner import Projection
-from engine.projections.tasks import TasksProjection
-from engine.runtime.schedule import SessionRuns
-from engine.store import read_log_page
+from engine.infra.db import translate_errors
+from engine.log.store import read_log_page
+from engine.projections.views import VIEWS, View
 
 _ANALYZE_FROM_BLOCKS = 4  # a temporary table is first analyzed at 8 blocks (64 kB)
-
-
-@dataclass(frozen=True)
-class View:
-    make: Callable[[], Projection]
-    # table -> the columns the projection owns (None: all), in the order rows are inserted
-    tables: dict[str, tuple[str, ...] | None]
-    # Events per page of a rebuild. A rebuild is one transaction: each update of a row leaves
-    # a version nothing can prune before it commits, so rows that every page updates (a
-    # tenant's or an agent's totals) grow chains each lookup walks. Views with such rows read
-    # bigger pages (budgets over 1M events: 22k -> 72k events/s with 5,000); the others keep
-    # 1,000 (tasks is ~12% slower with 5,000: its tables are analyzed later as they grow).
-    page: int = 1000
-
-
-VIEWS: dict[str, View] = {
-    "session_runs": View(SessionRuns, {"session_runs": ("session_id", "tenant_id",
-                                                        "wanted_position")}),
-    "approvals": View(ApprovalsProjection, {"approvals": None}),
-    "tasks": View(TasksProjection, {"boards": None, "tasks": None, "task_dependencies": None}),
-    "budgets": View(BudgetsProjection, {"budget_limits": None, "spend": None,
-                                        "spend_totals": None}, page=5000),
-    "agents": View(AgentsProjection, {"agents": None, "session_summaries": None}, page=5000),
-}
 
 
 @dataclass

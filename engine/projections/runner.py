@@ -25,11 +25,11 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from engine.db import connection, translate_errors
 from engine.errors import InvalidRequest, SpoolError, Unavailable
+from engine.infra.db import connection, translate_errors
+from engine.log.store import Committed, read_log_page
 from engine.logging import get_logger
 from engine.metrics import Metrics
-from engine.store import Committed, read_log_page
 
 log = get_logger("projections")
 _PAGE = 1000

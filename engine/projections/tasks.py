@@ -2,11 +2,11 @@
 and ``task_dependencies`` tables), folded from the board and task streams.
 
 Besides each task's fields it keeps ``open_dependencies``: how many of the task's dependencies
-exist and are not done. That count is what the engine's dependency rule reads (engine/tasks.py,
-``TaskReactor``): a task blocked by its dependencies whose count falls to 0 is unblocked, a task
-at work whose count rises above 0 is blocked. Being part of the projection, the count is written
-in the same transaction as the checkpoint: whoever runs the reactor next finds it, whatever
-crashed in between.
+exist and are not done. That count is what the engine's dependency rule reads
+(engine/domain/tasks.py, ``TaskReactor``): a task blocked by its dependencies whose count falls
+to 0 is unblocked, a task at work whose count rises above 0 is blocked. Being part of the
+projection, the count is written in the same transaction as the checkpoint: whoever runs the
+reactor next finds it, whatever crashed in between.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from engine.events import (
     TaskUpdated,
     decoded,
 )
+from engine.log.store import Committed
 from engine.logging import get_logger
-from engine.store import Committed
 
 log = get_logger("projections.tasks")
 

@@ -3,7 +3,7 @@
 ``memory_write {key, value}`` and ``memory_read {key}``: the agent's memory, shared by all its
 sessions, kept as ``memory_written`` events on the agent's stream (so it is in the log like
 everything else). ``task_create {board_id, title, ...}`` and ``task_update {task_id, ...}`` go
-through the engine's tasks service (engine/tasks.py), the code path of ``POST /v1/tasks`` and
+through the engine's tasks service (engine/domain/tasks.py), the code path of ``POST /v1/tasks`` and
 ``PATCH /v1/tasks/{id}``, and answer with the task as JSON.
 """
 
@@ -18,10 +18,10 @@ import msgspec
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
+from engine.domain.tasks import MAX_DEPENDENCIES, PRIORITIES, STATUSES, TaskIn, TaskPatch, tasks_for
 from engine.errors import SpoolError
 from engine.events import EventMeta, MemoryWritten, decode_data, new_event
-from engine.store import EventStore
-from engine.tasks import MAX_DEPENDENCIES, PRIORITIES, STATUSES, TaskIn, TaskPatch, tasks_for
+from engine.log.store import EventStore
 
 T = TypeVar("T")
 

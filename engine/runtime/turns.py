@@ -24,8 +24,9 @@ import msgspec
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from engine.agents import AgentBroken, Agents
-from engine.budgets import Budgets
+from engine.domain.agents import AgentBroken, Agents
+from engine.domain.budgets import Budgets
+from engine.domain.session_state import TENANT_SUSPENDED, SessionState, Turn, catch_up
 from engine.errors import BudgetExceeded, Conflict
 from engine.events import (
     AgentConfig,
@@ -47,6 +48,7 @@ from engine.events import (
     new_event,
 )
 from engine.ids import new_id
+from engine.log.store import MAX_EVENTS_PER_APPEND, EventStore
 from engine.logging import get_logger
 from engine.prices import PriceTable, billed_tokens
 from engine.runtime.adapters.base import (
@@ -58,9 +60,7 @@ from engine.runtime.adapters.base import (
     ToolCall,
     UsageSoFar,
 )
-from engine.runtime.state import TENANT_SUSPENDED, SessionState, Turn, catch_up
 from engine.runtime.tools import SCHEMAS, ServerTools, ToolContext
-from engine.store import MAX_EVENTS_PER_APPEND, EventStore
 
 log = get_logger("runtime")
 

@@ -20,17 +20,18 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import asyncpg
 
-from engine.agents import Agents
-from engine.budgets import Budgets
+from engine.domain.agents import Agents
+from engine.domain.budgets import Budgets
+from engine.domain.session_state import SessionState
 from engine.errors import SpoolError
 from engine.events import AgentConfig
 from engine.ids import new_id
+from engine.log.store import EventStore
 from engine.logging import get_logger
+from engine.projections.session_runs import WORK_CHANNEL
 from engine.runtime.adapters.base import ModelAdapter
-from engine.runtime.schedule import WORK_CHANNEL, Claim, Leases
-from engine.runtime.state import SessionState
+from engine.runtime.schedule import Claim, Leases
 from engine.runtime.turns import LostSession, RetryPolicy, SessionRunner
-from engine.store import EventStore
 
 log = get_logger("runtime")
 _STATES_KEPT = 1000

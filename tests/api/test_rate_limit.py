@@ -13,7 +13,7 @@ import redis.asyncio as redis
 
 from api.app import create_app
 from engine.engine import Engine
-from engine.ratelimit import RateLimiter
+from engine.infra.ratelimit import RateLimiter
 from engine.settings import Settings
 from tests.api.conftest import Api
 from tests.api.test_http_basics import assert_error

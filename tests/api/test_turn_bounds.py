@@ -15,9 +15,9 @@ import msgspec
 import pytest
 
 from api.app import create_app
-from engine.db import create_pool
 from engine.engine import Engine
 from engine.events import Event
+from engine.infra.db import create_pool
 from engine.runtime.adapters.registry import adapters_for
 from engine.runtime.schedule import Leases
 from engine.runtime.worker import Worker

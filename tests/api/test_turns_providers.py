@@ -20,16 +20,22 @@ from engine.runtime.tools import SCHEMAS
 from engine.settings import Settings
 from tests.api.conftest import Api
 from tests.api.test_turns import log, say, session, settle
-from tests.engine.test_adapter_anthropic import API_KEY as ANTHROPIC_KEY
-from tests.engine.test_adapter_anthropic import (
+from tests.engine.runtime.test_adapter_anthropic import API_KEY as ANTHROPIC_KEY
+from tests.engine.runtime.test_adapter_anthropic import (
     FakeAnthropic,
     Reply,
     message_end,
     message_start,
     text_block,
 )
-from tests.engine.test_adapter_openai import KEY as OPENAI_KEY
-from tests.engine.test_adapter_openai import TEXT_STREAM, FakeOpenAI, cut_after, status, streams
+from tests.engine.runtime.test_adapter_openai import KEY as OPENAI_KEY
+from tests.engine.runtime.test_adapter_openai import (
+    TEXT_STREAM,
+    FakeOpenAI,
+    cut_after,
+    status,
+    streams,
+)
 
 
 @pytest.fixture

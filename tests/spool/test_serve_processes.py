@@ -45,7 +45,7 @@ import httpx
 import pytest
 import redis.asyncio as redis
 
-from engine.fanout import LOG_KEY, entry_id
+from engine.log.fanout import LOG_KEY, entry_id
 from tests.api.sse_client import Frame, frames
 from tests.conftest import ADMIN_TOKEN, Services
 from tests.spool import test_serve

@@ -300,7 +300,7 @@ def test_ctrl_c_to_the_process_group_stops_the_services_in_order(
 _SIGNALLED_WHILE_LOGGING = """
 import asyncio, os, signal, threading
 from engine.logging import configure_logging
-from spool.shutdown import Stopping, log
+from spool.server.shutdown import Stopping, log
 
 configure_logging("info")
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.embedded import SERVICES_FILE, published_services
+from engine.infra.embedded import SERVICES_FILE, published_services
 from tests.conftest import ADMIN_TOKEN, Services
 from tests.spool import test_serve
 from tests.spool.test_serve import Server, Spawner, _env

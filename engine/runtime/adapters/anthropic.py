@@ -37,6 +37,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from engine.domain.session_state import ChatMessage
 from engine.events import StopReason, Usage
 from engine.runtime.adapters.base import (
     Chunk,
@@ -47,7 +48,6 @@ from engine.runtime.adapters.base import (
     ToolCall,
     UsageSoFar,
 )
-from engine.runtime.state import ChatMessage
 
 API_VERSION = "2023-06-01"
 # The API requires max_tokens. Without one in the agent's params, replies stop at this many

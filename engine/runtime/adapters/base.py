@@ -8,8 +8,8 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from engine.domain.session_state import ChatMessage
 from engine.events import ModelConfig, StopReason, ToolSpec, Usage
-from engine.runtime.state import ChatMessage
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,7 @@ from urllib.parse import urlsplit
 import httpx
 import msgspec
 
+from engine.domain.session_state import ChatMessage
 from engine.events import StopReason, ToolSpec, Usage
 from engine.ids import new_id
 from engine.runtime.adapters.base import (
@@ -95,7 +96,6 @@ from engine.runtime.adapters.base import (
     TextDelta,
     ToolCall,
 )
-from engine.runtime.state import ChatMessage
 
 _RESERVED_PARAMS = frozenset({"model", "messages", "tools", "stream", "stream_options"})
 _RETRYABLE_STATUS = frozenset({408, 409, 429})

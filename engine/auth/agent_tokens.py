@@ -1,0 +1,121 @@
+"""Agent runtime tokens: what an agent's runtime holds to report heartbeats, and nothing else.
+
+Tokens look like ``spt_<token id>_<secret>`` and are kept like API keys (engine/auth/tenants.py):
+only a sha256 of the secret, found by id and compared in constant time, the plaintext returned
+once by ``create``. Unlike API keys they are not cached: a runtime sends a heartbeat every few
+seconds at most, so each is checked against the database and a revocation (or a suspended
+tenant) applies to the next heartbeat, whichever process serves it.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from engine.auth.credentials import hash_secret, matches
+from engine.domain.agents import Agents
+from engine.errors import Conflict, Forbidden, NotFound, Unauthorized
+from engine.ids import is_id, new_id
+from engine.infra.db import connection
+from engine.pages import Page, check_cursor, check_limit, page_of
+
+PREFIX = "spt_"
+_TOKEN = re.compile(r"^spt_([0-9A-Z]{26})_([A-Za-z0-9_-]{43})$")
+_COLUMNS = "id, agent_id, name, created_at, revoked_at"
+
+
+class AgentToken(msgspec.Struct, omit_defaults=True):
+    id: str
+    agent_id: str
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+    token: str | None = None  # the plaintext, present only in the response that created it
+
+
+class RuntimePrincipal(msgspec.Struct, frozen=True):
+    """An agent's runtime: it may send that agent's heartbeats."""
+
+    tenant_id: str
+    agent_id: str
+    token_id: str
+
+
+def is_runtime_token(token: str) -> bool:
+    return token.startswith(PREFIX)
+
+
+
+class AgentTokens:
+    def __init__(self, pool: asyncpg.Pool, agents: Agents) -> None:
+        self._pool = pool
+        self._agents = agents
+
+    async def create(self, tenant_id: str, agent_id: str, *, name: str) -> AgentToken:
+        """A new token for the agent (404 unknown or another tenant's, 409 archived)."""
+        if (await self._agents.get(tenant_id, agent_id)).status == "archived":
+            raise Conflict(f"agent {agent_id!r} is archived")
+        token_id = new_id("atk")
+        secret = secrets.token_urlsafe(32)
+        async with connection(self._pool, "creating an agent token") as conn:
+            row = await conn.fetchrow(
+                "INSERT INTO agent_tokens (id, tenant_id, agent_id, name, secret_hash)"
+                f" VALUES ($1, $2, $3, $4, $5) RETURNING {_COLUMNS}",
+                token_id, tenant_id, agent_id, name, hash_secret(secret),
+            )
+        created = AgentToken(**dict(row))
+        created.token = f"{PREFIX}{token_id.removeprefix('atk_')}_{secret}"
+        return created
+
+    async def list(self, tenant_id: str, agent_id: str, *, after: str | None,
+                   limit: int) -> Page[AgentToken]:
+        check_cursor(after, "atk")
+        await self._agents.get(tenant_id, agent_id)  # 404 for an unknown or foreign agent
+        async with connection(self._pool, "listing agent tokens") as conn:
+            rows = await conn.fetch(
+                f"SELECT {_COLUMNS} FROM agent_tokens WHERE tenant_id = $1 AND agent_id = $2"
+                " AND id > $3 ORDER BY id LIMIT $4",
+                tenant_id, agent_id, after or "", check_limit(limit) + 1,
+            )
+        return page_of([AgentToken(**dict(row)) for row in rows], limit, lambda t: t.id)
+
+    async def revoke(self, tenant_id: str, agent_id: str, token_id: str) -> AgentToken:
+        """Revoke (idempotent: a revoked token keeps its first revocation time)."""
+        if not is_id(token_id, "atk"):
+            raise NotFound(f"agent token {token_id!r} not found")
+        async with connection(self._pool, "revoking an agent token") as conn:
+            row = await conn.fetchrow(
+                "UPDATE agent_tokens SET revoked_at = coalesce(revoked_at, now())"
+                f" WHERE id = $1 AND tenant_id = $2 AND agent_id = $3 RETURNING {_COLUMNS}",
+                token_id, tenant_id, agent_id,
+            )
+        if row is None:
+            raise NotFound(f"agent token {token_id!r} not found")
+        return AgentToken(**dict(row))
+
+    async def authenticate(self, token: str) -> RuntimePrincipal:
+        match = _TOKEN.match(token)
+        if match is None:
+            raise Unauthorized("invalid agent token")
+        token_id, presented = f"atk_{match[1]}", hash_secret(match[2])
+        row = await self._row(token_id)
+        if not matches(row["secret_hash"] if row is not None else None, presented):
+            raise Unauthorized("invalid agent token")
+        if row["revoked_at"] is not None:
+            raise Unauthorized("this agent token was revoked")
+        if row["status"] != "active":
+            raise Forbidden("this tenant is suspended")
+        return RuntimePrincipal(row["tenant_id"], row["agent_id"], token_id)
+
+    async def _row(self, token_id: str) -> Any:
+        async with connection(self._pool, "authenticating an agent token") as conn:
+            return await conn.fetchrow(
+                "SELECT a.tenant_id, a.agent_id, a.secret_hash, a.revoked_at, t.status"
+                " FROM agent_tokens a JOIN tenants t ON t.id = a.tenant_id WHERE a.id = $1",
+                token_id,
+            )

@@ -1,0 +1,109 @@
+"""Approvals: tool calls marked ``requires_approval`` wait for a human. The ``approvals``
+projection (engine/projections/approvals.py) lists them (pending, approved, denied, or cancelled
+when their turn ended first); a decision is an ``approval_resolved`` event on the session,
+appended the way every decision on a session is (engine/domain/sessions.py), and the worker then
+runs or refuses the call.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal, get_args
+
+import asyncpg
+import msgspec
+
+from engine.domain.sessions import Decision, Sessions
+from engine.errors import InvalidRequest, NotFound
+from engine.events import Event, EventMeta
+from engine.ids import is_id
+from engine.infra.db import connection
+from engine.log.store import EventStore
+from engine.pages import Page, check_cursor, check_limit, page_of
+from engine.projections.runner import reached
+
+ApprovalStatus = Literal["pending", "approved", "denied", "cancelled"]
+STATUSES: tuple[ApprovalStatus, ...] = get_args(ApprovalStatus)
+_CATCH_UP_SECONDS = 2.0
+
+
+class Approval(msgspec.Struct):
+    id: str
+    session_id: str
+    turn_id: str
+    tool_use_id: str
+    tool_name: str
+    input: msgspec.Raw
+    status: ApprovalStatus
+    reason: str | None
+    requested_at: datetime
+    resolved_at: datetime | None
+    resolved_by: str | None
+
+
+class Approvals:
+    def __init__(self, pool: asyncpg.Pool, store: EventStore, sessions: Sessions) -> None:
+        self._pool = pool
+        self._store = store
+        self._sessions = sessions
+
+    async def list(
+        self, tenant_id: str, *, status: str | None, session_id: str | None, after: str | None,
+        limit: int,
+    ) -> Page[Approval]:
+        if status is not None and status not in STATUSES:
+            raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}", field="status")
+        check_cursor(after, "apr")
+        await self._caught_up()
+        async with connection(self._pool, "listing approvals") as conn:
+            rows = await conn.fetch(
+                f"SELECT {_COLUMNS} FROM approvals WHERE tenant_id = $1"
+                " AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR session_id = $3)"
+                " AND approval_id > $4 ORDER BY approval_id LIMIT $5",
+                tenant_id, status, session_id, after or "", check_limit(limit) + 1,
+            )
+        return page_of([_approval(row) for row in rows], limit, lambda a: a.id)
+
+    async def get(self, tenant_id: str, approval_id: str) -> Approval:
+        if not is_id(approval_id, "apr"):
+            raise NotFound(f"approval {approval_id!r} not found")
+        found = await self._find(tenant_id, approval_id)
+        if found is None:  # perhaps just requested: let the projection catch up first
+            await self._caught_up()
+            found = await self._find(tenant_id, approval_id)
+        if found is None:
+            raise NotFound(f"approval {approval_id!r} not found")
+        return found
+
+    async def resolve(
+        self, tenant_id: str, approval_id: str, decision: Decision, reason: str | None, *,
+        meta: EventMeta | None = None, idempotency_key: str | None = None,
+    ) -> Event:
+        approval = await self.get(tenant_id, approval_id)
+        return await self._sessions.resolve_approval(
+            tenant_id, approval.session_id, approval_id, decision, reason, meta=meta,
+            idempotency_key=idempotency_key,
+        )
+
+    async def _find(self, tenant_id: str, approval_id: str) -> Approval | None:
+        async with connection(self._pool, "reading an approval") as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_COLUMNS} FROM approvals WHERE approval_id = $1 AND tenant_id = $2",
+                approval_id, tenant_id,
+            )
+        return None if row is None else _approval(row)
+
+    async def _caught_up(self) -> None:
+        """Wait (at most 2 s) until the projection has applied the log as it is now, so a
+        client that saw approval_requested can act on it at once."""
+        await reached(self._pool, "approvals", await self._store.head(), _CATCH_UP_SECONDS)
+
+
+_COLUMNS = ("approval_id, session_id, turn_id, tool_use_id, tool_name, input, status, reason,"
+            " requested_at, resolved_at, resolved_by")
+
+
+def _approval(row: Any) -> Approval:
+    return Approval(id=row[0], session_id=row[1], turn_id=row[2], tool_use_id=row[3],
+                    tool_name=row[4], input=msgspec.Raw(row[5]), status=row[6], reason=row[7],
+                    requested_at=row[8], resolved_at=row[9], resolved_by=row[10])
