@@ -1,8 +1,8 @@
-"""Server-sent events: frames, the response, and the cursor a client resumes from.
+"""Server-sent events: the response, and the cursor a client resumes from.
 
-Frames are ``id: <seq or position>``, ``event: <type>``, ``data: <envelope JSON>``; ``retry:``
-comes first and a ``: keepalive`` comment goes out after 15 s of silence. The envelope bytes
-are written as encoded once by the dispatcher (or read from Postgres), never re-encoded.
+The bytes of a stream (frames, ``retry:``, comments) are built in engine/log/live.py; here they
+are written: ``retry:`` first, each batch as one chunk, a ``: keepalive`` comment after 15 s of
+silence, and a last comment when the stream ends.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from engine.errors import InvalidRequest
-from engine.log.dispatch import CutOff, LiveEvent
+from engine.log.dispatch import CutOff
+from engine.log.live import CUT_OFF, ENDED, KEEPALIVE, LiveEvent, closing_comment, frames, retry
 from engine.logging import get_logger
 from engine.metrics import Metrics
 
@@ -29,27 +30,12 @@ RETRY_MS = 2000
 # A write that cannot finish in this long means a client that stopped reading but keeps the
 # connection open: it is dropped (and resumes by id if it ever reads again).
 WRITE_TIMEOUT = 30.0
-KEEPALIVE = b": keepalive\n\n"
-ENDED = b": ended: the session is archived; nothing follows\n\n"
-CUT_OFF = b": cut off: this client fell too far behind; reconnect with Last-Event-ID\n\n"
 # Why every stream is closed when the server stops (spool serve, first signal).
 SHUTTING_DOWN = "server shutting down, reconnect with Last-Event-ID"
 # How long the final comment of a stream closed by the server may take to write.
 FINAL_WRITE_TIMEOUT = 2.0
 _MAX_CURSOR = 2**63 - 1
 _MAX_HEADER_DIGITS = 20
-
-
-def frame(event_id: int, event: LiveEvent) -> bytes:
-    return b"id: %d\n%s" % (event_id, event.sse)
-
-
-def frames(events: list[LiveEvent], event_id: Callable[[LiveEvent], int]) -> bytes:
-    """A batch as one chunk: one socket write for a replayed page or a drained buffer."""
-    parts: list[bytes] = []
-    for event in events:
-        parts += (b"id: %d\n" % event_id(event), event.sse)
-    return b"".join(parts)
 
 
 def cursor(request: Request) -> int:
@@ -117,11 +103,6 @@ def _stall_watch() -> _StallWatch:
     if watch is None:
         watch = _stall_watches[loop] = _StallWatch()
     return watch
-
-
-def closing_comment(reason: str) -> bytes:
-    """The last frame of a stream the server ends: an SSE comment saying why (one line)."""
-    return b": closed: %s\n\n" % " ".join(reason.split()).encode()
 
 
 class EventStreamResponse(StreamingResponse):
@@ -227,7 +208,7 @@ def sse_response(
 async def _body(
     batches: AsyncIterator[list[LiveEvent]], event_id: Callable[[LiveEvent], int]
 ) -> AsyncGenerator[bytes, None]:
-    yield b"retry: %d\n\n" % RETRY_MS
+    yield retry(RETRY_MS)
     try:
         async for batch in batches:
             yield frames(batch, event_id) if batch else KEEPALIVE

@@ -367,8 +367,7 @@ async def frame_template(
 ) -> bytes:
     """A frame as the server writes it for a mid-session event, with ``%d`` for the id (taken
     from the middle of the session)."""
-    from api.sse import frame
-    from engine.log.dispatch import LiveEvent
+    from engine.log.live import LiveEvent, frame
 
     pool = await create_pool(database_url, size=2)
     try:

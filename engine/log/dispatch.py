@@ -8,85 +8,29 @@ it polls Postgres instead, and goes back to Redis when Redis answers again.
 
 Each subscriber has a bounded buffer. One that falls too far behind is cut off (its buffer is
 dropped) and resumes from its last id by reconnecting; a slow consumer never grows the server.
+Events are handed on as ``LiveEvent``s (engine/log/live.py): decoded and framed once per
+process, whatever the number of subscribers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
-from datetime import datetime
 from typing import Any
 
-import msgspec
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from engine.errors import SpoolError
-from engine.events import Event
 from engine.log.fanout import LOG_KEY, entry_id, entry_position
+from engine.log.live import LiveEvent
 from engine.log.store import Committed, EventStore
 from engine.logging import get_logger
 from engine.metrics import Metrics
 
 log = get_logger("dispatch")
-_encoder = msgspec.json.Encoder()
-
-
-class _Route(msgspec.Struct):
-    """The envelope fields routing needs; the rest of the JSON is not decoded."""
-
-    stream_id: str
-    stream_type: str
-    seq: int
-    type: str
-    created_at: datetime
-
-
-_route_decoder = msgspec.json.Decoder(_Route)
-
-
-class LiveEvent(msgspec.Struct, frozen=True):
-    position: int
-    tenant_id: str
-    stream_id: str
-    stream_type: str
-    seq: int
-    type: str
-    envelope: bytes  # the event's JSON, encoded once and shared by every subscriber
-    # The SSE ``event:`` and ``data:`` lines, built once per process: a subscriber's frame is
-    # its ``id:`` line (seq or position, per stream kind) followed by these bytes.
-    sse: bytes
-
-    @classmethod
-    def create(
-        cls, position: int, tenant_id: str, stream_id: str, stream_type: str, seq: int,
-        type: str, envelope: bytes,
-    ) -> LiveEvent:
-        return cls(position, tenant_id, stream_id, stream_type, seq, type, envelope,
-                   _sse_lines(type, envelope))
-
-    @classmethod
-    def from_event(cls, tenant_id: str, event: Event) -> LiveEvent:
-        return cls.create(event.position, tenant_id, event.stream_id, event.stream_type,
-                          event.seq, event.type, _encoder.encode(event))
-
-    @classmethod
-    def from_entry(cls, position: int, fields: dict[bytes, bytes]) -> tuple[LiveEvent, float]:
-        """The event, and how long after its commit it reached this process (seconds)."""
-        envelope = fields[b"e"]
-        route = _route_decoder.decode(envelope)
-        event = cls.create(position, fields[b"t"].decode(), route.stream_id, route.stream_type,
-                           route.seq, route.type, envelope)
-        return event, time.time() - route.created_at.timestamp()
-
-
-def _sse_lines(type: str, envelope: bytes) -> bytes:
-    if b"\n" in envelope or b"\r" in envelope:  # whitespace in stored JSON: a data line each
-        envelope = b"\ndata: ".join(envelope.splitlines())
-    return b"event: %s\ndata: %s\n\n" % (type.encode(), envelope)
 
 
 class CutOff(SpoolError):

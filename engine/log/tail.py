@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Collection
 
-from engine.log.dispatch import Dispatcher, LiveEvent
+from engine.log.dispatch import Dispatcher
+from engine.log.live import LiveEvent
 from engine.log.store import EventStore
 
 _PAGE = 1000

@@ -13,8 +13,9 @@ import redis.asyncio as redis
 
 from engine.engine import Engine
 from engine.events import ContentBlock, Event, UserMessage, new_event
-from engine.log.dispatch import CutOff, Dispatcher, LiveEvent, Subscription
+from engine.log.dispatch import CutOff, Dispatcher, Subscription
 from engine.log.fanout import LOG_KEY, Publisher, entry_id
+from engine.log.live import LiveEvent
 from engine.log.store import Committed, EventStore
 from engine.log.tail import session_tail
 from engine.metrics import Metrics
