@@ -9,7 +9,8 @@ The HTTP layer maps each class to a status code in exactly one place (``api/erro
     ├── Unauthorized           unauthorized      missing or unknown credentials
     ├── Forbidden              forbidden         known credentials, not allowed
     ├── NotFound               not_found         unknown id, or another tenant's
-    ├── Conflict               conflict          expected_seq mismatch, busy session, duplicate
+    ├── Conflict               conflict          busy session, duplicate, archived
+    │   └── StreamMoved        conflict          expected_seq mismatch: read again, decide again
     ├── BudgetExceeded         budget_exceeded
     ├── RateLimited            rate_limited      carries retry_after
     └── Unavailable            unavailable       Postgres/Redis unreachable; carries retry_after
@@ -53,6 +54,13 @@ class NotFound(SpoolError):
 
 class Conflict(SpoolError):
     type = "conflict"
+
+
+class StreamMoved(Conflict):
+    """An append's ``expected_seq`` is not the stream's version: the stream moved since the
+    caller read it. Raised by the store only (nothing of the append is written); details
+    ``expected_seq`` and ``actual_seq``. A caller that decided on what it read decides again
+    (``engine/domain/decide.py``)."""
 
 
 class BudgetExceeded(SpoolError):

@@ -9,15 +9,15 @@ projection's ``boards`` table, and waits for it with ``min_position`` (read-your
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import asyncpg
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from engine.errors import Conflict, NotFound
+from engine.domain.decide import retrying
+from engine.errors import NotFound
 from engine.events import (
     NUL_FREE,
     BoardCreated,
@@ -36,12 +36,10 @@ from engine.projections.runner import checkpoint, require
 from engine.projections.tasks import BOARD_TYPES
 from engine.projections.tasks import NAME as VIEW
 
-ATTEMPTS = 8  # a change retried when its stream moved under it
 CATCH_UP_SECONDS = 5.0  # how long a read with min_position waits for the view
 
 BoardName = Annotated[str, NUL_FREE, msgspec.Meta(min_length=1, max_length=200)]
 LongText = Annotated[str, NUL_FREE, msgspec.Meta(max_length=20_000)]
-T = TypeVar("T")
 
 
 class Board(msgspec.Struct):
@@ -211,18 +209,6 @@ def board_of(row: Any) -> Board:
 def _not_found(board_id: str, field: str | None) -> NotFound:
     return NotFound(f"board {board_id!r} not found",
                     details={"field": field} if field is not None else None)
-
-
-async def retrying(attempt: Callable[[], Awaitable[T]]) -> T:
-    """Run a read-decide-append ``attempt`` again when its append finds the stream moved
-    (a ``Conflict`` from ``expected_seq``), at most ``ATTEMPTS`` times."""
-    for _ in range(ATTEMPTS - 1):
-        try:
-            return await attempt()
-        except Conflict as exc:
-            if not isinstance(exc.details, dict) or "actual_seq" not in exc.details:
-                raise  # a conflict of the request itself, not a race
-    return await attempt()
 
 
 async def wait_for_view(pool: asyncpg.Pool, position: int | None, seconds: float, *,

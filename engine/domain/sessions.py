@@ -6,7 +6,8 @@ A session with an agent runs turns: ``submit_message`` appends a ``user_message`
 stopped first, in the same append). A session without an agent only records messages.
 
 Decisions are made on the folded log and appended with ``expected_seq``, so two requests racing
-on one session cannot both see it idle: the loser re-reads and decides again.
+on one session cannot both see it idle: the loser re-reads and decides again
+(engine/domain/decide.py).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import msgspec
 
 from engine.domain.agents import Agents
 from engine.domain.budgets import Budgets
+from engine.domain.decide import retrying
 from engine.domain.session_state import SessionState, catch_up, fold
-from engine.errors import Conflict, InvalidRequest, NotFound
+from engine.errors import Conflict, InvalidRequest, NotFound, StreamMoved
 from engine.events import (
     ApprovalResolved,
     ContentBlock,
@@ -44,7 +46,6 @@ from engine.pages import Page, check_limit, page_of
 
 SubmitMode = Literal["enqueue", "interrupt"]
 Decision = Literal["approve", "deny"]
-_ATTEMPTS = 8  # decisions retried when the session changed under them
 _AGENT_CACHE_MAX = 100_000
 _STATE_CACHE_MAX = 1000  # folded sessions kept in memory
 
@@ -296,17 +297,19 @@ class Sessions:
     ) -> list[Event]:
         """Append what ``decide`` makes of the session's current state, with expected_seq; if
         the session moved meanwhile, decide again on the new state (a few times)."""
-        for _ in range(_ATTEMPTS):
+
+        async def attempt() -> list[Event]:
             state = await self.state(tenant_id, session_id)
             events = decide(state)
             if not events:
                 return []
-            try:
-                return await self._append(tenant_id, session_id, events, state)
-            except Conflict as exc:
-                if exc.details is None or "expected_seq" not in exc.details:
-                    raise
-        raise Conflict("the session kept changing; retry", details={"field": "session"})
+            return await self._append(tenant_id, session_id, events, state)
+
+        try:
+            return await retrying(attempt)
+        except StreamMoved:
+            raise Conflict("the session kept changing; retry",
+                           details={"field": "session"}) from None
 
     async def events(
         self, tenant_id: str, session_id: str, *, after: int, limit: int

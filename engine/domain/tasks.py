@@ -44,10 +44,10 @@ from engine.domain.boards import (
     Boards,
     LongText,
     board_of,
-    retrying,
     view_position,
     wait_for_view,
 )
+from engine.domain.decide import retrying
 from engine.errors import Conflict, InvalidRequest, NotFound, SpoolError, Unavailable
 from engine.events import (
     NUL_FREE,

@@ -106,7 +106,7 @@ async def test_an_unpublished_tail_is_delivered_and_relayed_once(
 
     # Republishing the same batch is refused entry by entry: a no-op.
     length = await redis_client.xlen(LOG_KEY)
-    batch: list[Committed] = [(tenant_id, e) for e in events]
+    batch = [Committed(tenant_id, e) for e in events]
     assert engine.publisher is not None
     assert await engine.publisher.publish(batch) == 0
     assert await redis_client.xlen(LOG_KEY) == length

@@ -7,9 +7,9 @@ import asyncpg
 import pytest
 
 from engine.engine import Engine
-from engine.errors import Conflict, InvalidRequest, NotFound, Unavailable
+from engine.errors import Conflict, InvalidRequest, NotFound, StreamMoved, Unavailable
 from engine.events import NewEvent
-from engine.log.store import EventStore
+from engine.log.store import Committed, EventStore
 
 
 def ev(n: int = 0, *, id: uuid.UUID | None = None) -> NewEvent:
@@ -36,8 +36,9 @@ async def test_append_assigns_seq_and_position(engine: Engine) -> None:
 async def test_expected_seq_mismatch_is_conflict_and_writes_nothing(engine: Engine) -> None:
     store = engine.store
     await append(store, "s1", [ev(1)], expected_seq=0)
-    with pytest.raises(Conflict) as info:
+    with pytest.raises(StreamMoved) as info:  # a Conflict: the same 409 as ever
         await append(store, "s1", [ev(2), ev(3)], expected_seq=0)
+    assert isinstance(info.value, Conflict)
     assert info.value.details == {"expected_seq": 0, "actual_seq": 1}
     assert await store.head() == 1
     assert len(await store.read_stream("s1", tenant_id="ten_a")) == 1
@@ -57,8 +58,9 @@ async def test_partly_used_ids_are_a_conflict(engine: Engine) -> None:
     store = engine.store
     used = ev(1)
     await append(store, "s1", [used])
-    with pytest.raises(Conflict):
+    with pytest.raises(Conflict) as info:
         await append(store, "s1", [used, ev(2)])
+    assert not isinstance(info.value, StreamMoved)  # deciding again cannot fix it
     assert await store.head() == 1
 
 
@@ -128,8 +130,9 @@ async def test_bad_input_is_named(engine: Engine) -> None:
 
 async def test_stream_type_cannot_change(engine: Engine) -> None:
     await append(engine.store, "s1", [ev(1)])
-    with pytest.raises(Conflict):
+    with pytest.raises(Conflict) as info:
         await engine.store.append("s1", [ev(2)], tenant_id="ten_a", stream_type="board")
+    assert not isinstance(info.value, StreamMoved)
 
 
 async def test_a_version_remembered_by_one_store_goes_stale_safely(
@@ -175,7 +178,7 @@ async def test_a_conflict_reports_the_exact_version_even_from_stale_memory(
     await append(engine.store, "shared", [ev(1)])  # remembered at 1
     await append(own_store, "shared", [ev(2)])
     await append(own_store, "shared", [ev(3)])  # really at 3
-    with pytest.raises(Conflict) as info:
+    with pytest.raises(StreamMoved) as info:
         await append(engine.store, "shared", [ev(4)], expected_seq=0)
     assert info.value.details == {"expected_seq": 0, "actual_seq": 3}
 
@@ -223,3 +226,17 @@ async def test_a_stream_read_by_type_skips_the_others(engine: Engine) -> None:
                                           tenant_id=tenant)
     with pytest.raises(ValueError):  # names go into the SQL: only the engine's own
         await store.read_stream_types("s1", frozenset({"x') OR ('1"}), tenant_id="ten_a")
+
+
+async def test_the_whole_log_and_the_listeners_get_each_event_with_its_tenant(
+    engine: Engine,
+) -> None:
+    heard: list[Committed] = []
+    engine.store.on_commit(heard.extend)
+    [mine] = await append(engine.store, "s1", [ev(1)])
+    [theirs] = await engine.store.append("s2", [ev(2)], tenant_id="ten_b", stream_type="session")
+    logged = await engine.store.read_log(after=0)
+    assert logged == heard == [Committed("ten_a", mine), Committed("ten_b", theirs)]
+    assert [(c.tenant_id, c.event.position) for c in logged] == [("ten_a", 1), ("ten_b", 2)]
+    tenant_id, event = logged[1]  # still unpacks as a pair
+    assert (tenant_id, event) == ("ten_b", theirs)
