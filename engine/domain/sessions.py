@@ -23,6 +23,7 @@ from engine.domain.budgets import Budgets
 from engine.domain.session_state import SessionState, catch_up, fold
 from engine.errors import Conflict, InvalidRequest, NotFound
 from engine.events import (
+    SESSION_ARCHIVED,
     ApprovalResolved,
     ContentBlock,
     Event,
@@ -329,7 +330,7 @@ class Sessions:
     async def _record(self, tenant_id: str, session_id: str, message: NewEvent) -> Event:
         """A message to a session without an agent: recorded, no turn."""
         last = await self._store.last_event(session_id, tenant_id=tenant_id)
-        if last.type == "session_archived":  # archiving is terminal: always the last event
+        if last.type == SESSION_ARCHIVED:  # archiving is terminal: always the last event
             raise Conflict(f"session {session_id!r} is archived")
         [event] = await self._store.append(session_id, [message], tenant_id=tenant_id,
                                            stream_type="session")

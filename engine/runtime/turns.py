@@ -29,6 +29,7 @@ from engine.domain.budgets import Budgets
 from engine.domain.session_state import TENANT_SUSPENDED, SessionState, Turn, catch_up
 from engine.errors import BudgetExceeded, Conflict
 from engine.events import (
+    FROM_OUTSIDE,
     AgentConfig,
     ApprovalRequested,
     ContentBlock,
@@ -65,8 +66,7 @@ from engine.runtime.tools import SCHEMAS, ServerTools, ToolContext
 log = get_logger("runtime")
 
 # What others may append to a session while a worker runs it.
-_OTHERS = frozenset({"user_message", "tool_result", "session_interrupted", "approval_resolved",
-                     "session_archived"})
+_OTHERS = FROM_OUTSIDE
 
 
 class LostSession(Exception):
