@@ -91,7 +91,7 @@ class Approvals:
                 return first
 
         def decide(state: SessionState) -> list[NewEvent]:
-            data = _resolution(state, approval_id, decision, reason)
+            data = resolution(state, approval_id, decision, reason)
             return [new_event(data, id=event_id, meta=meta)]
 
         [event] = await self._sessions.decide(tenant_id, approval.session_id, decide)
@@ -111,7 +111,7 @@ class Approvals:
         await reached(self._pool, "approvals", await self._store.head(), _CATCH_UP_SECONDS)
 
 
-def _resolution(state: SessionState, approval_id: str, decision: Decision,
+def resolution(state: SessionState, approval_id: str, decision: Decision,
                 reason: str | None) -> ApprovalResolved:
     """The decision on ``approval_id`` if the session's current turn waits for it (Conflict
     otherwise: decided already, interrupted, or not this turn's)."""
