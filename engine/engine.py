@@ -180,7 +180,7 @@ class Engine:
         if self.settings.workers > 0:
             self._adapters = adapters_for(self.settings)
             self.worker = Worker(
-                self._pool, self.store, self.agents, self._adapters,
+                self._pool, self.store, self.agents, self._adapters, tasks=self.tasks,
                 wakeup=work_wanted, concurrency=self.settings.workers,
                 lease_seconds=self.settings.lease_seconds, budgets=self.budgets,
                 tenant_max_running=self.settings.tenant_max_running_turns,

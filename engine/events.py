@@ -80,7 +80,10 @@ class UserMessage(EventData, tag="user_message"):
     content: list[ContentBlock]
 
 
-class SessionArchived(EventData, tag="session_archived"):
+SESSION_ARCHIVED = "session_archived"  # archiving is terminal: nothing follows it in a stream
+
+
+class SessionArchived(EventData, tag=SESSION_ARCHIVED):
     pass
 
 
@@ -387,6 +390,18 @@ AnyEventData = (
 # Every event type the engine appends (each one's tag), e.g. what ``?types=`` may name.
 EVENT_TYPES: frozenset[str] = frozenset(
     str(t.__struct_config__.tag) for t in get_args(AnyEventData))
+
+# --- who appends to a session ----------------------------------------------------------------
+
+# What others than the worker running a session append to it: clients (a message, a client
+# tool's result, an interrupt, archiving) and approvers (a decision). A worker whose append
+# races one of these takes it in (engine/runtime/turns.py); any other event there means another
+# worker owns the session now.
+FROM_OUTSIDE: frozenset[str] = frozenset({
+    "user_message", "tool_result", "session_interrupted", "approval_resolved", SESSION_ARCHIVED})
+# Of those, what a worker must react to (engine/projections/session_runs.py marks the session
+# wanted): all but archiving, after which a session has no more turns.
+WAKES_A_WORKER: frozenset[str] = FROM_OUTSIDE - {SESSION_ARCHIVED}
 
 _encoder = msgspec.json.Encoder()
 _data_decoder: msgspec.json.Decoder[AnyEventData] = msgspec.json.Decoder(AnyEventData)

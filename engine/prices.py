@@ -17,7 +17,12 @@ import msgspec
 
 from engine.events import Usage
 
-NANOS_PER_USD = 1_000_000_000
+NANOS_PER_USD = 1_000_000_000  # money is kept as integer nano-USD, exact under sums
+
+
+def usd(cost_nanos: int) -> float:
+    """Nano-USD as the float dollars the API shows."""
+    return cost_nanos / NANOS_PER_USD
 
 
 class ModelPrice(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -15,6 +15,7 @@ from api.sse import EventStreamResponse, cursor, sse_response
 from engine.auth.stream_tokens import StreamGrant, StreamTokenIn
 from engine.engine import Engine
 from engine.errors import Conflict, NotFound
+from engine.events import SESSION_ARCHIVED
 from engine.ids import is_id
 from engine.log.open_streams import Opener
 from engine.log.tail import session_tail, tenant_tail
@@ -29,7 +30,7 @@ async def session_stream(request: Request) -> Response:
     if not is_id(session_id, "ses"):
         raise NotFound(f"session {session_id!r} not found")
     last = await engine.store.last_event(session_id, tenant_id=tenant_id)  # 404 before streaming
-    if last.type == "session_archived" and after >= last.seq:
+    if last.type == SESSION_ARCHIVED and after >= last.seq:
         raise Conflict(f"session {session_id!r} is archived: its stream ended at seq {last.seq}",
                        details={"field": "after", "last_seq": last.seq})
     if after:

@@ -1,31 +1,27 @@
 """Agent runtime tokens: what an agent's runtime holds to report heartbeats, and nothing else.
 
-Tokens look like ``spt_<token id>_<secret>`` and are kept like API keys (engine/auth/tenants.py):
-only a sha256 of the secret, found by id and compared in constant time, the plaintext returned
-once by ``create``. Unlike API keys they are not cached: a runtime sends a heartbeat every few
-seconds at most, so each is checked against the database and a revocation (or a suspended
-tenant) applies to the next heartbeat, whichever process serves it.
+Tokens look like ``spt_<token id>_<secret>`` and are kept like API keys
+(engine/auth/credentials.py): only a sha256 of the secret, found by id and compared in constant
+time, the plaintext returned once by ``create``. Unlike API keys they are not cached: a runtime
+sends a heartbeat every few seconds at most, so each is checked against the database and a
+revocation (or a suspended tenant) applies to the next heartbeat, whichever process serves it.
 """
 
 from __future__ import annotations
 
-import re
-import secrets
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 import msgspec
 
-from engine.auth.credentials import hash_secret, matches
+from engine.auth.credentials import AGENT_TOKEN, matches
 from engine.domain.agents import Agents
 from engine.errors import Conflict, Forbidden, NotFound, Unauthorized
-from engine.ids import is_id, new_id
+from engine.ids import is_id
 from engine.infra.db import connection
 from engine.pages import Page, check_cursor, check_limit, page_of
 
-PREFIX = "spt_"
-_TOKEN = re.compile(r"^spt_([0-9A-Z]{26})_([A-Za-z0-9_-]{43})$")
 _COLUMNS = "id, agent_id, name, created_at, revoked_at"
 
 
@@ -47,8 +43,7 @@ class RuntimePrincipal(msgspec.Struct, frozen=True):
 
 
 def is_runtime_token(token: str) -> bool:
-    return token.startswith(PREFIX)
-
+    return AGENT_TOKEN.marks(token)
 
 
 class AgentTokens:
@@ -60,16 +55,15 @@ class AgentTokens:
         """A new token for the agent (404 unknown or another tenant's, 409 archived)."""
         if (await self._agents.get(tenant_id, agent_id)).status == "archived":
             raise Conflict(f"agent {agent_id!r} is archived")
-        token_id = new_id("atk")
-        secret = secrets.token_urlsafe(32)
+        minted = AGENT_TOKEN.mint()
         async with connection(self._pool, "creating an agent token") as conn:
             row = await conn.fetchrow(
                 "INSERT INTO agent_tokens (id, tenant_id, agent_id, name, secret_hash)"
                 f" VALUES ($1, $2, $3, $4, $5) RETURNING {_COLUMNS}",
-                token_id, tenant_id, agent_id, name, hash_secret(secret),
+                minted.id, tenant_id, agent_id, name, minted.hash,
             )
         created = AgentToken(**dict(row))
-        created.token = f"{PREFIX}{token_id.removeprefix('atk_')}_{secret}"
+        created.token = minted.token
         return created
 
     async def list(self, tenant_id: str, agent_id: str, *, after: str | None,
@@ -99,10 +93,10 @@ class AgentTokens:
         return AgentToken(**dict(row))
 
     async def authenticate(self, token: str) -> RuntimePrincipal:
-        match = _TOKEN.match(token)
-        if match is None:
+        parsed = AGENT_TOKEN.parse(token)
+        if parsed is None:
             raise Unauthorized("invalid agent token")
-        token_id, presented = f"atk_{match[1]}", hash_secret(match[2])
+        token_id, presented = parsed
         row = await self._row(token_id)
         if not matches(row["secret_hash"] if row is not None else None, presented):
             raise Unauthorized("invalid agent token")

@@ -14,22 +14,17 @@ connection, resume or not.
 
 from __future__ import annotations
 
-import re
-import secrets
 from datetime import datetime
 from typing import Annotated
 
 import asyncpg
 import msgspec
 
-from engine.auth.credentials import hash_secret, matches
+from engine.auth.credentials import STREAM_TOKEN, matches
 from engine.errors import Forbidden, NotFound, Unauthorized
-from engine.ids import is_id, new_id
+from engine.ids import is_id
 from engine.infra.db import connection
 from engine.log.store import EventStore
-
-PREFIX = "sst_"
-_TOKEN = re.compile(r"^sst_([0-9A-Z]{26})_([A-Za-z0-9_-]{43})$")
 
 
 class StreamTokenIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -52,8 +47,7 @@ class StreamGrant(msgspec.Struct, frozen=True):
 
 
 def is_stream_token(token: str) -> bool:
-    return token.startswith(PREFIX)
-
+    return STREAM_TOKEN.marks(token)
 
 
 class StreamTokens:
@@ -69,7 +63,7 @@ class StreamTokens:
         admin token). An unknown or another tenant's session is 404 naming ``session_id``."""
         if body.session_id is not None:
             await self._check_session(tenant_id, body.session_id)
-        token_id, secret = new_id("sst"), secrets.token_urlsafe(32)
+        minted = STREAM_TOKEN.mint()
         async with connection(self._pool, "creating a stream token") as conn:
             # Tokens past their resume window are of no use: whoever makes a new one clears
             # those a day past it (until then a late reconnect is told why it is refused).
@@ -80,17 +74,16 @@ class StreamTokens:
                 "INSERT INTO stream_tokens (id, tenant_id, key_id, session_id, secret_hash,"
                 " expires_at) VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))"
                 " RETURNING expires_at",
-                token_id, tenant_id, key_id, body.session_id, hash_secret(secret), body.ttl_seconds)
-        return StreamToken(f"{PREFIX}{token_id.removeprefix('sst_')}_{secret}", expires_at,
-                           body.session_id)
+                minted.id, tenant_id, key_id, body.session_id, minted.hash, body.ttl_seconds)
+        return StreamToken(minted.token, expires_at, body.session_id)
 
     async def authenticate(self, token: str, *, resuming: bool = False) -> StreamGrant:
         """What ``token`` reads. ``resuming``: the connection resumes a stream by id (it
         sent Last-Event-ID), which an expired token may still do within the resume window."""
-        match = _TOKEN.match(token)
-        if match is None:
+        parsed = STREAM_TOKEN.parse(token)
+        if parsed is None:
             raise _invalid("invalid stream token")
-        token_id, presented = f"sst_{match[1]}", hash_secret(match[2])
+        token_id, presented = parsed
         async with connection(self._pool, "authenticating a stream token") as conn:
             row = await conn.fetchrow(
                 "SELECT s.tenant_id, s.session_id, s.key_id, s.secret_hash,"

@@ -1,14 +1,12 @@
 """Tenants and their API keys, the admin token, and authentication.
 
-Keys look like ``spk_<key id>_<secret>``. Only a sha256 of the secret is stored (the secret is
-256 random bits, so a slow password hash adds nothing); the key is found by its id and the hash
-compared in constant time. The plaintext is returned once, by ``create_key``.
+Keys look like ``spk_<key id>_<secret>``, minted, hashed and compared as every credential is
+(engine/auth/credentials.py): the key is found by its id, and the plaintext returned once, by
+``create_key``.
 """
 
 from __future__ import annotations
 
-import re
-import secrets
 import time
 from datetime import datetime
 from typing import Any, Literal
@@ -16,7 +14,7 @@ from typing import Any, Literal
 import asyncpg
 import msgspec
 
-from engine.auth.credentials import hash_secret, matches
+from engine.auth.credentials import API_KEY, hash_secret, matches, mint_admin
 from engine.errors import Forbidden, NotFound, Unauthorized
 from engine.ids import is_id, new_id
 from engine.infra.db import connection
@@ -25,7 +23,6 @@ from engine.pages import Page, check_cursor, check_limit, page_of
 Role = Literal["admin", "owner", "member", "viewer"]
 KeyRole = Literal["owner", "member", "viewer"]
 _RANK: dict[str, int] = {"viewer": 0, "member": 1, "owner": 2, "admin": 3}
-_KEY = re.compile(r"^spk_([0-9A-Z]{26})_([A-Za-z0-9_-]{43})$")
 
 
 class Tenant(msgspec.Struct):
@@ -62,7 +59,6 @@ class Principal(msgspec.Struct, frozen=True):
         return self.key_id or "admin"
 
 
-
 def _tenant(row: Any) -> Tenant:
     return Tenant(**dict(row))
 
@@ -96,7 +92,7 @@ class Tenants:
         if configured is not None:
             self._admin_hash = hash_secret(configured)
             return None
-        generated = f"spa_{secrets.token_urlsafe(32)}"
+        generated = mint_admin()
         async with connection(self._pool, "bootstrapping the admin token") as conn:
             inserted = await conn.fetchval(
                 "INSERT INTO server_settings (key, value) VALUES ($1, $2)"
@@ -114,10 +110,10 @@ class Tenants:
     async def authenticate(self, token: str | None) -> Principal:
         if not token:
             raise Unauthorized("missing credentials: send Authorization: Bearer <key>")
-        match = _KEY.match(token)
-        if match is None:  # not shaped like an API key: it can only be the admin token
+        parsed = API_KEY.parse(token)
+        if parsed is None:  # not shaped like an API key: it can only be the admin token
             return self._authenticate_admin(token)
-        key_id, presented = f"key_{match[1]}", hash_secret(match[2])
+        key_id, presented = parsed
         cached = self._auth_cache.get(key_id)
         if (cached is not None and cached[0] > time.monotonic()
                 and matches(cached[1], presented)):
@@ -205,17 +201,16 @@ class Tenants:
 
     async def create_key(self, tenant_id: str, *, name: str, role: KeyRole) -> ApiKey:
         await self.get(tenant_id)
-        key_id = new_id("key")
-        secret = secrets.token_urlsafe(32)
+        minted = API_KEY.mint()
         async with connection(self._pool, "creating an API key") as conn:
             row = await conn.fetchrow(
                 "INSERT INTO api_keys (id, tenant_id, name, role, secret_hash)"
                 " VALUES ($1, $2, $3, $4, $5)"
                 " RETURNING id, tenant_id, name, role, created_at, revoked_at",
-                key_id, tenant_id, name, role, hash_secret(secret),
+                minted.id, tenant_id, name, role, minted.hash,
             )
         created = _api_key(row)
-        created.key = f"spk_{key_id.removeprefix('key_')}_{secret}"
+        created.key = minted.token
         return created
 
     async def list_keys(self, tenant_id: str, *, after: str | None, limit: int) -> Page[ApiKey]:

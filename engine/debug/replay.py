@@ -32,6 +32,7 @@ import msgspec
 from engine.domain.session_state import SessionState, apply, fold
 from engine.errors import InvalidRequest, NotFound
 from engine.events import (
+    SESSION_ARCHIVED,
     AgentConfig,
     ApprovalRequested,
     ApprovalResolved,
@@ -608,7 +609,7 @@ class SessionReader:
             if batch:
                 after = batch[-1].seq
             yield batch
-            if batch and batch[-1].type == "session_archived":
+            if batch and batch[-1].type == SESSION_ARCHIVED:
                 return
             if not batch:
                 with contextlib.suppress(TimeoutError):

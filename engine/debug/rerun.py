@@ -34,6 +34,7 @@ import msgspec
 
 from engine.errors import Conflict
 from engine.events import (
+    FROM_OUTSIDE,
     AgentConfig,
     Event,
     MessageDelta,
@@ -57,8 +58,9 @@ from engine.runtime.adapters.base import (
 from engine.runtime.tools import Outcome, ServerTools, ToolContext
 from engine.runtime.turns import LostSession, RetryPolicy, SessionRunner
 
-_INPUTS = frozenset({"user_message", "approval_resolved", "session_interrupted",
-                     "session_archived"})
+# What the log gives a re-run rather than the re-run making it: what others append, but a
+# tool_result, which is an input only when a client's (see _is_input).
+_INPUTS = FROM_OUTSIDE - {"tool_result"}
 _FRESH = frozenset({"message_id", "approval_id", "worker", "cost_nanos", "priced"})
 _WORKER = "wrk_rerun"
 

@@ -58,10 +58,10 @@ from engine.infra.db import connection
 from engine.log.store import EventStore
 from engine.logging import get_logger
 from engine.pages import Page, check_cursor, check_limit, page_of
+from engine.prices import usd
 from engine.projections.agents import NAME as VIEW
 from engine.projections.agents import AgentStatus, agent_status, wait_for_view
 from engine.projections.runner import reached
-from engine.projections.summaries import usd
 
 SERVER_TOOLS = ("memory_read", "memory_write", "task_create", "task_update")
 # What an agent's config and status are folded from (its stream also holds heartbeats and

@@ -1,8 +1,8 @@
 """Approvals: tool calls marked ``requires_approval`` wait for a human. The ``approvals``
 projection (engine/projections/approvals.py) lists them (pending, approved, denied, or cancelled
-when their turn ended first); a decision is an ``approval_resolved`` event on the session,
-appended the way every decision on a session is (engine/domain/sessions.py), and the worker then
-runs or refuses the call.
+when their turn ended first). A decision is made here, on the session's folded state, and is an
+``approval_resolved`` event on the session, appended the way every decision on a session is
+(``Sessions.decide``, engine/domain/sessions.py); the worker then runs or refuses the call.
 """
 
 from __future__ import annotations
@@ -13,15 +13,17 @@ from typing import Any, Literal, get_args
 import asyncpg
 import msgspec
 
-from engine.domain.sessions import Decision, Sessions
-from engine.errors import InvalidRequest, NotFound
-from engine.events import Event, EventMeta
-from engine.ids import is_id
+from engine.domain.session_state import SessionState
+from engine.domain.sessions import Sessions
+from engine.errors import Conflict, InvalidRequest, NotFound
+from engine.events import ApprovalResolved, Event, EventMeta, NewEvent, new_event
+from engine.ids import derived_event_id, is_id
 from engine.infra.db import connection
 from engine.log.store import EventStore
 from engine.pages import Page, check_cursor, check_limit, page_of
 from engine.projections.runner import reached
 
+Decision = Literal["approve", "deny"]
 ApprovalStatus = Literal["pending", "approved", "denied", "cancelled"]
 STATUSES: tuple[ApprovalStatus, ...] = get_args(ApprovalStatus)
 _CATCH_UP_SECONDS = 2.0
@@ -79,11 +81,21 @@ class Approvals:
         self, tenant_id: str, approval_id: str, decision: Decision, reason: str | None, *,
         meta: EventMeta | None = None, idempotency_key: str | None = None,
     ) -> Event:
+        """Approve or deny a tool call waiting for a human. One already decided, or whose
+        turn ended, is a 409 and nothing is written."""
         approval = await self.get(tenant_id, approval_id)
-        return await self._sessions.resolve_approval(
-            tenant_id, approval.session_id, approval_id, decision, reason, meta=meta,
-            idempotency_key=idempotency_key,
-        )
+        event_id = derived_event_id(tenant_id, f"approvals.{approval_id}", idempotency_key)
+        if event_id is not None:
+            first = await self._store.event_by_id(event_id, tenant_id=tenant_id)
+            if first is not None:
+                return first
+
+        def decide(state: SessionState) -> list[NewEvent]:
+            data = resolution(state, approval_id, decision, reason)
+            return [new_event(data, id=event_id, meta=meta)]
+
+        [event] = await self._sessions.decide(tenant_id, approval.session_id, decide)
+        return event
 
     async def _find(self, tenant_id: str, approval_id: str) -> Approval | None:
         async with connection(self._pool, "reading an approval") as conn:
@@ -97,6 +109,21 @@ class Approvals:
         """Wait (at most 2 s) until the projection has applied the log as it is now, so a
         client that saw approval_requested can act on it at once."""
         await reached(self._pool, "approvals", await self._store.head(), _CATCH_UP_SECONDS)
+
+
+def resolution(state: SessionState, approval_id: str, decision: Decision,
+                reason: str | None) -> ApprovalResolved:
+    """The decision on ``approval_id`` if the session's current turn waits for it (Conflict
+    otherwise: decided already, interrupted, or not this turn's)."""
+    turn = state.current
+    for tool_use_id, (pending_id, decided) in (turn.approvals if turn else {}).items():
+        if pending_id == approval_id and turn is not None and not turn.interrupted:
+            if decided is not None:
+                break
+            return ApprovalResolved(approval_id=approval_id, turn_id=turn.turn_id,
+                                    tool_use_id=tool_use_id, decision=decision, reason=reason)
+    raise Conflict(f"approval {approval_id!r} is not waiting for a decision",
+                   details={"field": "approval_id"})
 
 
 _COLUMNS = ("approval_id, session_id, turn_id, tool_use_id, tool_name, input, status, reason,"

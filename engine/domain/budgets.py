@@ -23,7 +23,7 @@ from engine.ids import is_id
 from engine.infra.db import connection
 from engine.log.store import EventStore
 from engine.pages import Page, check_limit, page_of
-from engine.prices import NANOS_PER_USD, PriceTable
+from engine.prices import NANOS_PER_USD, PriceTable, usd
 from engine.projections.budgets import NAME as VIEW
 from engine.projections.budgets import TOTAL_START
 from engine.projections.runner import require
@@ -262,17 +262,17 @@ def _limits(body: BudgetIn) -> dict[BudgetPeriod, BudgetLimit]:
 def _usage_row(row: Any) -> UsageRow:
     calls, input_, output, cache_read, cache_write, reasoning, tokens, nanos = map(int, row[1:])
     return UsageRow(row[0], calls, input_, output, cache_read, cache_write, reasoning, tokens,
-                    _usd(nanos))
+                    usd(nanos))
 
 
 def _status(row: Any) -> PeriodStatus:
     tokens, nanos = row["tokens"], row["cost_nanos"]
     spent_tokens, spent_nanos = int(row["spent_tokens"]), int(row["spent_nanos"])
     return PeriodStatus(
-        tokens=tokens, usd=None if nanos is None else _usd(nanos),
-        spent_tokens=spent_tokens, spent_usd=_usd(spent_nanos),
+        tokens=tokens, usd=None if nanos is None else usd(nanos),
+        spent_tokens=spent_tokens, spent_usd=usd(spent_nanos),
         remaining_tokens=None if tokens is None else max(tokens - spent_tokens, 0),
-        remaining_usd=None if nanos is None else _usd(max(nanos - spent_nanos, 0)),
+        remaining_usd=None if nanos is None else usd(max(nanos - spent_nanos, 0)),
         exceeded=(tokens is not None and spent_tokens >= tokens)
         or (nanos is not None and spent_nanos >= nanos),
         resets_at=_resets_at(row["period"]))
@@ -286,7 +286,3 @@ def _resets_at(period: str) -> datetime | None:
         first = (today.replace(day=28) + timedelta(days=4)).replace(day=1)
         return datetime.combine(first, time(), UTC)
     return None
-
-
-def _usd(nanos: int) -> float:
-    return nanos / NANOS_PER_USD

@@ -25,7 +25,7 @@ from engine.domain.decide import retrying
 from engine.domain.session_state import SessionState, catch_up, fold
 from engine.errors import Conflict, InvalidRequest, NotFound, StreamMoved
 from engine.events import (
-    ApprovalResolved,
+    SESSION_ARCHIVED,
     ContentBlock,
     Event,
     EventMeta,
@@ -45,7 +45,6 @@ from engine.log.store import EventStore
 from engine.pages import Page, check_limit, page_of
 
 SubmitMode = Literal["enqueue", "interrupt"]
-Decision = Literal["approve", "deny"]
 _AGENT_CACHE_MAX = 100_000
 _STATE_CACHE_MAX = 1000  # folded sessions kept in memory
 
@@ -262,34 +261,14 @@ class Sessions:
         appended = await self._decide(tenant_id, session_id, decide)
         return await self.get(tenant_id, session_id), appended[0] if appended else None
 
-    async def resolve_approval(
-        self, tenant_id: str, session_id: str, approval_id: str, decision: Decision,
-        reason: str | None, *, meta: EventMeta | None = None,
-        idempotency_key: str | None = None,
-    ) -> Event:
-        """Approve or deny a tool call waiting for a human. One already decided, or whose
-        turn ended, is a 409 and nothing is written."""
-        event_id = derived_event_id(tenant_id, f"approvals.{approval_id}", idempotency_key)
-        if event_id is not None:
-            first = await self._store.event_by_id(event_id, tenant_id=tenant_id)
-            if first is not None:
-                return first
-
-        def decide(state: SessionState) -> list[NewEvent]:
-            turn = state.current
-            for tool_use_id, (pending_id, decided) in (turn.approvals if turn else {}).items():
-                if pending_id == approval_id and turn is not None and not turn.interrupted:
-                    if decided is not None:
-                        break
-                    data = ApprovalResolved(approval_id=approval_id, turn_id=turn.turn_id,
-                                            tool_use_id=tool_use_id, decision=decision,
-                                            reason=reason)
-                    return [new_event(data, id=event_id, meta=meta)]
-            raise Conflict(f"approval {approval_id!r} is not waiting for a decision",
-                           details={"field": "approval_id"})
-
-        [event] = await self._decide(tenant_id, session_id, decide)
-        return event
+    async def decide(
+        self, tenant_id: str, session_id: str,
+        decide: Callable[[SessionState], list[NewEvent]],
+    ) -> list[Event]:
+        """Append what ``decide`` makes of the session's state the way every decision on a
+        session is appended (``_decide``), for the services that decide about a session
+        themselves (engine/domain/approvals.py)."""
+        return await self._decide(tenant_id, session_id, decide)
 
     async def _decide(
         self, tenant_id: str, session_id: str,
@@ -332,7 +311,7 @@ class Sessions:
     async def _record(self, tenant_id: str, session_id: str, message: NewEvent) -> Event:
         """A message to a session without an agent: recorded, no turn."""
         last = await self._store.last_event(session_id, tenant_id=tenant_id)
-        if last.type == "session_archived":  # archiving is terminal: always the last event
+        if last.type == SESSION_ARCHIVED:  # archiving is terminal: always the last event
             raise Conflict(f"session {session_id!r} is archived")
         [event] = await self._store.append(session_id, [message], tenant_id=tenant_id,
                                            stream_type="session")

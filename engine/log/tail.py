@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Collection
 
+from engine.events import SESSION_ARCHIVED
 from engine.log.dispatch import Dispatcher
 from engine.log.live import LiveEvent
 from engine.log.store import EventStore
 
 _PAGE = 1000
-_ENDS_A_STREAM = "session_archived"
+_ENDS_A_STREAM = SESSION_ARCHIVED
 
 
 async def session_tail(

@@ -24,6 +24,7 @@ import asyncpg
 import msgspec
 
 from engine.events import (
+    SESSION_ARCHIVED,
     AgentArchived,
     AgentCreated,
     AgentHeartbeat,
@@ -60,7 +61,7 @@ ACTIVE: frozenset[str] = frozenset({"running", "requires_action"})
 _SESSION_TYPES = frozenset({
     "session_created", "user_message", "turn_started", "message_start", "tool_use",
     "message_stop", "tool_result", "approval_requested", "approval_resolved", "session_done",
-    "session_archived", "spend_recorded"})
+    SESSION_ARCHIVED, "spend_recorded"})
 _AGENT_TYPES = frozenset({"agent_created", "agent_updated", "agent_archived", "agent_heartbeat"})
 
 

@@ -13,13 +13,8 @@ from typing import Any
 
 import msgspec
 
+from engine.events import WAKES_A_WORKER
 from engine.log.store import Committed
-
-# The events a worker must react to; the worker's own events (turn_started, message_*, ...)
-# are not among them.
-WAKES_A_WORKER = frozenset({"user_message", "tool_result", "session_interrupted",
-                            "approval_resolved"})
-
 
 WORK_CHANNEL = "spool_session_runs"  # NOTIFY: sessions were marked wanted
 

@@ -18,10 +18,10 @@ from engine.events import SessionStatus
 from engine.ids import is_id
 from engine.infra.db import connection
 from engine.pages import Page, check_cursor, check_limit, page_of
+from engine.prices import usd
 from engine.projections.agents import wait_for_view
 
 STATUSES: tuple[SessionStatus, ...] = get_args(SessionStatus)
-NANOS_PER_USD = 1_000_000_000
 
 
 class SessionSummary(msgspec.Struct):
@@ -66,10 +66,6 @@ class SessionSummaries:
                 tenant_id, agent_id, status, after or "", limit + 1,
             )
         return page_of([_summary(row) for row in rows], limit, lambda s: s.id)
-
-
-def usd(cost_nanos: int) -> float:
-    return cost_nanos / NANOS_PER_USD
 
 
 def _summary(row: Any) -> SessionSummary:

@@ -3,8 +3,9 @@
 ``memory_write {key, value}`` and ``memory_read {key}``: the agent's memory, shared by all its
 sessions, kept as ``memory_written`` events on the agent's stream (so it is in the log like
 everything else). ``task_create {board_id, title, ...}`` and ``task_update {task_id, ...}`` go
-through the engine's tasks service (engine/domain/tasks.py), the code path of ``POST /v1/tasks`` and
-``PATCH /v1/tasks/{id}``, and answer with the task as JSON.
+through the engine's ``Tasks`` service (engine/domain/tasks.py, given to ``ServerTools``: its
+dependency lock is the engine's), the code path of ``POST /v1/tasks`` and ``PATCH
+/v1/tasks/{id}``, and answer with the task as JSON.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import msgspec
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from engine.domain.tasks import MAX_DEPENDENCIES, PRIORITIES, STATUSES, TaskIn, TaskPatch, tasks_for
+from engine.domain.tasks import MAX_DEPENDENCIES, PRIORITIES, STATUSES, TaskIn, TaskPatch, Tasks
 from engine.errors import SpoolError
 from engine.events import EventMeta, MemoryWritten, decode_data, new_event
 from engine.log.store import EventStore
@@ -78,8 +79,9 @@ _MEMORY_TYPES = frozenset({"memory_written"})  # schema.sql: events_memory
 
 
 class ServerTools:
-    def __init__(self, store: EventStore) -> None:
+    def __init__(self, store: EventStore, tasks: Tasks) -> None:
         self._store = store
+        self._tasks = tasks
         self._tools: dict[str, Callable[[ToolContext, dict[str, Any]], Awaitable[Outcome]]] = {
             "memory_read": self._memory_read,
             "memory_write": self._memory_write,
@@ -124,7 +126,7 @@ class ServerTools:
     async def _task_create(self, context: ToolContext, tool_input: dict[str, Any]) -> Outcome:
         async def create() -> Any:
             body = _decode(tool_input, TaskIn)
-            task, _ = await tasks_for(self._store).create(
+            task, _ = await self._tasks.create(
                 context.tenant_id, body, meta=EventMeta(actor=context.actor),
                 idempotency_key=_once(context))
             return task
@@ -134,7 +136,7 @@ class ServerTools:
     async def _task_update(self, context: ToolContext, tool_input: dict[str, Any]) -> Outcome:
         async def update() -> Any:
             fields = {name: value for name, value in tool_input.items() if name != "task_id"}
-            task, _ = await tasks_for(self._store).update(
+            task, _ = await self._tasks.update(
                 context.tenant_id, tool_input["task_id"], _decode(fields, TaskPatch),
                 meta=EventMeta(actor=context.actor), idempotency_key=_once(context))
             return task

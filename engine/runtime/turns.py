@@ -29,6 +29,7 @@ from engine.domain.budgets import Budgets
 from engine.domain.session_state import TENANT_SUSPENDED, SessionState, Turn, catch_up
 from engine.errors import BudgetExceeded, Conflict
 from engine.events import (
+    FROM_OUTSIDE,
     AgentConfig,
     ApprovalRequested,
     ContentBlock,
@@ -65,8 +66,7 @@ from engine.runtime.tools import SCHEMAS, ServerTools, ToolContext
 log = get_logger("runtime")
 
 # What others may append to a session while a worker runs it.
-_OTHERS = frozenset({"user_message", "tool_result", "session_interrupted", "approval_resolved",
-                     "session_archived"})
+_OTHERS = FROM_OUTSIDE
 
 
 class LostSession(Exception):
@@ -199,14 +199,14 @@ class SessionRunner:
     def __init__(
         self, store: EventStore, agents: Agents, adapters: Mapping[str, ModelAdapter], *,
         worker_id: str, tenant_id: str, session_id: str, retry: RetryPolicy | None = None,
-        budgets: Budgets | None = None, tools: ServerTools | None = None,
+        tools: ServerTools, budgets: Budgets | None = None,
         tenant_active: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self._store = store
         self._tenant_active = tenant_active
         self._budgets = budgets
         self._prices = budgets.prices if budgets is not None else PriceTable()
-        self._tools = tools or ServerTools(store)  # a re-run passes the recorded results
+        self._tools = tools  # a worker's, or a re-run's recorded results
         self._agents = agents
         self._adapters = adapters
         self._worker_id = worker_id

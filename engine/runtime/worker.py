@@ -23,6 +23,7 @@ import asyncpg
 from engine.domain.agents import Agents
 from engine.domain.budgets import Budgets
 from engine.domain.session_state import SessionState
+from engine.domain.tasks import Tasks
 from engine.errors import SpoolError
 from engine.events import AgentConfig
 from engine.ids import new_id
@@ -31,6 +32,7 @@ from engine.logging import get_logger
 from engine.projections.session_runs import WORK_CHANNEL
 from engine.runtime.adapters.base import ModelAdapter
 from engine.runtime.schedule import Claim, Leases
+from engine.runtime.tools import ServerTools
 from engine.runtime.turns import LostSession, RetryPolicy, SessionRunner
 
 log = get_logger("runtime")
@@ -41,7 +43,8 @@ _MAX_BACKOFF = 60.0
 class Worker:
     def __init__(
         self, pool: asyncpg.Pool, store: EventStore, agents: Agents,
-        adapters: Mapping[str, ModelAdapter], *, wakeup: asyncio.Event, concurrency: int = 8,
+        adapters: Mapping[str, ModelAdapter], *, tasks: Tasks, wakeup: asyncio.Event,
+        concurrency: int = 8,
         lease_seconds: float = 10.0, poll: float = 0.5, retry_delay: float = 2.0,
         retry: RetryPolicy | None = None, budgets: Budgets | None = None,
         tenant_max_running: int = 0, step_max_tries: int = 0,
@@ -53,6 +56,7 @@ class Worker:
         self._store = store
         self._agents = agents
         self._adapters = adapters
+        self._tools = ServerTools(store, tasks)  # shared by the sessions it runs
         self._wakeup = wakeup
         self._concurrency = concurrency
         self._poll = poll
@@ -145,7 +149,7 @@ class Worker:
     async def _work(self, claim: Claim) -> None:
         runner = SessionRunner(self._store, self._agents, self._adapters, worker_id=self.id,
                                tenant_id=claim.tenant_id, session_id=claim.session_id,
-                               retry=self._retry, budgets=self._budgets,
+                               retry=self._retry, budgets=self._budgets, tools=self._tools,
                                tenant_active=self._tenant_active)
         key = (claim.tenant_id, claim.session_id)
         runner.state = self._states.pop(key, None)  # caught up, not folded again

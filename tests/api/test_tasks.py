@@ -582,7 +582,7 @@ async def test_a_task_tool_run_twice_for_one_call_changes_the_task_once(api: Api
     key = await api.key(tenant, "member")
     bid = await new_board(api, key)
     engine: Engine = api.app.state.engine
-    tools = ServerTools(engine.store)  # as a worker builds them
+    tools = ServerTools(engine.store, engine.tasks)  # as a worker builds them
     call = ToolContext(tenant, "agt_x", "ses_x", "wrk_x", tool_use_id="toolu_1_0")
     first = await tools.run("task_create", {"board_id": bid, "title": "once"}, call, 5)
     again = await tools.run("task_create", {"board_id": bid, "title": "once"}, call, 5)

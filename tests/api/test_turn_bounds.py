@@ -164,7 +164,7 @@ async def test_workers_that_die_mid_step_count_as_tries(
             await asyncio.sleep(0.05)
         # The next worker's claim is one try too many: it ends the turn without running it.
         worker = Worker(own_pool, engine.store, engine.agents, adapters_for(quiet),
-                        wakeup=asyncio.Event(), concurrency=1, poll=0.05,
+                        tasks=engine.tasks, wakeup=asyncio.Event(), concurrency=1, poll=0.05,
                         step_max_tries=MAX_TRIES)
         worker.start()
         try:

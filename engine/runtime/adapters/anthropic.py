@@ -48,6 +48,7 @@ from engine.runtime.adapters.base import (
     ToolCall,
     UsageSoFar,
 )
+from engine.runtime.adapters.sse import SSEParser
 
 API_VERSION = "2023-06-01"
 # The API requires max_tokens. Without one in the agent's params, replies stop at this many
@@ -277,30 +278,21 @@ def _error_detail(raw: bytes) -> tuple[str, str]:
 async def _events(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any]]:
     """Server-sent events, each one's data as JSON; an event cut before its blank line is not
     dispatched (as the SSE spec says)."""
-    name, data = "", []
+    parser = SSEParser()
     async for line in lines:
-        if line:
-            if line.startswith(":"):
-                continue
-            key, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if key == "event":
-                name = value
-            elif key == "data":
-                data.append(value)
+        sse = parser.feed(line)
+        if sse is None:
             continue
-        if data:
-            try:
-                event = json.loads("\n".join(data))
-            except ValueError as exc:
-                raise ModelError(f"anthropic: an event that is not JSON ({name or 'message'})",
-                                 retryable=True) from exc
-            if not isinstance(event, dict):
-                raise ModelError(f"anthropic: an event that is not an object ({name})",
-                                 retryable=True)
-            event.setdefault("type", name)
-            yield event
-        name, data = "", []
+        try:
+            event = json.loads(sse.data)
+        except ValueError as exc:
+            raise ModelError(f"anthropic: an event that is not JSON ({sse.event or 'message'})",
+                             retryable=True) from exc
+        if not isinstance(event, dict):
+            raise ModelError(f"anthropic: an event that is not an object ({sse.event})",
+                             retryable=True)
+        event.setdefault("type", sse.event)
+        yield event
 
 
 @dataclass

@@ -96,6 +96,7 @@ from engine.runtime.adapters.base import (
     TextDelta,
     ToolCall,
 )
+from engine.runtime.adapters.sse import SSEParser
 
 _RESERVED_PARAMS = frozenset({"model", "messages", "tools", "stream", "stream_options"})
 _RETRYABLE_STATUS = frozenset({408, 409, 429})
@@ -140,7 +141,7 @@ class OpenAIAdapter:
 
     async def stream(self, request: ModelRequest) -> AsyncGenerator[Chunk, None]:
         reply = _Reply()
-        events = _SSEParser()
+        events = SSEParser()
         try:
             async with self._client.stream(
                 "POST", self._url, content=_encode(request_body(request)),
@@ -151,16 +152,16 @@ class OpenAIAdapter:
                     raise self._status_error(response)
                 lines = response.aiter_lines()
                 async for line in lines:
-                    data = events.feed(line)
-                    if data is not None:
-                        for chunk in self._take(reply, data):
+                    event = events.feed(line)
+                    if event is not None:
+                        for chunk in self._take(reply, event.data):
                             yield chunk
                         if reply.done:
                             break
                 else:
-                    data = events.flush()  # the body ended without the blank line
-                    if data is not None:
-                        for chunk in self._take(reply, data):
+                    event = events.flush()  # the body ended without the blank line
+                    if event is not None:
+                        for chunk in self._take(reply, event.data):
                             yield chunk
                 if reply.done:
                     await _drain(lines)
@@ -303,31 +304,6 @@ def _tool(spec: ToolSpec) -> dict[str, Any]:
 
 
 # --- the reply -------------------------------------------------------------------------------
-
-
-class _SSEParser:
-    """Server-sent events, line by line: the data of each event (its ``data:`` lines joined by
-    newlines), dispatched at the blank line that ends it. Comments and other fields are
-    skipped."""
-
-    def __init__(self) -> None:
-        self._data: list[str] = []
-
-    def feed(self, line: str) -> str | None:
-        if not line:
-            return self.flush()
-        if line.startswith(":"):
-            return None
-        name, _, value = line.partition(":")
-        if name == "data":
-            self._data.append(value[1:] if value.startswith(" ") else value)
-        return None
-
-    def flush(self) -> str | None:
-        if not self._data:
-            return None
-        data, self._data = "\n".join(self._data), []
-        return data
 
 
 @dataclass

@@ -29,13 +29,13 @@ from hypothesis import strategies as st
 
 from engine.domain import boards as boards_module
 from engine.domain.boards import BOARD_COLUMNS, BoardIn, board_of, wait_for_view
+from engine.domain.task_reactor import TaskReactor
 from engine.domain.tasks import (
     PRIORITIES,
     STATUSES,
     TASK_COLUMNS,
     TaskIn,
     TaskPatch,
-    TaskReactor,
     fold_task,
     task_of,
 )

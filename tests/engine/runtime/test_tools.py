@@ -14,7 +14,7 @@ async def _context(engine: Engine) -> ToolContext:
 
 
 async def test_memory_round_trip_and_delete(engine: Engine) -> None:
-    tools, context = ServerTools(engine.store), await _context(engine)
+    tools, context = ServerTools(engine.store, engine.tasks), await _context(engine)
     assert (await tools.run("memory_write", {"key": "k", "value": "v"}, context, 5)).text == (
         "stored")
     assert (await tools.run("memory_read", {"key": "k"}, context, 5)).text == "v"
@@ -24,7 +24,7 @@ async def test_memory_round_trip_and_delete(engine: Engine) -> None:
 
 
 async def test_bad_input_unknown_tools_and_timeouts_are_error_results(engine: Engine) -> None:
-    tools, context = ServerTools(engine.store), await _context(engine)
+    tools, context = ServerTools(engine.store, engine.tasks), await _context(engine)
     bad = await tools.run("memory_write", {"key": "k"}, context, 5)
     assert bad.is_error and "value" in bad.text
     extra = await tools.run("memory_read", {"key": "k", "more": 1}, context, 5)
