@@ -85,3 +85,10 @@ async def tenant_of(request: Request, role: Role) -> tuple[Principal, str]:
 
 def event_meta(request: Request, principal: Principal) -> EventMeta:
     return EventMeta(actor=principal.actor, request_id=request.state.request_id)
+
+
+async def writer(request: Request, role: Role) -> tuple[str, EventMeta]:
+    """For a write: the tenant it acts on (``tenant_of``) and the meta its events carry (who,
+    and in which request)."""
+    principal, tenant_id = await tenant_of(request, role)
+    return tenant_id, event_meta(request, principal)

@@ -17,6 +17,7 @@ from api.errors import PayloadTooLarge, UnprocessableEntity, UnsupportedMediaTyp
 from api.state import settings_of
 from engine.errors import InvalidRequest
 from engine.events import NUL_FREE as NUL_FREE  # re-exported: request bodies use it
+from engine.events import Event
 from engine.pages import DEFAULT_LIMIT
 
 T = TypeVar("T")
@@ -33,9 +34,20 @@ def json_response(
     return Response(_encoder.encode(body), status, headers, media_type="application/json")
 
 
-def position_header(position: int) -> dict[str, str]:
-    """``Spool-Position``: the log position a write reached (read-your-writes)."""
-    return {"Spool-Position": str(position)}
+# The answer of a response that hands out a secret (a key, a token): shown once, never cached.
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+@overload
+def position_header(event: Event) -> dict[str, str]: ...
+@overload
+def position_header(event: Event | None) -> dict[str, str] | None: ...
+
+
+def position_header(event: Event | None) -> dict[str, str] | None:
+    """``Spool-Position``: the log position a write reached (read-your-writes); None when the
+    write appended nothing (it changed nothing)."""
+    return None if event is None else {"Spool-Position": str(event.position)}
 
 
 async def read_json(request: Request, body_type: type[T]) -> T:
@@ -175,6 +187,12 @@ def query_date(request: Request, name: str) -> date | None:
 
 def query_limit(request: Request) -> int:
     return query_int(request, "limit", DEFAULT_LIMIT, minimum=1)
+
+
+def query_min_position(request: Request) -> int | None:
+    """``?min_position=``: read a view once it has applied this log position (a write's
+    ``Spool-Position``)."""
+    return query_int(request, "min_position", None)
 
 
 def idempotency_key(request: Request) -> str | None:

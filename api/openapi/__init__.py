@@ -71,7 +71,7 @@ def build(routes: Sequence[BaseRoute]) -> dict[str, Any]:
     op_ids = operation_ids(served)
     for (method, path), route in served.items():
         paths.setdefault(path, {})[method.lower()] = operation(
-            path, route, ops[(method, path)], op_ids[(method, path)], schemas)
+            route, ops[(method, path)], op_ids[(method, path)], schemas)
     components = schemas.components()
     return {
         "openapi": "3.1.0",

@@ -36,9 +36,9 @@ def _tag(path: str) -> str:
     return tag
 
 
-def operation(path: str, route: Route, op: Operation, op_id: str,
-               schemas: Schemas) -> dict[str, Any]:
-    out: dict[str, Any] = {"tags": [_tag(path)], "summary": op.summary, "operationId": op_id}
+def operation(route: Route, op: Operation, op_id: str, schemas: Schemas) -> dict[str, Any]:
+    """The operation object of ``route`` (one method), described by ``op``."""
+    out: dict[str, Any] = {"tags": [_tag(route.path)], "summary": op.summary, "operationId": op_id}
     description = _auth_text(op.auth) + (" " + op.description if op.description else "")
     if description.strip():
         out["description"] = description.strip()

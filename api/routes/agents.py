@@ -9,14 +9,16 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.auth import agent_runtime, event_meta, tenant_of
+from api.auth import agent_runtime, tenant_of, writer
 from api.io import (
+    NO_STORE,
     NUL_FREE,
     idempotency_key,
     json_response,
     position_header,
     query_int,
     query_limit,
+    query_min_position,
     read_json,
     read_optional_json,
 )
@@ -41,20 +43,18 @@ from engine.pages import Page
 
 
 async def create_agent(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
+    tenant_id, meta = await writer(request, "member")
     config = await read_json(request, AgentConfig)
     agent, event = await engine_of(request).agents.create(
-        tenant_id, config, meta=event_meta(request, principal),
-        idempotency_key=idempotency_key(request),
-    )
-    return json_response(agent, 201, position_header(event.position))
+        tenant_id, config, meta=meta, idempotency_key=idempotency_key(request))
+    return json_response(agent, 201, position_header(event))
 
 
 async def list_agents(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
     page = await engine_of(request).agents.list_agents(
         tenant_id, after=query_cursor(request, "agt"), limit=query_limit(request),
-        min_position=query_int(request, "min_position", None),
+        min_position=query_min_position(request),
     )
     return json_response(page)
 
@@ -63,18 +63,18 @@ async def get_agent(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
     agent = await engine_of(request).agents.read(
         tenant_id, request.path_params["agent_id"],
-        min_position=query_int(request, "min_position", None))
+        min_position=query_min_position(request))
     return json_response(agent)
 
 
 async def update_agent(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
+    tenant_id, meta = await writer(request, "member")
     patch = await read_json(request, AgentPatch)
     agent, event = await engine_of(request).agents.update(
         tenant_id, request.path_params["agent_id"], patch,
-        meta=event_meta(request, principal), idempotency_key=idempotency_key(request),
+        meta=meta, idempotency_key=idempotency_key(request),
     )
-    return json_response(agent, 200, position_header(event.position))
+    return json_response(agent, 200, position_header(event))
 
 
 async def list_versions(request: Request) -> Response:
@@ -87,11 +87,10 @@ async def list_versions(request: Request) -> Response:
 
 
 async def archive_agent(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
+    tenant_id, meta = await writer(request, "member")
     agent, event = await engine_of(request).agents.archive(
-        tenant_id, request.path_params["agent_id"], meta=event_meta(request, principal)
-    )
-    return json_response(agent, 200, position_header(event.position) if event else None)
+        tenant_id, request.path_params["agent_id"], meta=meta)
+    return json_response(agent, 200, position_header(event))
 
 
 class TokenIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -103,7 +102,7 @@ async def create_token(request: Request) -> Response:
     body = await read_optional_json(request, TokenIn)
     token = await engine_of(request).agent_tokens.create(
         tenant_id, request.path_params["agent_id"], name=body.name)
-    return json_response(token, 201, {"Cache-Control": "no-store"})
+    return json_response(token, 201, NO_STORE)
 
 
 async def list_tokens(request: Request) -> Response:
@@ -128,7 +127,7 @@ async def heartbeat(request: Request) -> Response:
     meta = EventMeta(actor=runtime.token_id, request_id=request.state.request_id)
     event = await engine_of(request).agents.heartbeat(
         runtime.tenant_id, agent_id, runtime.token_id, body.note, meta=meta)
-    return json_response(EventAccepted(event), 202, position_header(event.position))
+    return json_response(EventAccepted(event), 202, position_header(event))
 
 
 routes = [

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.auth import tenant_of
-from api.io import NUL_FREE, json_response, query_limit, read_json
+from api.io import NO_STORE, NUL_FREE, json_response, query_limit, read_json
 from api.operation import CREATED_ID, Operation, page, route
 from api.query import query_cursor
 from api.state import engine_of
@@ -28,7 +28,7 @@ async def create_api_key(request: Request) -> Response:
     key = await engine_of(request).tenants.create_key(
         tenant_id, name=body.name, role=body.role
     )
-    return json_response(key, 201, {"Cache-Control": "no-store"})
+    return json_response(key, 201, NO_STORE)
 
 
 async def list_api_keys(request: Request) -> Response:

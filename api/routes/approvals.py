@@ -8,7 +8,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.auth import event_meta, tenant_of
+from api.auth import tenant_of, writer
 from api.io import NUL_FREE, idempotency_key, json_response, position_header, query_limit, read_json
 from api.operation import Operation, id_q, page, q, route
 from api.query import query_cursor, query_id, query_text
@@ -42,13 +42,13 @@ async def get_approval(request: Request) -> Response:
 
 
 async def resolve_approval(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
+    tenant_id, meta = await writer(request, "member")
     body = await read_json(request, DecisionIn)
     event = await engine_of(request).approvals.resolve(
         tenant_id, request.path_params["approval_id"], body.decision, body.reason,
-        meta=event_meta(request, principal), idempotency_key=idempotency_key(request),
+        meta=meta, idempotency_key=idempotency_key(request),
     )
-    return json_response(EventAccepted(event), 202, position_header(event.position))
+    return json_response(EventAccepted(event), 202, position_header(event))
 
 
 routes = [

@@ -5,13 +5,14 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.auth import event_meta, tenant_of
+from api.auth import tenant_of, writer
 from api.io import (
     idempotency_key,
     json_response,
     position_header,
     query_int,
     query_limit,
+    query_min_position,
     read_json,
 )
 from api.operation import MIN_POSITION, Operation, links_to, q, route, view_page
@@ -23,20 +24,18 @@ from engine.pages import MAX_LIMIT, Page
 
 
 async def create_board(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
+    tenant_id, meta = await writer(request, "member")
     body = await read_json(request, BoardIn)
     board, event = await engine_of(request).boards.create(
-        tenant_id, body, meta=event_meta(request, principal),
-        idempotency_key=idempotency_key(request),
-    )
-    return json_response(board, 201, position_header(event.position))
+        tenant_id, body, meta=meta, idempotency_key=idempotency_key(request))
+    return json_response(board, 201, position_header(event))
 
 
 async def list_boards(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
     page = await engine_of(request).boards.list_boards(
         tenant_id, after=query_cursor(request, "brd"), limit=query_limit(request),
-        min_position=query_int(request, "min_position", None),
+        min_position=query_min_position(request),
     )
     return json_response(page)
 
@@ -48,21 +47,21 @@ async def get_board(request: Request) -> Response:
 
 
 async def update_board(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
+    tenant_id, meta = await writer(request, "member")
     patch = await read_json(request, BoardPatch)
     board, event = await engine_of(request).boards.update(
         tenant_id, request.path_params["board_id"], patch,
-        meta=event_meta(request, principal), idempotency_key=idempotency_key(request),
+        meta=meta, idempotency_key=idempotency_key(request),
     )
-    return json_response(board, 200, position_header(event.position) if event else None)
+    return json_response(board, 200, position_header(event))
 
 
 async def delete_board(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
+    tenant_id, meta = await writer(request, "member")
     board_id = request.path_params["board_id"]
     event = await engine_of(request).boards.delete(
-        tenant_id, board_id, meta=event_meta(request, principal))
-    return json_response(Deleted(board_id), 200, position_header(event.position))
+        tenant_id, board_id, meta=meta)
+    return json_response(Deleted(board_id), 200, position_header(event))
 
 
 async def board_snapshot(request: Request) -> Response:
@@ -70,7 +69,7 @@ async def board_snapshot(request: Request) -> Response:
     snapshot = await engine_of(request).tasks.snapshot(
         tenant_id, request.path_params["board_id"], limit=query_int(request, "limit", 100,
                                                                     minimum=1),
-        min_position=query_int(request, "min_position", None),
+        min_position=query_min_position(request),
     )
     return json_response(snapshot)
 

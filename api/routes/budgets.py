@@ -7,12 +7,20 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.auth import event_meta, tenant_of
-from api.io import json_response, position_header, query_date, query_int, query_limit, read_json
+from api.auth import tenant_of, writer
+from api.io import (
+    json_response,
+    position_header,
+    query_date,
+    query_limit,
+    query_min_position,
+    read_json,
+)
 from api.operation import AFTER, LIMIT, MIN_POSITION, Operation, id_q, q, route, text_q
 from api.query import SCOPE_PATTERN, query_id, query_scope_cursor, query_text
 from api.state import engine_of
 from engine.domain.budgets import GROUPS, Budget, BudgetIn, LimitsIn, UsageRow
+from engine.events import Event
 from engine.pages import Page
 
 
@@ -24,34 +32,34 @@ class BudgetDeleted(msgspec.Struct):
 
 
 async def set_budget(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "owner")
+    tenant_id, meta = await writer(request, "owner")
     body = await read_json(request, BudgetIn)
     budgets = engine_of(request).budgets
     scope = request.path_params["scope"]
-    event = await budgets.set(tenant_id, scope, body, meta=event_meta(request, principal))
+    event = await budgets.set(tenant_id, scope, body, meta=meta)
     if body.limits == LimitsIn():
-        return _deleted(scope, event.position)
+        return _deleted(scope, event)
     budget = await budgets.get(tenant_id, scope, min_position=event.position)
-    return json_response(budget, 200, position_header(event.position))
+    return json_response(budget, 200, position_header(event))
 
 
 async def delete_budget(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "owner")
+    tenant_id, meta = await writer(request, "owner")
     scope = request.path_params["scope"]
     event = await engine_of(request).budgets.set(
-        tenant_id, scope, BudgetIn(limits=LimitsIn()), meta=event_meta(request, principal))
-    return _deleted(scope, event.position)
+        tenant_id, scope, BudgetIn(limits=LimitsIn()), meta=meta)
+    return _deleted(scope, event)
 
 
-def _deleted(scope: str, position: int) -> Response:
-    return json_response(BudgetDeleted(scope, True), 200, position_header(position))
+def _deleted(scope: str, event: Event) -> Response:
+    return json_response(BudgetDeleted(scope, True), 200, position_header(event))
 
 
 async def get_budget(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
     budget = await engine_of(request).budgets.get(
         tenant_id, request.path_params["scope"],
-        min_position=query_int(request, "min_position", None))
+        min_position=query_min_position(request))
     return json_response(budget)
 
 
@@ -59,7 +67,7 @@ async def list_budgets(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
     page = await engine_of(request).budgets.list_budgets(
         tenant_id, after=query_scope_cursor(request), limit=query_limit(request),
-        min_position=query_int(request, "min_position", None))
+        min_position=query_min_position(request))
     return json_response(page)
 
 
@@ -69,7 +77,7 @@ async def usage(request: Request) -> Response:
         tenant_id, group_by=query_text(request, "group_by"), start=query_date(request, "from"),
         end=query_date(request, "to"), agent_id=query_id(request, "agent_id", "agt"),
         session_id=query_id(request, "session_id", "ses"), after=query_text(request, "after"),
-        limit=query_limit(request), min_position=query_int(request, "min_position", None))
+        limit=query_limit(request), min_position=query_min_position(request))
     return json_response(page)
 
 

@@ -9,7 +9,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.auth import event_meta, tenant_of
+from api.auth import tenant_of, writer
 from api.io import (
     NUL_FREE,
     idempotency_key,
@@ -17,6 +17,7 @@ from api.io import (
     position_header,
     query_int,
     query_limit,
+    query_min_position,
     read_json,
 )
 from api.operation import LIMIT, Operation, id_q, links_to, q, route, seq_after, view_page
@@ -77,7 +78,7 @@ class QueuedTurns(msgspec.Struct):
 
 
 async def create_session(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
+    tenant_id, meta = await writer(request, "member")
     body = await read_json(request, SessionIn)
     session, event = await engine_of(request).sessions.create(
         tenant_id,
@@ -85,10 +86,10 @@ async def create_session(request: Request) -> Response:
         agent_version=query_int(request, "agent_version", None, minimum=1),
         title=body.title,
         metadata=body.metadata,
-        meta=event_meta(request, principal),
+        meta=meta,
         idempotency_key=idempotency_key(request),
     )
-    return json_response(session, 201, position_header(event.position))
+    return json_response(session, 201, position_header(event))
 
 
 async def list_sessions(request: Request) -> Response:
@@ -97,7 +98,7 @@ async def list_sessions(request: Request) -> Response:
         tenant_id, agent_id=query_id(request, "agent_id", "agt"),
         status=query_text(request, "status"), after=query_cursor(request, "ses"),
         limit=query_limit(request),
-        min_position=query_int(request, "min_position", None),
+        min_position=query_min_position(request),
     )
     return json_response(page)
 
@@ -122,27 +123,26 @@ async def get_state(request: Request) -> Response:
 
 
 async def submit_message(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
+    tenant_id, meta = await writer(request, "member")
     mode = query_choice(request, "mode", _MODES)
     body = await read_json(request, MessageIn)
     event, allowance = await engine_of(request).sessions.submit_message(
         tenant_id, request.path_params["session_id"], body.blocks(), mode=mode,
-        meta=event_meta(request, principal), idempotency_key=idempotency_key(request),
+        meta=meta, idempotency_key=idempotency_key(request),
     )
-    headers = position_header(event.position)
+    headers = position_header(event)
     if allowance is not None:  # a limit is set: what is left of it
         headers.update(allowance.headers())
     return json_response(EventAccepted(event), 202, headers)
 
 
 async def interrupt(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
+    tenant_id, meta = await writer(request, "member")
     event = await engine_of(request).sessions.interrupt(
-        tenant_id, request.path_params["session_id"], meta=event_meta(request, principal)
-    )
+        tenant_id, request.path_params["session_id"], meta=meta)
     if event is None:  # nothing running: nothing to do (an interrupt is idempotent)
         return json_response(NothingToInterrupt(None))
-    return json_response(EventAccepted(event), 202, position_header(event.position))
+    return json_response(EventAccepted(event), 202, position_header(event))
 
 
 async def list_queue(request: Request) -> Response:
@@ -153,18 +153,18 @@ async def list_queue(request: Request) -> Response:
 
 
 async def remove_queued(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
+    tenant_id, meta = await writer(request, "member")
     event = await engine_of(request).sessions.remove_queued(
         tenant_id, request.path_params["session_id"], request.path_params["turn_id"],
-        meta=event_meta(request, principal))
-    return json_response(EventAccepted(event), 202, position_header(event.position))
+        meta=meta)
+    return json_response(EventAccepted(event), 202, position_header(event))
 
 
 async def archive(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
+    tenant_id, meta = await writer(request, "member")
     session, event = await engine_of(request).sessions.archive(
-        tenant_id, request.path_params["session_id"], meta=event_meta(request, principal))
-    return json_response(session, 200, position_header(event.position) if event else None)
+        tenant_id, request.path_params["session_id"], meta=meta)
+    return json_response(session, 200, position_header(event))
 
 
 class ToolResultIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -179,15 +179,15 @@ class ToolResultsIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 async def submit_tool_results(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
+    tenant_id, meta = await writer(request, "member")
     body = await read_json(request, ToolResultsIn)
     results = [ClientToolResult(r.tool_use_id, _blocks(r.content), r.is_error)
                for r in body.results]
     events = await engine_of(request).sessions.submit_tool_results(
         tenant_id, request.path_params["session_id"], results,
-        meta=event_meta(request, principal), idempotency_key=idempotency_key(request),
+        meta=meta, idempotency_key=idempotency_key(request),
     )
-    return json_response(EventsAccepted(events), 202, position_header(events[-1].position))
+    return json_response(EventsAccepted(events), 202, position_header(events[-1]))
 
 
 async def list_events(request: Request) -> Response:

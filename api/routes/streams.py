@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.auth import stream_reader, tenant_of
-from api.io import json_response, read_optional_json
+from api.io import NO_STORE, json_response, read_optional_json
 from api.operation import (
     ACCESS_TOKEN,
     SSE,
@@ -70,7 +70,7 @@ async def create_stream_token(request: Request) -> Response:
     body = await read_optional_json(request, StreamTokenIn)
     token = await engine_of(request).stream_tokens.create(tenant_id, principal.key_id,
                                                                  body)
-    return json_response(token, 201, {"Cache-Control": "no-store"})
+    return json_response(token, 201, NO_STORE)
 
 
 routes = [

@@ -8,13 +8,13 @@ from typing import get_args
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.auth import event_meta, tenant_of
+from api.auth import tenant_of, writer
 from api.io import (
     idempotency_key,
     json_response,
     position_header,
-    query_int,
     query_limit,
+    query_min_position,
     read_json,
 )
 from api.operation import Operation, id_q, links_to, page, q, route, view_page
@@ -27,13 +27,11 @@ from engine.pages import Page
 
 
 async def create_task(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
+    tenant_id, meta = await writer(request, "member")
     body = await read_json(request, TaskIn)
     task, event = await engine_of(request).tasks.create(
-        tenant_id, body, meta=event_meta(request, principal),
-        idempotency_key=idempotency_key(request),
-    )
-    return json_response(task, 201, position_header(event.position))
+        tenant_id, body, meta=meta, idempotency_key=idempotency_key(request))
+    return json_response(task, 201, position_header(event))
 
 
 async def list_tasks(request: Request) -> Response:
@@ -43,7 +41,7 @@ async def list_tasks(request: Request) -> Response:
         assignee_id=query_id(request, "assignee_id", "agt"),
         board_id=query_id(request, "board_id", "brd"), after=query_cursor(request, "tsk"),
         limit=query_limit(request),
-        min_position=query_int(request, "min_position", None),
+        min_position=query_min_position(request),
     )
     return json_response(page)
 
@@ -55,31 +53,31 @@ async def get_task(request: Request) -> Response:
 
 
 async def update_task(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
+    tenant_id, meta = await writer(request, "member")
     patch = await read_json(request, TaskPatch)
     task, event = await engine_of(request).tasks.update(
         tenant_id, request.path_params["task_id"], patch,
-        meta=event_meta(request, principal), idempotency_key=idempotency_key(request),
+        meta=meta, idempotency_key=idempotency_key(request),
     )
-    return json_response(task, 200, position_header(event.position) if event else None)
+    return json_response(task, 200, position_header(event))
 
 
 async def delete_task(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
+    tenant_id, meta = await writer(request, "member")
     task_id = request.path_params["task_id"]
     event = await engine_of(request).tasks.delete(
-        tenant_id, task_id, meta=event_meta(request, principal))
-    return json_response(Deleted(task_id), 200, position_header(event.position))
+        tenant_id, task_id, meta=meta)
+    return json_response(Deleted(task_id), 200, position_header(event))
 
 
 async def add_comment(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
+    tenant_id, meta = await writer(request, "member")
     body = await read_json(request, CommentIn)
     comment, event = await engine_of(request).tasks.comment(
-        tenant_id, request.path_params["task_id"], body, meta=event_meta(request, principal),
+        tenant_id, request.path_params["task_id"], body, meta=meta,
         idempotency_key=idempotency_key(request),
     )
-    return json_response(comment, 201, position_header(event.position))
+    return json_response(comment, 201, position_header(event))
 
 
 async def list_comments(request: Request) -> Response:

@@ -93,6 +93,7 @@ _QUERY = [re.compile(p) for p in (r'query_params\.get\("(\w+)"', r'\bparams\.get
                                   r'query_(?:int|date|text|id|choice)\(request, "(\w+)"')]
 # api/query.py's helpers for one parameter each
 _QUERY_HELPERS = {"query_limit(request)": "limit", "cursor(request": "after",
+                  "query_min_position(request)": "min_position",
                   "query_event_types(request)": "types",
                   "query_stream_type(request)": "stream_type"}
 
@@ -127,7 +128,7 @@ def test_the_operation_says_what_its_handler_does(key: tuple[str, str]) -> None:
     assert op.idempotent == ("idempotency_key(request)" in source), f"{where}: Idempotency-Key"
     assert (op.position is not None) == ("position_header(" in source), f"{where}: position"
 
-    roles = re.findall(r'(?:tenant_of|authenticate)\(request, "(\w+)"\)', source)
+    roles = re.findall(r'(?:tenant_of|writer|authenticate)\(request, "(\w+)"\)', source)
     auth = roles[0] if roles else "runtime" if "agent_runtime(request" in source else None
     assert op.auth == auth, f"{where}: authentication"
 
