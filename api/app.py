@@ -12,7 +12,6 @@ from starlette.middleware.cors import CORSMiddleware
 from api.errors import EXCEPTION_HANDLERS
 from api.middleware import JsonBodiesOnly, RequestContextMiddleware
 from api.openapi import RESPONSE_HEADERS
-from api.openapi import routes as openapi_routes
 from api.routes import (
     agents,
     api_keys,
@@ -21,6 +20,7 @@ from api.routes import (
     budgets,
     events,
     health,
+    openapi,
     sessions,
     streams,
     tasks,
@@ -29,8 +29,8 @@ from api.routes import (
 from engine.engine import Engine
 from engine.settings import Settings
 
-# The route table (api/openapi.py describes each route; a test checks that it does).
-ROUTES = [*health.routes, *openapi_routes, *tenants.routes, *api_keys.routes, *agents.routes,
+# The route table: each route with the Operation that describes it (api/operation.py).
+ROUTES = [*health.routes, *openapi.routes, *tenants.routes, *api_keys.routes, *agents.routes,
           *sessions.routes, *approvals.routes, *streams.routes, *events.routes, *boards.routes,
           *tasks.routes, *budgets.routes]
 

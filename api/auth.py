@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
+from api.state import engine_of
 from engine.auth.agent_tokens import RuntimePrincipal, is_runtime_token
 from engine.auth.stream_tokens import StreamGrant, is_stream_token
 from engine.auth.tenants import Principal, Role
@@ -15,10 +16,10 @@ async def authenticate(request: Request, role: Role) -> Principal:
     """The caller, who must hold at least ``role`` (401 without credentials, 403 without role)."""
     token = _bearer(request)
     if token is not None and is_runtime_token(token):
-        await request.app.state.engine.agent_tokens.authenticate(token)  # 401 if not valid
+        await engine_of(request).agent_tokens.authenticate(token)  # 401 if not valid
         raise Forbidden("an agent runtime token only sends its agent's heartbeats"
                         " (POST /v1/agents/{id}/heartbeat)")
-    principal: Principal = await request.app.state.engine.tenants.authenticate(token)
+    principal: Principal = await engine_of(request).tenants.authenticate(token)
     principal.require(role)
     return principal
 
@@ -30,9 +31,9 @@ async def agent_runtime(request: Request, agent_id: str) -> RuntimePrincipal:
     if not token:
         raise Unauthorized("missing credentials: send Authorization: Bearer <agent token>")
     if not is_runtime_token(token):
-        await request.app.state.engine.tenants.authenticate(token)  # 401 if not valid
+        await engine_of(request).tenants.authenticate(token)  # 401 if not valid
         raise Forbidden("heartbeats are sent with one of the agent's runtime tokens (spt_...)")
-    runtime: RuntimePrincipal = await request.app.state.engine.agent_tokens.authenticate(token)
+    runtime: RuntimePrincipal = await engine_of(request).agent_tokens.authenticate(token)
     if runtime.agent_id != agent_id:
         raise Forbidden("this agent token belongs to another agent")
     return runtime
@@ -52,7 +53,7 @@ async def stream_reader(request: Request, session_id: str | None = None) -> Stre
                            "/v1/stream_tokens); send API keys in the Authorization header",
                            details={"field": "access_token"})
     resuming = bool(request.headers.get("last-event-id"))
-    grant: StreamGrant = await request.app.state.engine.stream_tokens.authenticate(
+    grant: StreamGrant = await engine_of(request).stream_tokens.authenticate(
         token, resuming=resuming)
     if grant.session_id is not None and grant.session_id != session_id:
         raise Forbidden("this stream token reads only the stream of session "
@@ -76,7 +77,7 @@ async def tenant_of(request: Request, role: Role) -> tuple[Principal, str]:
     if not tenant_id:
         raise InvalidRequest("the admin must name a tenant in the Spool-Tenant header",
                              field="Spool-Tenant")
-    tenant = await request.app.state.engine.tenants.get(tenant_id)
+    tenant = await engine_of(request).tenants.get(tenant_id)
     if tenant.status != "active":
         raise Forbidden("this tenant is suspended")
     return principal, tenant_id
@@ -84,3 +85,10 @@ async def tenant_of(request: Request, role: Role) -> tuple[Principal, str]:
 
 def event_meta(request: Request, principal: Principal) -> EventMeta:
     return EventMeta(actor=principal.actor, request_id=request.state.request_id)
+
+
+async def writer(request: Request, role: Role) -> tuple[str, EventMeta]:
+    """For a write: the tenant it acts on (``tenant_of``) and the meta its events carry (who,
+    and in which request)."""
+    principal, tenant_id = await tenant_of(request, role)
+    return tenant_id, event_meta(request, principal)

@@ -14,8 +14,10 @@ from starlette.responses import Response
 
 from api import json_limits
 from api.errors import PayloadTooLarge, UnprocessableEntity, UnsupportedMediaType
+from api.state import settings_of
 from engine.errors import InvalidRequest
 from engine.events import NUL_FREE as NUL_FREE  # re-exported: request bodies use it
+from engine.events import Event
 from engine.pages import DEFAULT_LIMIT
 
 T = TypeVar("T")
@@ -32,23 +34,34 @@ def json_response(
     return Response(_encoder.encode(body), status, headers, media_type="application/json")
 
 
-def position_header(position: int) -> dict[str, str]:
-    """``Spool-Position``: the log position a write reached (read-your-writes)."""
-    return {"Spool-Position": str(position)}
+# The answer of a response that hands out a secret (a key, a token): shown once, never cached.
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+@overload
+def position_header(event: Event) -> dict[str, str]: ...
+@overload
+def position_header(event: Event | None) -> dict[str, str] | None: ...
+
+
+def position_header(event: Event | None) -> dict[str, str] | None:
+    """``Spool-Position``: the log position a write reached (read-your-writes); None when the
+    write appended nothing (it changed nothing)."""
+    return None if event is None else {"Spool-Position": str(event.position)}
 
 
 async def read_json(request: Request, body_type: type[T]) -> T:
     """The request body decoded into ``body_type``: 415 if not JSON, 413 if over the limit,
     400 if malformed (or not UTF-8), 422 naming the field if it does not fit the type."""
     _require_json(request)
-    raw = await _read_limited(request, request.app.state.settings.max_body_bytes)
+    raw = await _read_limited(request, settings_of(request).max_body_bytes)
     return _decode(request, raw, body_type)
 
 
 async def read_optional_json(request: Request, body_type: type[T]) -> T:
     """The JSON body, or the type's defaults when the request has none (an empty body). A body
     is never ignored: one that is not declared ``application/json`` is 415, as on every route."""
-    raw = await _read_limited(request, request.app.state.settings.max_body_bytes)
+    raw = await _read_limited(request, settings_of(request).max_body_bytes)
     if not raw:
         return body_type()
     _require_json(request)
@@ -67,7 +80,7 @@ def _require_json(request: Request) -> None:
 
 
 def _decode(request: Request, raw: bytes, body_type: type[T]) -> T:
-    settings = request.app.state.settings
+    settings = settings_of(request)
     try:
         json_limits.check(raw, body_type, depth=settings.max_json_depth,
                           field_bytes=settings.max_json_field_bytes)  # before msgspec recurses
@@ -174,6 +187,12 @@ def query_date(request: Request, name: str) -> date | None:
 
 def query_limit(request: Request) -> int:
     return query_int(request, "limit", DEFAULT_LIMIT, minimum=1)
+
+
+def query_min_position(request: Request) -> int | None:
+    """``?min_position=``: read a view once it has applied this log position (a write's
+    ``Spool-Position``)."""
+    return query_int(request, "min_position", None)
 
 
 def idempotency_key(request: Request) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
+from typing import TypeVar, cast
 
 from starlette.requests import Request
 
@@ -18,16 +19,17 @@ from engine.ids import is_id
 from engine.pages import check_cursor
 
 MAX_LENGTH = 200  # names and ids are far shorter (an id is 30 characters)
+C = TypeVar("C", bound=str)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # The same rules as JSON Schema patterns, for the OpenAPI document (empty: absent).
 TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
-_ULID = "[0-9A-HJKMNP-TV-Z]{26}"
-SCOPE_PATTERN = f"^(tenant|agent:agt_{_ULID}|session:ses_{_ULID})?$"
+ULID = "[0-9A-HJKMNP-TV-Z]{26}"
+SCOPE_PATTERN = f"^(tenant|agent:agt_{ULID}|session:ses_{ULID})?$"
 
 
 def id_pattern(prefix: str) -> str:
-    return f"^({prefix}_{_ULID})?$"
+    return f"^({prefix}_{ULID})?$"
 
 
 def query_text(request: Request, name: str, *, max_length: int = MAX_LENGTH) -> str | None:
@@ -69,11 +71,11 @@ def query_scope_cursor(request: Request) -> str | None:
     return after
 
 
-def query_choice(request: Request, name: str, choices: Collection[str]) -> str | None:
+def query_choice(request: Request, name: str, choices: Collection[C]) -> C | None:
     value = query_text(request, name)
     if value is not None and value not in choices:
         raise InvalidRequest(f"{name} must be one of {', '.join(choices)}", field=name)
-    return value
+    return cast(C, value)  # one of ``choices``: of their (literal) type
 
 
 def query_stream_type(request: Request) -> str | None:

@@ -136,7 +136,7 @@ class Engine:
         self.budgets = Budgets(self._pool, self._store, self.agents,
                                prices=PriceTable(dict(self.settings.prices)),
                                wait_seconds=self.settings.budget_wait_seconds)
-        self.sessions = Sessions(self._store, self.agents, self.budgets)
+        self.sessions = Sessions(self._store, self.agents, self.budgets, self.rate_limiter)
         self.approvals = Approvals(self._pool, self._store, self.sessions)
         self.audit = Audit(self._store)
         self.boards = Boards(self._pool, self._store)

@@ -8,64 +8,78 @@ from typing import Annotated
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from api.auth import agent_runtime, event_meta, tenant_of
+from api.auth import agent_runtime, tenant_of, writer
 from api.io import (
+    NO_STORE,
     NUL_FREE,
     idempotency_key,
     json_response,
     position_header,
     query_int,
     query_limit,
+    query_min_position,
     read_json,
     read_optional_json,
 )
+from api.operation import (
+    CREATED_ID,
+    LIMIT,
+    MIN_POSITION,
+    Operation,
+    links_to,
+    page,
+    route,
+    seq_after,
+    view_page,
+)
 from api.query import query_cursor
-from engine.domain.agents import AgentPatch, HeartbeatIn
+from api.responses import EventAccepted
+from api.state import engine_of
+from engine.auth.agent_tokens import AgentToken
+from engine.domain.agents import Agent, AgentPatch, AgentVersion, HeartbeatIn
 from engine.events import AgentConfig, EventMeta
+from engine.pages import Page
 
 
 async def create_agent(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
+    tenant_id, meta = await writer(request, "member")
     config = await read_json(request, AgentConfig)
-    agent, event = await request.app.state.engine.agents.create(
-        tenant_id, config, meta=event_meta(request, principal),
-        idempotency_key=idempotency_key(request),
-    )
-    return json_response(agent, 201, position_header(event.position))
+    agent, event = await engine_of(request).agents.create(
+        tenant_id, config, meta=meta, idempotency_key=idempotency_key(request))
+    return json_response(agent, 201, position_header(event))
 
 
 async def list_agents(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
-    page = await request.app.state.engine.agents.list_agents(
+    page = await engine_of(request).agents.list_agents(
         tenant_id, after=query_cursor(request, "agt"), limit=query_limit(request),
-        min_position=query_int(request, "min_position", None),
+        min_position=query_min_position(request),
     )
     return json_response(page)
 
 
 async def get_agent(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
-    agent = await request.app.state.engine.agents.read(
+    agent = await engine_of(request).agents.read(
         tenant_id, request.path_params["agent_id"],
-        min_position=query_int(request, "min_position", None))
+        min_position=query_min_position(request))
     return json_response(agent)
 
 
 async def update_agent(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
+    tenant_id, meta = await writer(request, "member")
     patch = await read_json(request, AgentPatch)
-    agent, event = await request.app.state.engine.agents.update(
+    agent, event = await engine_of(request).agents.update(
         tenant_id, request.path_params["agent_id"], patch,
-        meta=event_meta(request, principal), idempotency_key=idempotency_key(request),
+        meta=meta, idempotency_key=idempotency_key(request),
     )
-    return json_response(agent, 200, position_header(event.position))
+    return json_response(agent, 200, position_header(event))
 
 
 async def list_versions(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
-    page = await request.app.state.engine.agents.versions(
+    page = await engine_of(request).agents.versions(
         tenant_id, request.path_params["agent_id"], after=query_int(request, "after", 0),
         limit=query_limit(request),
     )
@@ -73,11 +87,10 @@ async def list_versions(request: Request) -> Response:
 
 
 async def archive_agent(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
-    agent, event = await request.app.state.engine.agents.archive(
-        tenant_id, request.path_params["agent_id"], meta=event_meta(request, principal)
-    )
-    return json_response(agent, 200, position_header(event.position) if event else None)
+    tenant_id, meta = await writer(request, "member")
+    agent, event = await engine_of(request).agents.archive(
+        tenant_id, request.path_params["agent_id"], meta=meta)
+    return json_response(agent, 200, position_header(event))
 
 
 class TokenIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -87,14 +100,14 @@ class TokenIn(msgspec.Struct, forbid_unknown_fields=True):
 async def create_token(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "owner")
     body = await read_optional_json(request, TokenIn)
-    token = await request.app.state.engine.agent_tokens.create(
+    token = await engine_of(request).agent_tokens.create(
         tenant_id, request.path_params["agent_id"], name=body.name)
-    return json_response(token, 201, {"Cache-Control": "no-store"})
+    return json_response(token, 201, NO_STORE)
 
 
 async def list_tokens(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "owner")
-    page = await request.app.state.engine.agent_tokens.list(
+    page = await engine_of(request).agent_tokens.list(
         tenant_id, request.path_params["agent_id"], after=query_cursor(request, "atk"),
         limit=query_limit(request))
     return json_response(page)
@@ -102,7 +115,7 @@ async def list_tokens(request: Request) -> Response:
 
 async def revoke_token(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "owner")
-    token = await request.app.state.engine.agent_tokens.revoke(
+    token = await engine_of(request).agent_tokens.revoke(
         tenant_id, request.path_params["agent_id"], request.path_params["token_id"])
     return json_response(token)
 
@@ -112,20 +125,48 @@ async def heartbeat(request: Request) -> Response:
     runtime = await agent_runtime(request, agent_id)
     body = await read_optional_json(request, HeartbeatIn)
     meta = EventMeta(actor=runtime.token_id, request_id=request.state.request_id)
-    event = await request.app.state.engine.agents.heartbeat(
+    event = await engine_of(request).agents.heartbeat(
         runtime.tenant_id, agent_id, runtime.token_id, body.note, meta=meta)
-    return json_response({"event": event}, 202, position_header(event.position))
+    return json_response(EventAccepted(event), 202, position_header(event))
 
 
 routes = [
-    Route("/v1/agents", create_agent, methods=["POST"]),
-    Route("/v1/agents", list_agents, methods=["GET"]),
-    Route("/v1/agents/{agent_id}", get_agent, methods=["GET"]),
-    Route("/v1/agents/{agent_id}", update_agent, methods=["PATCH"]),
-    Route("/v1/agents/{agent_id}/versions", list_versions, methods=["GET"]),
-    Route("/v1/agents/{agent_id}/archive", archive_agent, methods=["POST"]),
-    Route("/v1/agents/{agent_id}/tokens", create_token, methods=["POST"]),
-    Route("/v1/agents/{agent_id}/tokens", list_tokens, methods=["GET"]),
-    Route("/v1/agents/{agent_id}/tokens/{token_id}", revoke_token, methods=["DELETE"]),
-    Route("/v1/agents/{agent_id}/heartbeat", heartbeat, methods=["POST"]),
+    route("POST", "/v1/agents", create_agent, Operation(
+        "Create an agent", Agent, 201, AgentConfig, auth="member", idempotent=True,
+        position="always", description="`view` is null in write responses.",
+        links=links_to("agent_id", GetAgent="get_agent", UpdateAgent="update_agent",
+                       ListVersions="list_versions", ArchiveAgent="archive_agent",
+                       CreateToken="create_token", ListTokens="list_tokens"))),
+    route("GET", "/v1/agents", list_agents, Operation(
+        "List agents, with their view", Page[Agent], query=view_page("agt"))),
+    route("GET", "/v1/agents/{agent_id}", get_agent, Operation(
+        "Get an agent, with its view", Agent, query=(MIN_POSITION,))),
+    route("PATCH", "/v1/agents/{agent_id}", update_agent, Operation(
+        "Update an agent: a new immutable version", Agent, body=AgentPatch, auth="member",
+        idempotent=True, position="always", errors=(409,),
+        description="Each field given replaces the current one. Sessions keep the version "
+        "they pinned.")),
+    route("GET", "/v1/agents/{agent_id}/versions", list_versions, Operation(
+        "List an agent's versions", Page[AgentVersion],
+        query=(LIMIT, seq_after("Versions after this one.")))),
+    route("POST", "/v1/agents/{agent_id}/archive", archive_agent, Operation(
+        "Archive an agent", Agent, auth="member", position="if_changed", errors=(409,),
+        description="No new session may use it; sessions that pinned it keep running. "
+        "Archiving an archived agent changes nothing.")),
+    route("POST", "/v1/agents/{agent_id}/tokens", create_token, Operation(
+        "Create an agent runtime token", AgentToken, 201, TokenIn, body_optional=True,
+        auth="owner", errors=(409,),
+        description="The plaintext `token` (`spt_...`) is in this response only. It is good "
+        "for one thing: the agent's heartbeats. 409 for an archived agent.",
+        links={"RevokeToken": ("revoke_token", {"agent_id": "$request.path.agent_id",
+                                                "token_id": CREATED_ID})})),
+    route("GET", "/v1/agents/{agent_id}/tokens", list_tokens, Operation(
+        "List an agent's runtime tokens", Page[AgentToken], auth="owner", query=page("atk"))),
+    route("DELETE", "/v1/agents/{agent_id}/tokens/{token_id}", revoke_token, Operation(
+        "Revoke an agent runtime token", AgentToken, auth="owner")),
+    route("POST", "/v1/agents/{agent_id}/heartbeat", heartbeat, Operation(
+        "Report that the agent's runtime is alive", EventAccepted, 202, HeartbeatIn,
+        body_optional=True, auth="runtime", position="always", errors=(409,),
+        description="Appends `agent_heartbeat`. 409 for an archived agent; 403 with another "
+        "agent's token or an API key.")),
 ]

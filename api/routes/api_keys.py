@@ -7,12 +7,14 @@ from typing import Annotated
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from api.auth import tenant_of
-from api.io import NUL_FREE, json_response, query_limit, read_json
+from api.io import NO_STORE, NUL_FREE, json_response, query_limit, read_json
+from api.operation import CREATED_ID, Operation, page, route
 from api.query import query_cursor
-from engine.auth.tenants import KeyRole
+from api.state import engine_of
+from engine.auth.tenants import ApiKey, KeyRole
+from engine.pages import Page
 
 
 class ApiKeyIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -23,15 +25,15 @@ class ApiKeyIn(msgspec.Struct, forbid_unknown_fields=True):
 async def create_api_key(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "owner")
     body = await read_json(request, ApiKeyIn)
-    key = await request.app.state.engine.tenants.create_key(
+    key = await engine_of(request).tenants.create_key(
         tenant_id, name=body.name, role=body.role
     )
-    return json_response(key, 201, {"Cache-Control": "no-store"})
+    return json_response(key, 201, NO_STORE)
 
 
 async def list_api_keys(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "owner")
-    page = await request.app.state.engine.tenants.list_keys(
+    page = await engine_of(request).tenants.list_keys(
         tenant_id, after=query_cursor(request, "key"), limit=query_limit(request)
     )
     return json_response(page)
@@ -40,14 +42,22 @@ async def list_api_keys(request: Request) -> Response:
 async def revoke_api_key(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "owner")
     # also closes the streams the key (or a stream token it asked for) opened, everywhere
-    key = await request.app.state.engine.access.revoke_key(
+    key = await engine_of(request).access.revoke_key(
         tenant_id, request.path_params["key_id"]
     )
     return json_response(key)
 
 
 routes = [
-    Route("/v1/api_keys", create_api_key, methods=["POST"]),
-    Route("/v1/api_keys", list_api_keys, methods=["GET"]),
-    Route("/v1/api_keys/{key_id}", revoke_api_key, methods=["DELETE"]),
+    route("POST", "/v1/api_keys", create_api_key, Operation(
+        "Create an API key", ApiKey, 201, ApiKeyIn, auth="owner",
+        description="The plaintext `key` (`spk_...`) is in this response only "
+        "(`Cache-Control: no-store`); it is stored as a hash.",
+        links={"RevokeApiKey": ("revoke_api_key", {"key_id": CREATED_ID})})),
+    route("GET", "/v1/api_keys", list_api_keys, Operation(
+        "List API keys", Page[ApiKey], auth="owner", query=page("key"))),
+    route("DELETE", "/v1/api_keys/{key_id}", revoke_api_key, Operation(
+        "Revoke an API key", ApiKey, auth="owner",
+        description="The key gets 401 from now on, its stream tokens too; the streams it or "
+        "its stream tokens opened are closed (a `: closed: ...` comment), in every process.")),
 ]

@@ -4,79 +4,92 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from api.auth import event_meta, tenant_of
+from api.auth import tenant_of, writer
 from api.io import (
     idempotency_key,
     json_response,
     position_header,
     query_int,
     query_limit,
+    query_min_position,
     read_json,
 )
+from api.operation import MIN_POSITION, Operation, links_to, q, route, view_page
 from api.query import query_cursor
-from engine.domain.boards import BoardIn, BoardPatch, Deleted
+from api.state import engine_of
+from engine.domain.boards import Board, BoardIn, BoardPatch, Deleted
+from engine.domain.tasks import BoardSnapshot
+from engine.pages import MAX_LIMIT, Page
 
 
 async def create_board(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
+    tenant_id, meta = await writer(request, "member")
     body = await read_json(request, BoardIn)
-    board, event = await request.app.state.engine.boards.create(
-        tenant_id, body, meta=event_meta(request, principal),
-        idempotency_key=idempotency_key(request),
-    )
-    return json_response(board, 201, position_header(event.position))
+    board, event = await engine_of(request).boards.create(
+        tenant_id, body, meta=meta, idempotency_key=idempotency_key(request))
+    return json_response(board, 201, position_header(event))
 
 
 async def list_boards(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
-    page = await request.app.state.engine.boards.list_boards(
+    page = await engine_of(request).boards.list_boards(
         tenant_id, after=query_cursor(request, "brd"), limit=query_limit(request),
-        min_position=query_int(request, "min_position", None),
+        min_position=query_min_position(request),
     )
     return json_response(page)
 
 
 async def get_board(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
-    board = await request.app.state.engine.boards.get(tenant_id, request.path_params["board_id"])
+    board = await engine_of(request).boards.get(tenant_id, request.path_params["board_id"])
     return json_response(board)
 
 
 async def update_board(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
+    tenant_id, meta = await writer(request, "member")
     patch = await read_json(request, BoardPatch)
-    board, event = await request.app.state.engine.boards.update(
+    board, event = await engine_of(request).boards.update(
         tenant_id, request.path_params["board_id"], patch,
-        meta=event_meta(request, principal), idempotency_key=idempotency_key(request),
+        meta=meta, idempotency_key=idempotency_key(request),
     )
-    return json_response(board, 200, position_header(event.position) if event else None)
+    return json_response(board, 200, position_header(event))
 
 
 async def delete_board(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
+    tenant_id, meta = await writer(request, "member")
     board_id = request.path_params["board_id"]
-    event = await request.app.state.engine.boards.delete(
-        tenant_id, board_id, meta=event_meta(request, principal))
-    return json_response(Deleted(board_id), 200, position_header(event.position))
+    event = await engine_of(request).boards.delete(
+        tenant_id, board_id, meta=meta)
+    return json_response(Deleted(board_id), 200, position_header(event))
 
 
 async def board_snapshot(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
-    snapshot = await request.app.state.engine.tasks.snapshot(
+    snapshot = await engine_of(request).tasks.snapshot(
         tenant_id, request.path_params["board_id"], limit=query_int(request, "limit", 100,
                                                                     minimum=1),
-        min_position=query_int(request, "min_position", None),
+        min_position=query_min_position(request),
     )
     return json_response(snapshot)
 
 
 routes = [
-    Route("/v1/boards", create_board, methods=["POST"]),
-    Route("/v1/boards", list_boards, methods=["GET"]),
-    Route("/v1/boards/{board_id}", get_board, methods=["GET"]),
-    Route("/v1/boards/{board_id}", update_board, methods=["PATCH"]),
-    Route("/v1/boards/{board_id}", delete_board, methods=["DELETE"]),
-    Route("/v1/boards/{board_id}/snapshot", board_snapshot, methods=["GET"]),
+    route("POST", "/v1/boards", create_board, Operation(
+        "Create a board", Board, 201, BoardIn, auth="member", idempotent=True,
+        position="always",
+        links=links_to("board_id", GetBoard="get_board", UpdateBoard="update_board",
+                       DeleteBoard="delete_board", Snapshot="board_snapshot"))),
+    route("GET", "/v1/boards", list_boards, Operation(
+        "List boards", Page[Board], query=view_page("brd"))),
+    route("GET", "/v1/boards/{board_id}", get_board, Operation("Get a board", Board)),
+    route("PATCH", "/v1/boards/{board_id}", update_board, Operation(
+        "Update a board", Board, body=BoardPatch, auth="member", idempotent=True,
+        position="if_changed")),
+    route("DELETE", "/v1/boards/{board_id}", delete_board, Operation(
+        "Delete a board and its tasks", Deleted, auth="member", position="always")),
+    route("GET", "/v1/boards/{board_id}/snapshot", board_snapshot, Operation(
+        "The board's tasks by status, with counts and what blocks them", BoardSnapshot,
+        query=(q("limit", "At most this many tasks per status.", "integer", minimum=1,
+                 maximum=MAX_LIMIT, default=100), MIN_POSITION))),
 ]

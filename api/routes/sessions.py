@@ -8,9 +8,8 @@ from typing import Annotated
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from api.auth import event_meta, tenant_of
+from api.auth import tenant_of, writer
 from api.io import (
     NUL_FREE,
     idempotency_key,
@@ -18,15 +17,23 @@ from api.io import (
     position_header,
     query_int,
     query_limit,
+    query_min_position,
     read_json,
 )
+from api.operation import LIMIT, Operation, id_q, links_to, q, route, seq_after, view_page
 from api.query import query_choice, query_cursor, query_id, query_text
-from engine.debug.replay import state_at
-from engine.domain.sessions import ClientToolResult
+from api.responses import EventAccepted, EventsAccepted
+from api.state import engine_of
+from engine.debug.replay import SessionStateView, state_at
+from engine.domain.sessions import ClientToolResult, QueuedTurn, Session, SubmitMode
 from engine.errors import NotFound
-from engine.events import ContentBlock
+from engine.events import ContentBlock, Event
 from engine.ids import is_id
+from engine.pages import Page
+from engine.projections.summaries import STATUSES as SESSION_STATUSES
+from engine.projections.summaries import SessionSummary
 
+_MODES: tuple[SubmitMode, ...] = ("enqueue", "interrupt")
 _Text = Annotated[str, NUL_FREE, msgspec.Meta(min_length=1, max_length=200)]
 
 
@@ -58,36 +65,47 @@ def _blocks(content: str | list[TextBlockIn]) -> list[ContentBlock]:
     return [ContentBlock(text=block.text) for block in content]
 
 
+class NothingToInterrupt(msgspec.Struct):
+    """No turn was running or queued: nothing was appended (an interrupt is idempotent)."""
+
+    event: None
+
+
+class QueuedTurns(msgspec.Struct):
+    """The session's queued turns, oldest first (not paged)."""
+
+    data: list[QueuedTurn]
+
 
 async def create_session(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
+    tenant_id, meta = await writer(request, "member")
     body = await read_json(request, SessionIn)
-    session, event = await request.app.state.engine.sessions.create(
+    session, event = await engine_of(request).sessions.create(
         tenant_id,
         agent_id=body.agent_id,
         agent_version=query_int(request, "agent_version", None, minimum=1),
         title=body.title,
         metadata=body.metadata,
-        meta=event_meta(request, principal),
+        meta=meta,
         idempotency_key=idempotency_key(request),
     )
-    return json_response(session, 201, position_header(event.position))
+    return json_response(session, 201, position_header(event))
 
 
 async def list_sessions(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
-    page = await request.app.state.engine.session_summaries.list(
+    page = await engine_of(request).session_summaries.list(
         tenant_id, agent_id=query_id(request, "agent_id", "agt"),
         status=query_text(request, "status"), after=query_cursor(request, "ses"),
         limit=query_limit(request),
-        min_position=query_int(request, "min_position", None),
+        min_position=query_min_position(request),
     )
     return json_response(page)
 
 
 async def get_session(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
-    session = await request.app.state.engine.sessions.get(
+    session = await engine_of(request).sessions.get(
         tenant_id, request.path_params["session_id"]
     )
     return json_response(session)
@@ -99,61 +117,54 @@ async def get_state(request: Request) -> Response:
     session_id = request.path_params["session_id"]
     if not is_id(session_id, "ses"):
         raise NotFound(f"session {session_id!r} not found")
-    view = await state_at(request.app.state.engine.store, tenant_id, session_id,
+    view = await state_at(engine_of(request).store, tenant_id, session_id,
                           query_int(request, "at", None, minimum=1))
     return json_response(view)
 
 
 async def submit_message(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
-    mode = query_choice(request, "mode", ("enqueue", "interrupt"))
+    tenant_id, meta = await writer(request, "member")
+    mode = query_choice(request, "mode", _MODES)
     body = await read_json(request, MessageIn)
-    engine, session_id, key = (request.app.state.engine, request.path_params["session_id"],
-                               idempotency_key(request))
-    first = await engine.sessions.replayed_message(tenant_id, session_id, key)
-    if first is not None:  # a retry: its first answer, not counted again
-        return json_response({"event": first}, 202, position_header(first.position))
-    allowance = await engine.rate_limiter.take(tenant_id)  # 429 past the tenant's limit
-    event = await engine.sessions.submit_message(
-        tenant_id, session_id, body.blocks(), mode=mode, meta=event_meta(request, principal),
-        idempotency_key=key,
+    event, allowance = await engine_of(request).sessions.submit_message(
+        tenant_id, request.path_params["session_id"], body.blocks(), mode=mode,
+        meta=meta, idempotency_key=idempotency_key(request),
     )
-    headers = position_header(event.position)
-    if allowance is not None:
+    headers = position_header(event)
+    if allowance is not None:  # a limit is set: what is left of it
         headers.update(allowance.headers())
-    return json_response({"event": event}, 202, headers)
+    return json_response(EventAccepted(event), 202, headers)
 
 
 async def interrupt(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
-    event = await request.app.state.engine.sessions.interrupt(
-        tenant_id, request.path_params["session_id"], meta=event_meta(request, principal)
-    )
+    tenant_id, meta = await writer(request, "member")
+    event = await engine_of(request).sessions.interrupt(
+        tenant_id, request.path_params["session_id"], meta=meta)
     if event is None:  # nothing running: nothing to do (an interrupt is idempotent)
-        return json_response({"event": None})
-    return json_response({"event": event}, 202, position_header(event.position))
+        return json_response(NothingToInterrupt(None))
+    return json_response(EventAccepted(event), 202, position_header(event))
 
 
 async def list_queue(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
-    queued = await request.app.state.engine.sessions.queue(
+    queued = await engine_of(request).sessions.queue(
         tenant_id, request.path_params["session_id"])
-    return json_response({"data": queued})
+    return json_response(QueuedTurns(queued))
 
 
 async def remove_queued(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
-    event = await request.app.state.engine.sessions.remove_queued(
+    tenant_id, meta = await writer(request, "member")
+    event = await engine_of(request).sessions.remove_queued(
         tenant_id, request.path_params["session_id"], request.path_params["turn_id"],
-        meta=event_meta(request, principal))
-    return json_response({"event": event}, 202, position_header(event.position))
+        meta=meta)
+    return json_response(EventAccepted(event), 202, position_header(event))
 
 
 async def archive(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
-    session, event = await request.app.state.engine.sessions.archive(
-        tenant_id, request.path_params["session_id"], meta=event_meta(request, principal))
-    return json_response(session, 200, position_header(event.position) if event else None)
+    tenant_id, meta = await writer(request, "member")
+    session, event = await engine_of(request).sessions.archive(
+        tenant_id, request.path_params["session_id"], meta=meta)
+    return json_response(session, 200, position_header(event))
 
 
 class ToolResultIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -168,20 +179,20 @@ class ToolResultsIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 async def submit_tool_results(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
+    tenant_id, meta = await writer(request, "member")
     body = await read_json(request, ToolResultsIn)
     results = [ClientToolResult(r.tool_use_id, _blocks(r.content), r.is_error)
                for r in body.results]
-    events = await request.app.state.engine.sessions.submit_tool_results(
+    events = await engine_of(request).sessions.submit_tool_results(
         tenant_id, request.path_params["session_id"], results,
-        meta=event_meta(request, principal), idempotency_key=idempotency_key(request),
+        meta=meta, idempotency_key=idempotency_key(request),
     )
-    return json_response({"events": events}, 202, position_header(events[-1].position))
+    return json_response(EventsAccepted(events), 202, position_header(events[-1]))
 
 
 async def list_events(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
-    page = await request.app.state.engine.sessions.events(
+    page = await engine_of(request).sessions.events(
         tenant_id,
         request.path_params["session_id"],
         after=query_int(request, "after", 0),
@@ -191,15 +202,64 @@ async def list_events(request: Request) -> Response:
 
 
 routes = [
-    Route("/v1/sessions", create_session, methods=["POST"]),
-    Route("/v1/sessions", list_sessions, methods=["GET"]),
-    Route("/v1/sessions/{session_id}", get_session, methods=["GET"]),
-    Route("/v1/sessions/{session_id}/state", get_state, methods=["GET"]),
-    Route("/v1/sessions/{session_id}/messages", submit_message, methods=["POST"]),
-    Route("/v1/sessions/{session_id}/interrupt", interrupt, methods=["POST"]),
-    Route("/v1/sessions/{session_id}/archive", archive, methods=["POST"]),
-    Route("/v1/sessions/{session_id}/queue", list_queue, methods=["GET"]),
-    Route("/v1/sessions/{session_id}/queue/{turn_id}", remove_queued, methods=["DELETE"]),
-    Route("/v1/sessions/{session_id}/tool_results", submit_tool_results, methods=["POST"]),
-    Route("/v1/sessions/{session_id}/events", list_events, methods=["GET"]),
+    route("POST", "/v1/sessions", create_session, Operation(
+        "Create a session", Session, 201, SessionIn, auth="member", idempotent=True,
+        position="always",
+        query=(q("agent_version", "Pin this version of the agent (default: its current one).",
+                 "integer", minimum=1),),
+        description="A session with an agent pins the agent's version; 409 if the agent is "
+        "archived.",
+        links=links_to("session_id", GetSession="get_session", GetState="get_state",
+                       SubmitMessage="submit_message", Interrupt="interrupt",
+                       Archive="archive", ListQueue="list_queue",
+                       ListEvents="sessions_list_events", Stream="session_stream",
+                       SubmitToolResults="submit_tool_results"))),
+    route("GET", "/v1/sessions", list_sessions, Operation(
+        "List sessions (summaries, oldest first)", Page[SessionSummary],
+        query=(id_q("agent_id", "agt", "Only this agent's sessions."),
+               q("status", "Only sessions in this status.",
+                 enum=list(SESSION_STATUSES)), *view_page("ses")))),
+    route("GET", "/v1/sessions/{session_id}", get_session, Operation("Get a session", Session)),
+    route("GET", "/v1/sessions/{session_id}/state", get_state, Operation(
+        "The session's state as of an event (replay debugging)", SessionStateView,
+        query=(q("at", "The state right after the event with this seq (absent: the last "
+                 "event). 400 past the session's last event.", "integer", minimum=1),),
+        description="The session folded from its log up to `at`, as the runtime folds it: "
+        "status, every turn so far (model calls, tokens, spend), the running turn (the "
+        "message being streamed, tool calls without a result, approvals, an interrupt), the "
+        "queue, usage, and the conversation a model call would be sent.")),
+    route("POST", "/v1/sessions/{session_id}/messages", submit_message, Operation(
+        "Submit a turn", EventAccepted, 202, MessageIn, auth="member", idempotent=True,
+        position="always", errors=(402,), rate_limited=True,
+        query=(q("mode", "While a turn runs: queue this one after it, or interrupt it. "
+                 "Without a mode that is 409.", enum=["enqueue", "interrupt"]),),
+        description="Appends `user_message`; in a session with an agent a worker runs the "
+        "turn and streams the reply on the session's stream. 402 when a budget the session "
+        "falls under is spent; 429 past the tenant's `SPOOL_TURN_RATE_LIMIT` messages a "
+        "minute (shared by every process; `X-RateLimit-*` headers say how many are left).",
+        links={"RemoveQueued": ("remove_queued", {
+                   "session_id": "$request.path.session_id",
+                   "turn_id": "$response.body#/event/data/turn_id"}),
+               "GetSession": ("get_session", {"session_id": "$request.path.session_id"})})),
+    route("POST", "/v1/sessions/{session_id}/interrupt", interrupt, Operation(
+        "Interrupt the running turn", EventAccepted, 202, auth="member", position="always",
+        errors=(409,),
+        also=((200, NothingToInterrupt, "Nothing was running."),))),
+    route("POST", "/v1/sessions/{session_id}/archive", archive, Operation(
+        "Archive an idle session", Session, auth="member", position="if_changed",
+        errors=(409,), description="No more messages; its stream ends. 409 while a turn runs "
+        "or is queued.")),
+    route("GET", "/v1/sessions/{session_id}/queue", list_queue, Operation(
+        "List the queued turns", QueuedTurns)),
+    route("DELETE", "/v1/sessions/{session_id}/queue/{turn_id}", remove_queued, Operation(
+        "Remove a queued turn", EventAccepted, 202, auth="member", position="always",
+        errors=(409,), description="409 for the turn that is running: interrupt it instead.")),
+    route("POST", "/v1/sessions/{session_id}/tool_results", submit_tool_results, Operation(
+        "Answer client tool calls", EventsAccepted, 202, ToolResultsIn, auth="member",
+        idempotent=True, position="always",
+        description="The results of the client-side tool calls a session in "
+        "`requires_action` waits for; the turn goes on when every call has its result.")),
+    route("GET", "/v1/sessions/{session_id}/events", list_events, Operation(
+        "A page of the session's events, by seq", Page[Event],
+        query=(LIMIT, seq_after("Events after this seq.")))),
 ]

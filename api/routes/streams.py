@@ -6,17 +6,24 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from api.auth import stream_reader, tenant_of
-from api.io import json_response, read_optional_json
+from api.io import NO_STORE, json_response, read_optional_json
+from api.operation import (
+    ACCESS_TOKEN,
+    SSE,
+    SSE_AFTER,
+    SSE_TEXT,
+    STREAM_TYPE,
+    TYPES,
+    Operation,
+    route,
+)
 from api.query import query_event_types, query_stream_type
 from api.sse import EventStreamResponse, cursor, sse_response
-from engine.auth.stream_tokens import StreamGrant, StreamTokenIn
+from api.state import engine_of
+from engine.auth.stream_tokens import StreamGrant, StreamToken, StreamTokenIn
 from engine.engine import Engine
-from engine.errors import Conflict, NotFound
-from engine.events import SESSION_ARCHIVED
-from engine.ids import is_id
 from engine.log.open_streams import Opener
 from engine.log.tail import session_tail, tenant_tail
 
@@ -26,13 +33,8 @@ async def session_stream(request: Request) -> Response:
     grant = await stream_reader(request, session_id)
     tenant_id = grant.tenant_id
     after = cursor(request)
-    engine = request.app.state.engine
-    if not is_id(session_id, "ses"):
-        raise NotFound(f"session {session_id!r} not found")
-    last = await engine.store.last_event(session_id, tenant_id=tenant_id)  # 404 before streaming
-    if last.type == SESSION_ARCHIVED and after >= last.seq:
-        raise Conflict(f"session {session_id!r} is archived: its stream ended at seq {last.seq}",
-                       details={"field": "after", "last_seq": last.seq})
+    engine = engine_of(request)
+    await engine.sessions.stream_start(tenant_id, session_id, after)  # 404, 409 before streaming
     if after:
         engine.metrics.sse_resumes.inc()
     tail = session_tail(engine.store, engine.fanout, tenant_id=tenant_id, stream_id=session_id,
@@ -45,7 +47,7 @@ async def tenant_stream(request: Request) -> Response:
     tenant_id = grant.tenant_id
     after = cursor(request)
     types, stream_type = query_event_types(request), query_stream_type(request)
-    engine = request.app.state.engine
+    engine = engine_of(request)
     if after:
         engine.metrics.sse_resumes.inc()
     tail = tenant_tail(engine.store, engine.fanout, tenant_id=tenant_id, after=after,
@@ -66,13 +68,26 @@ def _opened(engine: Engine, response: EventStreamResponse,
 async def create_stream_token(request: Request) -> Response:
     principal, tenant_id = await tenant_of(request, "viewer")
     body = await read_optional_json(request, StreamTokenIn)
-    token = await request.app.state.engine.stream_tokens.create(tenant_id, principal.key_id,
+    token = await engine_of(request).stream_tokens.create(tenant_id, principal.key_id,
                                                                  body)
-    return json_response(token, 201, {"Cache-Control": "no-store"})
+    return json_response(token, 201, NO_STORE)
 
 
 routes = [
-    Route("/v1/stream_tokens", create_stream_token, methods=["POST"]),
-    Route("/v1/sessions/{session_id}/stream", session_stream, methods=["GET"]),
-    Route("/v1/events/stream", tenant_stream, methods=["GET"]),
+    route("POST", "/v1/stream_tokens", create_stream_token, Operation(
+        "Create a stream token for EventSource", StreamToken, 201, StreamTokenIn,
+        body_optional=True,
+        description="A short-lived token (`ttl_seconds`, default 300, at most 3600) to open "
+        "SSE streams with `?access_token=`: the tenant's, or only `session_id`'s. Shown once "
+        "(`Cache-Control: no-store`); it dies with the API key that asked for it. Once "
+        "expired it still resumes a stream (a reconnect with `Last-Event-ID`, as EventSource "
+        "sends) for `SPOOL_STREAM_TOKEN_RESUME_SECONDS` more (a day by default).")),
+    route("GET", "/v1/sessions/{session_id}/stream", session_stream, Operation(
+        "The session's events, live (SSE; ids are seq)", None, media=SSE,
+        query=(SSE_AFTER, ACCESS_TOKEN),
+        errors=(409,), description=SSE_TEXT + " An archived session's stream ends after "
+        "`session_archived`; resuming after it is 409.")),
+    route("GET", "/v1/events/stream", tenant_stream, Operation(
+        "The tenant's events, live (SSE; ids are positions)", None, media=SSE,
+        query=(SSE_AFTER, TYPES, STREAM_TYPE, ACCESS_TOKEN), description=SSE_TEXT)),
 ]

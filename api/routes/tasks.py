@@ -3,83 +3,86 @@ view), get, update, delete, and comments."""
 
 from __future__ import annotations
 
+from typing import get_args
+
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from api.auth import event_meta, tenant_of
+from api.auth import tenant_of, writer
 from api.io import (
     idempotency_key,
     json_response,
     position_header,
-    query_int,
     query_limit,
+    query_min_position,
     read_json,
 )
+from api.operation import Operation, id_q, links_to, page, q, route, view_page
 from api.query import query_cursor, query_id, query_text
+from api.state import engine_of
 from engine.domain.boards import Deleted
-from engine.domain.tasks import CommentIn, TaskIn, TaskPatch
+from engine.domain.tasks import Comment, CommentIn, Task, TaskIn, TaskPatch
+from engine.events import TaskStatus
+from engine.pages import Page
 
 
 async def create_task(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
+    tenant_id, meta = await writer(request, "member")
     body = await read_json(request, TaskIn)
-    task, event = await request.app.state.engine.tasks.create(
-        tenant_id, body, meta=event_meta(request, principal),
-        idempotency_key=idempotency_key(request),
-    )
-    return json_response(task, 201, position_header(event.position))
+    task, event = await engine_of(request).tasks.create(
+        tenant_id, body, meta=meta, idempotency_key=idempotency_key(request))
+    return json_response(task, 201, position_header(event))
 
 
 async def list_tasks(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
-    page = await request.app.state.engine.tasks.list_tasks(
+    page = await engine_of(request).tasks.list_tasks(
         tenant_id, status=query_text(request, "status"),
         assignee_id=query_id(request, "assignee_id", "agt"),
         board_id=query_id(request, "board_id", "brd"), after=query_cursor(request, "tsk"),
         limit=query_limit(request),
-        min_position=query_int(request, "min_position", None),
+        min_position=query_min_position(request),
     )
     return json_response(page)
 
 
 async def get_task(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
-    task = await request.app.state.engine.tasks.get(tenant_id, request.path_params["task_id"])
+    task = await engine_of(request).tasks.get(tenant_id, request.path_params["task_id"])
     return json_response(task)
 
 
 async def update_task(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
+    tenant_id, meta = await writer(request, "member")
     patch = await read_json(request, TaskPatch)
-    task, event = await request.app.state.engine.tasks.update(
+    task, event = await engine_of(request).tasks.update(
         tenant_id, request.path_params["task_id"], patch,
-        meta=event_meta(request, principal), idempotency_key=idempotency_key(request),
+        meta=meta, idempotency_key=idempotency_key(request),
     )
-    return json_response(task, 200, position_header(event.position) if event else None)
+    return json_response(task, 200, position_header(event))
 
 
 async def delete_task(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
+    tenant_id, meta = await writer(request, "member")
     task_id = request.path_params["task_id"]
-    event = await request.app.state.engine.tasks.delete(
-        tenant_id, task_id, meta=event_meta(request, principal))
-    return json_response(Deleted(task_id), 200, position_header(event.position))
+    event = await engine_of(request).tasks.delete(
+        tenant_id, task_id, meta=meta)
+    return json_response(Deleted(task_id), 200, position_header(event))
 
 
 async def add_comment(request: Request) -> Response:
-    principal, tenant_id = await tenant_of(request, "member")
+    tenant_id, meta = await writer(request, "member")
     body = await read_json(request, CommentIn)
-    comment, event = await request.app.state.engine.tasks.comment(
-        tenant_id, request.path_params["task_id"], body, meta=event_meta(request, principal),
+    comment, event = await engine_of(request).tasks.comment(
+        tenant_id, request.path_params["task_id"], body, meta=meta,
         idempotency_key=idempotency_key(request),
     )
-    return json_response(comment, 201, position_header(event.position))
+    return json_response(comment, 201, position_header(event))
 
 
 async def list_comments(request: Request) -> Response:
     _, tenant_id = await tenant_of(request, "viewer")
-    page = await request.app.state.engine.tasks.comments(
+    page = await engine_of(request).tasks.comments(
         tenant_id, request.path_params["task_id"], after=query_cursor(request, "cmt"),
         limit=query_limit(request),
     )
@@ -87,11 +90,27 @@ async def list_comments(request: Request) -> Response:
 
 
 routes = [
-    Route("/v1/tasks", create_task, methods=["POST"]),
-    Route("/v1/tasks", list_tasks, methods=["GET"]),
-    Route("/v1/tasks/{task_id}", get_task, methods=["GET"]),
-    Route("/v1/tasks/{task_id}", update_task, methods=["PATCH"]),
-    Route("/v1/tasks/{task_id}", delete_task, methods=["DELETE"]),
-    Route("/v1/tasks/{task_id}/comments", add_comment, methods=["POST"]),
-    Route("/v1/tasks/{task_id}/comments", list_comments, methods=["GET"]),
+    route("POST", "/v1/tasks", create_task, Operation(
+        "Create a task", Task, 201, TaskIn, auth="member", idempotent=True, position="always",
+        description="Unknown board, assignee or dependency: 404 naming the "
+        "field; a dependency cycle: 400. A task is `blocked` while a dependency is not done.",
+        links=links_to("task_id", GetTask="get_task", UpdateTask="update_task",
+                       DeleteTask="delete_task", AddComment="add_comment",
+                       ListComments="list_comments"))),
+    route("GET", "/v1/tasks", list_tasks, Operation(
+        "List tasks", Page[Task],
+        query=(q("status", "Only tasks in this status.", enum=list(get_args(TaskStatus))),
+               id_q("assignee_id", "agt", "Only tasks assigned to this agent."),
+               id_q("board_id", "brd", "Only this board's tasks."), *view_page("tsk")))),
+    route("GET", "/v1/tasks/{task_id}", get_task, Operation("Get a task", Task)),
+    route("PATCH", "/v1/tasks/{task_id}", update_task, Operation(
+        "Update a task", Task, body=TaskPatch, auth="member", idempotent=True,
+        position="if_changed", description="Each field given replaces the current one.")),
+    route("DELETE", "/v1/tasks/{task_id}", delete_task, Operation(
+        "Delete a task", Deleted, auth="member", position="always")),
+    route("POST", "/v1/tasks/{task_id}/comments", add_comment, Operation(
+        "Comment on a task", Comment, 201, CommentIn, auth="member", idempotent=True,
+        position="always")),
+    route("GET", "/v1/tasks/{task_id}/comments", list_comments, Operation(
+        "List a task's comments", Page[Comment], query=page("cmt"))),
 ]

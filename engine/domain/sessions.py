@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import msgspec
 
@@ -41,6 +41,7 @@ from engine.events import (
     new_event,
 )
 from engine.ids import derived_event_id, is_id, new_id
+from engine.infra.ratelimit import Allowance, RateLimiter
 from engine.log.store import EventStore
 from engine.pages import Page, check_limit, page_of
 
@@ -67,10 +68,11 @@ class Session(msgspec.Struct):
 
 class Sessions:
     def __init__(self, store: EventStore, agents: Agents,
-                 budgets: Budgets | None = None) -> None:
+                 budgets: Budgets | None = None, rate_limiter: RateLimiter | None = None) -> None:
         self._store = store
         self._agents = agents
         self._budgets = budgets
+        self._rate_limiter = rate_limiter  # counts submitted messages per tenant
         # (tenant, session) -> agent id or None: fixed at creation, so safe to remember.
         self._agent_of: OrderedDict[tuple[str, str], str | None] = OrderedDict()
         self._states: OrderedDict[tuple[str, str], SessionState] = OrderedDict()
@@ -135,16 +137,6 @@ class Sessions:
         self._states[key] = state
         return state
 
-    async def replayed_message(self, tenant_id: str, session_id: str,
-                               idempotency_key: str | None) -> Event | None:
-        """The message a request with this Idempotency-Key appended already, if any (a retry
-        is answered with it before anything else is counted against the caller)."""
-        event_id = derived_event_id(tenant_id, f"sessions.{session_id}.messages", idempotency_key)
-        if event_id is None:
-            return None
-        first = await self._store.event_by_id(event_id, tenant_id=tenant_id)
-        return first if first is not None and first.stream_id == session_id else None
-
     async def submit_message(
         self,
         tenant_id: str,
@@ -154,8 +146,33 @@ class Sessions:
         mode: SubmitMode | None = None,
         meta: EventMeta | None = None,
         idempotency_key: str | None = None,
+    ) -> Submitted:
+        """Append a user message (a turn, if the session has an agent), counted against the
+        tenant's rate limit (RateLimited past it). A retry with the same Idempotency-Key gets
+        the first message back, whatever happened since, and is not counted again."""
+        first = await self._replayed_message(tenant_id, session_id, idempotency_key)
+        if first is not None:
+            return Submitted(first, None)
+        allowance = None
+        if self._rate_limiter is not None:
+            allowance = await self._rate_limiter.take(tenant_id)
+        event = await self._append_message(tenant_id, session_id, content, mode=mode,
+                                           meta=meta, idempotency_key=idempotency_key)
+        return Submitted(event, allowance)
+
+    async def _replayed_message(self, tenant_id: str, session_id: str,
+                                idempotency_key: str | None) -> Event | None:
+        """The message a request with this Idempotency-Key appended already, if any."""
+        event_id = derived_event_id(tenant_id, f"sessions.{session_id}.messages", idempotency_key)
+        if event_id is None:
+            return None
+        first = await self._store.event_by_id(event_id, tenant_id=tenant_id)
+        return first if first is not None and first.stream_id == session_id else None
+
+    async def _append_message(
+        self, tenant_id: str, session_id: str, content: list[ContentBlock], *,
+        mode: SubmitMode | None, meta: EventMeta | None, idempotency_key: str | None,
     ) -> Event:
-        """Append a user message (a turn, if the session has an agent)."""
         _check_session_id(session_id)
         event_id = derived_event_id(tenant_id, f"sessions.{session_id}.messages", idempotency_key)
         message = new_event(UserMessage(turn_id=new_id("turn"), content=content), id=event_id,
@@ -163,14 +180,23 @@ class Sessions:
         agent_id = await self._agent(tenant_id, session_id)
         if agent_id is None:
             return await self._record(tenant_id, session_id, message)
-        first = await self.replayed_message(tenant_id, session_id, idempotency_key)
-        if first is not None:  # a retry gets the first result, whatever happened since
-            return first
         if self._budgets is not None:  # a turn that would start over budget: 402
             await self._budgets.check(tenant_id, agent_id, session_id)
         appended = await self._decide(
             tenant_id, session_id, lambda state: [*_before_message(state, mode, meta), message])
         return appended[-1]
+
+    async def stream_start(self, tenant_id: str, session_id: str, after: int) -> None:
+        """Check that the session's stream can be read after seq ``after``, before it starts:
+        NotFound for no such session; Conflict when it is archived and ``after`` is at or past
+        its end (``session_archived``), as nothing will ever follow."""
+        if not is_id(session_id, "ses"):
+            raise NotFound(f"session {session_id!r} not found")
+        last = await self._store.last_event(session_id, tenant_id=tenant_id)
+        if last.type == SESSION_ARCHIVED and after >= last.seq:
+            raise Conflict(
+                f"session {session_id!r} is archived: its stream ended at seq {last.seq}",
+                details={"field": "after", "last_seq": last.seq})
 
     async def submit_tool_results(
         self, tenant_id: str, session_id: str, results: list[ClientToolResult], *,
@@ -348,6 +374,14 @@ def _before_message(
         "a turn is running; send mode=enqueue to run this one after it, or mode=interrupt to"
         " stop it first", details={"field": "mode", "turn_id": running},
     )
+
+
+class Submitted(NamedTuple):
+    """A submitted message, and what is left of the tenant's rate limit (None: no limit, or
+    a retry answered with its first message, which is not counted)."""
+
+    event: Event
+    allowance: Allowance | None
 
 
 class QueuedTurn(msgspec.Struct, frozen=True):

@@ -9,8 +9,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from api.openapi import OPERATIONS
+from api.app import ROUTES
+from api.openapi import operations
 from tests.api.conftest import Api, assert_error
+
+OPERATIONS = operations(ROUTES)
 
 ANY_ID = "01HZZZZZZZZZZZZZZZZZZZZZZZ"
 

@@ -12,10 +12,13 @@ from urllib.parse import quote
 
 import pytest
 
-from api.openapi import OPERATIONS
+from api.app import ROUTES
+from api.openapi import operations
 from engine.events import EVENT_TYPES
 from tests.api.conftest import Api, assert_error
 from tests.conftest import ADMIN_TOKEN
+
+OPERATIONS = operations(ROUTES)
 
 FIREHOSES = ("/v1/events", "/v1/events/stream")
 
