@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 import pytest
 
 from api.openapi import OPERATIONS
-from tests.api.conftest import Api, assert_error
+from tests.api.conftest import Api
+from tests.helpers import assert_error
 
 ANY_ID = "01HZZZZZZZZZZZZZZZZZZZZZZZ"
 

@@ -25,8 +25,8 @@ from api.openapi import OPERATIONS, build, drift, operations_of, render
 from engine.settings import Settings
 from tests.api.conftest import Api
 from tests.api.openapi_check import Checker
-from tests.api.test_turns import settle
 from tests.conftest import ADMIN_TOKEN
+from tests.helpers import settle
 
 COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 

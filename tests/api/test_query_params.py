@@ -14,8 +14,9 @@ import pytest
 
 from api.openapi import OPERATIONS
 from engine.events import EVENT_TYPES
-from tests.api.conftest import Api, assert_error
+from tests.api.conftest import Api
 from tests.conftest import ADMIN_TOKEN
+from tests.helpers import assert_error
 
 FIREHOSES = ("/v1/events", "/v1/events/stream")
 

@@ -9,44 +9,7 @@ from typing import Any
 
 from engine.events import MessageDelta, MessageStart, TurnStarted, new_event
 from tests.api.conftest import Api
-from tests.api.test_http_basics import assert_error
-
-LOOKUP = {"name": "lookup", "input_schema": {
-    "type": "object", "properties": {"word": {"type": "string"}}, "required": ["word"]}}
-
-
-async def agent(api: Api, key: str, script: list[dict[str, Any]], **extra: Any) -> str:
-    body = {"name": "a", "model": {"adapter": "scripted", "script": script}, "tools": [LOOKUP],
-            **extra}
-    response = await api.request("POST", "/v1/agents", key, json=body)
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
-
-
-async def session(api: Api, key: str, agent_id: str) -> str:
-    response = await api.request("POST", "/v1/sessions", key, json={"agent_id": agent_id})
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
-
-
-async def say(api: Api, key: str, sid: str, text: str, mode: str | None = None) -> Any:
-    path = f"/v1/sessions/{sid}/messages" + (f"?mode={mode}" if mode else "")
-    return await api.request("POST", path, key, json={"content": text})
-
-
-async def settle(api: Api, key: str, sid: str, status: str, within: float = 30) -> dict[str, Any]:
-    """The session once it reaches ``status`` with nothing queued."""
-    async with asyncio.timeout(within):
-        while True:
-            got: dict[str, Any] = (await api.request("GET", f"/v1/sessions/{sid}", key)).json()
-            if got["status"] == status and not got["queued_turn_ids"]:
-                return got
-            await asyncio.sleep(0.02)
-
-
-async def log(api: Api, key: str, sid: str) -> list[dict[str, Any]]:
-    page = await api.request("GET", f"/v1/sessions/{sid}/events?limit=500", key)
-    return list(page.json()["data"])
+from tests.helpers import LOOKUP, agent, assert_error, log, say, session, settle
 
 
 def types(events: list[dict[str, Any]]) -> list[str]:

@@ -13,7 +13,8 @@ import httpx
 
 from api.openapi import OPERATIONS
 from engine.engine import Engine
-from tests.api.conftest import Api, assert_error
+from tests.api.conftest import Api
+from tests.helpers import assert_error
 
 # Every operation that takes ?min_position=, from the table the OpenAPI document is built from.
 VIEW_READS = sorted(path for (method, path), op in OPERATIONS.items()

@@ -35,7 +35,7 @@ import contextlib
 import json
 import signal
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,27 +48,12 @@ import redis.asyncio as redis
 from engine.log.fanout import LOG_KEY, entry_id
 from tests.api.sse_client import Frame, frames
 from tests.conftest import ADMIN_TOKEN, Services
-from tests.spool import test_serve
-from tests.spool.test_serve import Server, Spawner, _env, alive, wait_gone
+from tests.helpers_processes import Server, Spawner, alive, serve_env, wait_gone
 
 pytestmark = pytest.mark.slow
 
-scratch = test_serve.scratch  # a fixture, used by name
-
 DELIVERY_WITHIN = 30.0  # expected: ~1 s (idle check) and ~2 s (relay); generous for a busy box
 T = TypeVar("T")
-
-
-@pytest.fixture
-def spawn() -> Iterator[Spawner]:
-    """test_serve's, and each server's output in the report of a test that fails."""
-    spawner = Spawner()
-    try:
-        yield spawner
-    finally:
-        spawner.teardown()
-        for server in spawner.servers:
-            print(f"=== spool serve {server.data_dir.name} (pid {server.pid})\n{server.output()}")
 
 
 # --- a Redis proxy that can be frozen ------------------------------------------------------------
@@ -347,7 +332,7 @@ def start(spawn: Spawner, scratch: Path, name: str, database_url: str, redis_url
     directory too (so /proc shows whether it is still running)."""
     data_dir = scratch / name
     data_dir.mkdir(exist_ok=True)
-    env = _env(
+    env = serve_env(
         data_dir,
         SPOOL_DATABASE_URL=database_url,
         SPOOL_REDIS_URL=redis_url,

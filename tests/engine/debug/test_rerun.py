@@ -13,12 +13,8 @@ import msgspec
 from engine.debug.replay import SessionReader
 from engine.debug.rerun import rerun
 from engine.events import AgentConfig, Event, MessageDelta, MessageStart, TurnStarted, new_event
-from tests.api import conftest as api_conftest
 from tests.api.conftest import Api
-from tests.api.test_replay import approved_client_call
-from tests.api.test_turns import agent, say, session, settle
-
-api = api_conftest.api  # the fixture, used by name
+from tests.helpers import agent, approved_client_call, say, session, settle
 
 
 async def _recorded(api: Api, sid: str) -> tuple[list[Event], AgentConfig]:
