@@ -29,19 +29,25 @@ import os
 import time
 from typing import Any
 
-from _common import emit_json, median, render_table
+from _common import (
+    ServerProcess,
+    add_options,
+    arguments,
+    finish,
+    log,
+    median,
+    percentile,
+    raise_fd_limit,
+    render_table,
+    services,
+)
 from _sse import (
     CLIENT_PROCESSES,
     Appender,
-    ServerProcess,
     SubscriberPool,
     Target,
     engine_vs_bare,
     install_uvloop,
-    log,
-    percentile,
-    raise_fd_limit,
-    services,
     wait_quiet,
     with_cpu,
 )
@@ -167,16 +173,15 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__)
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=1000.0, help="events appended per second")
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per figure")
-    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")
+    add_options(parser, "seconds", "warmup")
     parser.add_argument("--drain", type=float, default=10.0,
                         help="at most this long to wait for the measured events to arrive")
     parser.add_argument("--client-procs", type=int, default=CLIENT_PROCESSES,
                         help="processes the subscribers are spread over")
-    parser.add_argument("--runs", type=int, default=3, help="repetitions; medians are reported")
+    add_options(parser, "runs")
     return parser.parse_args()
 
 
@@ -186,8 +191,7 @@ def main() -> None:
     install_uvloop()
     with services() as (admin_url, redis_url):
         result = asyncio.run(bench(args, admin_url, redis_url))
-    emit_json(result)
-    print_table(result)
+    finish(result, print_table)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
 """What many test modules do through the API: check an error envelope, create an agent and a
-session, say something, wait for a session to settle, read its log, make boards and tasks, and
-the same over a real socket (``Live``). Test modules import these from here, never from one
-another (tests/build/test_test_layout.py checks that)."""
+session, say something, wait for a session to settle, read its log, make boards and tasks, the
+same over a real socket (``Live``), and a database URL of the test server. Test modules import
+these from here, never from one another (tests/build/test_test_layout.py checks that)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:  # the fixtures' classes; tests/api/conftest.py imports this module
     import httpx
@@ -18,6 +19,11 @@ if TYPE_CHECKING:  # the fixtures' classes; tests/api/conftest.py imports this m
 # A client tool every scripted agent offers unless told otherwise.
 LOOKUP = {"name": "lookup", "input_schema": {
     "type": "object", "properties": {"word": {"type": "string"}}, "required": ["word"]}}
+
+
+def with_database(url: str, name: str) -> str:
+    """The same Postgres server, database ``name`` (bench/_common.py uses it too)."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 def assert_error(response: httpx.Response, status: int, type_: str) -> dict[str, Any]:
