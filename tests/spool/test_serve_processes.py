@@ -24,8 +24,8 @@ when the dispatcher's filling is broken, whatever the relay does. Any duplicate 
 after a fill, replay/live overlap) fails the exact id lists. Each was checked by disabling
 ``Publisher._relay_loop`` and/or ``Dispatcher._fill`` in the servers.
 
-Every process is stopped in ``finally`` (the ``spawn`` fixture's ``Spawner``) and the tests check /proc
-that none is left: each server runs with its working directory in the scratch dir.
+Every process is stopped in ``finally`` (the ``spawn`` fixture's ``Spawner``) and the tests check
+/proc that none is left: each server runs with its working directory in the scratch dir.
 """
 
 from __future__ import annotations
