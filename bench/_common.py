@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -408,6 +408,28 @@ def finish(result: dict[str, Any], print_table: Callable[[dict[str, Any]], None]
     """How every script ends: the JSON line on stdout, then its table on stderr."""
     emit_json(result)
     print_table(result)
+
+
+def install_uvloop() -> str:
+    """The event loop: uvloop when installed (the one `spool serve` runs on; less client
+    overhead per frame)."""
+    try:
+        import uvloop
+    except ImportError:
+        return "asyncio"
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return "uvloop"
+
+
+def run_on_services(bench: Callable[[Services], Awaitable[dict[str, Any]]],
+                    print_table: Callable[[dict[str, Any]], None]) -> None:
+    """The main of the scripts that load a server with many sockets: fd limit raised, uvloop,
+    ``bench`` run on the services, its result written out."""
+    raise_fd_limit()
+    install_uvloop()
+    with services() as found:
+        result = asyncio.run(bench(found))
+    finish(result, print_table)
 
 
 def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -17,10 +17,12 @@
 
 from __future__ import annotations
 
+import argparse
 import array
 import asyncio
 import contextlib
 import json
+import os
 import re
 import sys
 import time
@@ -35,7 +37,9 @@ from _common import (
     ServerProcess,
     cpu_seconds,
     fresh_database,
+    install_uvloop,
     log,
+    median,
     setup_session,
     spool_server,
     sse_request,
@@ -549,28 +553,6 @@ async def with_cpu(
     return result, Cpu(wall, *cores)
 
 
-def install_uvloop() -> str:
-    """The client's event loop: uvloop when installed (less client overhead per frame)."""
-    try:
-        import uvloop
-    except ImportError:
-        return "asyncio"
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return "uvloop"
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] == ["bare"]:
-        with contextlib.suppress(KeyboardInterrupt):
-            install_uvloop()  # the event loop `spool serve` runs on, for a like-for-like limit
-            asyncio.run(_serve_bare())
-    elif sys.argv[1:2] == ["subscribers"]:
-        install_uvloop()
-        asyncio.run(_serve_subscribers(sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"))
-    else:
-        sys.exit("usage: python bench/_sse.py bare   (the bare ASGI SSE server)")
-
-
 async def engine_vs_bare(
     admin_url: str, redis_url: str, runs: int,
     measure: Callable[[ServerProcess, Target], Awaitable[dict[str, Any]]],
@@ -597,3 +579,46 @@ async def engine_vs_bare(
             await asyncio.to_thread(engine.stop)
             await asyncio.to_thread(bare.stop)
     return samples
+
+
+# --- what the SSE scripts report alike -----------------------------------------------------------
+
+
+def add_client_procs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--client-procs", type=int, default=CLIENT_PROCESSES,
+                        help="processes the subscribers are spread over")
+
+
+def medians(samples: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
+    """Per server, the median of each figure over the runs."""
+    return {name: {key: round(median([run[key] for run in runs]), 3) for key in runs[0]}
+            for name, runs in samples.items()}
+
+
+def run_facts(samples: dict[str, list[dict[str, Any]]], args: argparse.Namespace
+              ) -> dict[str, Any]:
+    """Every run's figures and how they were measured."""
+    return {
+        "samples": {name: [{k: round(v, 3) for k, v in run.items()} for run in runs]
+                    for name, runs in samples.items()},
+        "client_processes": args.client_procs + 1,
+        "server_processes": 1,
+        "cpus": os.cpu_count(),
+        "runs": args.runs,
+        "seconds": args.seconds,
+        "warmup": args.warmup,
+    }
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["bare"]:
+        with contextlib.suppress(KeyboardInterrupt):
+            install_uvloop()  # the event loop `spool serve` runs on, for a like-for-like limit
+            asyncio.run(_serve_bare())
+    elif sys.argv[1:2] == ["subscribers"]:
+        install_uvloop()
+        asyncio.run(_serve_subscribers(sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"))
+    else:
+        sys.exit("usage: python bench/_sse.py bare   (the bare ASGI SSE server)")
+
+

@@ -50,6 +50,7 @@ from _common import (
     finish,
     flush_redis,
     fresh_database,
+    install_uvloop,
     log,
     median,
     open_sse,
@@ -149,8 +150,6 @@ def run_bare_server(mode: str, frame_file: str, count: int) -> None:
         port = server.servers[0].sockets[0].getsockname()[1]
         print(f"bare listening on http://127.0.0.1:{port}", flush=True)
         await task
-
-    from _sse import install_uvloop
 
     install_uvloop()  # the event loop `spool serve` runs on, for a like-for-like limit
     asyncio.run(serve())

@@ -24,27 +24,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 from typing import Any
 
 from _common import (
     ServerProcess,
     add_options,
     arguments,
-    finish,
     log,
-    median,
-    raise_fd_limit,
     render_table,
-    services,
+    run_on_services,
 )
 from _sse import (
-    CLIENT_PROCESSES,
     Appender,
     SubscriberPool,
     Target,
+    add_client_procs,
     engine_vs_bare,
-    install_uvloop,
+    medians,
+    run_facts,
     with_cpu,
 )
 
@@ -106,10 +103,7 @@ async def bench(args: argparse.Namespace, admin_url: str, redis_url: str) -> dic
 
 def build_result(samples: dict[str, list[dict[str, float]]], args: argparse.Namespace
                  ) -> dict[str, Any]:
-    med = {
-        name: {key: round(median([run[key] for run in runs]), 3) for key in runs[0]}
-        for name, runs in samples.items()
-    }
+    med = medians(samples)
     ratio = med["engine"]["delivered_eps"] / med["bare"]["delivered_eps"]
     per_run = [e["delivered_eps"] / b["delivered_eps"]
                for e, b in zip(samples["engine"], samples["bare"], strict=True)]
@@ -123,14 +117,7 @@ def build_result(samples: dict[str, list[dict[str, float]]], args: argparse.Name
         "ratio_engine_vs_bare_per_run": [round(r, 3) for r in per_run],
         "targets": {"engine_vs_bare_min": TARGET_VS_BARE,
                     "engine_vs_bare_met": ratio >= TARGET_VS_BARE},
-        "samples": {name: [{k: round(v, 3) for k, v in run.items()} for run in runs]
-                    for name, runs in samples.items()},
-        "client_processes": args.client_procs + 1,
-        "server_processes": 1,
-        "cpus": os.cpu_count(),
-        "runs": args.runs,
-        "seconds": args.seconds,
-        "warmup": args.warmup,
+        **run_facts(samples, args),
     }
 
 
@@ -162,19 +149,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--appenders", type=int, default=16,
                         help="concurrent closed-loop appenders (HTTP connections)")
     add_options(parser, "seconds", "warmup")
-    parser.add_argument("--client-procs", type=int, default=CLIENT_PROCESSES,
-                        help="processes the subscribers are spread over")
+    add_client_procs(parser)
     add_options(parser, "runs")
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    raise_fd_limit()
-    install_uvloop()
-    with services() as (admin_url, redis_url):
-        result = asyncio.run(bench(args, admin_url, redis_url))
-    finish(result, print_table)
+    run_on_services(lambda found: bench(args, *found), print_table)
 
 
 if __name__ == "__main__":

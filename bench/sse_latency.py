@@ -24,8 +24,6 @@ A subscriber the server cuts off (too far behind) reconnects with Last-Event-ID 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import time
 from typing import Any
 
@@ -33,21 +31,19 @@ from _common import (
     ServerProcess,
     add_options,
     arguments,
-    finish,
     log,
-    median,
     percentile,
-    raise_fd_limit,
     render_table,
-    services,
+    run_on_services,
 )
 from _sse import (
-    CLIENT_PROCESSES,
     Appender,
     SubscriberPool,
     Target,
+    add_client_procs,
     engine_vs_bare,
-    install_uvloop,
+    medians,
+    run_facts,
     wait_quiet,
     with_cpu,
 )
@@ -118,10 +114,7 @@ async def bench(args: argparse.Namespace, admin_url: str, redis_url: str) -> dic
 
 def build_result(samples: dict[str, list[dict[str, Any]]], args: argparse.Namespace
                  ) -> dict[str, Any]:
-    med = {
-        name: {key: round(median([run[key] for run in runs]), 3) for key in runs[0]}
-        for name, runs in samples.items()
-    }
+    med = medians(samples)
     engine, bare = med["engine"], med["bare"]
     return {
         "bench": "sse_latency",
@@ -135,14 +128,7 @@ def build_result(samples: dict[str, list[dict[str, Any]]], args: argparse.Namesp
             "p50_ms_max": TARGET_P50_MS, "p50_met": engine["p50_ms"] < TARGET_P50_MS,
             "p99_ms_max": TARGET_P99_MS, "p99_met": engine["p99_ms"] < TARGET_P99_MS,
         },
-        "samples": {name: [{k: round(v, 3) for k, v in run.items()} for run in runs]
-                    for name, runs in samples.items()},
-        "client_processes": args.client_procs + 1,
-        "server_processes": 1,
-        "cpus": os.cpu_count(),
-        "runs": args.runs,
-        "seconds": args.seconds,
-        "warmup": args.warmup,
+        **run_facts(samples, args),
     }
 
 
@@ -179,19 +165,14 @@ def parse_args() -> argparse.Namespace:
     add_options(parser, "seconds", "warmup")
     parser.add_argument("--drain", type=float, default=10.0,
                         help="at most this long to wait for the measured events to arrive")
-    parser.add_argument("--client-procs", type=int, default=CLIENT_PROCESSES,
-                        help="processes the subscribers are spread over")
+    add_client_procs(parser)
     add_options(parser, "runs")
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    raise_fd_limit()
-    install_uvloop()
-    with services() as (admin_url, redis_url):
-        result = asyncio.run(bench(args, admin_url, redis_url))
-    finish(result, print_table)
+    run_on_services(lambda found: bench(args, *found), print_table)
 
 
 if __name__ == "__main__":

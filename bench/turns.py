@@ -49,19 +49,17 @@ from _common import (
     add_options,
     arguments,
     cpu_seconds,
-    finish,
     fresh_database,
+    install_uvloop,
     log,
     median,
     new_tenant,
     percentile,
-    raise_fd_limit,
     render_table,
-    services,
+    run_on_services,
     spool_server,
     sse_request,
 )
-from _sse import install_uvloop
 
 SCRIPT = str(Path(__file__).resolve())
 EVENT = re.compile(rb"\nevent: ([a-z_]+)\n")
@@ -713,11 +711,7 @@ def main() -> None:
         asyncio.run(_run_clients(json.loads(sys.argv[2])))
         return
     args = parse_args()
-    raise_fd_limit()
-    install_uvloop()
-    with services() as (admin_url, redis_url):
-        result = asyncio.run(bench(args, admin_url, redis_url))
-    finish(result, print_table)
+    run_on_services(lambda found: bench(args, *found), print_table)
 
 
 if __name__ == "__main__":
