@@ -106,6 +106,34 @@ async def approved_client_call(api: Api) -> tuple[str, str, list[dict[str, Any]]
     return key, sid, await log(api, key, sid)
 
 
+async def cut_by_a_dead_worker(api: Api) -> tuple[str, str]:
+    """A session whose turn a worker took, streamed part of a message in ("compl" of the
+    script's "complete reply"), and died in: its lease just expired, and the live worker runs
+    again (it closes the message as interrupted and calls the model again). Returns the key
+    and the session id."""
+    from engine.events import MessageDelta, MessageStart, TurnStarted, new_event
+
+    engine = api.app.state.engine
+    key = await api.key(tenant := await api.tenant(), "member")
+    sid = await session(api, key, await agent(api, key, [{"text": "complete reply"}]))
+    await engine.worker.stop()  # no live worker while we stage the dead one's work
+    sent = (await say(api, key, sid, "hi")).json()["event"]["data"]["turn_id"]
+    dead = [new_event(TurnStarted(turn_id=sent, worker="wrk_dead")),
+            new_event(MessageStart(turn_id=sent, message_id="msg_dead", model="scripted")),
+            new_event(MessageDelta(message_id="msg_dead", text="compl"))]
+    await engine.store.append(sid, dead, tenant_id=tenant, stream_type="session")
+    async with engine._pool.acquire() as conn:  # the dead worker's lease, just expired
+        async with asyncio.timeout(30):
+            while not await conn.fetchval("SELECT count(*) FROM session_runs WHERE"  # noqa: ASYNC110
+                                          " session_id = $1 AND wanted_position > 0", sid):
+                await asyncio.sleep(0.02)
+        await conn.execute("UPDATE session_runs SET lease_owner = 'wrk_dead',"
+                           " lease_expires = now() - interval '1 second'"
+                           " WHERE session_id = $1", sid)
+    engine.worker.start()
+    return key, sid
+
+
 # --- boards and tasks ----------------------------------------------------------------------------
 
 

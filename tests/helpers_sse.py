@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
@@ -82,7 +82,14 @@ class Reader:
                 await self._changed.wait()
 
 
-async def session_log(live: Live, key: str, session_id: str) -> list[dict[str, Any]]:
+class OnAServer(Protocol):
+    """A live server's client: ``Live``, or another test's own."""
+
+    client: httpx.AsyncClient
+
+
+async def session_log(live: OnAServer, key: str, session_id: str) -> list[dict[str, Any]]:
+    """The session's whole log, page by page, from the events endpoint."""
     data: list[dict[str, Any]] = []
     after = 0
     while True:

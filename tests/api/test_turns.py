@@ -7,9 +7,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from engine.events import MessageDelta, MessageStart, TurnStarted, new_event
 from tests.api.conftest import Api
-from tests.helpers import LOOKUP, agent, assert_error, log, say, session, settle
+from tests.helpers import (
+    LOOKUP,
+    agent,
+    assert_error,
+    cut_by_a_dead_worker,
+    log,
+    say,
+    session,
+    settle,
+)
 
 
 def types(events: list[dict[str, Any]]) -> list[str]:
@@ -159,24 +167,7 @@ async def test_a_session_without_an_agent_only_records(api: Api) -> None:
 async def test_a_turn_cut_by_a_dead_worker_is_closed_and_finished_by_another(api: Api) -> None:
     """A worker took the turn, streamed part of a message, and died (its lease expires): the
     next worker closes the message as interrupted and runs the model again."""
-    engine = api.app.state.engine
-    key = await api.key(tenant := await api.tenant(), "member")
-    sid = await session(api, key, await agent(api, key, [{"text": "complete reply"}]))
-    await engine.worker.stop()  # no live worker while we stage the dead one's work
-    sent = (await say(api, key, sid, "hi")).json()["event"]["data"]["turn_id"]
-    dead = [new_event(TurnStarted(turn_id=sent, worker="wrk_dead")),
-            new_event(MessageStart(turn_id=sent, message_id="msg_dead", model="scripted")),
-            new_event(MessageDelta(message_id="msg_dead", text="compl"))]
-    await engine.store.append(sid, dead, tenant_id=tenant, stream_type="session")
-    async with engine._pool.acquire() as conn:  # the dead worker's lease, just expired
-        async with asyncio.timeout(30):
-            while not await conn.fetchval("SELECT count(*) FROM session_runs WHERE"  # noqa: ASYNC110
-                                          " session_id = $1 AND wanted_position > 0", sid):
-                await asyncio.sleep(0.02)
-        await conn.execute("UPDATE session_runs SET lease_owner = 'wrk_dead',"
-                           " lease_expires = now() - interval '1 second'"
-                           " WHERE session_id = $1", sid)
-    engine.worker.start()
+    key, sid = await cut_by_a_dead_worker(api)
     await settle(api, key, sid, "idle")
     events = await log(api, key, sid)
     assert types(events)[2:] == ["turn_started", "message_start", "message_delta",

@@ -49,6 +49,7 @@ from engine.log.fanout import LOG_KEY, entry_id
 from tests.api.sse_client import Frame, frames
 from tests.conftest import ADMIN_TOKEN, Services
 from tests.helpers_processes import Server, Spawner, alive, serve_env, wait_gone
+from tests.helpers_sse import session_log
 
 pytestmark = pytest.mark.slow
 
@@ -206,18 +207,7 @@ class Api:
         return event
 
     async def session_log(self, key: str, session_id: str) -> list[dict[str, Any]]:
-        data: list[dict[str, Any]] = []
-        while True:
-            after = data[-1]["seq"] if data else 0
-            response = await self.client.get(
-                f"/v1/sessions/{session_id}/events?after={after}&limit=500",
-                headers={"Authorization": f"Bearer {key}"},
-            )
-            assert response.status_code == 200, response.text
-            page = response.json()
-            data.extend(page["data"])
-            if not page["has_more"]:
-                return data
+        return await session_log(self, key, session_id)
 
     async def aclose(self) -> None:
         await self.client.aclose()
