@@ -1,28 +1,39 @@
-"""Shared plumbing of the benchmark scripts: the Postgres to measure on, fresh databases, rate
-sampling and output (one JSON line on stdout, a human table on stderr).
+"""Shared plumbing of the benchmark scripts:
 
-Postgres is ``SPOOL_DATABASE_URL`` when set, else an embedded one started in a temporary dir
-(the same server ``spool serve`` starts) and stopped at the end.
+* services: Postgres (and Redis) to measure on, ``SPOOL_DATABASE_URL`` / ``SPOOL_REDIS_URL``
+  when set, else embedded ones started in a temporary dir (the servers ``spool serve`` starts)
+  and stopped at the end; fresh databases and Redis database numbers per run;
+* processes: the server under test (``spool serve``, ``spool worker``, a bare server) in a
+  child process of its own, its CPU time and memory;
+* HTTP: a tenant, key and session to stream, and a raw SSE request on a socket;
+* stats: rate sampling, medians and percentiles;
+* the command line (the options every script shares) and the output: one JSON line on stdout,
+  a human table on stderr.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
 import os
+import resource
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import asyncpg
+import httpx
 
 # The scripts run as `python bench/NAME.py` from a checkout, installed or not.
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +42,10 @@ if str(REPO_ROOT) not in sys.path:
 
 from engine.infra.db import schema_sql  # noqa: E402
 from engine.infra.embedded import EmbeddedServices  # noqa: E402
+from tests.helpers import with_database  # noqa: E402 - one copy, shared with the tests
+
+ADMIN_TOKEN = "spa_bench-admin-token-0123456789"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,25 +65,53 @@ class Counter:
         self.n = 0
 
 
-# --- Postgres ------------------------------------------------------------------------------------
+# --- services ------------------------------------------------------------------------------------
+
+
+class Services(NamedTuple):
+    postgres_url: str  # the maintenance database
+    redis_url: str  # "" when not asked for
+
+
+@contextlib.contextmanager
+def services(*, redis: bool = True) -> Iterator[Services]:
+    """Postgres (and Redis unless ``redis=False``): from the environment, or embedded ones for
+    the run, in a temporary dir."""
+    database_url = os.environ.get("SPOOL_DATABASE_URL") or ""
+    redis_url = (os.environ.get("SPOOL_REDIS_URL") or "") if redis else ""
+    start_pg, start_redis = not database_url, redis and not redis_url
+    if not (start_pg or start_redis):
+        yield Services(database_url, redis_url)
+        return
+    with tempfile.TemporaryDirectory(prefix="spool-bench-") as data_dir:
+        log(f"starting embedded {'Postgres ' if start_pg else ''}"
+            f"{'Valkey ' if start_redis else ''}in {data_dir}")
+        with EmbeddedServices(Path(data_dir), postgres=start_pg,
+                              redis=start_redis) as embedded:
+            yield Services(database_url or embedded.database_url or "",
+                           redis_url or embedded.redis_url or "")
 
 
 @contextlib.contextmanager
 def postgres_url() -> Iterator[str]:
     """The maintenance database URL: SPOOL_DATABASE_URL, or an embedded Postgres for the run."""
-    external = os.environ.get("SPOOL_DATABASE_URL")
-    if external:
-        yield external
-        return
-    with tempfile.TemporaryDirectory(prefix="spool-bench-") as data_dir:
-        log(f"starting embedded Postgres in {data_dir}")
-        with EmbeddedServices(Path(data_dir), postgres=True, redis=False) as services:
-            assert services.database_url is not None
-            yield services.database_url
+    with services(redis=False) as found:
+        yield found.postgres_url
 
 
-def with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+def redis_db(url: str, number: int) -> str:
+    """The same Redis, database ``number``."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{number}"))
+
+
+async def flush_redis(url: str) -> None:
+    import redis.asyncio as redis
+
+    client = redis.from_url(url)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +177,166 @@ async def server_facts(url: str) -> dict[str, str]:
         await conn.close()
 
 
+# --- processes -----------------------------------------------------------------------------------
+
+
+def raise_fd_limit() -> int:
+    """Thousands of sockets: lift the soft open-files limit (children inherit it); returns it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def vm_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+class ServerProcess:
+    """A child process (``spool serve``, ``spool worker``, a bare server) that prints a line
+    containing ``ready`` once it serves: ``... listening on http://HOST:PORT`` for a server,
+    whose address it then takes. ``quiet`` drops its stderr."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], name: str = "server", *,
+                 ready: str = "listening on http://", quiet: bool = False) -> None:
+        self.argv, self.env, self.name = argv, env, name
+        self.ready, self.quiet = ready, quiet
+        self.proc: subprocess.Popen[str] | None = None
+        self.host, self.port = "127.0.0.1", 0
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self, within: float = 120) -> ServerProcess:
+        """Spawn it and wait (at most ``within`` seconds) for its ready line."""
+        try:
+            line = await asyncio.wait_for(asyncio.to_thread(self._spawn), within)
+        except BaseException:
+            self.stop()  # ends the reading thread too (end of its output)
+            raise
+        if "http://" in line:
+            host, port = line.strip().rsplit("http://", 1)[1].rsplit(":", 1)
+            self.host, self.port = host, int(port)
+        return self
+
+    def _spawn(self) -> str:
+        raise_fd_limit()  # inherited by the child
+        self.proc = subprocess.Popen(
+            self.argv, env={**os.environ, **self.env}, cwd=REPO_ROOT, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL if self.quiet else None,
+        )
+        assert self.proc.stdout is not None
+        while line := self.proc.stdout.readline():
+            if self.ready in line:
+                return line
+        raise RuntimeError(f"{self.name} exited before it was ready")
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+# No rate limit and no per-tenant cap of running turns: what measures the engine, not the
+# limiter, with one tenant.
+UNLIMITED = {"SPOOL_TURN_RATE_LIMIT": "0", "SPOOL_TENANT_MAX_RUNNING_TURNS": "0"}
+
+
+def spool_server(database_url: str, redis_url: str, **env: str) -> ServerProcess:
+    """``spool serve`` on a free port of 127.0.0.1 (start it with ``await ....start()``)."""
+    return ServerProcess(
+        [sys.executable, "-m", "spool.cli", "serve", "--host", "127.0.0.1", "--port", "0"],
+        {"SPOOL_DATABASE_URL": database_url, "SPOOL_REDIS_URL": redis_url,
+         "SPOOL_ADMIN_TOKEN": ADMIN_TOKEN, "SPOOL_LOG_LEVEL": "warning",
+         "PYTHONPATH": str(REPO_ROOT), **env},
+        "engine",
+    )
+
+
+# --- HTTP: what to stream, and a raw SSE request --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    tenant_id: str
+    key: str  # a member key
+
+
+async def new_tenant(client: httpx.AsyncClient) -> Tenant:
+    """A tenant and a member key, through ``client`` (on the server's base URL)."""
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    response = await client.post("/v1/tenants", json={"name": "bench"}, headers=admin)
+    response.raise_for_status()
+    tenant_id = response.json()["id"]
+    response = await client.post("/v1/api_keys", json={"name": "bench", "role": "member"},
+                                 headers={**admin, "Spool-Tenant": tenant_id})
+    response.raise_for_status()
+    return Tenant(tenant_id, response.json()["key"])
+
+
+async def setup_session(base_url: str) -> tuple[Tenant, str]:
+    """A tenant, a member key and one session (no agent), over HTTP."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        tenant = await new_tenant(client)
+        response = await client.post("/v1/sessions", json={},
+                                     headers={"Authorization": f"Bearer {tenant.key}"})
+        response.raise_for_status()
+        return tenant, response.json()["id"]
+
+
+def sse_request(host: str, port: int, path: str, headers: dict[str, str]) -> bytes:
+    """The bytes of ``GET path`` for an event stream, on HTTP/1.1."""
+    lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Accept: text/event-stream",
+             *(f"{name}: {value}" for name, value in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def open_sse(
+    host: str, port: int, path: str, headers: dict[str, str]
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    """Connect, send the GET, check the 200; returns the streams and the body bytes read."""
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(sse_request(host, port, path, headers))
+    buffer = b""
+    while b"\r\n\r\n" not in buffer:
+        chunk = await reader.read(65536)
+        if not chunk:
+            raise ConnectionError("closed before the response headers")
+        buffer += chunk
+    head, _, rest = buffer.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        writer.close()
+        raise RuntimeError(f"SSE request failed: {head[:200]!r} {rest[:300]!r}")
+    return reader, writer, rest
+
+
 # --- sampling ------------------------------------------------------------------------------------
 
 
@@ -157,6 +360,38 @@ def median(samples: Sequence[float]) -> float:
     return float(statistics.median(samples))
 
 
+def percentile(ordered: Sequence[float], fraction: float) -> float:
+    """The value at ``fraction`` of ``ordered`` (sorted ascending): the one at index
+    floor(fraction * n), the last for 1.0; NaN when there is none."""
+    if not ordered:
+        return float("nan")
+    return float(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))])
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+# The options several scripts take, spelled once.
+OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "seconds": ("--seconds", {"type": float, "default": 5.0,
+                              "help": "measured seconds per figure"}),
+    "warmup": ("--warmup", {"type": float, "default": 1.0, "help": "unmeasured seconds first"}),
+    "runs": ("--runs", {"type": int, "default": 3,
+                        "help": "repetitions; medians are reported"}),
+}
+
+
+def arguments(doc: str) -> argparse.ArgumentParser:
+    """A parser described by the first line of the script's docstring."""
+    return argparse.ArgumentParser(description=doc.splitlines()[0])
+
+
+def add_options(parser: argparse.ArgumentParser, *names: str) -> None:
+    """Add the shared options ``names`` (keys of OPTIONS), in that order."""
+    for name in names:
+        flag, spec = OPTIONS[name]
+        parser.add_argument(flag, **spec)
+
+
 # --- output --------------------------------------------------------------------------------------
 
 
@@ -167,6 +402,34 @@ def log(message: str) -> None:
 def emit_json(result: dict[str, Any]) -> None:
     """The one machine-readable line: on stdout, alone, starting with ``{``."""
     print(json.dumps(result, separators=(",", ":")), flush=True)
+
+
+def finish(result: dict[str, Any], print_table: Callable[[dict[str, Any]], None]) -> None:
+    """How every script ends: the JSON line on stdout, then its table on stderr."""
+    emit_json(result)
+    print_table(result)
+
+
+def install_uvloop() -> str:
+    """The event loop: uvloop when installed (the one `spool serve` runs on; less client
+    overhead per frame)."""
+    try:
+        import uvloop
+    except ImportError:
+        return "asyncio"
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return "uvloop"
+
+
+def run_on_services(bench: Callable[[Services], Awaitable[dict[str, Any]]],
+                    print_table: Callable[[dict[str, Any]], None]) -> None:
+    """The main of the scripts that load a server with many sockets: fd limit raised, uvloop,
+    ``bench`` run on the services, its result written out."""
+    raise_fd_limit()
+    install_uvloop()
+    with services() as found:
+        result = asyncio.run(bench(found))
+    finish(result, print_table)
 
 
 def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -1,11 +1,9 @@
 """Shared plumbing of the SSE benchmarks (sse_latency.py, sse_fanout.py).
 
-* ``services()``: Postgres + Redis to measure on: SPOOL_DATABASE_URL / SPOOL_REDIS_URL when set,
-  else embedded ones (``EmbeddedServices``, the same servers ``spool serve`` starts).
-* ``ServerProcess``: the server under test in its own process, so the load (subscribers and
-  appender, in the bench process) does not share its event loop: either the engine
-  (``python -m spool.cli serve --port 0``) or the bare ASGI SSE server below
-  (``python bench/_sse.py bare``), the raw limit.
+* The server under test runs in its own process (``_common.ServerProcess``), so the load
+  (subscribers and appender, in the bench process) does not share its event loop: either the
+  engine (``spool serve``) or the bare ASGI SSE server below (``python bench/_sse.py bare``),
+  the raw limit.
 * The bare server: Starlette on uvicorn, no Postgres, no Redis. ``POST /publish`` pushes the body
   as one SSE frame into the in-memory queue of every connected ``GET /stream``, and each stream
   writes its queue out. Same uvicorn, same event loop kind, same framing as the engine.
@@ -19,134 +17,52 @@
 
 from __future__ import annotations
 
+import argparse
 import array
 import asyncio
 import contextlib
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-from _common import fresh_database
+from _common import (
+    REPO_ROOT,
+    UNLIMITED,
+    ServerProcess,
+    cpu_seconds,
+    fresh_database,
+    install_uvloop,
+    log,
+    median,
+    setup_session,
+    spool_server,
+    sse_request,
+)
 
 SCRIPT = str(Path(__file__).resolve())
-REPO_ROOT = Path(SCRIPT).parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-ADMIN_TOKEN = "spa_bench-admin-token-0123456789"
 MARKER = re.compile(rb"@@(\d+)@@")
 LAST_ID = re.compile(rb"\nid: (\d+)\n")
 CUT_OFF = b": cut off"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-# --- services ------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def services() -> Iterator[tuple[str, str]]:
-    """(Postgres maintenance URL, Redis URL): from the environment, or embedded for the run."""
-    database_url = os.environ.get("SPOOL_DATABASE_URL")
-    redis_url = os.environ.get("SPOOL_REDIS_URL")
-    if database_url and redis_url:
-        yield database_url, redis_url
-        return
-    from engine.infra.embedded import EmbeddedServices
-
-    with tempfile.TemporaryDirectory(prefix="spool-bench-") as data_dir:
-        log(f"starting embedded {'Postgres ' if not database_url else ''}"
-            f"{'Valkey ' if not redis_url else ''}in {data_dir}")
-        with EmbeddedServices(Path(data_dir), postgres=not database_url,
-                              redis=not redis_url) as embedded:
-            yield (database_url or embedded.database_url or "",
-                   redis_url or embedded.redis_url or "")
-
-
-def raise_fd_limit() -> None:
-    """Thousands of sockets: lift the soft open-files limit (children inherit it)."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 # --- the server under test, in its own process ---------------------------------------------------
 
 
-def _proc_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-class ServerProcess:
-    """A server subprocess that prints ``... listening on http://HOST:PORT`` when ready."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], name: str) -> None:
-        self.name = name
-        self.proc = subprocess.Popen(
-            # no rate limit, no per-tenant cap: the benchmarks measure the engine, not the
-            # limiter, with one tenant
-            argv, env={**os.environ, "SPOOL_TURN_RATE_LIMIT": "0",
-                       "SPOOL_TENANT_MAX_RUNNING_TURNS": "0", **env}, cwd=REPO_ROOT,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + 60
-        self.base_url = ""
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"{name} server exited before listening")
-            found = re.search(r"listening on (http://\S+)", line)
-            if found:
-                self.base_url = found.group(1)
-                break
-        if not self.base_url:
-            self.stop()
-            raise RuntimeError(f"{name} server did not start")
-        self.host, port = self.base_url.removeprefix("http://").rsplit(":", 1)
-        self.port = int(port)
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time the server process has used so far."""
-        return _proc_cpu_seconds(self.proc.pid)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 def engine_server(database_url: str, redis_url: str) -> ServerProcess:
-    env = {
-        "SPOOL_DATABASE_URL": database_url, "SPOOL_REDIS_URL": redis_url,
-        "SPOOL_ADMIN_TOKEN": ADMIN_TOKEN, "SPOOL_LOG_LEVEL": "warning",
-        "SPOOL_HOST": "127.0.0.1", "SPOOL_PORT": "0",
-    }
-    return ServerProcess([sys.executable, "-m", "spool.cli", "serve"], env, "engine")
+    server = spool_server(database_url, redis_url, **UNLIMITED)
+    server.quiet = True
+    return server
 
 
 def bare_server() -> ServerProcess:
-    return ServerProcess([sys.executable, str(Path(__file__).resolve()), "bare"], {}, "bare")
+    return ServerProcess([sys.executable, SCRIPT, "bare"], {"PYTHONPATH": str(REPO_ROOT)},
+                         "bare", quiet=True)
 
 
 # --- the bare ASGI SSE server (run as `python bench/_sse.py bare`) -------------------------------
@@ -225,19 +141,8 @@ class Target:
 
 async def engine_target(server: ServerProcess) -> Target:
     """A new tenant, member key and session on the engine server."""
-    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-        response = await client.post("/v1/tenants", json={"name": "bench"}, headers=admin)
-        response.raise_for_status()
-        tenant = response.json()["id"]
-        response = await client.post("/v1/api_keys", json={"name": "k", "role": "member"},
-                                     headers={**admin, "Spool-Tenant": tenant})
-        response.raise_for_status()
-        key = response.json()["key"]
-        auth = {"Authorization": f"Bearer {key}"}
-        response = await client.post("/v1/sessions", json={}, headers=auth)
-        response.raise_for_status()
-        session = response.json()["id"]
+    tenant, session = await setup_session(server.base_url)
+    auth = {"Authorization": f"Bearer {tenant.key}"}
     return Target("engine", server.host, server.port, f"/v1/sessions/{session}/stream", auth,
                   f"/v1/sessions/{session}/messages")
 
@@ -293,13 +198,11 @@ class Subscriber:
         transport, _ = await loop.create_connection(lambda: protocol, self.target.host,
                                                     self.target.port)
         try:
-            lines = [f"GET {self.target.stream_path} HTTP/1.1",
-                     f"Host: {self.target.host}:{self.target.port}",
-                     "Accept: text/event-stream"]
-            lines += [f"{name}: {value}" for name, value in self.target.headers.items()]
+            headers = dict(self.target.headers)
             if self.last_id is not None:
-                lines.append(f"Last-Event-ID: {self.last_id.decode()}")
-            transport.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+                headers["Last-Event-ID"] = self.last_id.decode()
+            transport.write(sse_request(self.target.host, self.target.port,
+                                        self.target.stream_path, headers))
             return await protocol.done
         finally:
             transport.close()
@@ -457,7 +360,7 @@ class SubscriberPool:
         return total
 
     def cpu_seconds(self) -> float:
-        return sum(_proc_cpu_seconds(child.pid) for child in self.children)
+        return sum(cpu_seconds(child.pid) for child in self.children)
 
     async def stop(self) -> None:
         for child in self.children:
@@ -650,35 +553,6 @@ async def with_cpu(
     return result, Cpu(wall, *cores)
 
 
-def percentile(sorted_values: list[int], fraction: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, int(fraction * len(sorted_values)))
-    return float(sorted_values[index])
-
-
-def install_uvloop() -> str:
-    """The client's event loop: uvloop when installed (less client overhead per frame)."""
-    try:
-        import uvloop
-    except ImportError:
-        return "asyncio"
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return "uvloop"
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] == ["bare"]:
-        with contextlib.suppress(KeyboardInterrupt):
-            install_uvloop()  # the event loop `spool serve` runs on, for a like-for-like limit
-            asyncio.run(_serve_bare())
-    elif sys.argv[1:2] == ["subscribers"]:
-        install_uvloop()
-        asyncio.run(_serve_subscribers(sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"))
-    else:
-        sys.exit("usage: python bench/_sse.py bare   (the bare ASGI SSE server)")
-
-
 async def engine_vs_bare(
     admin_url: str, redis_url: str, runs: int,
     measure: Callable[[ServerProcess, Target], Awaitable[dict[str, Any]]],
@@ -694,8 +568,8 @@ async def engine_vs_bare(
         log(f"  {name + ':':7} {describe(result)}")
 
     async with fresh_database(admin_url, schema=False) as database_url:
-        engine = await asyncio.to_thread(engine_server, database_url, redis_url)
-        bare = await asyncio.to_thread(bare_server)
+        engine = await engine_server(database_url, redis_url).start()
+        bare = await bare_server().start()
         try:
             for run in range(1, runs + 1):
                 log(f"run {run}/{runs}")
@@ -705,3 +579,46 @@ async def engine_vs_bare(
             await asyncio.to_thread(engine.stop)
             await asyncio.to_thread(bare.stop)
     return samples
+
+
+# --- what the SSE scripts report alike -----------------------------------------------------------
+
+
+def add_client_procs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--client-procs", type=int, default=CLIENT_PROCESSES,
+                        help="processes the subscribers are spread over")
+
+
+def medians(samples: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
+    """Per server, the median of each figure over the runs."""
+    return {name: {key: round(median([run[key] for run in runs]), 3) for key in runs[0]}
+            for name, runs in samples.items()}
+
+
+def run_facts(samples: dict[str, list[dict[str, Any]]], args: argparse.Namespace
+              ) -> dict[str, Any]:
+    """Every run's figures and how they were measured."""
+    return {
+        "samples": {name: [{k: round(v, 3) for k, v in run.items()} for run in runs]
+                    for name, runs in samples.items()},
+        "client_processes": args.client_procs + 1,
+        "server_processes": 1,
+        "cpus": os.cpu_count(),
+        "runs": args.runs,
+        "seconds": args.seconds,
+        "warmup": args.warmup,
+    }
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["bare"]:
+        with contextlib.suppress(KeyboardInterrupt):
+            install_uvloop()  # the event loop `spool serve` runs on, for a like-for-like limit
+            asyncio.run(_serve_bare())
+    elif sys.argv[1:2] == ["subscribers"]:
+        install_uvloop()
+        asyncio.run(_serve_subscribers(sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"))
+    else:
+        sys.exit("usage: python bench/_sse.py bare   (the bare ASGI SSE server)")
+
+

@@ -31,8 +31,10 @@ import asyncpg
 from _common import (
     Counter,
     Timing,
+    add_options,
+    arguments,
     dsn_parts,
-    emit_json,
+    finish,
     fresh_database,
     log,
     median,
@@ -338,10 +340,8 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per figure")
-    parser.add_argument("--runs", type=int, default=3, help="repetitions; medians are reported")
-    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")
+    parser = arguments(__doc__)
+    add_options(parser, "seconds", "runs", "warmup")
     return parser.parse_args()
 
 
@@ -362,8 +362,7 @@ def main() -> None:
     timing = Timing(seconds=args.seconds, warmup=args.warmup)
     with postgres_url() as admin_url:
         result = asyncio.run(bench(admin_url, timing, args.runs))
-    emit_json(result)
-    print_table(result)
+    finish(result, print_table)
 
 
 if __name__ == "__main__":

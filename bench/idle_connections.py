@@ -22,20 +22,26 @@ import contextlib
 import time
 from typing import Any
 
-from _common import emit_json, fresh_database, log, median, render_table
-from replay import (
+from _common import (
     ServerProcess,
     Services,
-    bare_server,
+    add_options,
+    arguments,
+    finish,
     flush_redis,
+    fresh_database,
+    log,
+    median,
     open_sse,
     raise_fd_limit,
     redis_db,
+    render_table,
     services,
     setup_session,
     spool_server,
     vm_rss_kib,
 )
+from replay import bare_server
 
 
 async def open_many(
@@ -153,18 +159,17 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__)
     parser.add_argument("--connections", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=200, help="connects in flight at a time")
-    parser.add_argument("--runs", type=int, default=3, help="repetitions; medians are reported")
+    add_options(parser, "runs")
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
     result = asyncio.run(bench(args.connections, args.batch, args.runs))
-    emit_json(result)
-    print_table(result)
+    finish(result, print_table)
 
 
 if __name__ == "__main__":

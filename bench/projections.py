@@ -45,7 +45,6 @@ import contextlib
 import gc
 import os
 import random
-import resource
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -54,8 +53,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-from _common import emit_json, fresh_database, log, median, render_table, server_facts
-from replay import flush_redis, redis_db, services
+from _common import (
+    add_options,
+    arguments,
+    finish,
+    flush_redis,
+    fresh_database,
+    log,
+    median,
+    percentile,
+    raise_fd_limit,
+    redis_db,
+    render_table,
+    server_facts,
+    services,
+)
 
 from engine.events import (
     AgentConfig,
@@ -87,7 +99,7 @@ from engine.events import (
 from engine.infra.db import create_pool, init_connection
 from engine.projections.checks import rebuild
 from engine.projections.views import VIEWS
-from spool.cli import _loop_factory
+from spool.server.commands import _loop_factory
 
 TARGET_REBUILD_EPS = 50_000
 RAW_PAGE = 1000
@@ -406,11 +418,8 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {"p50": float("nan"), "p99": float("nan"), "max": float("nan")}
     ordered = sorted(values)
-
-    def at(fraction: float) -> float:
-        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-    return {"p50": round(at(0.5), 2), "p99": round(at(0.99), 2), "max": round(ordered[-1], 2)}
+    return {"p50": round(percentile(ordered, 0.5), 2), "p99": round(percentile(ordered, 0.99), 2),
+            "max": round(ordered[-1], 2)}
 
 
 async def measure_lag(url: str, redis_url: str, items: list[Item], *, rate: float,
@@ -693,9 +702,9 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__)
     parser.add_argument("--events", type=int, default=1_000_000, help="events in the log")
-    parser.add_argument("--runs", type=int, default=3, help="repetitions; medians are reported")
+    add_options(parser, "runs")
     parser.add_argument("--rate", type=float, default=5000, help="events/s the writer appends")
     parser.add_argument("--lag-seconds", type=float, default=25,
                         help="measured seconds of the lag phase (0: skip it)")
@@ -706,12 +715,9 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_fd_limit()
     result = bench(args)
-    emit_json(result)
-    print_table(result)
+    finish(result, print_table)
 
 
 if __name__ == "__main__":

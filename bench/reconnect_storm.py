@@ -31,14 +31,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from _common import emit_json, fresh_database, log, median, render_table
-from replay import (
+from _common import (
     Services,
     Tenant,
+    add_options,
+    arguments,
+    finish,
     flush_redis,
+    fresh_database,
+    log,
+    median,
     open_sse,
+    percentile,
     raise_fd_limit,
     redis_db,
+    render_table,
     services,
     setup_session,
     spool_server,
@@ -134,11 +141,6 @@ class Appender(threading.Thread):
         return None
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
 async def wait_for(predicate: Any, limit: float, what: str) -> None:
     deadline = time.perf_counter() + limit
     while not predicate():
@@ -148,12 +150,13 @@ async def wait_for(predicate: Any, limit: float, what: str) -> None:
 
 
 def live_times(clients: list[Client], threshold: int, start: float) -> list[float]:
+    """Each client's time to live, sorted (for the percentiles)."""
     times = []
     for client in clients:
         hit = next((t for event_id, t in client.after_storm if event_id >= threshold), None)
         if hit is not None:
             times.append(hit - start)
-    return times
+    return sorted(times)
 
 
 @dataclass
@@ -308,18 +311,17 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__)
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=20.0, help="events/s appended")
-    parser.add_argument("--runs", type=int, default=3, help="repetitions; medians are reported")
+    add_options(parser, "runs")
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
     result = asyncio.run(bench(args.clients, args.rate, args.runs))
-    emit_json(result)
-    print_table(result)
+    finish(result, print_table)
 
 
 if __name__ == "__main__":

@@ -23,47 +23,50 @@ process is idle (its dispatcher and relay have worked through the load).
 
     .venv/bin/python bench/replay.py [--events 100000] [--runs 3]
 
-This module also holds the plumbing the other SSE scripts (reconnect_storm, idle_connections)
-import: services, the server subprocess, HTTP setup, the bare ASGI server, raw SSE sockets.
+idle_connections.py uses its bare ASGI server (mode ``idle``) too.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
-import resource
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-import httpx
 import msgspec
 from _common import (
     REPO_ROOT,
-    emit_json,
+    ServerProcess,
+    Services,
+    add_options,
+    arguments,
+    cpu_seconds,
+    finish,
+    flush_redis,
     fresh_database,
+    install_uvloop,
     log,
     median,
+    open_sse,
+    raise_fd_limit,
+    redis_db,
     render_table,
     server_facts,
+    services,
+    setup_session,
+    spool_server,
 )
 
 from engine.events import NewEvent
 from engine.infra.db import create_pool, init_connection
-from engine.infra.embedded import EmbeddedServices
 from engine.log.store import EventStore
 
-ADMIN_TOKEN = "bench-admin-token-0123456789"
 TARGET_EPS = 100_000
 APPEND_BATCH = 1000
 # A realistic small event: an assistant message of ~120 characters.
@@ -73,120 +76,15 @@ DATA = msgspec.json.encode(
 _COLUMNS = "id, stream_id, stream_type, seq, position, type, data, meta, created_at"
 
 
-# --- services ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Services:
-    postgres_url: str  # maintenance database
-    redis_url: str
-
-
-@contextlib.contextmanager
-def services() -> Iterator[Services]:
-    """SPOOL_DATABASE_URL / SPOOL_REDIS_URL, or embedded ones for the run."""
-    pg, rd = os.environ.get("SPOOL_DATABASE_URL"), os.environ.get("SPOOL_REDIS_URL")
-    if pg and rd:
-        yield Services(pg, rd)
-        return
-    with tempfile.TemporaryDirectory(prefix="spool-bench-") as data_dir:
-        log(f"starting embedded services in {data_dir}")
-        with EmbeddedServices(Path(data_dir), postgres=not pg, redis=not rd) as embedded:
-            yield Services(pg or str(embedded.database_url), rd or str(embedded.redis_url))
-
-
-def redis_db(url: str, number: int) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{number}"))
-
-
-async def flush_redis(url: str) -> None:
-    import redis.asyncio as redis
-
-    client = redis.from_url(url)
-    try:
-        await client.flushdb()
-    finally:
-        await client.aclose()
-
-
-def raise_fd_limit() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
 # --- the server under test, in its own process ---------------------------------------------------
-
-
-class ServerProcess:
-    """A child process that prints ``... listening on http://HOST:PORT`` once it serves."""
-
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.argv, self.env = argv, env
-        self.proc: subprocess.Popen[str] | None = None
-        self.host, self.port = "127.0.0.1", 0
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def _spawn(self) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            self.argv, env={**os.environ, **self.env}, cwd=REPO_ROOT, text=True,
-            stdout=subprocess.PIPE, preexec_fn=raise_fd_limit,
-        )
-
-    async def start(self) -> ServerProcess:
-        self.proc = self._spawn()
-        assert self.proc.stdout is not None
-        line = await asyncio.wait_for(asyncio.to_thread(self.proc.stdout.readline), 120)
-        if "listening on http://" not in line:
-            self.stop()
-            raise RuntimeError(f"server did not start: {line!r}")
-        address = line.strip().rsplit("http://", 1)[1]
-        host, port = address.rsplit(":", 1)
-        self.host, self.port = host, int(port)
-        return self
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-
-
-def spool_server(database_url: str, redis_url: str) -> ServerProcess:
-    return ServerProcess(
-        [sys.executable, "-m", "spool.cli", "serve", "--host", "127.0.0.1", "--port", "0"],
-        {"SPOOL_DATABASE_URL": database_url, "SPOOL_REDIS_URL": redis_url,
-         "SPOOL_ADMIN_TOKEN": ADMIN_TOKEN, "SPOOL_LOG_LEVEL": "warning",
-         "PYTHONPATH": str(REPO_ROOT)},
-    )
 
 
 def bare_server(mode: str, frame_file: str = "", count: int = 0) -> ServerProcess:
     return ServerProcess(
         [sys.executable, str(Path(__file__).resolve()), "--bare-server", mode,
          "--frame-file", frame_file, "--events", str(count)],
-        {"PYTHONPATH": str(REPO_ROOT)},
+        {"PYTHONPATH": str(REPO_ROOT)}, "bare",
     )
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 async def wait_idle(pid: int, *, limit: float = 60.0) -> float:
@@ -201,36 +99,6 @@ async def wait_idle(pid: int, *, limit: float = 60.0) -> float:
         if cpu_seconds(pid) - before < 0.025:
             break
     return cpu_seconds(pid) - start
-
-
-def vm_rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
-
-
-@dataclass(frozen=True, slots=True)
-class Tenant:
-    tenant_id: str
-    key: str
-
-
-async def setup_session(base_url: str) -> tuple[Tenant, str]:
-    """A tenant, a member key and one session, over HTTP."""
-    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
-        response = await client.post("/v1/tenants", json={"name": "bench"}, headers=admin)
-        response.raise_for_status()
-        tenant_id = response.json()["id"]
-        response = await client.post("/v1/api_keys", json={"name": "bench", "role": "member"},
-                                     headers={**admin, "Spool-Tenant": tenant_id})
-        response.raise_for_status()
-        key = response.json()["key"]
-        response = await client.post("/v1/sessions", json={},
-                                     headers={"Authorization": f"Bearer {key}"})
-        response.raise_for_status()
-        return Tenant(tenant_id, key), response.json()["id"]
 
 
 # --- the bare ASGI SSE server (run as a child: ``replay.py --bare-server MODE``) -----------------
@@ -283,34 +151,11 @@ def run_bare_server(mode: str, frame_file: str, count: int) -> None:
         print(f"bare listening on http://127.0.0.1:{port}", flush=True)
         await task
 
-    from _sse import install_uvloop
-
     install_uvloop()  # the event loop `spool serve` runs on, for a like-for-like limit
     asyncio.run(serve())
 
 
 # --- a raw SSE client ----------------------------------------------------------------------------
-
-
-async def open_sse(
-    host: str, port: int, path: str, headers: dict[str, str]
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
-    """Connect, send the GET, check the 200; returns the streams and the body bytes read."""
-    reader, writer = await asyncio.open_connection(host, port)
-    lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Accept: text/event-stream",
-             *(f"{name}: {value}" for name, value in headers.items())]
-    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-    buffer = b""
-    while b"\r\n\r\n" not in buffer:
-        chunk = await reader.read(65536)
-        if not chunk:
-            raise ConnectionError("closed before the response headers")
-        buffer += chunk
-    head, _, rest = buffer.partition(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1.1 200"):
-        writer.close()
-        raise RuntimeError(f"SSE request failed: {head[:200]!r} {rest[:300]!r}")
-    return reader, writer, rest
 
 
 async def count_frames(
@@ -539,9 +384,9 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__)
     parser.add_argument("--events", type=int, default=100_000, help="events in the session")
-    parser.add_argument("--runs", type=int, default=3, help="repetitions; medians are reported")
+    add_options(parser, "runs")
     parser.add_argument("--bare-server", help=argparse.SUPPRESS)
     parser.add_argument("--frame-file", default="", help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -553,8 +398,7 @@ def main() -> None:
         run_bare_server(args.bare_server, args.frame_file, args.events)
         return
     result = asyncio.run(bench(args.events, args.runs))
-    emit_json(result)
-    print_table(result)
+    finish(result, print_table)
 
 
 if __name__ == "__main__":

@@ -24,21 +24,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 from typing import Any
 
-from _common import emit_json, median, render_table
-from _sse import (
-    CLIENT_PROCESSES,
-    Appender,
+from _common import (
     ServerProcess,
+    add_options,
+    arguments,
+    log,
+    render_table,
+    run_on_services,
+)
+from _sse import (
+    Appender,
     SubscriberPool,
     Target,
+    add_client_procs,
     engine_vs_bare,
-    install_uvloop,
-    log,
-    raise_fd_limit,
-    services,
+    medians,
+    run_facts,
     with_cpu,
 )
 
@@ -100,10 +103,7 @@ async def bench(args: argparse.Namespace, admin_url: str, redis_url: str) -> dic
 
 def build_result(samples: dict[str, list[dict[str, float]]], args: argparse.Namespace
                  ) -> dict[str, Any]:
-    med = {
-        name: {key: round(median([run[key] for run in runs]), 3) for key in runs[0]}
-        for name, runs in samples.items()
-    }
+    med = medians(samples)
     ratio = med["engine"]["delivered_eps"] / med["bare"]["delivered_eps"]
     per_run = [e["delivered_eps"] / b["delivered_eps"]
                for e, b in zip(samples["engine"], samples["bare"], strict=True)]
@@ -117,14 +117,7 @@ def build_result(samples: dict[str, list[dict[str, float]]], args: argparse.Name
         "ratio_engine_vs_bare_per_run": [round(r, 3) for r in per_run],
         "targets": {"engine_vs_bare_min": TARGET_VS_BARE,
                     "engine_vs_bare_met": ratio >= TARGET_VS_BARE},
-        "samples": {name: [{k: round(v, 3) for k, v in run.items()} for run in runs]
-                    for name, runs in samples.items()},
-        "client_processes": args.client_procs + 1,
-        "server_processes": 1,
-        "cpus": os.cpu_count(),
-        "runs": args.runs,
-        "seconds": args.seconds,
-        "warmup": args.warmup,
+        **run_facts(samples, args),
     }
 
 
@@ -151,26 +144,19 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__)
     parser.add_argument("--subscribers", type=int, default=100)
     parser.add_argument("--appenders", type=int, default=16,
                         help="concurrent closed-loop appenders (HTTP connections)")
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per figure")
-    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")
-    parser.add_argument("--client-procs", type=int, default=CLIENT_PROCESSES,
-                        help="processes the subscribers are spread over")
-    parser.add_argument("--runs", type=int, default=3, help="repetitions; medians are reported")
+    add_options(parser, "seconds", "warmup")
+    add_client_procs(parser)
+    add_options(parser, "runs")
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    raise_fd_limit()
-    install_uvloop()
-    with services() as (admin_url, redis_url):
-        result = asyncio.run(bench(args, admin_url, redis_url))
-    emit_json(result)
-    print_table(result)
+    run_on_services(lambda found: bench(args, *found), print_table)
 
 
 if __name__ == "__main__":

@@ -24,24 +24,26 @@ A subscriber the server cuts off (too far behind) reconnects with Last-Event-ID 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import time
 from typing import Any
 
-from _common import emit_json, median, render_table
-from _sse import (
-    CLIENT_PROCESSES,
-    Appender,
+from _common import (
     ServerProcess,
-    SubscriberPool,
-    Target,
-    engine_vs_bare,
-    install_uvloop,
+    add_options,
+    arguments,
     log,
     percentile,
-    raise_fd_limit,
-    services,
+    render_table,
+    run_on_services,
+)
+from _sse import (
+    Appender,
+    SubscriberPool,
+    Target,
+    add_client_procs,
+    engine_vs_bare,
+    medians,
+    run_facts,
     wait_quiet,
     with_cpu,
 )
@@ -112,10 +114,7 @@ async def bench(args: argparse.Namespace, admin_url: str, redis_url: str) -> dic
 
 def build_result(samples: dict[str, list[dict[str, Any]]], args: argparse.Namespace
                  ) -> dict[str, Any]:
-    med = {
-        name: {key: round(median([run[key] for run in runs]), 3) for key in runs[0]}
-        for name, runs in samples.items()
-    }
+    med = medians(samples)
     engine, bare = med["engine"], med["bare"]
     return {
         "bench": "sse_latency",
@@ -129,14 +128,7 @@ def build_result(samples: dict[str, list[dict[str, Any]]], args: argparse.Namesp
             "p50_ms_max": TARGET_P50_MS, "p50_met": engine["p50_ms"] < TARGET_P50_MS,
             "p99_ms_max": TARGET_P99_MS, "p99_met": engine["p99_ms"] < TARGET_P99_MS,
         },
-        "samples": {name: [{k: round(v, 3) for k, v in run.items()} for run in runs]
-                    for name, runs in samples.items()},
-        "client_processes": args.client_procs + 1,
-        "server_processes": 1,
-        "cpus": os.cpu_count(),
-        "runs": args.runs,
-        "seconds": args.seconds,
-        "warmup": args.warmup,
+        **run_facts(samples, args),
     }
 
 
@@ -167,27 +159,20 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__)
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=1000.0, help="events appended per second")
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per figure")
-    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")
+    add_options(parser, "seconds", "warmup")
     parser.add_argument("--drain", type=float, default=10.0,
                         help="at most this long to wait for the measured events to arrive")
-    parser.add_argument("--client-procs", type=int, default=CLIENT_PROCESSES,
-                        help="processes the subscribers are spread over")
-    parser.add_argument("--runs", type=int, default=3, help="repetitions; medians are reported")
+    add_client_procs(parser)
+    add_options(parser, "runs")
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    raise_fd_limit()
-    install_uvloop()
-    with services() as (admin_url, redis_url):
-        result = asyncio.run(bench(args, admin_url, redis_url))
-    emit_json(result)
-    print_table(result)
+    run_on_services(lambda found: bench(args, *found), print_table)
 
 
 if __name__ == "__main__":

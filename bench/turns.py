@@ -34,7 +34,6 @@ import contextlib
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,16 +42,23 @@ from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import httpx
-from _common import emit_json, fresh_database, median, render_table
-from _sse import (
-    ADMIN_TOKEN,
+from _common import (
     REPO_ROOT,
+    UNLIMITED,
     ServerProcess,
-    _proc_cpu_seconds,
+    add_options,
+    arguments,
+    cpu_seconds,
+    fresh_database,
     install_uvloop,
     log,
-    raise_fd_limit,
-    services,
+    median,
+    new_tenant,
+    percentile,
+    render_table,
+    run_on_services,
+    spool_server,
+    sse_request,
 )
 
 SCRIPT = str(Path(__file__).resolve())
@@ -174,10 +180,9 @@ class _Client:
         loop = asyncio.get_running_loop()
         self.transport, _ = await loop.create_connection(
             lambda: self.stream, self.spec["host"], self.spec["port"])
-        self.transport.write((
-            f"GET /v1/sessions/{self.session_id}/stream HTTP/1.1\r\n"
-            f"Host: {self.spec['host']}:{self.spec['port']}\r\nAccept: text/event-stream\r\n"
-            f"Authorization: Bearer {self.spec['key']}\r\n\r\n").encode())
+        self.transport.write(sse_request(
+            self.spec["host"], self.spec["port"], f"/v1/sessions/{self.session_id}/stream",
+            {"Authorization": f"Bearer {self.spec['key']}"}))
         await self.stream.ready
         self.http = _Http(*await asyncio.open_connection(self.spec["host"], self.spec["port"]))
 
@@ -306,7 +311,7 @@ class ClientPool:
         return total
 
     def cpu_seconds(self) -> float:
-        return sum(_proc_cpu_seconds(child.pid) for child in self.children)
+        return sum(cpu_seconds(child.pid) for child in self.children)
 
     async def kill(self) -> None:
         for child in self.children:
@@ -318,29 +323,13 @@ class ClientPool:
 # --- the processes measured ----------------------------------------------------------------------
 
 
-class WorkerProcess:
+def spool_worker(database_url: str, redis_url: str, concurrency: int) -> ServerProcess:
     """``python -m spool.cli worker --concurrency K`` on the server's Postgres and Redis."""
-
-    def __init__(self, database_url: str, redis_url: str, concurrency: int) -> None:
-        env = {**os.environ, "SPOOL_DATABASE_URL": database_url, "SPOOL_REDIS_URL": redis_url,
-               "SPOOL_LOG_LEVEL": "warning", "SPOOL_TENANT_MAX_RUNNING_TURNS": "0"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "spool.cli", "worker", "--concurrency", str(concurrency)],
-            env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if "running" not in line:
-            self.stop()
-            raise RuntimeError(f"spool worker did not start: {line!r}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    return ServerProcess(
+        [sys.executable, "-m", "spool.cli", "worker", "--concurrency", str(concurrency)],
+        {"SPOOL_DATABASE_URL": database_url, "SPOOL_REDIS_URL": redis_url,
+         "SPOOL_LOG_LEVEL": "warning", "SPOOL_TENANT_MAX_RUNNING_TURNS": "0"},
+        "spool worker", ready="running", quiet=True)
 
 
 def _stat(pid: int) -> list[str]:
@@ -385,14 +374,14 @@ class ServiceCpu:
         if self.valkey is None:
             return None
         with contextlib.suppress(OSError):
-            return _proc_cpu_seconds(self.valkey)
+            return cpu_seconds(self.valkey)
         return None
 
 
 class Measured:
     """Everything whose CPU a measurement reports, and Postgres' write counters."""
 
-    def __init__(self, server: ServerProcess, workers: list[WorkerProcess],
+    def __init__(self, server: ServerProcess, workers: list[ServerProcess],
                  service: ServiceCpu, conn: asyncpg.Connection) -> None:
         self.server, self.workers, self.service, self.conn = server, workers, service, conn
 
@@ -412,7 +401,7 @@ class Measured:
             "machine": busy,  # every CPU's busy time (user, system, irq, steal, ...)
             "bench": time.process_time(),
             "server": self.server.cpu_seconds(),
-            "worker_procs": sum(_proc_cpu_seconds(w.proc.pid) for w in self.workers),
+            "worker_procs": sum(w.cpu_seconds() for w in self.workers),
             "postgres": self.service.postgres_seconds(),
             "valkey": self.service.valkey_seconds(),
             "clients": clients.cpu_seconds(),
@@ -425,8 +414,7 @@ class Measured:
 def _pct(values: list[int], fraction: float) -> float | None:
     if not values:
         return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] / 1e6
+    return percentile(sorted(values), fraction) / 1e6
 
 
 async def _create_sessions(base_url: str, key: str, count: int, agent_id: str | None
@@ -505,15 +493,8 @@ async def measure(mode: str, concurrency: int, setup: dict[str, Any], measured: 
 
 async def _setup(server: ServerProcess, tokens: int) -> dict[str, Any]:
     """A new tenant, member key and echoing scripted agent."""
-    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-        response = await client.post("/v1/tenants", json={"name": "bench"}, headers=admin)
-        response.raise_for_status()
-        tenant = response.json()["id"]
-        response = await client.post("/v1/api_keys", json={"name": "k", "role": "member"},
-                                     headers={**admin, "Spool-Tenant": tenant})
-        response.raise_for_status()
-        key = response.json()["key"]
+        key = (await new_tenant(client)).key
         response = await client.post(
             "/v1/agents", json={"name": "bench-echo", "model": {"adapter": "scripted"}},
             headers={"Authorization": f"Bearer {key}"})
@@ -538,17 +519,16 @@ async def bench(args: argparse.Namespace, admin_url: str, redis_url: str) -> dic
     samples: dict[str, list[dict[str, Any]]] = {}
     service = ServiceCpu(admin_url)
     async with fresh_database(admin_url, schema=False) as database_url:
-        env = {"SPOOL_DATABASE_URL": database_url, "SPOOL_REDIS_URL": redis_url,
-               "SPOOL_ADMIN_TOKEN": ADMIN_TOKEN, "SPOOL_LOG_LEVEL": "warning",
-               "SPOOL_HOST": "127.0.0.1", "SPOOL_PORT": "0", "SPOOL_WORKERS": str(args.workers)}
-        server = await asyncio.to_thread(
-            ServerProcess, [sys.executable, "-m", "spool.cli", "serve"], env, "engine")
-        workers: list[WorkerProcess] = []
+        server = spool_server(database_url, redis_url, SPOOL_WORKERS=str(args.workers),
+                              **UNLIMITED)
+        server.quiet = True
+        await server.start()
+        workers: list[ServerProcess] = []
         measured: Measured | None = None
         try:
             for _ in range(args.worker_procs):
-                workers.append(await asyncio.to_thread(
-                    WorkerProcess, database_url, redis_url, args.worker_concurrency))
+                workers.append(await spool_worker(
+                    database_url, redis_url, args.worker_concurrency).start())
             measured = Measured(server, workers, service, await asyncpg.connect(database_url))
             setup = await _setup(server, args.tokens)
             for run in range(1, args.runs + 1):
@@ -702,13 +682,11 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__)
     parser.add_argument("--tokens", type=int, default=20, help="words (deltas) per reply, >= 3")
     parser.add_argument("--concurrency", default="1,10,100",
                         help="comma-separated numbers of concurrent sessions")
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per figure")
-    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")
-    parser.add_argument("--runs", type=int, default=3, help="repetitions; medians are reported")
+    add_options(parser, "seconds", "warmup", "runs")
     parser.add_argument("--workers", type=int, default=8,
                         help="sessions the server's in-process worker runs at once "
                         "(SPOOL_WORKERS; 0 = none)")
@@ -733,12 +711,7 @@ def main() -> None:
         asyncio.run(_run_clients(json.loads(sys.argv[2])))
         return
     args = parse_args()
-    raise_fd_limit()
-    install_uvloop()
-    with services() as (admin_url, redis_url):
-        result = asyncio.run(bench(args, admin_url, redis_url))
-    emit_json(result)
-    print_table(result)
+    run_on_services(lambda found: bench(args, *found), print_table)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -22,14 +21,10 @@ from engine.infra.db import create_pool, schema_sql
 from engine.infra.embedded import EmbeddedServices
 from engine.log.store import EventStore
 from engine.settings import Settings
+from tests.helpers import with_database
 
 ADMIN_TOKEN = "spa_test-admin-token-0123456789"
 TEMPLATE = "spool_test_template"
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 class Services:

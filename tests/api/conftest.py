@@ -20,16 +20,6 @@ from tests.api.sse_client import Frame, frames
 from tests.conftest import ADMIN_TOKEN, Services
 
 
-def assert_error(response, status: int, type_: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
-    """The response is an error envelope of this status and type; returns its ``error``."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    error = response.json()["error"]
-    assert error["type"] == type_
-    assert error["message"]
-    return error  # type: ignore[no-any-return]
-
-
 class Api:
     """An httpx client on the app, plus helpers that set up tenants and keys."""
 
@@ -147,17 +137,6 @@ async def serving(engine: Engine, settings: Settings) -> AsyncIterator[Live]:
 async def live(settings: Settings, engine: Engine) -> AsyncIterator[Live]:
     async with serving(engine, settings) as served:
         yield served
-
-
-async def events_from(stream: AsyncIterator[Frame], count: int) -> list[Frame]:
-    got: list[Frame] = []
-    async with asyncio.timeout(30):
-        async for frame in stream:
-            if frame.id is not None:
-                got.append(frame)
-                if len(got) == count:
-                    return got
-    return got
 
 
 # --- one live app for a whole module: real uvicorn on a real socket -----------------------------

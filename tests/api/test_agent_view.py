@@ -14,8 +14,7 @@ import pytest
 from engine.events import SpendRecorded, Usage, new_event
 from engine.settings import Settings
 from tests.api.conftest import Api
-from tests.api.test_http_basics import assert_error
-from tests.api.test_turns import agent, say, session, settle
+from tests.helpers import agent, assert_error, say, session, settle
 
 OFFLINE_SECONDS = 0.5
 

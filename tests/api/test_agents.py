@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from tests.api.conftest import Api
-from tests.api.test_http_basics import assert_error
+from tests.helpers import assert_error
 
 LOOKUP = {
     "name": "lookup",

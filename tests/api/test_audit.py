@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from tests.api.conftest import Api
-from tests.api.test_http_basics import assert_error
-from tests.api.test_turns import agent, say, session, settle
+from tests.helpers import agent, assert_error, say, session, settle
 
 
 async def test_the_log_page_and_the_audit_trail(api: Api) -> None:

@@ -11,7 +11,8 @@ import pytest
 
 from api.app import ROUTES
 from api.openapi import operations
-from tests.api.conftest import Api, assert_error
+from tests.api.conftest import Api
+from tests.helpers import assert_error
 
 OPERATIONS = operations(ROUTES)
 

@@ -14,9 +14,8 @@ import pytest
 from engine.prices import ModelPrice
 from engine.settings import Settings
 from tests.api.conftest import Api
-from tests.api.test_http_basics import assert_error
-from tests.api.test_turns import log, say, session, settle
 from tests.conftest import ADMIN_TOKEN
+from tests.helpers import assert_error, create_agent, log, say, session, settle
 
 MODEL = "test-model"  # $1 per input token, $2 per output token: costs are easy to read
 
@@ -40,11 +39,10 @@ def calls(n: int, *, input_tokens: int = 40, output_tokens: int = 10, delay: flo
 
 
 async def agent(api: Api, key: str, script: list[dict[str, Any]]) -> str:
-    body = {"name": "spender", "model": {"adapter": "scripted", "name": MODEL, "script": script},
-            "tools": [{"name": "memory_write", "executor": "server"}]}
-    response = await api.request("POST", "/v1/agents", key, json=body)
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
+    """An agent on the priced scripted model that may write memory (a server tool)."""
+    return await create_agent(
+        api, key, name="spender", model={"adapter": "scripted", "name": MODEL, "script": script},
+        tools=[{"name": "memory_write", "executor": "server"}])
 
 
 async def put_budget(api: Api, key: str, scope: str, limits: dict[str, Any]) -> Any:

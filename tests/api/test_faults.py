@@ -10,8 +10,8 @@ from api.app import create_app
 from engine.engine import Engine
 from engine.settings import Settings
 from tests.api.conftest import Api
-from tests.api.test_http_basics import assert_error
 from tests.conftest import ADMIN_TOKEN, Services
+from tests.helpers import assert_error
 
 
 async def _set_database_reachable(services: Services, database_url: str, ok: bool) -> None:

@@ -10,8 +10,9 @@ from starlette.routing import Route
 from starlette.types import Message
 from structlog.testing import capture_logs
 
-from tests.api.conftest import Api, assert_error
+from tests.api.conftest import Api
 from tests.conftest import ADMIN_TOKEN
+from tests.helpers import assert_error
 
 
 async def test_unknown_route_is_404_envelope(api: Api) -> None:

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from tests.api.conftest import Api, assert_error
+from tests.api.conftest import Api
 from tests.conftest import ADMIN_TOKEN
+from tests.helpers import assert_error
 
 DEPTH = 64  # SPOOL_MAX_JSON_DEPTH's default
 

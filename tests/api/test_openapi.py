@@ -26,8 +26,8 @@ from api.openapi.schemas import clean_descriptions
 from engine.settings import Settings
 from tests.api.conftest import Api
 from tests.api.openapi_check import Checker
-from tests.api.test_turns import settle
 from tests.conftest import ADMIN_TOKEN
+from tests.helpers import settle
 
 OPERATIONS = operations(ROUTES)
 COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"

@@ -3,24 +3,12 @@ row), a rebuild from position 0 puts it right, and a clean view verifies clean."
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from engine.errors import InvalidRequest
 from engine.projections.checks import rebuild, verify
 from tests.api.conftest import Api
-from tests.api.test_tasks import new_board, new_task
-from tests.api.test_turns import agent, say, session, settle
-
-
-async def _caught_up(api: Api, name: str) -> None:
-    engine = api.app.state.engine
-    head = await engine.store.head()
-    async with engine._pool.acquire() as conn, asyncio.timeout(30):
-        while (await conn.fetchval("SELECT position FROM projection_checkpoints"  # noqa: ASYNC110
-                                   " WHERE name = $1", name) or 0) < head:
-            await asyncio.sleep(0.02)
+from tests.helpers import agent, caught_up, new_board, new_task, say, session, settle
 
 
 async def test_verify_reports_a_corrupted_row_and_rebuild_repairs_it(api: Api) -> None:
@@ -28,7 +16,7 @@ async def test_verify_reports_a_corrupted_row_and_rebuild_repairs_it(api: Api) -
     board = await new_board(api, key)
     first = await new_task(api, key, board, title="first")
     await new_task(api, key, board, title="second", dependencies=[first["id"]])
-    await _caught_up(api, "tasks")
+    await caught_up(api, "tasks")
     pool = api.app.state.engine._pool
     assert (await verify(pool, "tasks")).clean
 
@@ -58,7 +46,7 @@ async def test_views_the_runtime_writes_to_verify_clean(api: Api) -> None:
     await settle(api, key, sid, "requires_action")
     await api.request("PUT", "/v1/budgets/tenant", key, json={"limits": {"day": {"tokens": 99}}})
     for name in ("approvals", "agents", "budgets"):
-        await _caught_up(api, name)
+        await caught_up(api, name)
     pool = api.app.state.engine._pool
     # (session_runs: leases and done marks are not the view's)
     for name in ("session_runs", "approvals", "agents", "budgets"):

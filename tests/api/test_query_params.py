@@ -15,8 +15,9 @@ import pytest
 from api.app import ROUTES
 from api.openapi import operations
 from engine.events import EVENT_TYPES
-from tests.api.conftest import Api, assert_error
+from tests.api.conftest import Api
 from tests.conftest import ADMIN_TOKEN
+from tests.helpers import assert_error
 
 OPERATIONS = operations(ROUTES)
 

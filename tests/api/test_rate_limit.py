@@ -16,8 +16,7 @@ from engine.engine import Engine
 from engine.infra.ratelimit import RateLimiter
 from engine.settings import Settings
 from tests.api.conftest import Api
-from tests.api.test_http_basics import assert_error
-from tests.api.test_turns import log, say
+from tests.helpers import assert_error, log, say
 
 LIMIT = 3
 

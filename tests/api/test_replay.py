@@ -6,8 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from tests.api.conftest import Api
-from tests.api.test_http_basics import assert_error
-from tests.api.test_turns import LOOKUP, agent, log, say, session, settle
+from tests.helpers import (
+    approved_client_call,
+    assert_error,
+    say,
+    seq_of,
+)
 
 
 async def state(api: Api, key: str, sid: str, at: int | None = None) -> dict[str, Any]:
@@ -15,32 +19,6 @@ async def state(api: Api, key: str, sid: str, at: int | None = None) -> dict[str
     response = await api.request("GET", path, key)
     assert response.status_code == 200, response.text
     return dict(response.json())
-
-
-def seq_of(events: list[dict[str, Any]], type_: str, nth: int = 0) -> int:
-    return int([e["seq"] for e in events if e["type"] == type_][nth])
-
-
-async def approved_client_call(api: Api) -> tuple[str, str, list[dict[str, Any]]]:
-    """A finished turn: the model calls `lookup` (approval needed, then the client answers),
-    then replies."""
-    key = await api.key(await api.tenant(), "member")
-    script = [{"text": "let me look", "tool_calls": [{"name": "lookup", "input": {"word": "x"}}]},
-              {"text": "found it"}]
-    sid = await session(api, key, await agent(
-        api, key, script, tools=[{**LOOKUP, "requires_approval": True}]))
-    await say(api, key, sid, "look up x")
-    await settle(api, key, sid, "requires_action")
-    [approval] = (await api.request("GET", f"/v1/approvals?session_id={sid}", key)).json()["data"]
-    decided = await api.request("POST", f"/v1/approvals/{approval['id']}", key,
-                                json={"decision": "approve", "reason": "fine"})
-    assert decided.status_code == 202
-    await settle(api, key, sid, "requires_action")
-    answered = await api.request("POST", f"/v1/sessions/{sid}/tool_results", key, json={
-        "results": [{"tool_use_id": "toolu_0_0", "content": "x is a letter"}]})
-    assert answered.status_code == 202, answered.text
-    await settle(api, key, sid, "idle")
-    return key, sid, await log(api, key, sid)
 
 
 async def test_the_state_at_each_point_of_a_turn(api: Api) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.api.conftest import Api
-from tests.api.test_http_basics import assert_error
+from tests.helpers import assert_error
 
 
 async def test_create_get_message_and_page_events(api: Api) -> None:

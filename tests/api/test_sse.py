@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.api import conftest
-from tests.api.conftest import Live, events_from
-from tests.api.sse_client import frames  # noqa: F401 - other modules use test_sse.frames
-
-# The fixture (a uvicorn server on the test's engine; other modules take it from here by name).
-live = conftest.live
+from tests.api.conftest import Live
+from tests.helpers import events_from, say_many
 
 
 async def test_replay_then_live_without_gap_or_duplicate(live: Live) -> None:
@@ -24,16 +20,11 @@ async def test_replay_then_live_without_gap_or_duplicate(live: Live) -> None:
         assert [f.id for f in replayed] == ["1", "2", "3", "4"]
         assert [f.event for f in replayed] == ["session_created"] + ["user_message"] * 3
         assert replayed[1].envelope["data"]["content"] == [{"type": "text", "text": "a"}]
-        writer = asyncio.create_task(_say_many(live, key, sid, 20))
+        writer = asyncio.create_task(say_many(live, key, sid, 20))
         live_frames = await events_from(stream, 20)
         await writer
     assert [int(f.id or 0) for f in live_frames] == list(range(5, 25))
     assert all(f.envelope["seq"] == int(f.id or 0) for f in live_frames)
-
-
-async def _say_many(live: Live, key: str, sid: str, count: int) -> None:
-    for index in range(count):
-        await live.say(key, sid, f"live {index}")
 
 
 async def test_resume_from_last_event_id_or_after(live: Live) -> None:

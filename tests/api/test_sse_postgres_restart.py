@@ -42,16 +42,15 @@ from engine.errors import Unavailable
 from engine.events import ContentBlock, UserMessage, new_event
 from engine.ids import new_id
 from engine.settings import Settings
+from tests.api.conftest import Live, serving
 from tests.api.sse_client import frames
-from tests.api.test_sse import Live
-from tests.api.test_sse_faults import (
+from tests.conftest import ADMIN_TOKEN
+from tests.helpers_sse import (
     Reader,
     assert_firehose_received_the_log,
     assert_received_the_log,
-    serving,
     session_log,
 )
-from tests.conftest import ADMIN_TOKEN
 
 pytestmark = [
     pytest.mark.slow,

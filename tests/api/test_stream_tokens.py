@@ -9,13 +9,10 @@ import hashlib
 
 import pytest
 
-from tests.api import test_sse
-from tests.api.conftest import Api
-from tests.api.test_http_basics import assert_error
-from tests.api.test_sse import Live, events_from
+from tests.api import sse_client
+from tests.api.conftest import Api, Live
 from tests.conftest import ADMIN_TOKEN
-
-live = test_sse.live  # the fixture, used by name
+from tests.helpers import assert_error, events_from
 
 
 async def token(live: Live, key: str, **body: object) -> str:
@@ -36,7 +33,7 @@ async def test_an_event_source_reads_a_session_with_a_stream_token(live: Live) -
     async with live.client.stream("GET", f"/v1/sessions/{sid}/stream?access_token={value}") \
             as response:
         assert response.status_code == 200
-        frames = await events_from(test_sse.frames(response), 2)
+        frames = await events_from(sse_client.frames(response), 2)
     assert [f.event for f in frames] == ["session_created", "user_message"]
     # the token is kept as a hash only
     secret = value[len("sst_") + 26 + 1:]  # sst_<id>_<secret>
@@ -50,7 +47,7 @@ async def test_a_tenant_token_reads_the_firehose(live: Live) -> None:
     value = await token(live, key)
     async with live.client.stream("GET", f"/v1/events/stream?access_token={value}") as response:
         assert response.status_code == 200
-        [frame] = await events_from(test_sse.frames(response), 1)
+        [frame] = await events_from(sse_client.frames(response), 1)
     assert frame.envelope["stream_id"] == sid
 
 

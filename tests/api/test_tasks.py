@@ -15,27 +15,8 @@ import pytest
 
 from engine.engine import Engine
 from engine.runtime.tools import ServerTools, ToolContext
-from tests.api import test_sse
-from tests.api.conftest import Api
-from tests.api.test_http_basics import assert_error
-from tests.api.test_sse import Live
-from tests.api.test_turns import log, say, session, settle
-
-live = test_sse.live  # the fixture, used by name
-
-
-async def new_board(api: Api, key: str, name: str = "Launch") -> str:
-    response = await api.request("POST", "/v1/boards", key, json={"name": name})
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
-
-
-async def new_task(api: Api, key: str, board_id: str, **fields: Any) -> dict[str, Any]:
-    response = await api.request("POST", "/v1/tasks", key,
-                                 json={"board_id": board_id, "title": "t", **fields})
-    assert response.status_code == 201, response.text
-    task: dict[str, Any] = response.json()
-    return task
+from tests.api.conftest import Api, Live
+from tests.helpers import assert_error, log, new_board, new_task, say, session, settle
 
 
 async def patch(api: Api, key: str, task_id: str, **fields: Any) -> dict[str, Any]:

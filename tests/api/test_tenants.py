@@ -9,8 +9,8 @@ import asyncpg
 
 from engine.settings import Settings
 from tests.api.conftest import Api
-from tests.api.test_http_basics import assert_error
 from tests.conftest import ADMIN_TOKEN
+from tests.helpers import assert_error
 
 
 async def test_tenant_lifecycle_and_paging(api: Api) -> None:

@@ -7,46 +7,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from engine.events import MessageDelta, MessageStart, TurnStarted, new_event
 from tests.api.conftest import Api
-from tests.api.test_http_basics import assert_error
-
-LOOKUP = {"name": "lookup", "input_schema": {
-    "type": "object", "properties": {"word": {"type": "string"}}, "required": ["word"]}}
-
-
-async def agent(api: Api, key: str, script: list[dict[str, Any]], **extra: Any) -> str:
-    body = {"name": "a", "model": {"adapter": "scripted", "script": script}, "tools": [LOOKUP],
-            **extra}
-    response = await api.request("POST", "/v1/agents", key, json=body)
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
-
-
-async def session(api: Api, key: str, agent_id: str) -> str:
-    response = await api.request("POST", "/v1/sessions", key, json={"agent_id": agent_id})
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
-
-
-async def say(api: Api, key: str, sid: str, text: str, mode: str | None = None) -> Any:
-    path = f"/v1/sessions/{sid}/messages" + (f"?mode={mode}" if mode else "")
-    return await api.request("POST", path, key, json={"content": text})
-
-
-async def settle(api: Api, key: str, sid: str, status: str, within: float = 30) -> dict[str, Any]:
-    """The session once it reaches ``status`` with nothing queued."""
-    async with asyncio.timeout(within):
-        while True:
-            got: dict[str, Any] = (await api.request("GET", f"/v1/sessions/{sid}", key)).json()
-            if got["status"] == status and not got["queued_turn_ids"]:
-                return got
-            await asyncio.sleep(0.02)
-
-
-async def log(api: Api, key: str, sid: str) -> list[dict[str, Any]]:
-    page = await api.request("GET", f"/v1/sessions/{sid}/events?limit=500", key)
-    return list(page.json()["data"])
+from tests.helpers import (
+    LOOKUP,
+    agent,
+    assert_error,
+    cut_by_a_dead_worker,
+    log,
+    say,
+    session,
+    settle,
+)
 
 
 def types(events: list[dict[str, Any]]) -> list[str]:
@@ -196,24 +167,7 @@ async def test_a_session_without_an_agent_only_records(api: Api) -> None:
 async def test_a_turn_cut_by_a_dead_worker_is_closed_and_finished_by_another(api: Api) -> None:
     """A worker took the turn, streamed part of a message, and died (its lease expires): the
     next worker closes the message as interrupted and runs the model again."""
-    engine = api.app.state.engine
-    key = await api.key(tenant := await api.tenant(), "member")
-    sid = await session(api, key, await agent(api, key, [{"text": "complete reply"}]))
-    await engine.worker.stop()  # no live worker while we stage the dead one's work
-    sent = (await say(api, key, sid, "hi")).json()["event"]["data"]["turn_id"]
-    dead = [new_event(TurnStarted(turn_id=sent, worker="wrk_dead")),
-            new_event(MessageStart(turn_id=sent, message_id="msg_dead", model="scripted")),
-            new_event(MessageDelta(message_id="msg_dead", text="compl"))]
-    await engine.store.append(sid, dead, tenant_id=tenant, stream_type="session")
-    async with engine._pool.acquire() as conn:  # the dead worker's lease, just expired
-        async with asyncio.timeout(30):
-            while not await conn.fetchval("SELECT count(*) FROM session_runs WHERE"  # noqa: ASYNC110
-                                          " session_id = $1 AND wanted_position > 0", sid):
-                await asyncio.sleep(0.02)
-        await conn.execute("UPDATE session_runs SET lease_owner = 'wrk_dead',"
-                           " lease_expires = now() - interval '1 second'"
-                           " WHERE session_id = $1", sid)
-    engine.worker.start()
+    key, sid = await cut_by_a_dead_worker(api)
     await settle(api, key, sid, "idle")
     events = await log(api, key, sid)
     assert types(events)[2:] == ["turn_started", "message_start", "message_delta",

@@ -4,7 +4,6 @@ The keys reach the providers and nothing else: not an event, not a log line."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,30 +11,24 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-import uvicorn
 
 from api.app import create_app
 from engine.engine import Engine
 from engine.runtime.tools import SCHEMAS
 from engine.settings import Settings
 from tests.api.conftest import Api
-from tests.api.test_turns import log, say, session, settle
-from tests.engine.runtime.test_adapter_anthropic import API_KEY as ANTHROPIC_KEY
-from tests.engine.runtime.test_adapter_anthropic import (
+from tests.helpers import create_agent, log, say, session, settle
+from tests.helpers_anthropic import API_KEY as ANTHROPIC_KEY
+from tests.helpers_anthropic import (
     FakeAnthropic,
     Reply,
     message_end,
     message_start,
+    serving,
     text_block,
 )
-from tests.engine.runtime.test_adapter_openai import KEY as OPENAI_KEY
-from tests.engine.runtime.test_adapter_openai import (
-    TEXT_STREAM,
-    FakeOpenAI,
-    cut_after,
-    status,
-    streams,
-)
+from tests.helpers_openai import KEY as OPENAI_KEY
+from tests.helpers_openai import TEXT_STREAM, FakeOpenAI, cut_after, status, streams
 
 
 @pytest.fixture
@@ -48,16 +41,8 @@ async def openai() -> AsyncIterator[FakeOpenAI]:
 
 @pytest.fixture
 async def anthropic() -> AsyncIterator[FakeAnthropic]:
-    fake = FakeAnthropic()
-    server = uvicorn.Server(uvicorn.Config(fake, host="127.0.0.1", port=0, log_config=None,
-                                           lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-        await asyncio.sleep(0.01)
-    fake.url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    yield fake
-    server.should_exit = True
-    await task
+    async with serving(FakeAnthropic()) as fake:
+        yield fake
 
 
 @pytest.fixture
@@ -75,11 +60,10 @@ async def api(settings: Settings, openai: FakeOpenAI,
 
 
 async def agent(api: Api, key: str, adapter: str, name: str) -> str:
-    body = {"name": adapter, "system": "Be brief.",
-            "model": {"adapter": adapter, "name": name, "params": {"temperature": 0.2}}}
-    response = await api.request("POST", "/v1/agents", key, json=body)
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
+    """An agent on a provider's model ``name``."""
+    return await create_agent(
+        api, key, name=adapter, system="Be brief.",
+        model={"adapter": adapter, "name": name, "params": {"temperature": 0.2}})
 
 
 async def test_an_openai_turn_retries_a_429_and_streams_the_reply(

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.api import test_sse
+from tests.api.conftest import Live
 from tests.api.sse_client import Frame
-from tests.api.test_sse import Live
-
-live = test_sse.live  # the fixture, used by name
 
 REPLY = " ".join(f"token{i}" for i in range(20))
 

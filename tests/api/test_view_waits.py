@@ -14,7 +14,8 @@ import httpx
 from api.app import ROUTES
 from api.openapi import operations
 from engine.engine import Engine
-from tests.api.conftest import Api, assert_error
+from tests.api.conftest import Api
+from tests.helpers import assert_error
 
 # Every operation that takes ?min_position=, from the table the OpenAPI document is built from.
 OPERATIONS = operations(ROUTES)

@@ -27,7 +27,8 @@ from spool.client import (
     Unauthorized,
     Unavailable,
 )
-from tests.api.test_sse import Live, live  # noqa: F401 - the fixture
+from tests.api.conftest import Live
+from tests.helpers import say_many
 
 # --------------------------------------------------------------------------- a proxy to cut
 
@@ -212,7 +213,7 @@ def test_backoff_doubles_from_the_base_is_capped_and_floored_by_retry_after() ->
 # --------------------------------------------------------------------------- live
 
 
-async def test_replay_then_live_then_resume_from_a_cursor(live: Live) -> None:  # noqa: F811
+async def test_replay_then_live_then_resume_from_a_cursor(live: Live) -> None:
     key = await live.member_key()
     sid = await live.session(key)
     for text in ["a", "b", "c"]:
@@ -222,7 +223,7 @@ async def test_replay_then_live_then_resume_from_a_cursor(live: Live) -> None:  
         replayed = await take(stream, 4)
         assert [e.event for e in replayed] == ["session_created"] + ["user_message"] * 3
         assert replayed[1].data["data"]["content"] == [{"type": "text", "text": "a"}]
-        writer = asyncio.create_task(_say_many(live, key, sid, 10))
+        writer = asyncio.create_task(say_many(live, key, sid, 10))
         live_events = await take(stream, 10)
         await writer
         assert_exact(replayed + live_events, 1, 14)
@@ -233,19 +234,12 @@ async def test_replay_then_live_then_resume_from_a_cursor(live: Live) -> None:  
             assert_exact(await take(resumed, 2), 13, 14)
 
 
-async def _say_many(live: Live, key: str, sid: str, count: int, pause: float = 0) -> None:  # noqa: F811 - not the fixture
-    for index in range(count):
-        await live.say(key, sid, f"live {index}")
-        if pause:
-            await asyncio.sleep(pause)
-
-
 async def test_resumes_after_the_connection_drops_without_loss_or_duplicate(
-    live: Live, fast_retry: int,  # noqa: F811
+    live: Live, fast_retry: int,
 ) -> None:
     key = await live.member_key()
     sid = await live.session(key)
-    await _say_many(live, key, sid, 9)  # seq 1..10 stored before the client connects
+    await say_many(live, key, sid, 9)  # seq 1..10 stored before the client connects
     async with Proxy(live.base_url) as proxy:
         # The first connections are cut after so many response bytes: inside the retry frame,
         # inside an event, on a boundary-ish offset, deep in the replay.
@@ -254,7 +248,7 @@ async def test_resumes_after_the_connection_drops_without_loss_or_duplicate(
                     spool.stream_session(sid) as stream):
             replayed = await take(stream, 10)
             assert stream.reconnects >= 4
-            writer = asyncio.create_task(_say_many(live, key, sid, 40, pause=0.002))
+            writer = asyncio.create_task(say_many(live, key, sid, 40, pause=0.002))
             got: list[StreamEvent] = []
             async with asyncio.timeout(15):
                 async for event in stream:
@@ -279,7 +273,7 @@ async def test_resumes_after_the_connection_drops_without_loss_or_duplicate(
 
 
 async def test_resumes_after_a_slow_consumer_is_cut_off(
-    live: Live, fast_retry: int,  # noqa: F811
+    live: Live, fast_retry: int,
 ) -> None:
     key = await live.member_key()
     sid = await live.session(key)
@@ -297,7 +291,7 @@ async def test_resumes_after_a_slow_consumer_is_cut_off(
 
 
 async def test_backoff_honours_retry_doubles_caps_and_resets(
-    live: Live, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    live: Live, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The delays the client chooses follow the schedule exactly, and it really waits each
     one before reconnecting. Only lower bounds on the wall clock: a busy machine may make a
@@ -346,7 +340,7 @@ def _gaps(times: list[float]) -> list[float]:
 
 
 async def test_a_503_waits_for_retry_after_then_resumes(
-    live: Live, fast_retry: int,  # noqa: F811
+    live: Live, fast_retry: int,
 ) -> None:
     key = await live.member_key()
     sid = await live.session(key)
@@ -375,7 +369,7 @@ async def test_a_503_waits_for_retry_after_then_resumes(
         assert caught.value.envelope == envelope
 
 
-async def test_errors_retrying_cannot_fix_raise_with_the_envelope(live: Live) -> None:  # noqa: F811
+async def test_errors_retrying_cannot_fix_raise_with_the_envelope(live: Live) -> None:
     key = await live.member_key()
     unknown = "ses_01M8000000000000000000000A"
     async with Proxy(live.base_url) as proxy, SpoolClient(proxy.url, key) as spool:
@@ -394,7 +388,7 @@ async def test_errors_retrying_cannot_fix_raise_with_the_envelope(live: Live) ->
         spool.stream_session(unknown, after=-1)
 
 
-async def test_a_gap_or_a_non_sse_answer_is_an_error_never_hidden(live: Live) -> None:  # noqa: F811
+async def test_a_gap_or_a_non_sse_answer_is_an_error_never_hidden(live: Live) -> None:
     frames = b"retry: 10\n\n" + b"".join(
         b"id: %d\nevent: user_message\ndata: {\"seq\": %d,\n" % (i, i) + b"data:  \"n\": 1}\n\n"
         for i in [1, 2, 2, 1, 3, 5])
@@ -421,7 +415,7 @@ async def test_gives_up_after_max_retries_when_nothing_answers() -> None:
     assert stream.reconnects == 2 and caught.value.__cause__ is not None
 
 
-async def test_cancel_and_aclose_close_the_connection_promptly(live: Live) -> None:  # noqa: F811
+async def test_cancel_and_aclose_close_the_connection_promptly(live: Live) -> None:
     key = await live.member_key()
     sid = await live.session(key)
     async with SpoolClient(live.base_url, key) as spool:

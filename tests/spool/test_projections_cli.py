@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 
 from engine.settings import Settings
-from tests.api import conftest as api_conftest
 from tests.api.conftest import Api
-from tests.api.test_projection_checks import _caught_up
-from tests.api.test_tasks import new_board, new_task
-
-api = api_conftest.api  # the fixture, used by name
+from tests.helpers import caught_up, new_board, new_task
+from tests.helpers_processes import spool_cli
 
 
 def _spool(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SPOOL_")}
-    env["SPOOL_DATABASE_URL"] = database_url
-    return subprocess.run([sys.executable, "-m", "spool.cli", "projections", *args], env=env,
-                          capture_output=True, text=True, timeout=120)
+    return spool_cli("projections", *args, database_url=database_url, timeout=120)
 
 
 async def test_verify_finds_drift_and_rebuild_repairs_it(api: Api, settings: Settings) -> None:
@@ -28,7 +20,7 @@ async def test_verify_finds_drift_and_rebuild_repairs_it(api: Api, settings: Set
     url = settings.database_url
     key = await api.key(await api.tenant(), "member")
     task = await new_task(api, key, await new_board(api, key), title="kept")
-    await _caught_up(api, "tasks")
+    await caught_up(api, "tasks")
 
     clean = await asyncio.to_thread(_spool, "verify", database_url=url)
     assert clean.returncode == 0, clean.stderr

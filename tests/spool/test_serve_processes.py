@@ -24,8 +24,8 @@ when the dispatcher's filling is broken, whatever the relay does. Any duplicate 
 after a fill, replay/live overlap) fails the exact id lists. Each was checked by disabling
 ``Publisher._relay_loop`` and/or ``Dispatcher._fill`` in the servers.
 
-Every process is stopped in ``finally`` (test_serve's ``Spawner``) and the tests check /proc
-that none is left: each server runs with its working directory in the scratch dir.
+Every process is stopped in ``finally`` (the ``spawn`` fixture's ``Spawner``) and the tests check
+/proc that none is left: each server runs with its working directory in the scratch dir.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import contextlib
 import json
 import signal
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,27 +48,13 @@ import redis.asyncio as redis
 from engine.log.fanout import LOG_KEY, entry_id
 from tests.api.sse_client import Frame, frames
 from tests.conftest import ADMIN_TOKEN, Services
-from tests.spool import test_serve
-from tests.spool.test_serve import Server, Spawner, _env, alive, wait_gone
+from tests.helpers_processes import Server, Spawner, alive, serve_env, wait_gone
+from tests.helpers_sse import session_log
 
 pytestmark = pytest.mark.slow
 
-scratch = test_serve.scratch  # a fixture, used by name
-
 DELIVERY_WITHIN = 30.0  # expected: ~1 s (idle check) and ~2 s (relay); generous for a busy box
 T = TypeVar("T")
-
-
-@pytest.fixture
-def spawn() -> Iterator[Spawner]:
-    """test_serve's, and each server's output in the report of a test that fails."""
-    spawner = Spawner()
-    try:
-        yield spawner
-    finally:
-        spawner.teardown()
-        for server in spawner.servers:
-            print(f"=== spool serve {server.data_dir.name} (pid {server.pid})\n{server.output()}")
 
 
 # --- a Redis proxy that can be frozen ------------------------------------------------------------
@@ -221,18 +207,7 @@ class Api:
         return event
 
     async def session_log(self, key: str, session_id: str) -> list[dict[str, Any]]:
-        data: list[dict[str, Any]] = []
-        while True:
-            after = data[-1]["seq"] if data else 0
-            response = await self.client.get(
-                f"/v1/sessions/{session_id}/events?after={after}&limit=500",
-                headers={"Authorization": f"Bearer {key}"},
-            )
-            assert response.status_code == 200, response.text
-            page = response.json()
-            data.extend(page["data"])
-            if not page["has_more"]:
-                return data
+        return await session_log(self, key, session_id)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -347,7 +322,7 @@ def start(spawn: Spawner, scratch: Path, name: str, database_url: str, redis_url
     directory too (so /proc shows whether it is still running)."""
     data_dir = scratch / name
     data_dir.mkdir(exist_ok=True)
-    env = _env(
+    env = serve_env(
         data_dir,
         SPOOL_DATABASE_URL=database_url,
         SPOOL_REDIS_URL=redis_url,

@@ -37,13 +37,9 @@ import httpx
 import pytest
 
 from tests.api.sse_client import frames
-from tests.spool import test_serve
-from tests.spool.test_serve import Server, Spawner, _env, alive, wait_gone
+from tests.helpers_processes import Server, Spawner, alive, serve_env, service_pids, wait_gone
 
 pytestmark = pytest.mark.slow
-
-spawn = test_serve.spawn  # fixtures, used by name
-scratch = test_serve.scratch
 
 SHUTDOWN_SECONDS = 20.0  # the default is 10; a busy machine may need more for Postgres' stop
 FINAL = "closed: server shutting down, reconnect with Last-Event-ID"
@@ -54,8 +50,8 @@ WITHIN = 60.0  # generous waits for things that must happen, on a busy machine
 
 
 def _start(spawn: Spawner, data_dir: Path, **extra: str) -> Server:
-    env = _env(data_dir, SPOOL_SHUTDOWN_SECONDS=str(SHUTDOWN_SECONDS),
-               SPOOL_LEASE_SECONDS="300", **extra)
+    env = serve_env(data_dir, SPOOL_SHUTDOWN_SECONDS=str(SHUTDOWN_SECONDS),
+                    SPOOL_LEASE_SECONDS="300", **extra)
     server = spawn(data_dir, cwd=data_dir.parent, env=env)
     server.wait_ready()
     return server
@@ -222,12 +218,12 @@ async def test_sigterm_with_100_streams_open_and_a_turn_streaming(
 
 async def test_a_second_signal_exits_at_once(spawn: Spawner, scratch: Path) -> None:
     data_dir = scratch / "data"
-    env = _env(data_dir, SPOOL_SHUTDOWN_SECONDS="120", SPOOL_LEASE_SECONDS="300")
+    env = serve_env(data_dir, SPOOL_SHUTDOWN_SECONDS="120", SPOOL_LEASE_SECONDS="300")
     server = spawn(data_dir, cwd=scratch, env=env)
     url = await asyncio.to_thread(server.wait_ready)
     admin = server.admin_token()
     assert admin is not None
-    pids = test_serve._service_pids(data_dir)
+    pids = service_pids(data_dir)
     auth, sid = await _setup(url, admin, delay=1.0)  # a step that lasts a minute (the most)
     async with httpx.AsyncClient(base_url=url, timeout=120) as http:
         sent = await http.post(f"/v1/sessions/{sid}/messages", headers=auth,
@@ -277,9 +273,9 @@ def test_ctrl_c_to_the_process_group_stops_the_services_in_order(
     # a job of its own, as a shell puts each foreground command in its own process group
     argv = [sys.executable, "-c", "import os, sys; os.setpgid(0, 0); os.execv(sys.executable, "
             "[sys.executable, '-m', 'spool.cli', 'serve', '--port', '0'])"]
-    server = spawn(data_dir, cwd=scratch, env=_env(data_dir), argv=argv)
+    server = spawn(data_dir, cwd=scratch, env=serve_env(data_dir), argv=argv)
     url = server.wait_ready()
-    pids = test_serve._service_pids(data_dir)
+    pids = service_pids(data_dir)
     with httpx.Client(base_url=url, timeout=10) as client:
         assert client.get("/readyz").status_code == 200
     assert os.getpgid(server.pid) == server.pid

@@ -16,13 +16,10 @@ import pytest
 
 from engine.infra.embedded import SERVICES_FILE, published_services
 from tests.conftest import ADMIN_TOKEN, Services
-from tests.spool import test_serve
-from tests.spool.test_serve import Server, Spawner, _env
+from tests.helpers_processes import Server, Spawner, serve_env
 
 pytestmark = pytest.mark.slow
 
-spawn = test_serve.spawn  # fixtures, used by name
-scratch = test_serve.scratch
 WORKER = re.compile(r"^agentspool worker (wrk_\S+) running")
 REPLY = " ".join(f"word{i}" for i in range(30))
 
@@ -66,10 +63,10 @@ async def test_a_worker_killed_mid_turn_and_the_next_one_finishes_it(
 ) -> None:
     urls = {"SPOOL_DATABASE_URL": await services.fresh_database(), "SPOOL_REDIS_URL": redis_url,
             "SPOOL_ADMIN_TOKEN": ADMIN_TOKEN, "SPOOL_LEASE_SECONDS": "2"}
-    server = spawn(scratch / "serve", cwd=scratch, env=_env(scratch / "serve", SPOOL_WORKERS="0",
-                                                            **urls))
+    server = spawn(scratch / "serve", cwd=scratch,
+                   env=serve_env(scratch / "serve", SPOOL_WORKERS="0", **urls))
     url = await asyncio.to_thread(server.wait_ready)
-    first = spawn(scratch / "a", cwd=scratch, env=_env(scratch / "a", **urls),
+    first = spawn(scratch / "a", cwd=scratch, env=serve_env(scratch / "a", **urls),
                   argv=_worker_argv())
     worker_a = (await asyncio.to_thread(_wait_line, first, WORKER)).group(1)
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
@@ -84,7 +81,7 @@ async def test_a_worker_killed_mid_turn_and_the_next_one_finishes_it(
         assert await asyncio.to_thread(first.stop, signal.SIGKILL) == -signal.SIGKILL
         cut = len(await _events(client, auth, sid))
 
-        second = spawn(scratch / "b", cwd=scratch, env=_env(scratch / "b", **urls),
+        second = spawn(scratch / "b", cwd=scratch, env=serve_env(scratch / "b", **urls),
                        argv=_worker_argv())
         worker_b = (await asyncio.to_thread(_wait_line, second, WORKER)).group(1)
         async with asyncio.timeout(60):
@@ -123,10 +120,10 @@ async def test_a_worker_stopped_mid_reply_finishes_the_step_and_hands_the_sessio
     urls = {"SPOOL_DATABASE_URL": await services.fresh_database(), "SPOOL_REDIS_URL": redis_url,
             "SPOOL_ADMIN_TOKEN": ADMIN_TOKEN, "SPOOL_LEASE_SECONDS": "300",
             "SPOOL_SHUTDOWN_SECONDS": "60"}
-    server = spawn(scratch / "serve", cwd=scratch, env=_env(scratch / "serve", SPOOL_WORKERS="0",
-                                                            **urls))
+    server = spawn(scratch / "serve", cwd=scratch,
+                   env=serve_env(scratch / "serve", SPOOL_WORKERS="0", **urls))
     url = await asyncio.to_thread(server.wait_ready)
-    first = spawn(scratch / "a", cwd=scratch, env=_env(scratch / "a", **urls),
+    first = spawn(scratch / "a", cwd=scratch, env=serve_env(scratch / "a", **urls),
                   argv=_worker_argv())
     worker_a = (await asyncio.to_thread(_wait_line, first, WORKER)).group(1)
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
@@ -143,7 +140,7 @@ async def test_a_worker_stopped_mid_reply_finishes_the_step_and_hands_the_sessio
         assert [e["type"] for e in by_a][-2:] == ["message_stop", "spend_recorded"]
         assert by_a[-2]["data"]["stop_reason"] == "end_turn"
 
-        second = spawn(scratch / "b", cwd=scratch, env=_env(scratch / "b", **urls),
+        second = spawn(scratch / "b", cwd=scratch, env=serve_env(scratch / "b", **urls),
                        argv=_worker_argv())
         worker_b = (await asyncio.to_thread(_wait_line, second, WORKER)).group(1)
         async with asyncio.timeout(60):
@@ -163,7 +160,7 @@ async def test_a_worker_stopped_mid_reply_finishes_the_step_and_hands_the_sessio
 
 def test_a_worker_without_services_says_where_it_looked(spawn: Spawner, scratch: Path) -> None:
     data_dir = scratch / "nothing-here"
-    worker = spawn(data_dir, cwd=scratch, env=_env(data_dir), argv=_worker_argv())
+    worker = spawn(data_dir, cwd=scratch, env=serve_env(data_dir), argv=_worker_argv())
     assert worker.proc.wait(timeout=60) == 2
     for reader in worker._threads:  # the whole output is read
         reader.join(timeout=10)

