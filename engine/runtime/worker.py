@@ -31,6 +31,7 @@ from engine.logging import get_logger
 from engine.projections.session_runs import WORK_CHANNEL
 from engine.runtime.adapters.base import ModelAdapter
 from engine.runtime.schedule import Claim, Leases
+from engine.runtime.tools import ServerTools
 from engine.runtime.turns import LostSession, RetryPolicy, SessionRunner
 
 log = get_logger("runtime")
@@ -143,7 +144,8 @@ class Worker:
             await asyncio.sleep(1)
 
     async def _work(self, claim: Claim) -> None:
-        runner = SessionRunner(self._store, self._agents, self._adapters, worker_id=self.id,
+        runner = SessionRunner(self._store, self._agents, self._adapters,
+                               tools=ServerTools(self._store), worker_id=self.id,
                                tenant_id=claim.tenant_id, session_id=claim.session_id,
                                retry=self._retry, budgets=self._budgets,
                                tenant_active=self._tenant_active)
