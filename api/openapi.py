@@ -32,7 +32,7 @@ from api.routes.tenants import TenantIn
 from engine.auth.agent_tokens import AgentToken
 from engine.auth.stream_tokens import StreamToken, StreamTokenIn
 from engine.auth.tenants import ApiKey, Tenant
-from engine.debug.replay import SessionStateView
+from engine.debug.state_view import SessionStateView
 from engine.domain.agents import Agent, AgentPatch, AgentVersion, HeartbeatIn
 from engine.domain.approvals import STATUSES as APPROVAL_STATUSES
 from engine.domain.approvals import Approval

@@ -21,7 +21,7 @@ from api.io import (
     read_json,
 )
 from api.query import query_choice, query_cursor, query_id, query_text
-from engine.debug.replay import state_at
+from engine.debug.state_view import state_at
 from engine.domain.sessions import ClientToolResult
 from engine.errors import NotFound
 from engine.events import ContentBlock

@@ -1,6 +1,6 @@
 """``spool replay``: print a session's timeline, its state at an event, or follow it live. The
-timeline and the state come from ``engine.debug.replay``; this module only turns them into lines
-(or JSON lines, with ``--json``)."""
+timeline, the state and the reading come from ``engine.debug`` (``timeline``, ``state_view``,
+``reader``); this module only turns them into lines (or JSON lines, with ``--json``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from typing import Any, TextIO
 
 import msgspec
 
-from engine.debug.replay import (
+from engine.debug.reader import SessionReader
+from engine.debug.state_view import SessionStateView
+from engine.debug.timeline import (
     AnyEntry,
     ApprovalRequestedEntry,
     ApprovalResolvedEntry,
@@ -21,8 +23,6 @@ from engine.debug.replay import (
     MessageEntry,
     OtherEntry,
     SessionCreatedEntry,
-    SessionReader,
-    SessionStateView,
     SubmittedEntry,
     Timeline,
     ToolResultEntry,

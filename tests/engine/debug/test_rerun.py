@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from engine.debug.replay import SessionReader
+from engine.debug.reader import SessionReader
 from engine.debug.rerun import rerun
 from engine.events import AgentConfig, Event, MessageDelta, MessageStart, TurnStarted, new_event
 from tests.api import conftest as api_conftest
