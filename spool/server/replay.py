@@ -184,7 +184,7 @@ def _message(entry: MessageEntry) -> str:
         return (f"model {entry.model} {entry.message_id} (no stop yet: still streaming, or "
                 f"cut): {_quote(entry.text)}")
     usage = entry.usage
-    facts = [entry.stop_reason]
+    facts: list[str] = [entry.stop_reason]
     if usage is not None:
         facts.append(f"{usage.input_tokens} in / {usage.output_tokens} out")
         if usage.cache_read_tokens or usage.cache_write_tokens:
@@ -237,8 +237,9 @@ def state_lines(view: SessionStateView) -> list[str]:
                      f"{' (interrupted)' if current.interrupted else ''}: "
                      f"{current.model_calls} model calls, last stop {current.last_stop}")
         if current.open_message is not None:
-            message = current.open_message
-            lines.append(f"  open message {message.message_id}: {_quote(message.text)}")
+            open_message = current.open_message
+            lines.append(f"  open message {open_message.message_id}: "
+                         f"{_quote(open_message.text)}")
         for call in current.tool_calls:
             approval = f", approval {call.approval}" if call.approval else ""
             lines.append(f"  tool call {call.tool_use_id} {call.name} {_json(call.input)} "
