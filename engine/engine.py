@@ -1,10 +1,20 @@
-"""``Engine``: the async context manager that owns the services, the pool, the Redis client and
-the background tasks, and stops them cleanly (uvicorn's Config -> Server, for the core)."""
+"""``Engine``: the async context manager that owns the services, the pool, the Redis clients and
+the background tasks, and stops them cleanly (uvicorn's Config -> Server, for the core).
+
+Starting is three steps: connect (Postgres, embedded or not, with the schema applied; Redis),
+build (every service, nothing running), start (each service in order). Whatever came up is kept
+in one list, in order, and stopping walks it backwards: the access checks and the runtime stop
+first, the log drains (queued appends commit, then are published), the fan-out stops, then the
+clients and the embedded services.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from types import TracebackType
 
 import anyio
@@ -47,6 +57,16 @@ from engine.settings import Settings
 log = get_logger("engine")
 
 
+@dataclass(frozen=True)
+class _Service:
+    """Something the engine runs. Started in the order ``Engine._start`` brings them up and
+    stopped in the reverse, so what depends on another stops first."""
+
+    name: str  # for a person reading ``Engine._running``
+    start: Callable[[], Awaitable[None] | None]
+    stop: Callable[[], Awaitable[None]]
+
+
 class Engine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -54,18 +74,35 @@ class Engine:
         self.database_url = settings.database_url
         self.redis_url = settings.redis_url
         self.generated_admin_token: str | None = None
+        self.open_streams = OpenStreams()  # this process's SSE streams, by who opened them
+        # Connected (``_connect``): None before the start and after the stop.
         self._embedded: EmbeddedServices | None = None
         self._pool: asyncpg.Pool | None = None
         self._redis: redis.Redis | None = None
         self._reader: redis.Redis | None = None
         self._limits: redis.Redis | None = None
+        # Built (``_build``). The log's three and the worker are None outside start..stop.
         self._store: EventStore | None = None
         self.publisher: Publisher | None = None
         self.dispatcher: Dispatcher | None = None
-        self.worker: Worker | None = None
+        self.worker: Worker | None = None  # None also when SPOOL_WORKERS=0
         self._projections: list[ProjectionRunner] = []
         self._adapters: dict[str, ModelAdapter] = {}
-        self.open_streams = OpenStreams()  # this process's SSE streams, by who opened them
+        # The services the API calls: there once the engine has started.
+        self.tenants: Tenants
+        self.agents: Agents
+        self.agent_tokens: AgentTokens
+        self.stream_tokens: StreamTokens
+        self.rate_limiter: RateLimiter
+        self.session_summaries: SessionSummaries
+        self.budgets: Budgets
+        self.sessions: Sessions
+        self.approvals: Approvals
+        self.audit: Audit
+        self.boards: Boards
+        self.tasks: Tasks
+        self.access: Access
+        self._running: list[_Service] = []  # what is up, in the order it came up
 
     async def __aenter__(self) -> Engine:
         try:
@@ -82,18 +119,54 @@ class Engine:
         await self._stop()
 
     async def _start(self) -> None:
+        """Connect (Postgres with the schema applied, Redis), build every service, start them
+        in order."""
+        await self._connect()
+        self._build()
+        self.generated_admin_token = await self.tenants.bootstrap_admin(
+            self.settings.admin_token
+        )
+        for service in self._services():
+            await self._bring_up(service)
+        log.info("engine.started", embedded=self._embedded is not None)
+
+    async def _bring_up(self, service: _Service) -> None:
+        started = service.start()
+        if started is not None:
+            await started
+        self._running.append(service)
+
+    # --- connect: Postgres and Redis (embedded unless their URLs are set) ----------------------
+
+    async def _connect(self) -> None:
         if self.settings.embedded:
-            self._embedded = EmbeddedServices(
+            embedded = EmbeddedServices(
                 self.settings.data_dir,
                 postgres=self.settings.database_url is None,
                 redis=self.settings.redis_url is None,
             )
-            await anyio.to_thread.run_sync(self._embedded.start)
-            self.database_url = self.database_url or self._embedded.database_url
-            self.redis_url = self.redis_url or self._embedded.redis_url
-        assert self.database_url is not None and self.redis_url is not None
-        self._pool = await create_pool(self.database_url, size=self.settings.db_pool_size)
+            await self._bring_up(_Service(
+                "embedded services", functools.partial(anyio.to_thread.run_sync, embedded.start),
+                functools.partial(anyio.to_thread.run_sync, embedded.stop)))
+            self._embedded = embedded
+            self.database_url = self.database_url or embedded.database_url
+            self.redis_url = self.redis_url or embedded.redis_url
+        await self._bring_up(_Service("postgres pool", self._open_pool, self._close_pool))
+        assert self._pool is not None
         await apply_schema(self._pool)
+        await self._bring_up(_Service("redis clients", self._open_redis, self._close_redis))
+
+    async def _open_pool(self) -> None:
+        assert self.database_url is not None
+        self._pool = await create_pool(self.database_url, size=self.settings.db_pool_size)
+
+    async def _close_pool(self) -> None:
+        if self._pool is not None:
+            with contextlib.suppress(Exception):
+                await self._pool.close()
+
+    def _open_redis(self) -> None:
+        assert self.redis_url is not None
         # Timeouts so a Redis that hangs (rather than refuses) is noticed: the dispatcher's
         # blocking read waits at most 1 s, well under the socket timeout.
         # One immediate retry: after a Redis restart each pooled connection fails its first
@@ -102,63 +175,61 @@ class Engine:
             self.redis_url, socket_timeout=5, socket_connect_timeout=2,
             retry=Retry(NoBackoff(), 1),
         )
-        self._store = EventStore(
-            self._pool, batch_max=self.settings.append_batch_max, metrics=self.metrics
-        )
-        self._store.start()
-        self.publisher = Publisher(self._redis, self._store, self.metrics,
-                                   relay_interval=self.settings.relay_seconds)
-        self.publisher.start()
         # The dispatcher's blocking reads get a client of their own without retries: stopping
         # cuts its connection, and a retry would reconnect and block again.
         self._reader = redis.from_url(
             self.redis_url, socket_timeout=5, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
         )
-        self.dispatcher = Dispatcher(
-            self._reader, self._store, self.metrics, capacity=self.settings.sse_buffer_events,
-            keepalive=self.settings.sse_keepalive_seconds,
-        )
-        await self.dispatcher.start()
-        self.tenants = Tenants(
-            self._pool, auth_cache_seconds=self.settings.auth_cache_seconds)
-        self.agents = Agents(self._store, self._pool,
-                             offline_seconds=self.settings.agent_offline_seconds)
-        self.agent_tokens = AgentTokens(self._pool, self.agents)
-        self.stream_tokens = StreamTokens(
-            self._pool, self._store,
-            resume_seconds=self.settings.stream_token_resume_seconds)
-        # A client of its own: a count given up on (Redis hanging) must not leave a half-read
-        # reply on a connection the publisher takes next.
+        # The rate limiter's, too: a count given up on (Redis hanging) must not leave a
+        # half-read reply on a connection the publisher takes next.
         self._limits = redis.from_url(self.redis_url, socket_timeout=1, socket_connect_timeout=1,
                                       retry=Retry(NoBackoff(), 0))
-        self.rate_limiter = RateLimiter(self._limits, self.settings.turn_rate_limit)
-        self.session_summaries = SessionSummaries(self._pool)
-        self.budgets = Budgets(self._pool, self._store, self.agents,
-                               prices=PriceTable(dict(self.settings.prices)),
-                               wait_seconds=self.settings.budget_wait_seconds)
-        self.sessions = Sessions(self._store, self.agents, self.budgets, self.rate_limiter)
-        self.approvals = Approvals(self._pool, self._store, self.sessions)
-        self.audit = Audit(self._store)
-        self.boards = Boards(self._pool, self._store)
-        self.tasks = Tasks(self._pool, self._store, self.agents, self.boards)
-        self.access = Access(self._pool, self.redis_url, self._store, self.tenants,
-                             self.sessions, self.open_streams,
-                             recheck_seconds=self.settings.auth_cache_seconds)
-        self.access.start()
-        self.generated_admin_token = await self.tenants.bootstrap_admin(
-            self.settings.admin_token
-        )
-        self._start_runtime()
-        log.info("engine.started", embedded=self._embedded is not None)
 
-    def _start_runtime(self) -> None:
+    async def _close_redis(self) -> None:
+        for client in (self._redis, self._reader, self._limits):
+            if client is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    await client.aclose()
+
+    # --- build: every service, nothing running yet ---------------------------------------------
+
+    def _build(self) -> None:
+        assert self._pool is not None and self._redis is not None
+        assert self._reader is not None and self._limits is not None
+        assert self.redis_url is not None
+        settings, pool = self.settings, self._pool
+        store = self._store = EventStore(pool, batch_max=settings.append_batch_max,
+                                         metrics=self.metrics)
+        self.publisher = Publisher(self._redis, store, self.metrics,
+                                   relay_interval=settings.relay_seconds)
+        self.dispatcher = Dispatcher(
+            self._reader, store, self.metrics, capacity=settings.sse_buffer_events,
+            keepalive=settings.sse_keepalive_seconds,
+        )
+        self.tenants = Tenants(pool, auth_cache_seconds=settings.auth_cache_seconds)
+        self.agents = Agents(store, pool, offline_seconds=settings.agent_offline_seconds)
+        self.agent_tokens = AgentTokens(pool, self.agents)
+        self.stream_tokens = StreamTokens(
+            pool, store, resume_seconds=settings.stream_token_resume_seconds)
+        self.rate_limiter = RateLimiter(self._limits, settings.turn_rate_limit)
+        self.session_summaries = SessionSummaries(pool)
+        self.budgets = Budgets(pool, store, self.agents, prices=PriceTable(dict(settings.prices)),
+                               wait_seconds=settings.budget_wait_seconds)
+        self.sessions = Sessions(store, self.agents, self.budgets, self.rate_limiter)
+        self.approvals = Approvals(pool, store, self.sessions)
+        self.audit = Audit(store)
+        self.boards = Boards(pool, store)
+        self.tasks = Tasks(pool, store, self.agents, self.boards)
+        self.access = Access(pool, self.redis_url, store, self.tenants, self.sessions,
+                             self.open_streams, recheck_seconds=settings.auth_cache_seconds)
+        self._build_runtime()
+
+    def _build_runtime(self) -> None:
         """The projections (session_runs, the runtime's work list, among them) and, unless
         SPOOL_WORKERS=0, a worker in this process. All wake when the dispatcher sees new
         events."""
         assert self._pool is not None and self.dispatcher is not None
         work_wanted = asyncio.Event()  # also set by a NOTIFY from any process (the worker's)
-        self._projections = []
-
         pages = LogPages()  # the runners share what they read of the log
 
         def wake_workers(_: int) -> None:
@@ -166,17 +237,15 @@ class Engine:
 
         # The task reactor listens on the instance of its view that Tasks made.
         shared: dict[str, Projection] = {"tasks": self.tasks.projection}
+        self._projections = []
         for name, view in VIEWS.items():
             log_moved = asyncio.Event()
             self.dispatcher.watch(log_moved)
-            projection = shared.get(name) or view.make()
-            runner = ProjectionRunner(
-                self._pool, projection, wakeup=log_moved, metrics=self.metrics,
-                on_applied=wake_workers if view.wakes_workers else None, pages=pages,
-            )
-            runner.start()
-            self._projections.append(runner)
-        self.tasks.reactor.start()
+            self._projections.append(ProjectionRunner(
+                self._pool, shared.get(name) or view.make(), wakeup=log_moved,
+                metrics=self.metrics, on_applied=wake_workers if view.wakes_workers else None,
+                pages=pages,
+            ))
         if self.settings.workers > 0:
             self._adapters = adapters_for(self.settings)
             self.worker = Worker(
@@ -187,36 +256,47 @@ class Engine:
                 step_max_tries=self.settings.step_max_tries,
                 tenant_active=self.tenants.is_active,
             )
-            self.worker.start()
 
-    async def _stop(self) -> None:
-        # Stop the runtime, drain (queued appends commit and are published), then stop
-        # following the fan-out, close clients, stop services.
-        if hasattr(self, "access"):
-            await self.access.stop()
+    # --- start and stop: one ordered list ------------------------------------------------------
+
+    def _services(self) -> list[_Service]:
+        """What runs, in start order; ``_stop`` stops them in the reverse: the access checks
+        and the runtime first, then the log drains (queued appends commit, then are
+        published), then the fan-out stops, then the clients and the embedded services."""
+        assert self._store is not None and self.publisher is not None
+        assert self.dispatcher is not None
+        services = [
+            _Service("dispatcher", self.dispatcher.start, self.dispatcher.stop),
+            _Service("publisher", self.publisher.start, self.publisher.stop),
+            _Service("appender", self._store.start, self._store.stop),
+            _Service("projections", self._start_projections, self._stop_projections),
+            _Service("task reactor", self.tasks.reactor.start, self.tasks.reactor.stop),
+        ]
         if self.worker is not None:
-            await self.worker.stop()
-            await close_all(self._adapters)
-        if hasattr(self, "tasks"):
-            await self.tasks.reactor.stop()
+            services.append(_Service("worker", self.worker.start, self._stop_worker))
+        services.append(_Service("access", self.access.start, self.access.stop))
+        return services
+
+    def _start_projections(self) -> None:
+        for runner in self._projections:
+            runner.start()
+
+    async def _stop_projections(self) -> None:
         for runner in self._projections:
             await runner.stop()
+
+    async def _stop_worker(self) -> None:
+        assert self.worker is not None
+        await self.worker.stop()
+        await close_all(self._adapters)
+        self._adapters = {}
+
+    async def _stop(self) -> None:
+        while self._running:
+            await self._running.pop().stop()
+        await close_all(self._adapters)  # built, but the start failed before the worker's
+        self._adapters = {}
         self._projections = []
-        if self._store is not None:
-            await self._store.stop()
-        if self.publisher is not None:
-            await self.publisher.stop()
-        if self.dispatcher is not None:
-            await self.dispatcher.stop()
-        for client in (self._redis, self._reader, self._limits):
-            if client is not None:
-                with contextlib.suppress(RedisError, OSError):
-                    await client.aclose()
-        if self._pool is not None:
-            with contextlib.suppress(Exception):
-                await self._pool.close()
-        if self._embedded is not None:
-            await anyio.to_thread.run_sync(self._embedded.stop)
         self._store = self._pool = self._redis = self._reader = self._limits = None
         self._embedded = None
         self.publisher = self.dispatcher = None

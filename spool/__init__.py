@@ -1,6 +1,9 @@
-"""agentspool's user side: the `spool` command and the Python client SDK (httpx only)."""
+"""agentspool's user side: the `spool` command and the Python client SDK (httpx only).
 
-from spool.client import (
+The SDK is laid out as httpx is: ``spool/client.py`` (the client), ``spool/_exceptions.py`` (the
+error tree), ``spool/_sse.py`` (the event-stream parser); the public names are here."""
+
+from spool._exceptions import (
     BudgetExceeded,
     Conflict,
     Forbidden,
@@ -9,15 +12,13 @@ from spool.client import (
     ProtocolError,
     RateLimited,
     ServerError,
-    SessionStream,
-    SpoolClient,
     SpoolConnectionError,
     SpoolError,
-    StreamEvent,
     StreamGapError,
     Unauthorized,
     Unavailable,
 )
+from spool.client import SessionStream, SpoolClient, StreamEvent
 
 __all__ = [
     "BudgetExceeded",

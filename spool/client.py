@@ -6,15 +6,15 @@
                 print(event.id, event.event, event.data["data"])
 
 ``stream_session`` follows ``GET /v1/sessions/{id}/stream``. The SSE frames are parsed as the
-WHATWG spec says (multi-line ``data`` joined by ``"\\n"``, comments such as ``: keepalive`` ignored,
-``retry:`` honoured). On any disconnect (a network error, the server closing the stream, a
-slow-consumer cut-off, a 5xx or 429) it reconnects with ``Last-Event-ID`` set to the last id it
-delivered, after an exponential backoff with jitter: the base is the server's ``retry:``, it
-doubles per consecutive failure up to ``max_delay`` and resets after a successful connect, and a
-``Retry-After`` header is a floor. Session event ids are the session's contiguous ``seq`` values,
-so the iterator checks them: an event already delivered is dropped, and a hole raises
-``StreamGapError`` instead of being hidden. What retrying cannot fix (400, 401, 403, 404, ...)
-raises the ``SpoolError`` subclass for the server's error envelope.
+WHATWG spec says (``spool/_sse.py``: multi-line ``data`` joined by ``"\\n"``, comments such as
+``: keepalive`` ignored, ``retry:`` honoured). On any disconnect (a network error, the server
+closing the stream, a slow-consumer cut-off, a 5xx or 429) it reconnects with ``Last-Event-ID`` set
+to the last id it delivered, after an exponential backoff with jitter: the base is the server's
+``retry:``, it doubles per consecutive failure up to ``max_delay`` and resets after a successful
+connect, and a ``Retry-After`` header is a floor. Session event ids are the session's contiguous
+``seq`` values, so the iterator checks them: an event already delivered is dropped, and a hole
+raises ``StreamGapError`` instead of being hidden. What retrying cannot fix (400, 401, 403, 404,
+...) raises the ``SpoolError`` subclass for the server's error envelope (``spool/_exceptions.py``).
 
 This module must not import ``engine`` or ``api``: the SDK ships without the server.
 """
@@ -22,11 +22,9 @@ This module must not import ``engine`` or ``api``: the SDK ships without the ser
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
 import random
-import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
@@ -35,6 +33,26 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+
+# The errors and the parser live in their own modules; spool.client still exports them (it was
+# the whole SDK once).
+from spool._exceptions import (
+    BudgetExceeded,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    ProtocolError,
+    RateLimited,
+    ServerError,
+    SpoolConnectionError,
+    SpoolError,
+    StreamGapError,
+    Unauthorized,
+    Unavailable,
+    error_from_response,
+)
+from spool._sse import SSEMessage, SSEParser
 
 __all__ = [
     "BudgetExceeded",
@@ -63,239 +81,7 @@ DEFAULT_TIMEOUT = httpx.Timeout(10.0, read=45.0)  # read: three missed 15 s keep
 DEFAULT_RETRY = 1.0  # the reconnect base (seconds) until the server sends ``retry:``
 MIN_RETRY = 0.01
 USER_AGENT = "agentspool-python"
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class SpoolError(Exception):
-    """An error from the server's envelope ``{"error": {"type", "message", "details"}}``, or one
-    the client found itself (``status`` is then None)."""
-
-    type: str = "internal_error"
-
-    def __init__(
-        self, message: str, *, type: str | None = None, details: Any = None,
-        status: int | None = None, request_id: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        if type is not None:
-            self.type = type  # the server's word wins over the class default
-        self.details = details
-        self.status = status
-        self.request_id = request_id
-        self.retry_after = retry_after
-
-    def __str__(self) -> str:
-        status = f"{self.status} " if self.status is not None else ""
-        return f"{status}{self.type}: {self.message}"
-
-    @property
-    def envelope(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"type": self.type, "message": self.message}
-        if self.details is not None:
-            body["details"] = self.details
-        return {"error": body}
-
-
-class InvalidRequest(SpoolError):
-    type = "invalid_request"
-
-
-class Unauthorized(SpoolError):
-    type = "unauthorized"
-
-
-class BudgetExceeded(SpoolError):
-    type = "budget_exceeded"
-
-
-class Forbidden(SpoolError):
-    type = "forbidden"
-
-
-class NotFound(SpoolError):
-    type = "not_found"
-
-
-class Conflict(SpoolError):
-    type = "conflict"
-
-
-class RateLimited(SpoolError):
-    type = "rate_limited"
-
-
-class Unavailable(SpoolError):
-    type = "unavailable"
-
-
-class ServerError(SpoolError):
-    type = "internal_error"
-
-
-class SpoolConnectionError(SpoolError):
-    """The server could not be reached (or the connection kept failing) ``max_retries`` times in
-    a row; the transport error is the ``__cause__``."""
-
-    type = "connection_error"
-
-
-class ProtocolError(SpoolError):
-    """The server answered with something that is not a well-formed session event stream."""
-
-    type = "protocol_error"
-
-
-class StreamGapError(SpoolError):
-    """The stream skipped ids: an event the client never saw. Never papered over."""
-
-    type = "stream_gap"
-
-    def __init__(self, session_id: str, expected: int, got: int) -> None:
-        super().__init__(
-            f"session {session_id}: expected event {expected} after {expected - 1}, got {got}",
-            details={"session_id": session_id, "expected": expected, "got": got},
-        )
-        self.expected = expected
-        self.got = got
-
-
-_BY_TYPE: dict[str, type[SpoolError]] = {
-    cls.type: cls
-    for cls in (InvalidRequest, Unauthorized, BudgetExceeded, Forbidden, NotFound, Conflict,
-                RateLimited, Unavailable, ServerError)
-}
-_BY_STATUS: dict[int, type[SpoolError]] = {
-    400: InvalidRequest, 401: Unauthorized, 402: BudgetExceeded, 403: Forbidden, 404: NotFound,
-    405: InvalidRequest, 409: Conflict, 413: InvalidRequest, 415: InvalidRequest,
-    422: InvalidRequest, 429: RateLimited, 503: Unavailable,
-}
 _RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-
-def _retry_after(value: str | None) -> float | None:
-    """``Retry-After`` in seconds: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def error_from_response(response: httpx.Response) -> SpoolError:
-    """The ``SpoolError`` for a non-2xx response whose body has been read."""
-    status = response.status_code
-    kind, message, details = None, f"HTTP {status} {response.reason_phrase}".strip(), None
-    try:
-        body = response.json()
-    except (ValueError, UnicodeDecodeError):
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        error = body["error"]
-        kind = error.get("type") if isinstance(error.get("type"), str) else None
-        message = str(error.get("message", message))
-        details = error.get("details")
-    cls = _BY_TYPE.get(kind or "") or _BY_STATUS.get(status) or (
-        ServerError if status >= 500 else InvalidRequest)
-    return cls(message, type=kind, details=details, status=status,
-               request_id=response.headers.get("x-request-id"),
-               retry_after=_retry_after(response.headers.get("retry-after")))
-
-
-# --------------------------------------------------------------------------- SSE parsing
-
-
-_BOM = b"\xef\xbb\xbf"
-
-
-@dataclass(frozen=True, slots=True)
-class SSEMessage:
-    """One dispatched server-sent event, before any JSON decoding."""
-
-    id: str  # the last event ID buffer ("" when the server never set one)
-    event: str
-    data: str
-
-
-class SSEParser:
-    """An incremental event-stream parser, as the WHATWG HTML spec (9.2.6) says: lines end in
-    CRLF, LF or CR (also split across chunks); a leading BOM is dropped; ``:`` lines are comments;
-    ``data`` lines are joined by ``"\\n"``; an ``id`` holding NUL is ignored and the id persists
-    across events; ``retry`` must be all ASCII digits; a blank line dispatches (nothing when the
-    data buffer is empty); an unterminated event at the end of the stream is discarded."""
-
-    def __init__(self) -> None:
-        self.retry: int | None = None  # the latest valid ``retry:`` (ms)
-        self.last_id = ""
-        self.last_comment: str | None = None
-        self._tail = b""
-        self._after_cr = False
-        self._started = False
-        self._data: list[str] = []
-        self._event = ""
-
-    def feed(self, chunk: bytes) -> list[SSEMessage]:
-        if self._after_cr:
-            self._after_cr = False
-            if chunk[:1] == b"\n":
-                chunk = chunk[1:]  # the LF of a CRLF split across two chunks
-        if not chunk:
-            return []
-        self._after_cr = chunk[-1:] == b"\r"
-        buffer = self._tail + chunk
-        if not self._started:
-            if len(buffer) < len(_BOM) and _BOM.startswith(buffer):
-                self._tail = buffer
-                return []
-            self._started = True
-            buffer = buffer.removeprefix(_BOM)
-        if b"\r" in buffer:
-            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        lines = buffer.split(b"\n")
-        self._tail = lines.pop()
-        out: list[SSEMessage] = []
-        for raw in lines:
-            message = self._line(raw.decode("utf-8", "replace"))
-            if message is not None:
-                out.append(message)
-        return out
-
-    def _line(self, line: str) -> SSEMessage | None:
-        if not line:
-            return self._dispatch()
-        if line[0] == ":":
-            self.last_comment = line[1:].removeprefix(" ")
-            return None
-        name, colon, value = line.partition(":")
-        if colon and value[:1] == " ":
-            value = value[1:]
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
-            self._event = value
-        elif name == "id" and "\0" not in value:
-            self.last_id = value
-        elif name == "retry" and value.isascii() and value.isdigit():  # "".isdigit() is False
-            self.retry = int(value)
-        return None  # unknown fields are ignored
-
-    def _dispatch(self) -> SSEMessage | None:
-        data, event = self._data, self._event
-        self._data, self._event = [], ""
-        if not data:
-            return None
-        return SSEMessage(self.last_id, event or "message", "\n".join(data))
-
-
-# --------------------------------------------------------------------------- the client
 
 
 @dataclass(frozen=True, slots=True)

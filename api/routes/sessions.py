@@ -24,7 +24,7 @@ from api.operation import LIMIT, Operation, id_q, links_to, q, route, seq_after,
 from api.query import query_choice, query_cursor, query_id, query_text
 from api.responses import EventAccepted, EventsAccepted
 from api.state import engine_of
-from engine.debug.replay import SessionStateView, state_at
+from engine.debug.state_view import SessionStateView, state_at
 from engine.domain.sessions import ClientToolResult, QueuedTurn, Session, SubmitMode
 from engine.errors import NotFound
 from engine.events import ContentBlock, Event

@@ -28,10 +28,11 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import msgspec
 
+from engine.domain.agents import PinnedVersion
 from engine.errors import Conflict
 from engine.events import (
     FROM_OUTSIDE,
@@ -46,7 +47,6 @@ from engine.events import (
     decode_data,
     decode_meta,
 )
-from engine.log.store import EventStore
 from engine.runtime.adapters.base import (
     Chunk,
     Finish,
@@ -109,7 +109,7 @@ def _is_input(event: Event) -> bool:
 
 
 class _Scratch:
-    """The log the re-run appends to (enough of ``EventStore`` for ``SessionRunner``): each
+    """The log the re-run appends to (a ``SessionLog``, as ``SessionRunner`` needs): each
     append is compared with the recording, and the recorded events, renumbered, are kept."""
 
     def __init__(self, recorded: Sequence[Event]) -> None:
@@ -222,6 +222,17 @@ def _after_error(recorded: Sequence[Event], stop: int) -> tuple[bool, str]:
     return True, "recorded error"
 
 
+class _PinnedAgent:
+    """The agent as the session pinned it: every version asked for is the recorded config."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self._config = config
+
+    async def version(self, tenant_id: str, agent_id: str, version: int | None, *,
+                      archived_too: bool = False) -> PinnedVersion:
+        return PinnedVersion(version or 0, self._config)
+
+
 class _RecordedModel:
     """The model, fed the recorded output of the call the re-run's message matched."""
 
@@ -286,11 +297,9 @@ async def rerun(recorded: Sequence[Event], config: AgentConfig | None, *,
         scratch.stuck.clear()
         assert config is not None and created.agent_id is not None
         runner = SessionRunner(
-            cast(EventStore, scratch), cast(Any, None), {config.model.adapter: model},
+            scratch, _PinnedAgent(config), {config.model.adapter: model}, tools=tools,
             worker_id=_WORKER, tenant_id=created.tenant_id, session_id=recorded[0].stream_id,
-            retry=RetryPolicy(base_delay=0.0, max_delay=0.0), tools=tools)
-        runner.configs[(created.tenant_id, created.agent_id, created.agent_version or 0)] = \
-            config
+            retry=RetryPolicy(base_delay=0.0, max_delay=0.0))
         if not await _run_once(runner, scratch, patience) and not scratch.ended:
             scratch.difference = _stopped(scratch, f"the re-run made no progress in "
                                           f"{patience:.0f}s")

@@ -36,7 +36,7 @@ from engine.events import (
     UserMessage,
     decode_data,
 )
-from engine.log.store import EventStore
+from engine.log.session_log import SessionLog
 
 # Interrupts that are not the user's doing: the cancelled turn's session_done carries the
 # reason as its error (a user's interrupt ends it with none, as it always has).
@@ -129,7 +129,7 @@ class SessionState:
 
 
 async def catch_up(
-    store: EventStore, tenant_id: str, session_id: str, state: SessionState | None,
+    store: SessionLog, tenant_id: str, session_id: str, state: SessionState | None,
 ) -> SessionState:
     """``state`` brought up to the end of the session's log, reading only what came after it
     (the whole log when None). Events are applied strictly in seq order, so two callers

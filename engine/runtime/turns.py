@@ -18,13 +18,13 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from engine.domain.agents import AgentBroken, Agents
+from engine.domain.agents import AgentBroken, PinnedVersion
 from engine.domain.budgets import Budgets
 from engine.domain.session_state import TENANT_SUSPENDED, SessionState, Turn, catch_up
 from engine.errors import BudgetExceeded, Conflict
@@ -49,7 +49,8 @@ from engine.events import (
     new_event,
 )
 from engine.ids import new_id
-from engine.log.store import MAX_EVENTS_PER_APPEND, EventStore
+from engine.log.session_log import SessionLog
+from engine.log.store import MAX_EVENTS_PER_APPEND
 from engine.logging import get_logger
 from engine.prices import PriceTable, billed_tokens
 from engine.runtime.adapters.base import (
@@ -195,18 +196,30 @@ class RetryPolicy:
         return max(backoff, retry_after or 0.0)
 
 
+class AgentVersions(Protocol):
+    """What a runner needs of ``Agents``: the version a session pinned (a re-run answers with
+    the recorded session's config)."""
+
+    async def version(
+        self, tenant_id: str, agent_id: str, version: int | None, *, archived_too: bool = False
+    ) -> PinnedVersion: ...
+
+
 class SessionRunner:
+    """Runs one session through ``store`` (the event store, or a re-run's scratch log) with
+    ``tools`` (the server's, or a re-run's recorded results)."""
+
     def __init__(
-        self, store: EventStore, agents: Agents, adapters: Mapping[str, ModelAdapter], *,
-        worker_id: str, tenant_id: str, session_id: str, retry: RetryPolicy | None = None,
-        tools: ServerTools, budgets: Budgets | None = None,
+        self, store: SessionLog, agents: AgentVersions, adapters: Mapping[str, ModelAdapter], *,
+        tools: ServerTools, worker_id: str, tenant_id: str, session_id: str,
+        retry: RetryPolicy | None = None, budgets: Budgets | None = None,
         tenant_active: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self._store = store
         self._tenant_active = tenant_active
         self._budgets = budgets
         self._prices = budgets.prices if budgets is not None else PriceTable()
-        self._tools = tools  # a worker's, or a re-run's recorded results
+        self._tools = tools
         self._agents = agents
         self._adapters = adapters
         self._worker_id = worker_id

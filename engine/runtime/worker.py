@@ -147,10 +147,10 @@ class Worker:
             await asyncio.sleep(1)
 
     async def _work(self, claim: Claim) -> None:
-        runner = SessionRunner(self._store, self._agents, self._adapters, worker_id=self.id,
-                               tenant_id=claim.tenant_id, session_id=claim.session_id,
-                               retry=self._retry, budgets=self._budgets, tools=self._tools,
-                               tenant_active=self._tenant_active)
+        runner = SessionRunner(self._store, self._agents, self._adapters, tools=self._tools,
+                               worker_id=self.id, tenant_id=claim.tenant_id,
+                               session_id=claim.session_id, retry=self._retry,
+                               budgets=self._budgets, tenant_active=self._tenant_active)
         key = (claim.tenant_id, claim.session_id)
         runner.state = self._states.pop(key, None)  # caught up, not folded again
         runner.configs = self._configs

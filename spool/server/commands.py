@@ -11,8 +11,15 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the engine is imported inside each command, when it runs
+    import asyncpg
+    import uvicorn
+
+    from engine.engine import Engine
+    from engine.settings import Settings
 
 
 def replay(args: argparse.Namespace) -> int:
@@ -29,7 +36,7 @@ def replay(args: argparse.Namespace) -> int:
                                                 rerun=args.rerun)))
 
 
-async def _with_pool_errors(work: Any) -> int:
+async def _with_pool_errors(work: Awaitable[int]) -> int:
     from engine.errors import SpoolError
 
     try:
@@ -103,7 +110,7 @@ def projections_verify(args: argparse.Namespace) -> int:
     return 2 if url is None else _run_fast(_with_pool(url, _verify, args.name))
 
 
-def _run_fast(main: Any) -> int:
+def _run_fast(main: Coroutine[Any, Any, int]) -> int:
     """A rebuild is one statement after another: on uvloop (when installed) each costs the
     client about a quarter less CPU (bench/projections.py)."""
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
@@ -111,7 +118,8 @@ def _run_fast(main: Any) -> int:
         return result
 
 
-async def _with_pool(url: str, action: Any, name: str | None) -> int:
+async def _with_pool(url: str, action: Callable[[asyncpg.Pool, Any], Awaitable[int]],
+                     name: str | None) -> int:
     from engine.errors import SpoolError
     from engine.infra.db import apply_schema, create_pool
 
@@ -128,14 +136,14 @@ async def _with_pool(url: str, action: Any, name: str | None) -> int:
         return 2
 
 
-def _progress(what: str) -> Any:
+def _progress(what: str) -> Callable[[int, int], None]:
     def report(reached: int, until: int) -> None:
         print(f"{what}: position {reached:,} of {until:,}", file=sys.stderr, flush=True)
 
     return report
 
 
-async def _rebuild(pool: Any, name: str) -> int:
+async def _rebuild(pool: asyncpg.Pool, name: str) -> int:
     from engine.projections.checks import rebuild
 
     position = await rebuild(pool, name, _progress(f"rebuilding {name}"))
@@ -143,7 +151,7 @@ async def _rebuild(pool: Any, name: str) -> int:
     return 0
 
 
-async def _verify(pool: Any, name: str | None) -> int:
+async def _verify(pool: asyncpg.Pool, name: str | None) -> int:
     from engine.projections.checks import verify
     from engine.projections.views import VIEWS
 
@@ -163,7 +171,7 @@ async def _verify(pool: Any, name: str | None) -> int:
     return 1 if drifted else 0
 
 
-def _settings(**flags: Any) -> Any:
+def _settings(**flags: Any) -> Settings | None:
     """Settings from SPOOL_* and the flags given; None (after saying why) if one is bad."""
     from pathlib import Path
 
@@ -181,13 +189,13 @@ def _settings(**flags: Any) -> Any:
     return settings
 
 
-def _replace(settings: Any, **changes: Any) -> Any:
+def _replace(settings: Settings, **changes: Any) -> Settings:
     import msgspec
 
     return msgspec.structs.replace(settings, **changes)
 
 
-async def _run_worker(settings: Any) -> int:
+async def _run_worker(settings: Settings) -> int:
     from engine.engine import Engine
     from engine.errors import SpoolError
 
@@ -225,7 +233,7 @@ def _loop_factory() -> Any:
     return uvloop.new_event_loop
 
 
-async def _run_server(settings: Any) -> int:
+async def _run_server(settings: Settings) -> int:
     from api.app import create_app
     from api.server import server_config
     from engine.engine import Engine
@@ -288,7 +296,7 @@ def _server_class() -> Any:
     return Server
 
 
-async def _announce(server: Any, engine: Any) -> None:
+async def _announce(server: uvicorn.Server, engine: Engine) -> None:
     """Print where to reach the server once it listens (the port may have been 0)."""
     while not server.started:  # noqa: ASYNC110 - uvicorn exposes only this flag
         await asyncio.sleep(0.05)

@@ -1,6 +1,6 @@
 """``spool replay``: print a session's timeline, its state at an event, or follow it live. The
-timeline and the state come from ``engine.debug.replay``; this module only turns them into lines
-(or JSON lines, with ``--json``)."""
+timeline, the state and the reading come from ``engine.debug`` (``timeline``, ``state_view``,
+``reader``); this module only turns them into lines (or JSON lines, with ``--json``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from typing import Any, TextIO
 
 import msgspec
 
-from engine.debug.replay import (
+from engine.debug.reader import SessionReader
+from engine.debug.state_view import SessionStateView
+from engine.debug.timeline import (
     AnyEntry,
     ApprovalRequestedEntry,
     ApprovalResolvedEntry,
@@ -21,8 +23,6 @@ from engine.debug.replay import (
     MessageEntry,
     OtherEntry,
     SessionCreatedEntry,
-    SessionReader,
-    SessionStateView,
     SubmittedEntry,
     Timeline,
     ToolResultEntry,
@@ -184,7 +184,7 @@ def _message(entry: MessageEntry) -> str:
         return (f"model {entry.model} {entry.message_id} (no stop yet: still streaming, or "
                 f"cut): {_quote(entry.text)}")
     usage = entry.usage
-    facts = [entry.stop_reason]
+    facts: list[str] = [entry.stop_reason]
     if usage is not None:
         facts.append(f"{usage.input_tokens} in / {usage.output_tokens} out")
         if usage.cache_read_tokens or usage.cache_write_tokens:
@@ -237,8 +237,9 @@ def state_lines(view: SessionStateView) -> list[str]:
                      f"{' (interrupted)' if current.interrupted else ''}: "
                      f"{current.model_calls} model calls, last stop {current.last_stop}")
         if current.open_message is not None:
-            message = current.open_message
-            lines.append(f"  open message {message.message_id}: {_quote(message.text)}")
+            open_message = current.open_message
+            lines.append(f"  open message {open_message.message_id}: "
+                         f"{_quote(open_message.text)}")
         for call in current.tool_calls:
             approval = f", approval {call.approval}" if call.approval else ""
             lines.append(f"  tool call {call.tool_use_id} {call.name} {_json(call.input)} "

@@ -26,10 +26,14 @@ import threading
 import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from api.sse import SHUTTING_DOWN
 from engine.logging import get_logger
+
+if TYPE_CHECKING:
+    from engine.engine import Engine
+    from engine.log.open_streams import OpenStreams
 
 log = get_logger("shutdown")
 
@@ -44,7 +48,7 @@ class Stopping:
     write holding structlog's (non-reentrant) lock: so the handler itself only sets flags and
     wakes the event loop, and the forced exit writes its line with ``os.write``."""
 
-    def __init__(self, engine: Any, streams: Any, seconds: float) -> None:
+    def __init__(self, engine: Engine, streams: OpenStreams, seconds: float) -> None:
         self._engine = engine
         self._streams = streams
         self.seconds = seconds

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from engine.debug.replay import SessionReader
+from engine.debug.reader import SessionReader
 from engine.debug.rerun import rerun
 from engine.events import AgentConfig, Event
 from tests.api.conftest import Api

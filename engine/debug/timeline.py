@@ -1,5 +1,4 @@
-"""Replay debugging: a session's log read back as a timeline a person can follow, and the
-session's state as of any event.
+"""A session's log read back as a timeline a person can follow (``spool replay``).
 
 ``Timeline`` takes a session's events in seq order and gives ``Entry``s: one per meaningful
 event (a turn submitted, started, ended; a user message; interrupts, approvals, tool calls and
@@ -8,32 +7,17 @@ to its ``message_stop``, with the text of its deltas joined and its usage and sp
 ``spend_recorded`` appended with the stop). What happened inside a message (its tool calls, an
 approval asked for, an error answer to a bad call) follows the message's entry. Each entry says
 how long after the previous event it came (``since_previous``), so stalls show.
-
-``state_view`` folds the events up to a seq with the runtime's own fold
-(``engine.domain.session_state``) and returns what a debugger needs as a wire struct:
-``GET /v1/sessions/{id}/state?at=SEQ`` and ``spool replay --at SEQ`` both show it.
-
-``SessionReader`` is the operator's way in (``spool replay``): it finds a session by id alone
-(the tenant comes from the ``streams`` row), reads it, and follows it by polling.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
-import asyncpg
 import msgspec
 
-from engine.domain.session_state import SessionState, apply, fold
-from engine.errors import InvalidRequest, NotFound
 from engine.events import (
-    SESSION_ARCHIVED,
-    AgentConfig,
     ApprovalRequested,
     ApprovalResolved,
     Event,
@@ -44,7 +28,6 @@ from engine.events import (
     SessionCreated,
     SessionDone,
     SessionInterrupted,
-    SessionStatus,
     SpendRecorded,
     StopReason,
     ToolResult,
@@ -54,15 +37,8 @@ from engine.events import (
     UserMessage,
     decode_data,
 )
-from engine.infra.db import connection
-from engine.log.store import EventStore
 
-_PAGE = 1000
-Decision = Literal["pending", "approve", "deny"]
 TurnState = Literal["queued", "running", "completed", "failed", "cancelled", "budget_exceeded"]
-
-
-# --- the timeline -------------------------------------------------------------------------------
 
 
 class Entry(msgspec.Struct, tag_field="kind", kw_only=True):
@@ -375,269 +351,3 @@ def timeline(events: list[Event]) -> list[AnyEntry]:
     line = Timeline()
     entries = [entry for event in events for entry in line.feed(event)]
     return entries + line.finish()
-
-
-# --- the state at a seq -----------------------------------------------------------------------
-
-
-class TurnView(msgspec.Struct):
-    """A turn of the session as of ``at``: ``queued``, ``running`` (waiting on a client or a
-    human included), or how it ended. ``tokens`` is input + output."""
-
-    number: int
-    turn_id: str
-    status: TurnState
-    text: str  # what the user sent
-    model_calls: int
-    tokens: int
-    usage: Usage
-    cost_nanos: int
-    error: str | None
-    submitted_seq: int
-    started_seq: int | None
-    ended_seq: int | None
-
-
-class OpenMessageView(msgspec.Struct):
-    """A model call started and not stopped as of ``at``: still streaming, or cut (its worker
-    died; the next one closes it as interrupted and asks again)."""
-
-    message_id: str
-    model: str
-    text: str  # the deltas so far, joined
-    tool_use_ids: list[str]
-
-
-class ToolCallView(msgspec.Struct):
-    tool_use_id: str
-    name: str
-    input: dict[str, Any]
-    executor: Literal["server", "client"]
-    approval: Decision | None  # None: needs no approval
-
-
-class ApprovalView(msgspec.Struct):
-    approval_id: str
-    tool_use_id: str
-    decision: Decision
-
-
-class CurrentTurnView(msgspec.Struct):
-    """The running turn. ``tool_calls``: its calls without a result yet;
-    ``pending_tool_use_ids``: those a client may answer now (``POST .../tool_results``);
-    ``waiting_on_approvals``: approval ids a human has to decide."""
-
-    number: int | None
-    turn_id: str
-    interrupted: bool
-    model_calls: int
-    tokens: int
-    last_stop: StopReason | None
-    open_message: OpenMessageView | None
-    tool_calls: list[ToolCallView]
-    pending_tool_use_ids: list[str]
-    approvals: list[ApprovalView]
-    waiting_on_approvals: list[str]
-
-
-class QueuedTurnView(msgspec.Struct):
-    turn_id: str
-    text: str
-    interrupted: bool  # removed from the queue; ends cancelled without starting
-
-
-class ConversationToolCall(msgspec.Struct):
-    tool_use_id: str
-    name: str
-    input: dict[str, Any]
-
-
-class ConversationMessage(msgspec.Struct):
-    """One entry of the conversation a model call would be sent now (before each adapter's
-    repairs: see the adapters)."""
-
-    role: Literal["user", "assistant", "tool"]
-    text: str
-    tool_calls: list[ConversationToolCall]
-    tool_use_id: str | None
-    is_error: bool
-
-
-class SessionStateView(msgspec.Struct):
-    """The session folded up to event ``at`` (``last_seq`` is its last event now)."""
-
-    session_id: str
-    at: int
-    at_time: datetime  # when event ``at`` was appended
-    last_seq: int
-    status: SessionStatus
-    agent_id: str | None
-    agent_version: int | None
-    title: str | None
-    turns: list[TurnView]
-    current: CurrentTurnView | None
-    queue: list[QueuedTurnView]
-    usage: Usage
-    cost_nanos: int
-    model_calls: int  # calls that got an answer (the scripted adapter's step)
-    conversation: list[ConversationMessage]
-
-
-def state_view(events: list[Event], *, last_seq: int | None = None) -> SessionStateView:
-    """The state after ``events`` (a session's first events, from seq 1, in order)."""
-    state, line = fold(events), Timeline()
-    for event in events:
-        line.feed(event)
-    return _state_view(state, line, last_seq)
-
-
-def _state_view(state: SessionState, line: Timeline, last_seq: int | None) -> SessionStateView:
-    created = state.created
-    return SessionStateView(
-        session_id=state.session_id, at=state.last_seq, at_time=state.updated_at,
-        last_seq=last_seq if last_seq is not None else state.last_seq, status=state.status,
-        agent_id=created.agent_id, agent_version=created.agent_version, title=created.title,
-        turns=[_turn_view(turn, state) for turn in line.turns.values()],
-        current=_current_view(state, line), queue=[
-            QueuedTurnView(turn.turn_id, "".join(b.text for b in turn.content), turn.interrupted)
-            for turn in state.queue],
-        usage=state.usage, cost_nanos=sum(turn.cost_nanos for turn in line.turns.values()),
-        model_calls=state.model_calls, conversation=[
-            ConversationMessage(
-                message.role, message.text,
-                [ConversationToolCall(t.tool_use_id, t.name, t.input) for t in message.tool_calls],
-                message.tool_use_id, message.is_error)
-            for message in state.conversation])
-
-
-def _turn_view(turn: TurnRecord, state: SessionState) -> TurnView:
-    return TurnView(turn.number, turn.turn_id, turn.state, turn.text, turn.model_calls,
-                    turn.tokens, turn.usage, turn.cost_nanos, turn.error, turn.submitted_seq,
-                    turn.started_seq, turn.ended_seq)
-
-
-def _current_view(state: SessionState, line: Timeline) -> CurrentTurnView | None:
-    turn = state.current
-    if turn is None:
-        return None
-    record = line.turns.get(turn.turn_id)
-    message = line.open_message() if turn.open_message is not None else None
-    return CurrentTurnView(
-        number=record.number if record else None, turn_id=turn.turn_id,
-        interrupted=turn.interrupted, model_calls=turn.model_calls, tokens=turn.tokens,
-        last_stop=turn.last_stop,
-        open_message=OpenMessageView(message.message_id, message.model, message.text,
-                                     list(message.tool_use_ids)) if message else None,
-        tool_calls=[ToolCallView(t.tool_use_id, t.name, t.input, t.executor,
-                                 cast(Decision | None, turn.approval(t.tool_use_id)))
-                    for t in turn.tool_uses.values()],
-        pending_tool_use_ids=[t.tool_use_id for t in turn.waiting_on_client],
-        approvals=[ApprovalView(approval_id, tool_use_id, cast(Decision, decision or "pending"))
-                   for tool_use_id, (approval_id, decision) in turn.approvals.items()],
-        waiting_on_approvals=turn.waiting_on_human)
-
-
-async def _pages_until(store: EventStore, tenant_id: str, session_id: str,
-                      until: int) -> AsyncIterator[list[Event]]:
-    """The session's events with seq 1..``until``, a page at a time."""
-    after = 0
-    while after < until:
-        page = await store.read_stream(session_id, tenant_id=tenant_id, after=after,
-                                       limit=min(_PAGE, until - after))
-        if not page:
-            return
-        yield page
-        after = page[-1].seq
-
-
-# --- reading a session as an operator (spool replay) ---------------------------------------------
-
-
-class SessionReader:
-    """A session found by its id alone, for operators: ``spool replay`` has the database, not
-    an API key, so the tenant comes from the session's ``streams`` row."""
-
-    def __init__(self, pool: asyncpg.Pool, session_id: str, tenant_id: str) -> None:
-        self.session_id = session_id
-        self.tenant_id = tenant_id
-        self._store = EventStore(pool)  # reads only: its appender is never started
-
-    @classmethod
-    async def open(cls, pool: asyncpg.Pool, session_id: str) -> SessionReader:
-        """NotFound if no session has that id."""
-        async with connection(pool, "finding a session") as conn:
-            row = await conn.fetchrow(
-                "SELECT tenant_id, stream_type FROM streams WHERE stream_id = $1", session_id)
-        if row is None or row["stream_type"] != "session":
-            raise NotFound(f"no session {session_id!r} in this database")
-        return cls(pool, session_id, row["tenant_id"])
-
-    async def events(self, *, after: int = 0, until: int | None = None) -> list[Event]:
-        """Events with ``after`` < seq <= ``until`` (to the end when None)."""
-        events: list[Event] = []
-        while True:
-            limit = _PAGE if until is None else min(_PAGE, until - after - len(events))
-            if limit <= 0:
-                return events
-            page = await self._store.read_stream(self.session_id, tenant_id=self.tenant_id,
-                                                 after=after + len(events), limit=limit)
-            events.extend(page)
-            if len(page) < limit:
-                return events
-
-    async def state_at(self, at: int | None) -> SessionStateView:
-        return await state_at(self._store, self.tenant_id, self.session_id, at)
-
-    async def agent_config(self, created: Event) -> AgentConfig | None:
-        """The config of the agent version the session pinned (None: it has no agent)."""
-        from engine.domain.agents import Agents
-
-        data = decode_data(created)
-        if not isinstance(data, SessionCreated) or data.agent_id is None:
-            return None
-        found = await Agents(self._store).version(self.tenant_id, data.agent_id,
-                                                  data.agent_version, archived_too=True)
-        return found.config
-
-    async def follow(self, *, after: int, stop: asyncio.Event,
-                     interval: float = 0.2) -> AsyncIterator[list[Event]]:
-        """Batches of new events as they are appended (polled every ``interval`` seconds),
-        until ``stop`` is set or the session is archived (nothing can follow that). An empty
-        batch means nothing came in that interval."""
-        while not stop.is_set():
-            batch = await self.events(after=after)
-            if batch:
-                after = batch[-1].seq
-            yield batch
-            if batch and batch[-1].type == SESSION_ARCHIVED:
-                return
-            if not batch:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), interval)
-
-
-async def state_at(store: EventStore, tenant_id: str, session_id: str,
-                   at: int | None) -> SessionStateView:
-    """Shared by the API and the CLI: the state as of ``at`` (None: now). ``at`` outside
-    1..last seq is InvalidRequest naming ``at``; an unknown or foreign session NotFound.
-    Folded from scratch (a past state is not cached)."""
-    last = (await store.last_event(session_id, tenant_id=tenant_id)).seq
-    if at is not None and not 1 <= at <= last:
-        raise InvalidRequest(f"at must be between 1 and {last}, the session's last event",
-                             field="at")
-    # Folded page by page, nothing kept: a long session costs time here, not memory.
-    state: SessionState | None = None
-    line = Timeline()
-    async for page in _pages_until(store, tenant_id, session_id, at or last):
-        if state is None:
-            if page[0].type != "session_created":
-                raise NotFound(f"session {session_id!r} not found")
-            state = fold(page)
-        else:
-            for event in page:
-                apply(state, event)
-        for event in page:
-            line.feed(event)
-    if state is None:
-        raise NotFound(f"session {session_id!r} not found")
-    return _state_view(state, line, last)
