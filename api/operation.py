@@ -98,6 +98,9 @@ INT64_MAX = 2**63 - 1  # what a query integer may be (Postgres' bigint); more is
 def q(name: str, description: str, type_: str = "string", **schema: Any) -> Param:
     if type_ == "integer":
         schema.setdefault("maximum", INT64_MAX)
+        # An empty value (`?limit=`) is as if it were not sent, on every route: the schema says
+        # so (a string of length 0; `maxLength` binds only strings, the bounds only numbers).
+        return Param(name, description, {"type": ["integer", "string"], "maxLength": 0, **schema})
     return Param(name, description, {"type": type_, **schema})
 
 
