@@ -30,7 +30,7 @@ def check_limit(limit: int) -> int:
 
 def check_cursor(after: str | None, prefix: str) -> None:
     """A list paged by id takes as ``after`` only an id of its items' kind (None: from the
-    start): anything else is 400 naming ``after`` (and never reaches a query)."""
+    start): anything else is InvalidRequest naming ``after`` (and never reaches a query)."""
     if after is not None and not is_id(after, prefix):
         article = "an" if prefix[0] in "aeiou" else "a"
         raise InvalidRequest(f"after must be {article} {prefix}_ id from a previous page",

@@ -52,7 +52,7 @@ class AgentTokens:
         self._agents = agents
 
     async def create(self, tenant_id: str, agent_id: str, *, name: str) -> AgentToken:
-        """A new token for the agent (404 unknown or another tenant's, 409 archived)."""
+        """A new token for the agent (NotFound unknown or another tenant's, Conflict archived)."""
         if (await self._agents.get(tenant_id, agent_id)).status == "archived":
             raise Conflict(f"agent {agent_id!r} is archived")
         minted = AGENT_TOKEN.mint()
@@ -69,7 +69,7 @@ class AgentTokens:
     async def list(self, tenant_id: str, agent_id: str, *, after: str | None,
                    limit: int) -> Page[AgentToken]:
         check_cursor(after, "atk")
-        await self._agents.get(tenant_id, agent_id)  # 404 for an unknown or foreign agent
+        await self._agents.get(tenant_id, agent_id)  # NotFound for an unknown or foreign agent
         async with connection(self._pool, "listing agent tokens") as conn:
             rows = await conn.fetch(
                 f"SELECT {_COLUMNS} FROM agent_tokens WHERE tenant_id = $1 AND agent_id = $2"

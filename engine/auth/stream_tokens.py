@@ -60,7 +60,7 @@ class StreamTokens:
     async def create(self, tenant_id: str, key_id: str | None,
                      body: StreamTokenIn) -> StreamToken:
         """A token for ``tenant_id``'s streams, asked for by API key ``key_id`` (None: the
-        admin token). An unknown or another tenant's session is 404 naming ``session_id``."""
+        admin token). An unknown or another tenant's session is NotFound naming ``session_id``."""
         if body.session_id is not None:
             await self._check_session(tenant_id, body.session_id)
         minted = STREAM_TOKEN.mint()

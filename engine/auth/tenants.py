@@ -239,7 +239,7 @@ class Tenants:
 
 
 def _check_id(value: str, prefix: str, what: str) -> None:
-    """A malformed id is unknown: 404 without a query (and a NUL never reaches Postgres)."""
+    """A malformed id is unknown: NotFound without a query (and a NUL never reaches Postgres)."""
     if not is_id(value, prefix):
         raise NotFound(f"{what} {value!r} not found")
 

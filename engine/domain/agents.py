@@ -2,10 +2,11 @@
 the config; every ``agent_updated`` holds the next version, whole, so any version is one event
 (sessions pin the version they were created with); ``agent_archived`` ends the agent's use.
 
-The config's shape is checked by msgspec when a request is decoded (422 naming the field); what
-a type cannot say (unique tool names, a tool's JSON Schema, a script that calls a tool the agent
-does not have) is checked here (400 naming the field). A PATCH body is AgentConfig's own fields
-made optional, and the patched config is checked whole by the same rules before it is appended.
+The config's shape is checked by msgspec when a request is decoded (InvalidRequest naming the
+field); what a type cannot say (unique tool names, a tool's JSON Schema, a script that calls a
+tool the agent does not have) is checked here (InvalidRequest naming the field). A PATCH body is
+AgentConfig's own fields made optional, and the patched config is checked whole by the same rules
+before it is appended.
 
 A read takes the config events' headers (no data) and the one version it needs, never every
 version. A version whose stored event cannot be read as a config does not fail the read: the
@@ -227,8 +228,8 @@ class Agents:
     async def _with_views(self, tenant_id: str, folded: list[tuple[Agent, int]],
                           min_position: int | None) -> list[Agent]:
         """The agents with their views, once the view has applied at least ``min_position``
-        (503 if it does not within ``catch_up_seconds``) and, if it gets there within 2 s, the
-        agents' own last events (so a view's version is the config's)."""
+        (Unavailable if it does not within ``catch_up_seconds``) and, if it gets there within
+        2 s, the agents' own last events (so a view's version is the config's)."""
         if self._pool is None or not folded:
             return [agent for agent, _ in folded]
         await wait_for_view(self._pool, min_position, self.catch_up_seconds)
@@ -310,7 +311,7 @@ class Agents:
         """Append what ``decide`` makes of the agent as it is (None: nothing), fenced on the
         stream: if anything was appended meanwhile, look again. Heartbeats and memory only
         make it try again; another config change (a concurrent PATCH that became the same
-        version) is a 409."""
+        version) is a Conflict."""
         async with self._turn(agent_id):
             return await self._try_change(tenant_id, agent_id, decide)
 

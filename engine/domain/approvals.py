@@ -82,7 +82,7 @@ class Approvals:
         meta: EventMeta | None = None, idempotency_key: str | None = None,
     ) -> Event:
         """Approve or deny a tool call waiting for a human. One already decided, or whose
-        turn ended, is a 409 and nothing is written."""
+        turn ended, is a Conflict and nothing is written."""
         approval = await self.get(tenant_id, approval_id)
         event_id = derived_event_id(tenant_id, f"approvals.{approval_id}", idempotency_key)
         if event_id is not None:

@@ -214,7 +214,7 @@ def _not_found(board_id: str, field: str | None) -> NotFound:
 async def wait_for_view(pool: asyncpg.Pool, position: int | None, seconds: float, *,
                         conn: Any = None) -> None:
     """Wait until the ``tasks`` projection has applied the log up to ``position``; at most
-    ``seconds``, then Unavailable (503, Retry-After). Reads on ``conn`` if given."""
+    ``seconds``, then Unavailable. Reads on ``conn`` if given."""
     await require(pool, VIEW, position, seconds, conn=conn)
 
 

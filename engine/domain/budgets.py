@@ -165,7 +165,7 @@ class Budgets:
         return page_of(budgets, limit, lambda b: b.scope)
 
     async def check(self, tenant_id: str, agent_id: str | None, session_id: str | None) -> None:
-        """BudgetExceeded (402, the scope and period in ``details``) when a budget the session
+        """BudgetExceeded (the scope and period in ``details``) when a budget the session
         falls under is spent; waits for the view to count every spend committed so far."""
         for budget in await self._read(tenant_id, scopes_of(agent_id, session_id), fresh=True):
             for period, status in budget.limits.items():

@@ -1,9 +1,9 @@
 """Sessions: a session is a ``session`` stream whose id is the session id.
 
 A session with an agent runs turns: ``submit_message`` appends a ``user_message`` and a worker
-(engine/runtime) runs the turn. While a turn runs (or waits to), another message is a 409 unless
-``mode`` says what to do: ``enqueue`` (it runs after) or ``interrupt`` (the running turn is
-stopped first, in the same append). A session without an agent only records messages.
+(engine/runtime) runs the turn. While a turn runs (or waits to), another message is a Conflict
+unless ``mode`` says what to do: ``enqueue`` (it runs after) or ``interrupt`` (the running turn
+is stopped first, in the same append). A session without an agent only records messages.
 
 Decisions are made on the folded log and appended with ``expected_seq``, so two requests racing
 on one session cannot both see it idle: the loser re-reads and decides again
@@ -180,7 +180,7 @@ class Sessions:
         agent_id = await self._agent(tenant_id, session_id)
         if agent_id is None:
             return await self._record(tenant_id, session_id, message)
-        if self._budgets is not None:  # a turn that would start over budget: 402
+        if self._budgets is not None:  # a turn that would start over budget: BudgetExceeded
             await self._budgets.check(tenant_id, agent_id, session_id)
         appended = await self._decide(
             tenant_id, session_id, lambda state: [*_before_message(state, mode, meta), message])
@@ -203,8 +203,8 @@ class Sessions:
         meta: EventMeta | None = None, idempotency_key: str | None = None,
     ) -> list[Event]:
         """Answer client tool calls of the running turn; the turn resumes when all are in.
-        An id the turn never asked for is a 400; one already answered, or of a turn that
-        ended (cancelled, say), is a 409 and nothing is written."""
+        An id the turn never asked for is an InvalidRequest; one already answered, or of a
+        turn that ended (cancelled, say), is a Conflict and nothing is written."""
         _check_session_id(session_id)
         seen: set[str] = set()
         for index, result in enumerate(results):
@@ -274,7 +274,7 @@ class Sessions:
         self, tenant_id: str, session_id: str, *, meta: EventMeta | None = None,
     ) -> tuple[Session, Event | None]:
         """Archive an idle session: no more messages, and its stream ends. A busy one is a
-        409 (interrupt it first); an archived one is returned as it is."""
+        Conflict (interrupt it first); an archived one is returned as it is."""
 
         def decide(state: SessionState) -> list[NewEvent]:
             if state.archived:
@@ -361,7 +361,7 @@ def _before_message(
     state: SessionState, mode: SubmitMode | None, meta: EventMeta | None,
 ) -> list[NewEvent]:
     """What goes in front of a new message: nothing, or the interrupt of the running turn;
-    a busy session without a mode is a 409."""
+    a busy session without a mode is a Conflict."""
     if not state.busy or mode == "enqueue":
         return []
     if mode == "interrupt":

@@ -6,7 +6,7 @@ Dependencies. A task that is not done and has a dependency that is not done is `
 status it had (or was given) is kept in ``resume_status`` and taken back, by the engine, when
 its last dependency is done (a deleted dependency no longer holds it back). A dependency that
 stops being done blocks its unfinished dependents again. ``done`` cannot be set while a
-dependency is not done (409). ``blocked`` set by hand (``resume_status`` null) stays until
+dependency is not done (Conflict). ``blocked`` set by hand (``resume_status`` null) stays until
 changed by hand.
 
 Writes decide what they can from the task's own stream and the ``tasks`` view, and append with

@@ -116,7 +116,7 @@ def translate_errors(doing: str) -> Iterator[None]:
     """Re-raise driver errors as SpoolErrors: connection trouble -> Unavailable (retryable),
     unique violations -> Conflict, data exceptions -> InvalidRequest, anything else from
     Postgres or the driver (a value asyncpg cannot encode, a misconfigured client) ->
-    SpoolError, a 500 whose cause is logged: not retryable, since it is our defect."""
+    SpoolError, an internal_error whose cause is logged: not retryable, since it is our defect."""
     try:
         yield
     except SpoolError:
@@ -145,7 +145,7 @@ async def connection(pool: asyncpg.Pool, doing: str) -> AsyncIterator[Any]:
 
     Only acquire and the body decide the outcome: a failed release (the connection's reset) is
     logged and swallowed, since the body's work is done (an append may have committed: reporting
-    503 would invite a retry that writes twice) and asyncpg terminates that connection."""
+    Unavailable would invite a retry that writes twice) and asyncpg terminates that connection."""
     with translate_errors(doing):
         try:
             conn = await pool.acquire()

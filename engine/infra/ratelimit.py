@@ -45,7 +45,7 @@ class RateLimiter:
         self._skip_until = 0.0
 
     async def take(self, tenant_id: str) -> Allowance | None:
-        """Count one request of ``tenant_id``; RateLimited (429, Retry-After and the
+        """Count one request of ``tenant_id``; RateLimited (with retry_after and the
         X-RateLimit headers) past the limit. None when there is no limit (0), or no Redis."""
         if self.per_minute <= 0:
             return None

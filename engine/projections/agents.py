@@ -355,5 +355,5 @@ def _agent_args(a: AgentRow) -> tuple[Any, ...]:
 
 async def wait_for_view(pool: asyncpg.Pool, position: int | None, seconds: float) -> None:
     """Wait until the view has applied the log up to ``position``; at most ``seconds``, then
-    Unavailable (503, Retry-After); past the log's head, 400."""
+    Unavailable; past the log's head, InvalidRequest."""
     await require(pool, NAME, position, seconds)

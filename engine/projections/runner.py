@@ -297,8 +297,8 @@ async def reached(pool: asyncpg.Pool, name: str, position: int, seconds: float, 
 async def require(pool: asyncpg.Pool, name: str, position: int | None, seconds: float, *,
                   field: str = "min_position", conn: Any = None) -> None:
     """Wait until projection ``name`` has applied the log up to ``position`` (nothing to wait
-    for when None or 0). A position past the log's head is no write's: 400 at once naming
-    ``field``; after ``seconds``, Unavailable (503 with Retry-After) naming it."""
+    for when None or 0). A position past the log's head is no write's: InvalidRequest at
+    once naming ``field``; after ``seconds``, Unavailable naming it."""
     if not position:
         return
     progress = _PROGRESS.get((id(pool), name))
