@@ -5,8 +5,9 @@
   and stopped at the end; fresh databases and Redis database numbers per run;
 * processes: the server under test (``spool serve``, ``spool worker``, a bare server) in a
   child process of its own, its CPU time and memory;
-* HTTP: a tenant, key and session to stream, and a raw SSE request on a socket;
-* stats: rate sampling, medians and percentiles;
+* HTTP: a tenant, key and session to stream (on a fresh server per run), and a raw SSE
+  request on a socket;
+* stats: rate sampling, timed page reads, medians and percentiles;
 * the command line (the options every script shares) and the output: one JSON line on stdout,
   a human table on stderr.
 """
@@ -18,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import resource
 import signal
 import statistics
@@ -26,7 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -311,6 +313,31 @@ async def setup_session(base_url: str) -> tuple[Tenant, str]:
         return tenant, response.json()["id"]
 
 
+@dataclass(frozen=True, slots=True)
+class SpoolRun:
+    """One run's ``spool serve`` with a session to stream, and the database it writes to."""
+
+    server: ServerProcess
+    database_url: str
+    tenant: Tenant
+    session_id: str
+
+
+@contextlib.asynccontextmanager
+async def spool_run(svc: Services, run: int) -> AsyncIterator[SpoolRun]:
+    """``spool serve`` on a fresh database and Redis database ``run`` (flushed), with a tenant,
+    key and session; the server is stopped on leaving (the database dropped after)."""
+    redis_url = redis_db(svc.redis_url, run)
+    await flush_redis(redis_url)
+    async with fresh_database(svc.postgres_url) as database_url:
+        server = await spool_server(database_url, redis_url).start()
+        try:
+            tenant, session_id = await setup_session(server.base_url)
+            yield SpoolRun(server, database_url, tenant, session_id)
+        finally:
+            server.stop()
+
+
 def sse_request(host: str, port: int, path: str, headers: dict[str, str]) -> bytes:
     """The bytes of ``GET path`` for an event stream, on HTTP/1.1."""
     lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Accept: text/event-stream",
@@ -337,6 +364,28 @@ async def open_sse(
     return reader, writer, rest
 
 
+class HttpConnection:
+    """One keep-alive HTTP/1.1 connection on a raw asyncio stream (httpx costs ~1-3 ms of CPU
+    per request under concurrency: the load generator would eat the cores the servers need)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    async def post(self, request_head: bytes, body: bytes) -> int:
+        """Send ``request_head`` (ending in the last header line) and ``body``; read the whole
+        response, return its status."""
+        self.writer.write(request_head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        length = CONTENT_LENGTH.search(head)
+        if length is None:
+            raise RuntimeError(f"response without content-length: {head[:200]!r}")
+        await self.reader.readexactly(int(length.group(1)))
+        return int(head[9:12])
+
+
+CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
+
+
 # --- sampling ------------------------------------------------------------------------------------
 
 
@@ -354,6 +403,25 @@ def sample_rate_blocking(count: Callable[[], int], timing: Timing) -> float:
     start_count, start = count(), time.perf_counter()
     time.sleep(timing.seconds)
     return (count() - start_count) / (time.perf_counter() - start)
+
+
+async def timed_page_read(
+    fetch: Callable[[int], Awaitable[Sequence[Sequence[Any]]]], cursor: int, total: int
+) -> float:
+    """Seconds to read ``total`` rows page by page: ``fetch(after)`` returns the rows after the
+    cursor value ``after``, which is column ``cursor`` of each row."""
+    start = time.perf_counter()
+    after, got = 0, 0
+    while True:
+        rows = await fetch(after)
+        if not rows:
+            break
+        got += len(rows)
+        after = rows[-1][cursor]
+    elapsed = time.perf_counter() - start
+    if got != total:
+        raise RuntimeError(f"raw read got {got} rows, expected {total}")
+    return elapsed
 
 
 def median(samples: Sequence[float]) -> float:
@@ -408,6 +476,13 @@ def finish(result: dict[str, Any], print_table: Callable[[dict[str, Any]], None]
     """How every script ends: the JSON line on stdout, then its table on stderr."""
     emit_json(result)
     print_table(result)
+
+
+def run_and_finish(bench: Coroutine[Any, Any, dict[str, Any]],
+                   print_table: Callable[[dict[str, Any]], None]) -> None:
+    """The main of the scripts that start their services themselves: run ``bench``, write out
+    its result."""
+    finish(asyncio.run(bench), print_table)
 
 
 def install_uvloop() -> str:

@@ -27,18 +27,14 @@ from _common import (
     Services,
     add_options,
     arguments,
-    finish,
-    flush_redis,
-    fresh_database,
     log,
     median,
     open_sse,
     raise_fd_limit,
-    redis_db,
     render_table,
+    run_and_finish,
     services,
-    setup_session,
-    spool_server,
+    spool_run,
     vm_rss_kib,
 )
 from replay import bare_server
@@ -89,16 +85,10 @@ async def measure(
 async def spool_figure(
     svc: Services, run: int, n: int, batch: int
 ) -> tuple[float, int, int, float]:
-    redis_url = redis_db(svc.redis_url, run)
-    await flush_redis(redis_url)
-    async with fresh_database(svc.postgres_url) as database_url:
-        server = await spool_server(database_url, redis_url).start()
-        try:
-            tenant, session_id = await setup_session(server.base_url)
-            headers = {"Authorization": f"Bearer {tenant.key}", "Last-Event-ID": "1"}
-            return await measure(server, f"/v1/sessions/{session_id}/stream", headers, n, batch)
-        finally:
-            server.stop()
+    async with spool_run(svc, run) as spool:
+        headers = {"Authorization": f"Bearer {spool.tenant.key}", "Last-Event-ID": "1"}
+        return await measure(spool.server, f"/v1/sessions/{spool.session_id}/stream", headers,
+                             n, batch)
 
 
 async def bare_figure(n: int, batch: int) -> tuple[float, int, int, float]:
@@ -168,8 +158,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    result = asyncio.run(bench(args.connections, args.batch, args.runs))
-    finish(result, print_table)
+    run_and_finish(bench(args.connections, args.batch, args.runs), print_table)
 
 
 if __name__ == "__main__":

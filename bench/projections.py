@@ -67,6 +67,7 @@ from _common import (
     render_table,
     server_facts,
     services,
+    timed_page_read,
 )
 
 from engine.events import (
@@ -363,20 +364,10 @@ async def raw_read(url: str, total: int) -> float:
     conn = await asyncpg.connect(url)
     try:
         await init_connection(conn)
-        start = time.perf_counter()
-        after, got = 0, 0
-        while True:
-            rows = await conn.fetch(_LOG_QUERY, after, RAW_PAGE)
-            if not rows:
-                break
-            got += len(rows)
-            after = rows[-1][4]
-        elapsed = time.perf_counter() - start
+        return await timed_page_read(lambda after: conn.fetch(_LOG_QUERY, after, RAW_PAGE), 4,
+                                     total)
     finally:
         await conn.close()
-    if got != total:
-        raise RuntimeError(f"raw read got {got} rows, expected {total}")
-    return elapsed
 
 
 async def rebuild_all(url: str, total: int) -> dict[str, float]:

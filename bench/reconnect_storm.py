@@ -36,19 +36,15 @@ from _common import (
     Tenant,
     add_options,
     arguments,
-    finish,
-    flush_redis,
-    fresh_database,
     log,
     median,
     open_sse,
     percentile,
     raise_fd_limit,
-    redis_db,
     render_table,
+    run_and_finish,
     services,
-    setup_session,
-    spool_server,
+    spool_run,
 )
 
 
@@ -174,22 +170,17 @@ class RunResult:
 
 
 async def one_run(svc: Services, run: int, clients_n: int, rate: float) -> RunResult:
-    redis_url = redis_db(svc.redis_url, run)
-    await flush_redis(redis_url)
-    async with fresh_database(svc.postgres_url) as database_url:
-        server = await spool_server(database_url, redis_url).start()
-        clients: list[Client] = []
+    async with spool_run(svc, run) as spool:
+        server, clients = spool.server, list[Client]()
         try:
-            tenant, session_id = await setup_session(server.base_url)
-            return await _storm(server.host, server.port, server.base_url, tenant, session_id,
-                                clients_n, rate, clients)
+            return await _storm(server.host, server.port, server.base_url, spool.tenant,
+                                spool.session_id, clients_n, rate, clients)
         finally:
             for client in clients:
                 if client.task is not None:
                     client.task.cancel()
                 if client.writer is not None:
                     client.writer.transport.abort()
-            server.stop()
 
 
 async def _storm(
@@ -320,8 +311,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    result = asyncio.run(bench(args.clients, args.rate, args.runs))
-    finish(result, print_table)
+    run_and_finish(bench(args.clients, args.rate, args.runs), print_table)
 
 
 if __name__ == "__main__":

@@ -47,20 +47,17 @@ from _common import (
     add_options,
     arguments,
     cpu_seconds,
-    finish,
-    flush_redis,
-    fresh_database,
     install_uvloop,
     log,
     median,
     open_sse,
     raise_fd_limit,
-    redis_db,
     render_table,
+    run_and_finish,
     server_facts,
     services,
-    setup_session,
-    spool_server,
+    spool_run,
+    timed_page_read,
 )
 
 from engine.events import NewEvent
@@ -251,23 +248,14 @@ async def _plan(conn: asyncpg.Connection, explain: str, session_id: str, tenant_
 async def raw_pg_rate(database_url: str, tenant_id: str, session_id: str, total: int) -> float:
     conn = await asyncpg.connect(database_url)
     await init_connection(conn)
+    query = (f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND tenant_id = $2"
+             " AND seq > $3 ORDER BY seq LIMIT 1000")
     try:
-        start = time.perf_counter()
-        after, got = 0, 0
-        while True:
-            rows = await conn.fetch(
-                f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND tenant_id = $2"
-                " AND seq > $3 ORDER BY seq LIMIT 1000", session_id, tenant_id, after)
-            if not rows:
-                break
-            got += len(rows)
-            after = rows[-1][3]
-        elapsed = time.perf_counter() - start
+        elapsed = await timed_page_read(
+            lambda after: conn.fetch(query, session_id, tenant_id, after), 3, total)
     finally:
         await conn.close()
-    if got != total:
-        raise RuntimeError(f"raw read got {got} rows, expected {total}")
-    return got / elapsed
+    return total / elapsed
 
 
 @dataclass
@@ -281,25 +269,21 @@ class RunResult:
 
 
 async def one_run(svc: Services, run: int, total: int) -> RunResult:
-    redis_url = redis_db(svc.redis_url, run)
-    await flush_redis(redis_url)
-    async with fresh_database(svc.postgres_url) as database_url:
-        server = await spool_server(database_url, redis_url).start()
-        try:
-            tenant, session_id = await setup_session(server.base_url)
-            load_eps = await load_events(database_url, tenant.tenant_id, session_id, total)
-            log(f"  loaded {total:,} events ({load_eps:,.0f} events/s)")
-            await analyze(database_url, tenant.tenant_id, session_id)
-            # The server's dispatcher and relay see the load (it was committed by this process)
-            # and work through it: start the clock only once the server is idle.
-            busy = await wait_idle(server.pid)
-            log(f"  server idle after the load ({busy:.1f} s of CPU spent on it)")
-            path = f"/v1/sessions/{session_id}/stream"
-            elapsed, nbytes, tail = await count_frames(
-                server.host, server.port, path, {"Authorization": f"Bearer {tenant.key}"}, total)
-            check_last_id(tail, total)
-        finally:
-            server.stop()
+    async with spool_run(svc, run) as spool:
+        server, tenant, session_id = spool.server, spool.tenant, spool.session_id
+        database_url = spool.database_url
+        load_eps = await load_events(database_url, tenant.tenant_id, session_id, total)
+        log(f"  loaded {total:,} events ({load_eps:,.0f} events/s)")
+        await analyze(database_url, tenant.tenant_id, session_id)
+        # The server's dispatcher and relay see the load (it was committed by this process)
+        # and work through it: start the clock only once the server is idle.
+        busy = await wait_idle(server.pid)
+        log(f"  server idle after the load ({busy:.1f} s of CPU spent on it)")
+        path = f"/v1/sessions/{session_id}/stream"
+        elapsed, nbytes, tail = await count_frames(
+            server.host, server.port, path, {"Authorization": f"Bearer {tenant.key}"}, total)
+        check_last_id(tail, total)
+        server.stop()  # idle from here: the raw reads do not compete with it
         sse_eps = total / elapsed
         log(f"  sse replay: {sse_eps:,.0f} events/s ({elapsed:.2f} s, "
             f"{nbytes / total:.0f} B/frame)")
@@ -309,23 +293,24 @@ async def one_run(svc: Services, run: int, total: int) -> RunResult:
     with tempfile.NamedTemporaryFile(suffix=".frame") as handle:
         handle.write(template)
         handle.flush()
-        bare = await bare_server("replay", handle.name, total).start()
-        try:
-            b_elapsed, b_bytes, b_tail = await count_frames(bare.host, bare.port, "/", {}, total)
-            check_last_id(b_tail, total)
-        finally:
-            bare.stop()
+        b_elapsed, b_bytes = await bare_replay("replay", handle.name, total)
         bare_eps = total / b_elapsed
         log(f"  bare ASGI SSE: {bare_eps:,.0f} events/s ({b_bytes / total:.0f} B/frame)")
-        bare = await bare_server("replay-pages", handle.name, total).start()
-        try:
-            p_elapsed, _, p_tail = await count_frames(bare.host, bare.port, "/", {}, total)
-            check_last_id(p_tail, total)
-        finally:
-            bare.stop()
+        p_elapsed, _ = await bare_replay("replay-pages", handle.name, total)
     pages_eps = total / p_elapsed
     log(f"  bare ASGI SSE, 1000 frames per message: {pages_eps:,.0f} events/s")
     return RunResult(sse_eps, raw_eps, bare_eps, load_eps, nbytes / total, pages_eps)
+
+
+async def bare_replay(mode: str, frame_file: str, total: int) -> tuple[float, int]:
+    """Seconds and bytes to read the ``total`` frames the bare server sends in ``mode``."""
+    bare = await bare_server(mode, frame_file, total).start()
+    try:
+        elapsed, nbytes, tail = await count_frames(bare.host, bare.port, "/", {}, total)
+        check_last_id(tail, total)
+    finally:
+        bare.stop()
+    return elapsed, nbytes
 
 
 async def bench(total: int, runs: int) -> dict[str, Any]:
@@ -397,8 +382,7 @@ def main() -> None:
     if args.bare_server:
         run_bare_server(args.bare_server, args.frame_file, args.events)
         return
-    result = asyncio.run(bench(args.events, args.runs))
-    finish(result, print_table)
+    run_and_finish(bench(args.events, args.runs), print_table)
 
 
 if __name__ == "__main__":
