@@ -34,12 +34,14 @@ from typing import Any
 from _common import (
     REPO_ROOT,
     UNLIMITED,
+    HttpConnection,
     ServerProcess,
     cpu_seconds,
     fresh_database,
     install_uvloop,
     log,
     median,
+    run_on_services,
     setup_session,
     spool_server,
     sse_request,
@@ -412,27 +414,6 @@ async def _serve_subscribers(spec: str, count: int, keep_latencies: bool) -> Non
 # --- appender ------------------------------------------------------------------------------------
 
 
-class _Connection:
-    """One keep-alive HTTP/1.1 connection on a raw asyncio stream (httpx costs ~1-3 ms of CPU
-    per request under concurrency: the appender would eat the cores the servers need)."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    async def post(self, request_head: bytes, body: bytes) -> int:
-        self.writer.write(request_head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        length = CONTENT_LENGTH.search(head)
-        if length is None:
-            raise RuntimeError(f"response without content-length: {head[:200]!r}")
-        await self.reader.readexactly(int(length.group(1)))
-        return status
-
-
-CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
-
-
 class Appender:
     """POSTs one event per request, each carrying ``@@<monotonic ns at submit>@@``, over at most
     ``connections`` keep-alive connections."""
@@ -441,7 +422,7 @@ class Appender:
         self.target = target
         self.connections = connections
         self.opened = 0
-        self.idle: list[_Connection] = []
+        self.idle: list[HttpConnection] = []
         self.free = asyncio.Semaphore(connections)
         headers = {**target.headers, "Content-Type": "application/json",
                    "Host": f"{target.host}:{target.port}"}
@@ -453,7 +434,7 @@ class Appender:
 
     async def append_one(self) -> None:
         async with self.free:
-            conn = self.idle.pop() if self.idle else _Connection(
+            conn = self.idle.pop() if self.idle else HttpConnection(
                 *await asyncio.open_connection(self.target.host, self.target.port))
             submitted = time.monotonic_ns()
             marker = b"@@%d@@" % submitted
@@ -579,6 +560,27 @@ async def engine_vs_bare(
             await asyncio.to_thread(engine.stop)
             await asyncio.to_thread(bare.stop)
     return samples
+
+
+def run_vs_bare(
+    args: argparse.Namespace,
+    measure: Callable[[ServerProcess, Target, argparse.Namespace], Awaitable[dict[str, Any]]],
+    describe: Callable[[dict[str, Any]], str],
+    build_result: Callable[[dict[str, list[dict[str, Any]]], argparse.Namespace],
+                           dict[str, Any]],
+    print_table: Callable[[dict[str, Any]], None],
+) -> None:
+    """The main of the SSE scripts: ``engine_vs_bare`` on the services, ``args.runs`` times,
+    the samples summed up by ``build_result`` and written out."""
+
+    async def bench(admin_url: str, redis_url: str) -> dict[str, Any]:
+        samples = await engine_vs_bare(
+            admin_url, redis_url, args.runs,
+            lambda server, target: measure(server, target, args), describe,
+        )
+        return build_result(samples, args)
+
+    run_on_services(lambda found: bench(*found), print_table)
 
 
 # --- what the SSE scripts report alike -----------------------------------------------------------

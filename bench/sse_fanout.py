@@ -32,16 +32,15 @@ from _common import (
     arguments,
     log,
     render_table,
-    run_on_services,
 )
 from _sse import (
     Appender,
     SubscriberPool,
     Target,
     add_client_procs,
-    engine_vs_bare,
     medians,
     run_facts,
+    run_vs_bare,
     with_cpu,
 )
 
@@ -91,14 +90,6 @@ def _fmt(result: dict[str, float]) -> str:
     return (f"{result['delivered_eps']:,.0f} delivered/s, {result['appended_eps']:,.0f} "
             f"appended/s, {int(result['cut_offs'])} cut off, server "
             f"{result['server_cores']:.2f} cores, client {result['client_cores']:.2f}")
-
-
-async def bench(args: argparse.Namespace, admin_url: str, redis_url: str) -> dict[str, Any]:
-    samples = await engine_vs_bare(
-        admin_url, redis_url, args.runs,
-        lambda server, target: measure(server, target, args), _fmt,
-    )
-    return build_result(samples, args)
 
 
 def build_result(samples: dict[str, list[dict[str, float]]], args: argparse.Namespace
@@ -155,8 +146,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> None:
-    args = parse_args()
-    run_on_services(lambda found: bench(args, *found), print_table)
+    run_vs_bare(parse_args(), measure, _fmt, build_result, print_table)
 
 
 if __name__ == "__main__":

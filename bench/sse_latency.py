@@ -34,16 +34,15 @@ from _common import (
     log,
     percentile,
     render_table,
-    run_on_services,
 )
 from _sse import (
     Appender,
     SubscriberPool,
     Target,
     add_client_procs,
-    engine_vs_bare,
     medians,
     run_facts,
+    run_vs_bare,
     wait_quiet,
     with_cpu,
 )
@@ -102,14 +101,6 @@ def _fmt(result: dict[str, Any]) -> str:
             f"{result['submitted_eps']:,.0f} ev/s submitted, "
             f"{result['delivered_fraction']:.1%} delivered, {result['cut_offs']} cut off, "
             f"server {result['server_cores']:.2f} cores, client {result['client_cores']:.2f}")
-
-
-async def bench(args: argparse.Namespace, admin_url: str, redis_url: str) -> dict[str, Any]:
-    samples = await engine_vs_bare(
-        admin_url, redis_url, args.runs,
-        lambda server, target: measure(server, target, args), _fmt,
-    )
-    return build_result(samples, args)
 
 
 def build_result(samples: dict[str, list[dict[str, Any]]], args: argparse.Namespace
@@ -171,8 +162,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> None:
-    args = parse_args()
-    run_on_services(lambda found: bench(args, *found), print_table)
+    run_vs_bare(parse_args(), measure, _fmt, build_result, print_table)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ import httpx
 from _common import (
     REPO_ROOT,
     UNLIMITED,
+    HttpConnection,
     ServerProcess,
     add_options,
     arguments,
@@ -63,7 +64,6 @@ from _common import (
 
 SCRIPT = str(Path(__file__).resolve())
 EVENT = re.compile(rb"\nevent: ([a-z_]+)\n")
-CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
 # user_message, turn_started, message_start, message_stop, spend_recorded, session_done
 EXTRA_EVENTS = 6
 TURN_TIMEOUT = 60.0
@@ -72,22 +72,6 @@ SAMPLE_KEYS = ("rate", "ttfd_p50_ms", "ttfd_p99_ms", "latency_p50_ms", "latency_
 
 
 # --- the client processes (python bench/turns.py client) -----------------------------------------
-
-
-class _Http:
-    """One keep-alive HTTP/1.1 connection on a raw asyncio stream."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    async def post(self, head: bytes, body: bytes) -> int:
-        self.writer.write(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
-        response = await self.reader.readuntil(b"\r\n\r\n")
-        length = CONTENT_LENGTH.search(response)
-        if length is None:
-            raise RuntimeError(f"response without content-length: {response[:200]!r}")
-        await self.reader.readexactly(int(length.group(1)))
-        return int(response[9:12])
 
 
 class _Stream(asyncio.Protocol):
@@ -168,7 +152,7 @@ class _Client:
         self.spec = spec
         self.session_id = session_id
         self.stream = _Stream()
-        self.http: _Http | None = None
+        self.http: HttpConnection | None = None
         self.transport: asyncio.BaseTransport | None = None
         host = f"{spec['host']}:{spec['port']}"
         self.post_head = (f"POST /v1/sessions/{session_id}/messages HTTP/1.1\r\nHost: {host}\r\n"
@@ -184,7 +168,8 @@ class _Client:
             self.spec["host"], self.spec["port"], f"/v1/sessions/{self.session_id}/stream",
             {"Authorization": f"Bearer {self.spec['key']}"}))
         await self.stream.ready
-        self.http = _Http(*await asyncio.open_connection(self.spec["host"], self.spec["port"]))
+        self.http = HttpConnection(
+            *await asyncio.open_connection(self.spec["host"], self.spec["port"]))
 
     async def turns(self, start_ns: int, end_ns: int, out: dict[str, Any]) -> None:
         """Closed loop of turns until ``end_ns``; the turn in flight at ``end_ns`` finishes."""
