@@ -4,7 +4,7 @@
   when set, else embedded ones started in a temporary dir (the servers ``spool serve`` starts)
   and stopped at the end; fresh databases and Redis database numbers per run;
 * processes: the server under test (``spool serve``, ``spool worker``, a bare server) in a
-  child process of its own, its CPU time and memory;
+  child process of its own, its CPU time and memory; client processes started together;
 * HTTP: a tenant, key and session to stream (on a fresh server per run), and a raw SSE
   request on a socket;
 * stats: rate sampling, timed page reads, medians and percentiles;
@@ -264,6 +264,26 @@ class ServerProcess:
                 self.proc.wait()
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+
+
+async def start_children(children: list[asyncio.subprocess.Process], argvs: list[list[str]],
+                         what: str, *, limit: int) -> None:
+    """``python ARGV`` per argv, stdin and stdout piped (``limit``: the longest line read), all
+    started before any is waited for; returns once each printed ``ready`` (120 s at most each).
+    They are added to ``children`` as they start, so that the caller stops them all if one
+    fails."""
+    for argv in argvs:
+        children.append(await asyncio.create_subprocess_exec(
+            sys.executable, *argv,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=REPO_ROOT,
+            limit=limit,
+        ))
+    for child in children:
+        assert child.stdout is not None
+        async with asyncio.timeout(120):
+            line = await child.stdout.readline()
+        if line.strip() != b"ready":
+            raise RuntimeError(f"{what} process failed to connect: {line!r}")
 
 
 # No rate limit and no per-tenant cap of running turns: what measures the engine, not the

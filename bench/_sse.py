@@ -45,6 +45,7 @@ from _common import (
     setup_session,
     spool_server,
     sse_request,
+    start_children,
 )
 
 SCRIPT = str(Path(__file__).resolve())
@@ -312,21 +313,10 @@ class SubscriberPool:
         self.children: list[asyncio.subprocess.Process] = []
 
     async def start(self) -> None:
-        spec = json.dumps(self.target.__dict__)
-        for share in self.shares:
-            child = await asyncio.create_subprocess_exec(
-                sys.executable, SCRIPT, "subscribers", spec, str(share),
-                "1" if self.keep_latencies else "0",
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=REPO_ROOT,
-                limit=1 << 20,
-            )
-            self.children.append(child)
-        for child in self.children:
-            assert child.stdout is not None
-            async with asyncio.timeout(120):
-                line = await child.stdout.readline()
-            if line.strip() != b"ready":
-                raise RuntimeError(f"subscriber process failed to connect: {line!r}")
+        spec, keep = json.dumps(self.target.__dict__), "1" if self.keep_latencies else "0"
+        await start_children(
+            self.children, [[SCRIPT, "subscribers", spec, str(share), keep]
+                            for share in self.shares], "subscriber", limit=1 << 20)
 
     async def _ask(self, child: asyncio.subprocess.Process, command: str) -> bytes:
         assert child.stdin is not None and child.stdout is not None

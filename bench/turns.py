@@ -43,7 +43,6 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 import httpx
 from _common import (
-    REPO_ROOT,
     UNLIMITED,
     HttpConnection,
     ServerProcess,
@@ -60,6 +59,7 @@ from _common import (
     run_on_services,
     spool_server,
     sse_request,
+    start_children,
 )
 
 SCRIPT = str(Path(__file__).resolve())
@@ -259,18 +259,9 @@ class ClientPool:
         self.children: list[asyncio.subprocess.Process] = []
 
     async def start(self) -> None:
-        for spec in self.specs:
-            child = await asyncio.create_subprocess_exec(
-                sys.executable, SCRIPT, "client", json.dumps(spec),
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=REPO_ROOT,
-                limit=1 << 26)
-            self.children.append(child)
-        for child in self.children:
-            assert child.stdout is not None
-            async with asyncio.timeout(120):
-                line = await child.stdout.readline()
-            if line.strip() != b"ready":
-                raise RuntimeError(f"client process failed to connect: {line!r}")
+        await start_children(self.children,
+                             [[SCRIPT, "client", json.dumps(spec)] for spec in self.specs],
+                             "client", limit=1 << 26)
 
     async def go(self, start_ns: int, end_ns: int) -> None:
         for child in self.children:
