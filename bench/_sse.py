@@ -41,6 +41,7 @@ from _common import (
     install_uvloop,
     log,
     median,
+    render_table,
     run_on_services,
     setup_session,
     spool_server,
@@ -579,6 +580,24 @@ def run_vs_bare(
 def add_client_procs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--client-procs", type=int, default=CLIENT_PROCESSES,
                         help="processes the subscribers are spread over")
+
+
+def log_table(result: dict[str, Any], load: str, header: list[str],
+              figures: Callable[[dict[str, Any]], list[str]]) -> None:
+    """The table of the SSE scripts on stderr: one row per server, its ``figures`` (under
+    ``header``) then the cores used, below a line saying the ``load`` and how it was run."""
+    rows = []
+    for name in ("engine", "bare"):
+        r = result[name]
+        rows.append([name, *figures(r), f"{r['server_cores']:.2f}",
+                     f"{r['subscriber_procs_cores']:.2f}+{r['appender_proc_cores']:.2f}"])
+    log("")
+    log(f"{load}, "
+        f"{result['client_processes']} client processes "
+        f"({result['client_processes'] - 1} reading the streams, 1 appending), "
+        f"{result['cpus']} CPUs "
+        f"(medians of {result['runs']} runs)")
+    log(render_table(["server", *header, "server cores", "client cores (subs+appender)"], rows))
 
 
 def medians(samples: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]:

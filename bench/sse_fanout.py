@@ -31,13 +31,13 @@ from _common import (
     add_options,
     arguments,
     log,
-    render_table,
 )
 from _sse import (
     Appender,
     SubscriberPool,
     Target,
     add_client_procs,
+    log_table,
     medians,
     run_facts,
     run_vs_bare,
@@ -113,22 +113,12 @@ def build_result(samples: dict[str, list[dict[str, float]]], args: argparse.Name
 
 
 def print_table(result: dict[str, Any]) -> None:
-    rows = []
-    for name in ("engine", "bare"):
-        r = result[name]
-        rows.append([name, f"{r['delivered_eps']:,.0f}", f"{r['appended_eps']:,.0f}",
-                     f"{r['delivered_per_append']:.1f}", str(int(r["cut_offs"])),
-                     f"{r['server_cores']:.2f}",
-                     f"{r['subscriber_procs_cores']:.2f}+{r['appender_proc_cores']:.2f}"])
-    header = ["server", "delivered/s", "appended/s", "per append", "cut off", "server cores",
-              "client cores (subs+appender)"]
-    log("")
-    log(f"{result['subscribers']} subscribers, {result['appenders']} closed-loop appenders, "
-        f"{result['client_processes']} client processes "
-        f"({result['client_processes'] - 1} reading the streams, 1 appending), "
-        f"{result['cpus']} CPUs "
-        f"(medians of {result['runs']} runs)")
-    log(render_table(header, rows))
+    log_table(
+        result, f"{result['subscribers']} subscribers, {result['appenders']} closed-loop appenders",
+        ["delivered/s", "appended/s", "per append", "cut off"],
+        lambda r: [f"{r['delivered_eps']:,.0f}", f"{r['appended_eps']:,.0f}",
+                   f"{r['delivered_per_append']:.1f}", str(int(r["cut_offs"]))],
+    )
     log(f"target engine >= {TARGET_VS_BARE:.0%} of bare: {result['ratio_engine_vs_bare']:.1%} "
         f"(per run {', '.join(f'{r:.0%}' for r in result['ratio_engine_vs_bare_per_run'])}) -> "
         f"{'MET' if result['targets']['engine_vs_bare_met'] else 'NOT MET'}")

@@ -33,13 +33,13 @@ from _common import (
     arguments,
     log,
     percentile,
-    render_table,
 )
 from _sse import (
     Appender,
     SubscriberPool,
     Target,
     add_client_procs,
+    log_table,
     medians,
     run_facts,
     run_vs_bare,
@@ -124,24 +124,15 @@ def build_result(samples: dict[str, list[dict[str, Any]]], args: argparse.Namesp
 
 
 def print_table(result: dict[str, Any]) -> None:
-    rows = []
-    for name in ("engine", "bare"):
-        r = result[name]
-        rows.append([name, f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['max_ms']:.1f}",
-                     f"{r['append_post_p50_ms']:.2f}",
-                     f"{r['submitted_eps']:,.0f}", f"{r['delivered_fraction']:.1%}",
-                     f"{r['deliveries_per_s']:,.0f}", str(int(r["cut_offs"])),
-                     f"{r['server_cores']:.2f}",
-                     f"{r['subscriber_procs_cores']:.2f}+{r['appender_proc_cores']:.2f}"])
-    header = ["server", "p50 ms", "p99 ms", "max ms", "POST p50 ms", "appended/s", "delivered",
-              "deliveries/s", "cut off", "server cores", "client cores (subs+appender)"]
-    log("")
-    log(f"{result['subscribers']} subscribers, target {result['rate_eps']:,} events/s, "
-        f"{result['client_processes']} client processes "
-        f"({result['client_processes'] - 1} reading the streams, 1 appending), "
-        f"{result['cpus']} CPUs "
-        f"(medians of {result['runs']} runs)")
-    log(render_table(header, rows))
+    log_table(
+        result, f"{result['subscribers']} subscribers, target {result['rate_eps']:,} events/s",
+        ["p50 ms", "p99 ms", "max ms", "POST p50 ms", "appended/s", "delivered", "deliveries/s",
+         "cut off"],
+        lambda r: [f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['max_ms']:.1f}",
+                   f"{r['append_post_p50_ms']:.2f}", f"{r['submitted_eps']:,.0f}",
+                   f"{r['delivered_fraction']:.1%}", f"{r['deliveries_per_s']:,.0f}",
+                   str(int(r["cut_offs"]))],
+    )
     t = result["targets"]
     log(f"engine/bare: p50 x{result['ratio_p50_engine_vs_bare']}, "
         f"p99 x{result['ratio_p99_engine_vs_bare']}")
