@@ -26,7 +26,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -510,6 +510,31 @@ class Cpu:
     server: float
     appender: float
     subscribers: float
+
+    def figures(self) -> dict[str, float]:
+        """The cores as the SSE scripts report them."""
+        return {
+            "server_cores": self.server,
+            "client_cores": self.appender + self.subscribers,
+            "subscriber_procs_cores": self.subscribers,
+            "appender_proc_cores": self.appender,
+        }
+
+
+@contextlib.asynccontextmanager
+async def sse_load(target: Target, subscribers: int, client_procs: int, *,
+                   keep_latencies: bool, connections: int
+                   ) -> AsyncIterator[tuple[SubscriberPool, Appender]]:
+    """The subscribers, connected, and an appender of at most ``connections`` connections; both
+    closed on leaving."""
+    pool = SubscriberPool(target, subscribers, client_procs, keep_latencies=keep_latencies)
+    await pool.start()
+    appender = Appender(target, connections)
+    try:
+        yield pool, appender
+    finally:
+        await appender.aclose()
+        await pool.stop()
 
 
 async def with_cpu(

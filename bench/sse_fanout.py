@@ -33,14 +33,13 @@ from _common import (
     log,
 )
 from _sse import (
-    Appender,
-    SubscriberPool,
     Target,
     add_client_procs,
     log_table,
     medians,
     run_facts,
     run_vs_bare,
+    sse_load,
     with_cpu,
 )
 
@@ -49,40 +48,34 @@ TARGET_VS_BARE = 0.5
 
 async def measure(server: ServerProcess, target: Target, args: argparse.Namespace
                   ) -> dict[str, float]:
-    pool = SubscriberPool(target, args.subscribers, args.client_procs, keep_latencies=False)
-    await pool.start()
-    appender = Appender(target, args.appenders)
-    stop = asyncio.Event()
-    load = asyncio.create_task(appender.flat_out(args.appenders, stop))
-    try:
-        await asyncio.sleep(args.warmup)
-        (_, frames_before), sent_before = await pool.frames(), appender.sent
+    async with sse_load(target, args.subscribers, args.client_procs, keep_latencies=False,
+                        connections=args.appenders) as (pool, appender):
+        stop = asyncio.Event()
+        load = asyncio.create_task(appender.flat_out(args.appenders, stop))
+        try:
+            await asyncio.sleep(args.warmup)
+            (_, frames_before), sent_before = await pool.frames(), appender.sent
 
-        async def window() -> None:
-            await asyncio.sleep(args.seconds)
+            async def window() -> None:
+                await asyncio.sleep(args.seconds)
 
-        _, cpu = await with_cpu(server, pool, window)
-        wall = cpu.wall
-        (_, frames_after), sent_after = await pool.frames(), appender.sent
-        delivered = (frames_after - frames_before) / wall
-        appended = (sent_after - sent_before) / wall
-    finally:
-        stop.set()
-        with contextlib.suppress(Exception):
-            await load
-        tally = await pool.report()
-        await appender.aclose()
-        await pool.stop()
+            _, cpu = await with_cpu(server, pool, window)
+            wall = cpu.wall
+            (_, frames_after), sent_after = await pool.frames(), appender.sent
+            delivered = (frames_after - frames_before) / wall
+            appended = (sent_after - sent_before) / wall
+        finally:
+            stop.set()
+            with contextlib.suppress(Exception):
+                await load
+            tally = await pool.report()
     return {
         "delivered_eps": delivered,
         "appended_eps": appended,
         "delivered_per_append": delivered / appended if appended else 0.0,
         "append_errors": float(appender.errors),
         "cut_offs": float(tally.cut_offs),
-        "server_cores": cpu.server,
-        "client_cores": cpu.appender + cpu.subscribers,
-        "subscriber_procs_cores": cpu.subscribers,
-        "appender_proc_cores": cpu.appender,
+        **cpu.figures(),
     }
 
 

@@ -35,14 +35,13 @@ from _common import (
     percentile,
 )
 from _sse import (
-    Appender,
-    SubscriberPool,
     Target,
     add_client_procs,
     log_table,
     medians,
     run_facts,
     run_vs_bare,
+    sse_load,
     wait_quiet,
     with_cpu,
 )
@@ -55,10 +54,8 @@ MAX_IN_FLIGHT = 64  # outstanding appends before the paced appender slips (serve
 async def measure(
     server: ServerProcess, target: Target, args: argparse.Namespace
 ) -> dict[str, Any]:
-    pool = SubscriberPool(target, args.subscribers, args.client_procs, keep_latencies=True)
-    await pool.start()
-    appender = Appender(target, MAX_IN_FLIGHT)
-    try:
+    async with sse_load(target, args.subscribers, args.client_procs, keep_latencies=True,
+                        connections=MAX_IN_FLIGHT) as (pool, appender):
         await appender.paced(args.rate, args.warmup, MAX_IN_FLIGHT)
         sent_before, posts_before = appender.sent, len(appender.post_ns)
 
@@ -73,9 +70,6 @@ async def measure(
         await wait_quiet(pool, expected, args.drain)
         delivering = time.monotonic() - started  # the window plus the drain
         tally = await pool.report()
-    finally:
-        await appender.aclose()
-        await pool.stop()
     latencies = sorted(tally.latencies_ns)
     posts = sorted(appender.post_ns[posts_before:])
     return {
@@ -88,10 +82,7 @@ async def measure(
         "delivered_fraction": tally.frames / expected if expected else 0.0,
         "deliveries_per_s": tally.frames / delivering,
         "cut_offs": tally.cut_offs,
-        "server_cores": cpu.server,
-        "client_cores": cpu.appender + cpu.subscribers,
-        "subscriber_procs_cores": cpu.subscribers,
-        "appender_proc_cores": cpu.appender,
+        **cpu.figures(),
     }
 
 
