@@ -13,6 +13,8 @@
   pass over each socket read gives the frames and their send times. A client the server cuts off
   (it fell behind) reconnects with Last-Event-ID, as the SDK does, and is counted.
 * ``Appender``: POSTs events over raw keep-alive HTTP/1.1 connections, paced or flat out.
+* What both scripts do alike: ``sse_load`` (subscribers and appender, closed after),
+  ``run_vs_bare`` (their main: engine and bare server, interleaved runs) and ``log_table``.
 """
 
 from __future__ import annotations
