@@ -14,7 +14,7 @@ from typing import Any, Literal
 import asyncpg
 import msgspec
 
-from engine.auth.credentials import API_KEY, hash_secret, matches, mint_admin
+from engine.auth.credentials import API_KEY, check_row, hash_secret, matches, mint_admin
 from engine.errors import Forbidden, NotFound, Unauthorized
 from engine.ids import is_id, new_id
 from engine.infra.db import connection
@@ -124,12 +124,7 @@ class Tenants:
                 " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.id = $1",
                 key_id,
             )
-        if not matches(row["secret_hash"] if row is not None else None, presented):
-            raise Unauthorized("invalid API key")
-        if row["revoked_at"] is not None:
-            raise Unauthorized("this API key was revoked")
-        if row["status"] != "active":
-            raise Forbidden("this tenant is suspended")
+        check_row(row, presented, "API key")
         principal = Principal(role=row["role"], tenant_id=row["tenant_id"], key_id=key_id)
         self._remember(key_id, presented, principal)
         return principal
