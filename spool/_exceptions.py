@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 
+# The public error tree, re-exported by spool and spool.client (not error_from_response).
 __all__ = [
     "BudgetExceeded",
     "Conflict",
@@ -42,7 +43,6 @@ __all__ = [
     "StreamGapError",
     "Unauthorized",
     "Unavailable",
-    "error_from_response",
 ]
 
 

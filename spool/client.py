@@ -29,51 +29,26 @@ import weakref
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
 
 # The errors and the parser live in their own modules; spool.client still exports them (it was
-# the whole SDK once).
+# the whole SDK once), the error names from the one list in spool/_exceptions.py.
+from spool import _exceptions
+from spool._exceptions import *  # noqa: F403
 from spool._exceptions import (
-    BudgetExceeded,
-    Conflict,
-    Forbidden,
-    InvalidRequest,
-    NotFound,
     ProtocolError,
-    RateLimited,
-    ServerError,
     SpoolConnectionError,
     SpoolError,
     StreamGapError,
-    Unauthorized,
-    Unavailable,
     error_from_response,
 )
 from spool._sse import SSEMessage, SSEParser
 
-__all__ = [
-    "BudgetExceeded",
-    "Conflict",
-    "Forbidden",
-    "InvalidRequest",
-    "NotFound",
-    "ProtocolError",
-    "RateLimited",
-    "SSEMessage",
-    "SSEParser",
-    "ServerError",
-    "SessionStream",
-    "SpoolClient",
-    "SpoolConnectionError",
-    "SpoolError",
-    "StreamEvent",
-    "StreamGapError",
-    "Unauthorized",
-    "Unavailable",
-]
+__all__ = ["SSEMessage", "SSEParser", "SessionStream", "SpoolClient", "StreamEvent"]
+__all__ += _exceptions.__all__
 
 log = logging.getLogger("spool.client")
 
@@ -82,6 +57,22 @@ DEFAULT_RETRY = 1.0  # the reconnect base (seconds) until the server sends ``ret
 MIN_RETRY = 0.01
 USER_AGENT = "agentspool-python"
 _RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class _Closing:
+    """``async with`` it, and it is closed (``aclose()``) on the way out."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +85,7 @@ class StreamEvent:
     data: dict[str, Any]
 
 
-class SpoolClient:
+class SpoolClient(_Closing):
     """An agentspool API client. Owns one ``httpx.AsyncClient``; use it as an async context
     manager (or call ``aclose()``), which also closes the streams still open.
 
@@ -125,15 +116,6 @@ class SpoolClient:
         )
         self._streams: weakref.WeakSet[SessionStream] = weakref.WeakSet()
 
-    async def __aenter__(self) -> SpoolClient:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     async def aclose(self) -> None:
         for stream in list(self._streams):
             await stream.aclose()
@@ -159,7 +141,7 @@ class SpoolClient:
         return delay * (1 + self.jitter * random.random())
 
 
-class SessionStream:
+class SessionStream(_Closing):
     """An async iterator of ``StreamEvent`` over one session's SSE stream that reconnects by
     itself. ``last_event_id`` is the id of the last event delivered (resume from it later with
     ``stream_session(id, after=...)``); ``reconnects`` counts the reconnect attempts."""
@@ -189,15 +171,6 @@ class SessionStream:
             return await self._events.__anext__()
         finally:
             self._busy = False
-
-    async def __aenter__(self) -> SessionStream:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     @property
     def closed(self) -> bool:

@@ -10,16 +10,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.auth import agent_runtime, tenant_of, writer
+from api.handlers import created, listed, updated, viewed
 from api.io import (
     NO_STORE,
     NUL_FREE,
-    idempotency_key,
     json_response,
     position_header,
     query_int,
     query_limit,
-    query_min_position,
-    read_json,
     read_optional_json,
 )
 from api.operation import (
@@ -43,38 +41,19 @@ from engine.pages import Page
 
 
 async def create_agent(request: Request) -> Response:
-    tenant_id, meta = await writer(request, "member")
-    config = await read_json(request, AgentConfig)
-    agent, event = await engine_of(request).agents.create(
-        tenant_id, config, meta=meta, idempotency_key=idempotency_key(request))
-    return json_response(agent, 201, position_header(event))
+    return await created(request, AgentConfig, engine_of(request).agents.create)
 
 
 async def list_agents(request: Request) -> Response:
-    _, tenant_id = await tenant_of(request, "viewer")
-    page = await engine_of(request).agents.list_agents(
-        tenant_id, after=query_cursor(request, "agt"), limit=query_limit(request),
-        min_position=query_min_position(request),
-    )
-    return json_response(page)
+    return await listed(request, "agt", engine_of(request).agents.list_agents)
 
 
 async def get_agent(request: Request) -> Response:
-    _, tenant_id = await tenant_of(request, "viewer")
-    agent = await engine_of(request).agents.read(
-        tenant_id, request.path_params["agent_id"],
-        min_position=query_min_position(request))
-    return json_response(agent)
+    return await viewed(request, "agent_id", engine_of(request).agents.read)
 
 
 async def update_agent(request: Request) -> Response:
-    tenant_id, meta = await writer(request, "member")
-    patch = await read_json(request, AgentPatch)
-    agent, event = await engine_of(request).agents.update(
-        tenant_id, request.path_params["agent_id"], patch,
-        meta=meta, idempotency_key=idempotency_key(request),
-    )
-    return json_response(agent, 200, position_header(event))
+    return await updated(request, "agent_id", AgentPatch, engine_of(request).agents.update)
 
 
 async def list_versions(request: Request) -> Response:

@@ -5,18 +5,14 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.auth import tenant_of, writer
+from api.auth import tenant_of
+from api.handlers import created, deleted, fetched, listed, updated
 from api.io import (
-    idempotency_key,
     json_response,
-    position_header,
     query_int,
-    query_limit,
     query_min_position,
-    read_json,
 )
 from api.operation import MIN_POSITION, Operation, links_to, q, route, view_page
-from api.query import query_cursor
 from api.state import engine_of
 from engine.domain.boards import Board, BoardIn, BoardPatch, Deleted
 from engine.domain.tasks import BoardSnapshot
@@ -24,44 +20,23 @@ from engine.pages import MAX_LIMIT, Page
 
 
 async def create_board(request: Request) -> Response:
-    tenant_id, meta = await writer(request, "member")
-    body = await read_json(request, BoardIn)
-    board, event = await engine_of(request).boards.create(
-        tenant_id, body, meta=meta, idempotency_key=idempotency_key(request))
-    return json_response(board, 201, position_header(event))
+    return await created(request, BoardIn, engine_of(request).boards.create)
 
 
 async def list_boards(request: Request) -> Response:
-    _, tenant_id = await tenant_of(request, "viewer")
-    page = await engine_of(request).boards.list_boards(
-        tenant_id, after=query_cursor(request, "brd"), limit=query_limit(request),
-        min_position=query_min_position(request),
-    )
-    return json_response(page)
+    return await listed(request, "brd", engine_of(request).boards.list_boards)
 
 
 async def get_board(request: Request) -> Response:
-    _, tenant_id = await tenant_of(request, "viewer")
-    board = await engine_of(request).boards.get(tenant_id, request.path_params["board_id"])
-    return json_response(board)
+    return await fetched(request, "board_id", engine_of(request).boards.get)
 
 
 async def update_board(request: Request) -> Response:
-    tenant_id, meta = await writer(request, "member")
-    patch = await read_json(request, BoardPatch)
-    board, event = await engine_of(request).boards.update(
-        tenant_id, request.path_params["board_id"], patch,
-        meta=meta, idempotency_key=idempotency_key(request),
-    )
-    return json_response(board, 200, position_header(event))
+    return await updated(request, "board_id", BoardPatch, engine_of(request).boards.update)
 
 
 async def delete_board(request: Request) -> Response:
-    tenant_id, meta = await writer(request, "member")
-    board_id = request.path_params["board_id"]
-    event = await engine_of(request).boards.delete(
-        tenant_id, board_id, meta=meta)
-    return json_response(Deleted(board_id), 200, position_header(event))
+    return await deleted(request, "board_id", engine_of(request).boards.delete)
 
 
 async def board_snapshot(request: Request) -> Response:

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.auth import tenant_of, writer
+from api.handlers import viewed
 from api.io import (
     json_response,
     position_header,
@@ -56,11 +57,7 @@ def _deleted(scope: str, event: Event) -> Response:
 
 
 async def get_budget(request: Request) -> Response:
-    _, tenant_id = await tenant_of(request, "viewer")
-    budget = await engine_of(request).budgets.get(
-        tenant_id, request.path_params["scope"],
-        min_position=query_min_position(request))
-    return json_response(budget)
+    return await viewed(request, "scope", engine_of(request).budgets.get)
 
 
 async def list_budgets(request: Request) -> Response:

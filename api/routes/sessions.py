@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.auth import tenant_of, writer
+from api.handlers import fetched
 from api.io import (
     NUL_FREE,
     idempotency_key,
@@ -104,11 +105,7 @@ async def list_sessions(request: Request) -> Response:
 
 
 async def get_session(request: Request) -> Response:
-    _, tenant_id = await tenant_of(request, "viewer")
-    session = await engine_of(request).sessions.get(
-        tenant_id, request.path_params["session_id"]
-    )
-    return json_response(session)
+    return await fetched(request, "session_id", engine_of(request).sessions.get)
 
 
 async def get_state(request: Request) -> Response:

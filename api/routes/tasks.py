@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.auth import tenant_of, writer
+from api.handlers import created, deleted, fetched, updated
 from api.io import (
     idempotency_key,
     json_response,
@@ -27,11 +28,7 @@ from engine.pages import Page
 
 
 async def create_task(request: Request) -> Response:
-    tenant_id, meta = await writer(request, "member")
-    body = await read_json(request, TaskIn)
-    task, event = await engine_of(request).tasks.create(
-        tenant_id, body, meta=meta, idempotency_key=idempotency_key(request))
-    return json_response(task, 201, position_header(event))
+    return await created(request, TaskIn, engine_of(request).tasks.create)
 
 
 async def list_tasks(request: Request) -> Response:
@@ -47,27 +44,15 @@ async def list_tasks(request: Request) -> Response:
 
 
 async def get_task(request: Request) -> Response:
-    _, tenant_id = await tenant_of(request, "viewer")
-    task = await engine_of(request).tasks.get(tenant_id, request.path_params["task_id"])
-    return json_response(task)
+    return await fetched(request, "task_id", engine_of(request).tasks.get)
 
 
 async def update_task(request: Request) -> Response:
-    tenant_id, meta = await writer(request, "member")
-    patch = await read_json(request, TaskPatch)
-    task, event = await engine_of(request).tasks.update(
-        tenant_id, request.path_params["task_id"], patch,
-        meta=meta, idempotency_key=idempotency_key(request),
-    )
-    return json_response(task, 200, position_header(event))
+    return await updated(request, "task_id", TaskPatch, engine_of(request).tasks.update)
 
 
 async def delete_task(request: Request) -> Response:
-    tenant_id, meta = await writer(request, "member")
-    task_id = request.path_params["task_id"]
-    event = await engine_of(request).tasks.delete(
-        tenant_id, task_id, meta=meta)
-    return json_response(Deleted(task_id), 200, position_header(event))
+    return await deleted(request, "task_id", engine_of(request).tasks.delete)
 
 
 async def add_comment(request: Request) -> Response:

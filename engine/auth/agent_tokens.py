@@ -15,9 +15,9 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from engine.auth.credentials import AGENT_TOKEN, matches
+from engine.auth.credentials import AGENT_TOKEN, check_row
 from engine.domain.agents import Agents
-from engine.errors import Conflict, Forbidden, NotFound, Unauthorized
+from engine.errors import Conflict, NotFound, Unauthorized
 from engine.ids import is_id
 from engine.infra.db import connection
 from engine.pages import Page, check_cursor, check_limit, page_of
@@ -98,12 +98,7 @@ class AgentTokens:
             raise Unauthorized("invalid agent token")
         token_id, presented = parsed
         row = await self._row(token_id)
-        if not matches(row["secret_hash"] if row is not None else None, presented):
-            raise Unauthorized("invalid agent token")
-        if row["revoked_at"] is not None:
-            raise Unauthorized("this agent token was revoked")
-        if row["status"] != "active":
-            raise Forbidden("this tenant is suspended")
+        check_row(row, presented, "agent token")
         return RuntimePrincipal(row["tenant_id"], row["agent_id"], token_id)
 
     async def _row(self, token_id: str) -> Any:

@@ -16,8 +16,9 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from engine.errors import Forbidden, Unauthorized
 from engine.ids import new_id
 
 _NOTHING = b"\0" * 32
@@ -31,6 +32,17 @@ def hash_secret(secret: str) -> bytes:
 def matches(stored: bytes | None, presented: bytes) -> bool:
     """Whether ``presented`` (a hash) is ``stored``; False when nothing is stored."""
     return hmac.compare_digest(stored or _NOTHING, presented) and stored is not None
+
+
+def check_row(row: Any, presented: bytes, what: str) -> None:
+    """A credential's row (None: no such id) holds ``presented``, is not revoked, and its tenant
+    (the row's ``status``) is active; else Unauthorized, or Forbidden for a suspended tenant."""
+    if not matches(row["secret_hash"] if row is not None else None, presented):
+        raise Unauthorized(f"invalid {what}")
+    if row["revoked_at"] is not None:
+        raise Unauthorized(f"this {what} was revoked")
+    if row["status"] != "active":
+        raise Forbidden("this tenant is suspended")
 
 
 def mint_admin() -> str:

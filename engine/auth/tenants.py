@@ -14,7 +14,7 @@ from typing import Any, Literal
 import asyncpg
 import msgspec
 
-from engine.auth.credentials import API_KEY, hash_secret, matches, mint_admin
+from engine.auth.credentials import API_KEY, check_row, hash_secret, matches, mint_admin
 from engine.errors import Forbidden, NotFound, Unauthorized
 from engine.ids import is_id, new_id
 from engine.infra.db import connection
@@ -124,12 +124,7 @@ class Tenants:
                 " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.id = $1",
                 key_id,
             )
-        if not matches(row["secret_hash"] if row is not None else None, presented):
-            raise Unauthorized("invalid API key")
-        if row["revoked_at"] is not None:
-            raise Unauthorized("this API key was revoked")
-        if row["status"] != "active":
-            raise Forbidden("this tenant is suspended")
+        check_row(row, presented, "API key")
         principal = Principal(role=row["role"], tenant_id=row["tenant_id"], key_id=key_id)
         self._remember(key_id, presented, principal)
         return principal
@@ -187,12 +182,11 @@ class Tenants:
 
     async def set_status(self, tenant_id: str, status: Literal["active", "suspended"]) -> Tenant:
         _check_id(tenant_id, "ten", "tenant")
-        async with connection(self._pool, "updating a tenant") as conn:
-            row = await conn.fetchrow(
-                "UPDATE tenants SET status = $2, updated_at = now() WHERE id = $1 RETURNING *",
-                tenant_id, status,
-            )
-        self._auth_cache.clear()  # after the commit: a later request reads the new row
+        row = await self._change(
+            "updating a tenant",
+            "UPDATE tenants SET status = $2, updated_at = now() WHERE id = $1 RETURNING *",
+            tenant_id, status,
+        )
         if row is None:
             raise NotFound(f"tenant {tenant_id!r} not found")
         return _tenant(row)
@@ -225,17 +219,24 @@ class Tenants:
 
     async def revoke_key(self, tenant_id: str, key_id: str) -> ApiKey:
         _check_id(key_id, "key", "API key")
-        async with connection(self._pool, "revoking an API key") as conn:
-            row = await conn.fetchrow(
-                "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())"
-                " WHERE id = $1 AND tenant_id = $2"
-                " RETURNING id, tenant_id, name, role, created_at, revoked_at",
-                key_id, tenant_id,
-            )
-        self._auth_cache.clear()  # after the commit: a later request reads the new row
+        row = await self._change(
+            "revoking an API key",
+            "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())"
+            " WHERE id = $1 AND tenant_id = $2"
+            " RETURNING id, tenant_id, name, role, created_at, revoked_at",
+            key_id, tenant_id,
+        )
         if row is None:
             raise NotFound(f"API key {key_id!r} not found")
         return _api_key(row)
+
+    async def _change(self, doing: str, query: str, *args: Any) -> Any:
+        """An update that may change who authenticates: the row it returns (None: none
+        matched), and the cached authentications dropped."""
+        async with connection(self._pool, doing) as conn:
+            row = await conn.fetchrow(query, *args)
+        self._auth_cache.clear()  # after the commit: a later request reads the new row
+        return row
 
 
 def _check_id(value: str, prefix: str, what: str) -> None:

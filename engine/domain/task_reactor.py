@@ -19,6 +19,7 @@ from engine.domain.boards import wait_for_view
 from engine.errors import Conflict, SpoolError, Unavailable
 from engine.events import EventMeta, TaskDeleted, TaskUpdated, new_event
 from engine.ids import idempotent_uuid
+from engine.infra.background import cancel
 from engine.infra.db import connection
 from engine.log.store import EventStore
 from engine.logging import get_logger
@@ -62,11 +63,8 @@ class TaskReactor:
         self._task = asyncio.create_task(self._run(), name="spool.tasks.reactor")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         changed = self._projection.changed

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from engine.errors import InvalidRequest, SpoolError, Unavailable
+from engine.infra.background import cancel
 from engine.infra.db import connection, translate_errors
 from engine.log.store import Committed, read_log_page
 from engine.logging import get_logger
@@ -165,11 +166,8 @@ class ProjectionRunner:
         self._task = asyncio.create_task(self._run(), name=name)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

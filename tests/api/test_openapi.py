@@ -19,7 +19,7 @@ from openapi_spec_validator import validate as validate_spec
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 from starlette.routing import Route
 
-from api import auth
+from api import auth, handlers
 from api.app import ROUTES, create_app
 from api.openapi import build, drift, operations, operations_of, render
 from api.openapi.schemas import clean_descriptions
@@ -109,7 +109,22 @@ def _source(route: Route) -> str:
             source += inspect.getsource(helper)
     if "stream_reader(" in source:
         source += inspect.getsource(auth.stream_reader)
-    return source
+    return source + _shared_source(source)
+
+
+def _shared_source(source: str) -> str:
+    """The code of the shared request shapes (api/handlers.py) the handler calls, with the body
+    type it passes where the shape reads its body."""
+    shared = ""
+    for name in set(re.findall(r"\b(\w+)\(", source)):
+        helper = getattr(handlers, name, None)
+        if inspect.isfunction(helper) and helper.__module__ == handlers.__name__:
+            code = inspect.getsource(helper)
+            passed = re.findall(rf"\b{name}\(request, [^A-Z)]*?([A-Z]\w*)", source)
+            if passed:
+                code = re.sub(r"\b(?:body|patch)_type\b", passed[0], code)
+            shared += code
+    return shared
 
 
 @pytest.mark.parametrize("key", sorted(OPERATIONS), ids=lambda key: " ".join(key))
