@@ -16,6 +16,15 @@ if TYPE_CHECKING:  # tests/api/conftest.py defines the live server
     from tests.api.conftest import Live
 
 
+def connected_readers(live: Live, key: str, session_id: str) -> tuple[Reader, Reader]:
+    """Two connected readers on ``live``: the session's stream and the tenant's firehose."""
+    session = Reader(live, key, session_id)
+    firehose = Reader(live, key, session_id, path="/v1/events/stream")
+    session.connect()
+    firehose.connect()
+    return session, firehose
+
+
 async def collect(response: httpx.Response, events: list[Frame], comments: list[str],
                   changed: asyncio.Event) -> None:
     """Sort a stream's frames into events (with an id) and comments, waking waiters on each."""
