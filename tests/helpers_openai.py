@@ -196,13 +196,19 @@ def streams(*events: dict[str, Any] | str, piece: int | None = None) -> Reply:
     return reply
 
 
+def _write_chunked_200(writer: asyncio.StreamWriter, events: tuple[dict[str, Any] | str, ...]
+                       ) -> None:
+    """A chunked 200's head, then one chunk per event."""
+    writer.write(_head(200, "OK", _SSE_HEADERS))
+    for event in events:
+        writer.write(_chunked(sse_body(event)))
+
+
 def cut_after(*events: dict[str, Any] | str) -> Reply:
     """A chunked 200 whose connection is closed after ``events``: the body never ends."""
 
     async def reply(writer: asyncio.StreamWriter) -> bool:
-        writer.write(_head(200, "OK", _SSE_HEADERS))
-        for event in events:
-            writer.write(_chunked(sse_body(event)))
+        _write_chunked_200(writer, events)
         writer.write(b"40\r\ndata: {\"id\":\"chatcmpl-B9MBs8Cj")  # half a chunk, then gone
         await writer.drain()
         return False
@@ -225,9 +231,7 @@ def ends_after(*events: dict[str, Any] | str) -> Reply:
 
 def stalls_after(*events: dict[str, Any] | str) -> Reply:
     async def reply(writer: asyncio.StreamWriter) -> bool:
-        writer.write(_head(200, "OK", _SSE_HEADERS))
-        for event in events:
-            writer.write(_chunked(sse_body(event)))
+        _write_chunked_200(writer, events)
         await writer.drain()
         await asyncio.sleep(3600)  # cancelled when the server stops
         return False
