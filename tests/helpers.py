@@ -1,7 +1,8 @@
 """What many test modules do through the API: check an error envelope, create an agent and a
 session, say something, wait for a session to settle, read its log, make boards and tasks, the
-same over a real socket (``Live``), and a database URL of the test server. Test modules import
-these from here, never from one another (tests/build/test_test_layout.py checks that)."""
+same over a real socket (``Live``), a database URL of the test server, and a running event
+store. Test modules import these from here, never from one another
+(tests/build/test_test_layout.py checks that)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +85,17 @@ class FakeOpenAI:
         finally:
             writer.close()
             self._tasks.discard(task)
+
+
+@contextlib.asynccontextmanager
+async def fake_openai() -> AsyncIterator[FakeOpenAI]:
+    """A FakeOpenAI listening (``fake.base_url``) until the block ends."""
+    fake = FakeOpenAI()
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()
 
 
 # --- the wire format ---------------------------------------------------------------------------
