@@ -17,11 +17,11 @@ import pytest
 import redis.asyncio as redis
 
 from engine.engine import Engine
-from engine.infra.db import create_pool, schema_sql
+from engine.infra.db import schema_sql
 from engine.infra.embedded import EmbeddedServices
 from engine.log.store import EventStore
 from engine.settings import Settings
-from tests.helpers import with_database
+from tests.helpers import store_on, with_database
 
 ADMIN_TOKEN = "spa_test-admin-token-0123456789"
 TEMPLATE = "spool_test_template"
@@ -109,14 +109,8 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
 @pytest.fixture
 async def own_store(database_url: str) -> AsyncIterator[EventStore]:
     """An appender of its own on the test database, with no publisher: another process's."""
-    pool = await create_pool(database_url, size=4)
-    store = EventStore(pool)
-    store.start()
-    try:
+    async with store_on(database_url, 4, EventStore) as store:
         yield store
-    finally:
-        await store.stop()
-        await pool.close()
 
 
 @pytest.fixture

@@ -1,20 +1,29 @@
 """What many test modules do through the API: check an error envelope, create an agent and a
 session, say something, wait for a session to settle, read its log, make boards and tasks, the
-same over a real socket (``Live``), and a database URL of the test server. Test modules import
-these from here, never from one another (tests/build/test_test_layout.py checks that)."""
+same over a real socket (``Live``), a database URL of the test server, and a running event
+store. Test modules import these from here, never from one another
+(tests/build/test_test_layout.py checks that)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from engine.infra.db import create_pool
+from engine.log.store import EventStore
 
 if TYPE_CHECKING:  # the fixtures' classes; tests/api/conftest.py imports this module
     import httpx
 
     from tests.api.conftest import Api, Live
     from tests.api.sse_client import Frame
+
+StoreT = TypeVar("StoreT", bound=EventStore)
 
 # A client tool every scripted agent offers unless told otherwise.
 LOOKUP = {"name": "lookup", "input_schema": {
@@ -24,6 +33,28 @@ LOOKUP = {"name": "lookup", "input_schema": {
 def with_database(url: str, name: str) -> str:
     """The same Postgres server, database ``name`` (bench/_common.py uses it too)."""
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+@asynccontextmanager
+async def started(store: StoreT) -> AsyncIterator[StoreT]:
+    """The store with its appender running, stopped on the way out."""
+    store.start()
+    try:
+        yield store
+    finally:
+        await store.stop()
+
+
+@asynccontextmanager
+async def store_on(database_url: str, size: int,
+                   make: Callable[[asyncpg.Pool], StoreT]) -> AsyncIterator[StoreT]:
+    """A running store of ``make`` on a pool of its own, both closed on the way out."""
+    pool = await create_pool(database_url, size=size)
+    try:
+        async with started(make(pool)) as store:
+            yield store
+    finally:
+        await pool.close()
 
 
 def assert_error(response: httpx.Response, status: int, type_: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +85,17 @@ class FakeOpenAI:
         finally:
             writer.close()
             self._tasks.discard(task)
+
+
+@contextlib.asynccontextmanager
+async def fake_openai() -> AsyncIterator[FakeOpenAI]:
+    """A FakeOpenAI listening (``fake.base_url``) until the block ends."""
+    fake = FakeOpenAI()
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()
 
 
 # --- the wire format ---------------------------------------------------------------------------
@@ -196,13 +207,19 @@ def streams(*events: dict[str, Any] | str, piece: int | None = None) -> Reply:
     return reply
 
 
+def _write_chunked_200(writer: asyncio.StreamWriter, events: tuple[dict[str, Any] | str, ...]
+                       ) -> None:
+    """A chunked 200's head, then one chunk per event."""
+    writer.write(_head(200, "OK", _SSE_HEADERS))
+    for event in events:
+        writer.write(_chunked(sse_body(event)))
+
+
 def cut_after(*events: dict[str, Any] | str) -> Reply:
     """A chunked 200 whose connection is closed after ``events``: the body never ends."""
 
     async def reply(writer: asyncio.StreamWriter) -> bool:
-        writer.write(_head(200, "OK", _SSE_HEADERS))
-        for event in events:
-            writer.write(_chunked(sse_body(event)))
+        _write_chunked_200(writer, events)
         writer.write(b"40\r\ndata: {\"id\":\"chatcmpl-B9MBs8Cj")  # half a chunk, then gone
         await writer.drain()
         return False
@@ -225,9 +242,7 @@ def ends_after(*events: dict[str, Any] | str) -> Reply:
 
 def stalls_after(*events: dict[str, Any] | str) -> Reply:
     async def reply(writer: asyncio.StreamWriter) -> bool:
-        writer.write(_head(200, "OK", _SSE_HEADERS))
-        for event in events:
-            writer.write(_chunked(sse_body(event)))
+        _write_chunked_200(writer, events)
         await writer.drain()
         await asyncio.sleep(3600)  # cancelled when the server stops
         return False

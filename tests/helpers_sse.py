@@ -16,6 +16,26 @@ if TYPE_CHECKING:  # tests/api/conftest.py defines the live server
     from tests.api.conftest import Live
 
 
+def connected_readers(live: Live, key: str, session_id: str) -> tuple[Reader, Reader]:
+    """Two connected readers on ``live``: the session's stream and the tenant's firehose."""
+    session = Reader(live, key, session_id)
+    firehose = Reader(live, key, session_id, path="/v1/events/stream")
+    session.connect()
+    firehose.connect()
+    return session, firehose
+
+
+async def collect(response: httpx.Response, events: list[Frame], comments: list[str],
+                  changed: asyncio.Event) -> None:
+    """Sort a stream's frames into events (with an id) and comments, waking waiters on each."""
+    async for frame in frames(response):
+        if frame.id is not None:
+            events.append(frame)
+        elif frame.comment is not None:
+            comments.append(frame.comment)
+        changed.set()
+
+
 class Reader:
     """One SSE client of a session stream (or of ``path``). Every (re)connect resumes with
     Last-Event-ID = the last id it received; what it received over all its connections is
@@ -53,12 +73,7 @@ class Reader:
         try:
             async with self.client.stream("GET", self.path, headers=headers) as response:
                 assert response.status_code == 200, await response.aread()
-                async for frame in frames(response):
-                    if frame.id is not None:
-                        self.events.append(frame)
-                    elif frame.comment is not None:
-                        self.comments.append(frame.comment)
-                    self._changed.set()
+                await collect(response, self.events, self.comments, self._changed)
         finally:
             self._changed.set()
 

@@ -70,6 +70,18 @@ async def _until(engine: Engine, tenant: str, kind: str, count: int,
             await asyncio.sleep(0.05)
 
 
+async def _busy_then_other(api: Api, engine: Engine, delay: float, turns: int
+                           ) -> tuple[str, list[tuple[int, str, str]]]:
+    """Tenant A queues ``turns`` slow turns; once two run, tenant B sends one quick turn. A's
+    tenant id, and B's marks once its turn is done."""
+    busy, busy_key, slow = await _tenant(api, SLOW, delay=delay)
+    await _turns(api, busy_key, slow, turns)
+    await _until(engine, busy, "turn_started", 2)
+    other, other_key, quick = await _tenant(api, "hello")
+    await _turns(api, other_key, quick, 1)
+    return busy, await _until(engine, other, "session_done", 1)
+
+
 def _most_running(marks: list[tuple[int, str, str]]) -> int:
     running, most = 0, 0
     for _, kind, _ in marks:
@@ -83,12 +95,7 @@ def _most_running(marks: list[tuple[int, str, str]]) -> int:
 async def test_a_tenant_saturating_the_workers_leaves_room_for_another(
     api: Api, engine: Engine,
 ) -> None:
-    busy, busy_key, slow = await _tenant(api, SLOW, delay=0.5)  # 5 s a turn
-    await _turns(api, busy_key, slow, 8)
-    await _until(engine, busy, "turn_started", 2)
-    other, other_key, quick = await _tenant(api, "hello")
-    await _turns(api, other_key, quick, 1)
-    await _until(engine, other, "session_done", 1)
+    busy, _ = await _busy_then_other(api, engine, delay=0.5, turns=8)  # 5 s a turn
     # B's turn ran while A's backlog was still waiting (it did not wait for A's 8 turns), and
     # A never ran more than its cap.
     marks = await _marks(engine, busy)
@@ -101,12 +108,8 @@ async def test_a_tenant_saturating_the_workers_leaves_room_for_another(
 async def test_without_a_cap_a_freed_slot_goes_to_the_tenant_running_nothing(
     api: Api, engine: Engine,
 ) -> None:
-    busy, busy_key, slow = await _tenant(api, SLOW, delay=0.4)  # 4 s a turn
-    await _turns(api, busy_key, slow, 6)
-    await _until(engine, busy, "turn_started", 2)
-    other, other_key, quick = await _tenant(api, "hello")
-    await _turns(api, other_key, quick, 1)
-    [(started, _, _), *_] = await _until(engine, other, "session_done", 1)
+    # 4 s a turn
+    busy, [(started, _, _), *_] = await _busy_then_other(api, engine, delay=0.4, turns=6)
     # B took the first slot A freed (at worst the second, if two freed at once), not the
     # seventh: A's backlog, wanted earlier, waited.
     busy_before = [m for m in await _marks(engine, busy)

@@ -24,6 +24,7 @@ from tests.helpers_sse import (
     Reader,
     assert_firehose_received_the_log,
     assert_received_the_log,
+    connected_readers,
     session_log,
 )
 
@@ -116,10 +117,7 @@ async def test_redis_down_then_back_on_the_same_port(services: Services, tmp_pat
         async with Engine(own) as engine, serving(engine, own) as live:
             key = await live.member_key()
             session_id = await live.session(key)
-            reader = Reader(live, key, session_id)
-            firehose = Reader(live, key, session_id, path="/v1/events/stream")
-            reader.connect()
-            firehose.connect()
+            reader, firehose = connected_readers(live, key, session_id)
             for index in range(3):
                 await live.say(key, session_id, f"before {index}")
             await reader.wait_for(4)
@@ -230,10 +228,7 @@ async def test_a_client_on_server_b_sees_appends_through_server_a(
     async with Engine(settings) as engine_b, serving(engine_b, settings) as server_b:
         key = await live.member_key()
         session_id = await live.session(key)
-        on_b = Reader(server_b, key, session_id)
-        firehose_b = Reader(server_b, key, session_id, path="/v1/events/stream")
-        on_b.connect()
-        firehose_b.connect()
+        on_b, firehose_b = connected_readers(server_b, key, session_id)
         await on_b.wait_for(1)
         await firehose_b.wait_for(1)
         for index in range(30):

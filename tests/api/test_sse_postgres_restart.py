@@ -43,12 +43,12 @@ from engine.events import ContentBlock, UserMessage, new_event
 from engine.ids import new_id
 from engine.settings import Settings
 from tests.api.conftest import Live, serving
-from tests.api.sse_client import frames
 from tests.conftest import ADMIN_TOKEN
 from tests.helpers_sse import (
     Reader,
     assert_firehose_received_the_log,
     assert_received_the_log,
+    collect,
     session_log,
 )
 
@@ -211,12 +211,7 @@ class ComingBack(Reader):
                         continue
                     self.accepted += 1
                     self._changed.set()
-                    async for frame in frames(response):
-                        if frame.id is not None:
-                            self.events.append(frame)
-                        elif frame.comment is not None:
-                            self.comments.append(frame.comment)
-                        self._changed.set()
+                    await collect(response, self.events, self.comments, self._changed)
                     return
             raise AssertionError("never accepted")
         finally:

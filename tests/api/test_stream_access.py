@@ -21,8 +21,9 @@ from engine.events import ContentBlock, UserMessage, new_event
 from engine.ids import new_id
 from engine.settings import Settings
 from tests.api.conftest import Live, serving
-from tests.api.sse_client import Frame, frames
+from tests.api.sse_client import Frame
 from tests.conftest import ADMIN_TOKEN
+from tests.helpers_sse import collect
 
 REVOKED = "closed: the API key of this stream was revoked"
 SUSPENDED = "closed: the tenant is suspended"
@@ -59,12 +60,7 @@ class Reader:
         try:
             async with client.stream("GET", path, headers=headers, timeout=None) as response:
                 self.status = response.status_code
-                async for frame in frames(response):
-                    if frame.id is not None:
-                        self.events.append(frame)
-                    elif frame.comment is not None:
-                        self.comments.append(frame.comment)
-                    self._changed.set()
+                await collect(response, self.events, self.comments, self._changed)
         finally:
             self._changed.set()
 

@@ -213,13 +213,19 @@ async def test_a_stopping_worker_finishes_its_step_and_hands_the_session_back_at
     assert done == [{"type": "session_done", "turn_id": turn_id, "status": "completed"}]
 
 
-async def test_a_call_needing_approval_waits_for_a_human_then_for_the_client(api: Api) -> None:
-    key = await api.key(await api.tenant(), "member")
-    script = [{"tool_calls": [{"name": "lookup", "input": {"word": "spool"}}]}, {"text": "ok"}]
+async def _waiting_for_approval(api: Api, key: str, script: list[dict[str, Any]]
+                                ) -> tuple[str, dict[str, Any]]:
+    """A session whose turn waits for a human to approve its lookup: its id and its state."""
     sid = await session(api, key, await agent(
         api, key, script, tools=[{**LOOKUP, "requires_approval": True}]))
     await say(api, key, sid, "go")
-    waiting = await settle(api, key, sid, "requires_action")
+    return sid, await settle(api, key, sid, "requires_action")
+
+
+async def test_a_call_needing_approval_waits_for_a_human_then_for_the_client(api: Api) -> None:
+    key = await api.key(await api.tenant(), "member")
+    script = [{"tool_calls": [{"name": "lookup", "input": {"word": "spool"}}]}, {"text": "ok"}]
+    sid, waiting = await _waiting_for_approval(api, key, script)
     assert waiting["pending_tool_use_ids"] == []  # not the client's turn yet: a human decides
     pending = (await api.request("GET", "/v1/approvals?status=pending", key)).json()["data"]
     assert [(a["tool_name"], a["input"], a["session_id"]) for a in pending] == [
@@ -244,10 +250,7 @@ async def test_a_denied_call_is_refused_and_the_model_goes_on(api: Api) -> None:
     tenant = await api.tenant()
     key, other = await api.key(tenant, "member"), await api.key(await api.tenant("b"), "member")
     script = [{"tool_calls": [{"name": "lookup", "input": {"word": "x"}}]}, {"text": "fine"}]
-    sid = await session(api, key, await agent(
-        api, key, script, tools=[{**LOOKUP, "requires_approval": True}]))
-    await say(api, key, sid, "go")
-    await settle(api, key, sid, "requires_action")
+    sid, _ = await _waiting_for_approval(api, key, script)
     [approval] = (await api.request("GET", f"/v1/approvals?session_id={sid}", key)).json()["data"]
     assert_error(await api.request("POST", f"/v1/approvals/{approval['id']}", other,
                                    json={"decision": "deny"}), 404, "not_found")
@@ -268,10 +271,7 @@ async def test_a_denied_call_is_refused_and_the_model_goes_on(api: Api) -> None:
 async def test_an_interrupted_turn_cancels_its_pending_approval(api: Api) -> None:
     key = await api.key(await api.tenant(), "member")
     script = [{"tool_calls": [{"name": "lookup", "input": {"word": "x"}}]}]
-    sid = await session(api, key, await agent(
-        api, key, script, tools=[{**LOOKUP, "requires_approval": True}]))
-    await say(api, key, sid, "go")
-    await settle(api, key, sid, "requires_action")
+    sid, _ = await _waiting_for_approval(api, key, script)
     await api.request("POST", f"/v1/sessions/{sid}/interrupt", key)
     await settle(api, key, sid, "idle")
     [approval] = (await api.request("GET", f"/v1/approvals?session_id={sid}", key)).json()["data"]
@@ -344,10 +344,7 @@ async def test_retried_posts_with_an_idempotency_key_return_the_first_result(api
 async def test_a_retried_decision_returns_the_first_even_once_decided(api: Api) -> None:
     key = await api.key(await api.tenant(), "member")
     script = [{"tool_calls": [{"name": "lookup", "input": {"word": "a"}}]}, {"text": "ok"}]
-    sid = await session(api, key, await agent(
-        api, key, script, tools=[{**LOOKUP, "requires_approval": True}]))
-    await say(api, key, sid, "go")
-    await settle(api, key, sid, "requires_action")
+    sid, _ = await _waiting_for_approval(api, key, script)
     [approval] = (await api.request("GET", "/v1/approvals?status=pending", key)).json()["data"]
     decide = [await api.request("POST", f"/v1/approvals/{approval['id']}", key,
                                 json={"decision": "deny"}, headers={"Idempotency-Key": "d"})

@@ -28,15 +28,13 @@ from tests.helpers_anthropic import (
     text_block,
 )
 from tests.helpers_openai import KEY as OPENAI_KEY
-from tests.helpers_openai import TEXT_STREAM, FakeOpenAI, cut_after, status, streams
+from tests.helpers_openai import TEXT_STREAM, FakeOpenAI, cut_after, fake_openai, status, streams
 
 
 @pytest.fixture
 async def openai() -> AsyncIterator[FakeOpenAI]:
-    fake = FakeOpenAI()
-    await fake.start()
-    yield fake
-    await fake.stop()
+    async with fake_openai() as fake:
+        yield fake
 
 
 @pytest.fixture

@@ -445,6 +445,16 @@ class Frozen:
         self.apis.append(self.api_a)
         return self.api_a
 
+    async def both_on_b_have(self, count: int) -> None:
+        """Until B's session client and its firehose client each received ``count`` events."""
+        await self.on_b.wait_for(count)
+        await self.firehose_b.wait_for(count)
+
+    def assert_both_on_b_received(self, log: list[dict[str, Any]]) -> None:
+        """B's two clients received exactly the session's ``log``, each event once."""
+        assert_exactly(self.on_b, log)
+        assert_exactly(self.firehose_b, log, by="position")
+
     async def close_readers(self) -> None:
         for reader in self.readers:
             await reader.close()
@@ -549,8 +559,7 @@ async def test_events_committed_by_a_process_killed_before_publishing_reach_clie
         resumer = frozen.reader(
             frozen.server_b.url, f"/v1/sessions/{frozen.session_id}/stream", last_event_id=cursor
         )
-        await frozen.on_b.wait_for(9)
-        await frozen.firehose_b.wait_for(9)
+        await frozen.both_on_b_have(9)
         await resumer.wait_for(5)
         # B's relay republishes what A left unpublished (entry ids are positions). Checked
         # before A restarts: nobody else can have written them.
@@ -559,8 +568,7 @@ async def test_events_committed_by_a_process_killed_before_publishing_reach_clie
         api_a = await frozen.restart_a()
         after = [await api_a.say(frozen.key, frozen.session_id, f"after {n}") for n in range(3)]
         assert [event["seq"] for event in after] == [10, 11, 12]
-        await frozen.on_b.wait_for(12)
-        await frozen.firehose_b.wait_for(12)
+        await frozen.both_on_b_have(12)
         await resumer.wait_for(8)
         entries = await wait_for_stream(frozen.tap, until=after[-1]["position"])
         await asyncio.sleep(1.5)  # a relay interval: room for a late duplicate to show up
@@ -568,8 +576,7 @@ async def test_events_committed_by_a_process_killed_before_publishing_reach_clie
 
         log = await frozen.api_b.session_log(frozen.key, frozen.session_id)
         assert [event["seq"] for event in log] == list(range(1, 13))
-        assert_exactly(frozen.on_b, log)
-        assert_exactly(frozen.firehose_b, log, by="position")
+        frozen.assert_both_on_b_received(log)
         assert_exactly(resumer, log, after=cursor)
         # The stream holds every event once, as stored (one tenant, one session: positions
         # are the log's), the five A never published included.
@@ -592,21 +599,18 @@ async def test_a_hole_a_killed_process_left_in_the_stream_is_filled_from_postgre
         [through_b] = [await frozen.api_b.say(frozen.key, frozen.session_id, "through B")]
         assert through_b["seq"] == 10
         await kill(frozen.server_a)
-        await frozen.on_b.wait_for(10)
-        await frozen.firehose_b.wait_for(10)
+        await frozen.both_on_b_have(10)
         await wait_for_stream(frozen.tap, until=through_b["position"])
 
         api_a = await frozen.restart_a()
         after = await api_a.say(frozen.key, frozen.session_id, "after")
-        await frozen.on_b.wait_for(11)
-        await frozen.firehose_b.wait_for(11)
+        await frozen.both_on_b_have(11)
         await asyncio.sleep(1.5)  # a relay interval: room for a late duplicate to show up
         await frozen.close_readers()
 
         log = await frozen.api_b.session_log(frozen.key, frozen.session_id)
         assert [event["seq"] for event in log] == list(range(1, 12))
-        assert_exactly(frozen.on_b, log)
-        assert_exactly(frozen.firehose_b, log, by="position")
+        frozen.assert_both_on_b_received(log)
         # The hole really is there, and stays: the stream has every event but A's five.
         hole = {event["position"] for event in frozen.unpublished}
         assert [raw_id for raw_id, _ in await stream_entries(frozen.tap)] == [

@@ -53,6 +53,35 @@ async def _setup(client: httpx.AsyncClient) -> tuple[dict[str, str], str]:
     return auth, session
 
 
+async def _server_without_workers(spawn: Spawner, data_dir: Path, urls: dict[str, str]) -> str:
+    """``spool serve`` with no worker of its own (the test's workers run the turns); its URL."""
+    server = spawn(data_dir, cwd=data_dir.parent,
+                   env=serve_env(data_dir, SPOOL_WORKERS="0", **urls))
+    return await asyncio.to_thread(server.wait_ready)
+
+
+async def _worker(spawn: Spawner, data_dir: Path, urls: dict[str, str]) -> tuple[Server, str]:
+    """A ``spool worker`` process, once it runs, and the worker id it announced."""
+    worker = spawn(data_dir, cwd=data_dir.parent, env=serve_env(data_dir, **urls),
+                   argv=_worker_argv())
+    return worker, (await asyncio.to_thread(_wait_line, worker, WORKER)).group(1)
+
+
+async def _until_deltas(client: httpx.AsyncClient, auth: dict[str, str], sid: str,
+                        count: int) -> None:
+    async with asyncio.timeout(30):
+        while sum(e["type"] == "message_delta"  # noqa: ASYNC110 - polling over HTTP
+                  for e in await _events(client, auth, sid)) < count:
+            await asyncio.sleep(0.05)
+
+
+async def _until_idle(client: httpx.AsyncClient, auth: dict[str, str], sid: str) -> None:
+    async with asyncio.timeout(60):
+        while (await client.get(  # noqa: ASYNC110 - polling over HTTP
+                f"/v1/sessions/{sid}", headers=auth)).json()["status"] != "idle":
+            await asyncio.sleep(0.1)
+
+
 async def _events(client: httpx.AsyncClient, auth: dict[str, str], sid: str) -> list[Any]:
     page = await client.get(f"/v1/sessions/{sid}/events?limit=500", headers=auth)
     return list(page.json()["data"])
@@ -63,31 +92,19 @@ async def test_a_worker_killed_mid_turn_and_the_next_one_finishes_it(
 ) -> None:
     urls = {"SPOOL_DATABASE_URL": await services.fresh_database(), "SPOOL_REDIS_URL": redis_url,
             "SPOOL_ADMIN_TOKEN": ADMIN_TOKEN, "SPOOL_LEASE_SECONDS": "2"}
-    server = spawn(scratch / "serve", cwd=scratch,
-                   env=serve_env(scratch / "serve", SPOOL_WORKERS="0", **urls))
-    url = await asyncio.to_thread(server.wait_ready)
-    first = spawn(scratch / "a", cwd=scratch, env=serve_env(scratch / "a", **urls),
-                  argv=_worker_argv())
-    worker_a = (await asyncio.to_thread(_wait_line, first, WORKER)).group(1)
+    url = await _server_without_workers(spawn, scratch / "serve", urls)
+    first, worker_a = await _worker(spawn, scratch / "a", urls)
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         auth, sid = await _setup(client)
         sent = await client.post(f"/v1/sessions/{sid}/messages", headers=auth,
                                  json={"content": "tell me"})
         turn_id = sent.json()["event"]["data"]["turn_id"]
-        async with asyncio.timeout(30):  # A is a few words into its reply
-            while sum(e["type"] == "message_delta"  # noqa: ASYNC110 - polling over HTTP
-                      for e in await _events(client, auth, sid)) < 3:
-                await asyncio.sleep(0.05)
+        await _until_deltas(client, auth, sid, 3)  # A is a few words into its reply
         assert await asyncio.to_thread(first.stop, signal.SIGKILL) == -signal.SIGKILL
         cut = len(await _events(client, auth, sid))
 
-        second = spawn(scratch / "b", cwd=scratch, env=serve_env(scratch / "b", **urls),
-                       argv=_worker_argv())
-        worker_b = (await asyncio.to_thread(_wait_line, second, WORKER)).group(1)
-        async with asyncio.timeout(60):
-            while (await client.get(  # noqa: ASYNC110 - polling over HTTP
-                    f"/v1/sessions/{sid}", headers=auth)).json()["status"] != "idle":
-                await asyncio.sleep(0.1)
+        second, worker_b = await _worker(spawn, scratch / "b", urls)
+        await _until_idle(client, auth, sid)
         events = await _events(client, auth, sid)
         assert await asyncio.to_thread(second.stop) == 0
 
@@ -120,33 +137,21 @@ async def test_a_worker_stopped_mid_reply_finishes_the_step_and_hands_the_sessio
     urls = {"SPOOL_DATABASE_URL": await services.fresh_database(), "SPOOL_REDIS_URL": redis_url,
             "SPOOL_ADMIN_TOKEN": ADMIN_TOKEN, "SPOOL_LEASE_SECONDS": "300",
             "SPOOL_SHUTDOWN_SECONDS": "60"}
-    server = spawn(scratch / "serve", cwd=scratch,
-                   env=serve_env(scratch / "serve", SPOOL_WORKERS="0", **urls))
-    url = await asyncio.to_thread(server.wait_ready)
-    first = spawn(scratch / "a", cwd=scratch, env=serve_env(scratch / "a", **urls),
-                  argv=_worker_argv())
-    worker_a = (await asyncio.to_thread(_wait_line, first, WORKER)).group(1)
+    url = await _server_without_workers(spawn, scratch / "serve", urls)
+    first, worker_a = await _worker(spawn, scratch / "a", urls)
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         auth, sid = await _setup(client)
         sent = await client.post(f"/v1/sessions/{sid}/messages", headers=auth,
                                  json={"content": "tell me"})
         turn_id = sent.json()["event"]["data"]["turn_id"]
-        async with asyncio.timeout(30):
-            while sum(e["type"] == "message_delta"  # noqa: ASYNC110 - polling over HTTP
-                      for e in await _events(client, auth, sid)) < 3:
-                await asyncio.sleep(0.05)
+        await _until_deltas(client, auth, sid, 3)
         assert await asyncio.to_thread(first.stop, signal.SIGTERM, 60) == 0, first.output()
         by_a = await _events(client, auth, sid)
         assert [e["type"] for e in by_a][-2:] == ["message_stop", "spend_recorded"]
         assert by_a[-2]["data"]["stop_reason"] == "end_turn"
 
-        second = spawn(scratch / "b", cwd=scratch, env=serve_env(scratch / "b", **urls),
-                       argv=_worker_argv())
-        worker_b = (await asyncio.to_thread(_wait_line, second, WORKER)).group(1)
-        async with asyncio.timeout(60):
-            while (await client.get(  # noqa: ASYNC110 - polling over HTTP
-                    f"/v1/sessions/{sid}", headers=auth)).json()["status"] != "idle":
-                await asyncio.sleep(0.1)
+        second, worker_b = await _worker(spawn, scratch / "b", urls)
+        await _until_idle(client, auth, sid)
         events = await _events(client, auth, sid)
         assert await asyncio.to_thread(second.stop) == 0
 

@@ -12,8 +12,8 @@ import pytest
 
 from engine.domain.agents import AgentBroken, AgentPatch, Agents
 from engine.events import AgentConfig, Event, ModelConfig
-from engine.infra.db import create_pool
 from engine.log.store import EventStore
+from tests.helpers import store_on
 
 TENANT = "ten_reads"
 
@@ -45,14 +45,8 @@ class CountingStore(EventStore):
 
 @pytest.fixture
 async def store(database_url: str) -> AsyncIterator[CountingStore]:
-    pool = await create_pool(database_url, size=2)
-    store = CountingStore(pool)
-    store.start()
-    try:
+    async with store_on(database_url, 2, CountingStore) as store:
         yield store
-    finally:
-        await store.stop()
-        await pool.close()
 
 
 async def _reads(store: CountingStore, agents: Agents, agent_id: str) -> list[int]:

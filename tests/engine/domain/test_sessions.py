@@ -15,6 +15,7 @@ from engine.errors import Conflict, NotFound, RateLimited
 from engine.events import ContentBlock
 from engine.infra.ratelimit import Allowance, RateLimiter
 from engine.log.store import EventStore
+from tests.helpers import started
 
 TENANT = "ten_sessions"
 HI = [ContentBlock(text="hi")]
@@ -35,12 +36,8 @@ class CountingLimiter(RateLimiter):
 
 @pytest.fixture
 async def store(pool: asyncpg.Pool) -> AsyncIterator[EventStore]:
-    store = EventStore(pool)
-    store.start()
-    try:
+    async with started(EventStore(pool)) as store:
         yield store
-    finally:
-        await store.stop()
 
 
 def sessions_with(store: EventStore, limiter: RateLimiter | None = None) -> Sessions:

@@ -220,6 +220,20 @@ with EmbeddedServices(Path(sys.argv[1]), redis=False) as services:
 """
 
 
+def _forget(services: EmbeddedServices) -> None:
+    """What a crashed spool process leaves: no stop of Postgres, its handle and the lock gone."""
+    services._postgres.global_process_id_list.get_and_remove(os.getpid())
+    services._postgres = None
+    services.stop()
+
+
+def _start_again(data_dir: Path) -> subprocess.Popen[str]:
+    """A new process starting the services on ``data_dir``, as a restarted spool serve does."""
+    return subprocess.Popen(
+        [sys.executable, "-c", _START_AGAIN, str(data_dir)], stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+
+
 async def _stopped_backend(url: str) -> int:
     """A backend frozen (SIGSTOP) while its connection is open: it cannot notice anything."""
     conn = await asyncpg.connect(url)
@@ -239,14 +253,8 @@ def test_a_start_right_after_a_crash_waits_for_the_old_backends(data_dir: Path) 
     backend = asyncio.run(_stopped_backend(crashed.database_url))
     try:
         os.kill(_postmaster_pid(data_dir), signal.SIGKILL)
-        # what a crashed spool process leaves: no stop, its handle and the lock gone
-        crashed._postgres.global_process_id_list.get_and_remove(os.getpid())
-        crashed._postgres = None
-        crashed.stop()
-        # a new process, as a restarted spool serve is
-        again = subprocess.Popen(
-            [sys.executable, "-c", _START_AGAIN, str(data_dir)], stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True)
+        _forget(crashed)
+        again = _start_again(data_dir)
         try:
             assert again.stdout is not None
             waiting = again.stdout.readline()  # blocks until it logs (or exits: "")
@@ -281,12 +289,8 @@ def test_a_start_waits_for_an_old_postmaster_still_shutting_down(data_dir: Path)
         while "stopping" not in (data_dir / "pg" / "postmaster.pid").read_text():
             assert time.monotonic() < deadline, "the postmaster did not start stopping"
             time.sleep(0.05)
-        old._postgres.global_process_id_list.get_and_remove(os.getpid())
-        old._postgres = None
-        old.stop()
-        again = subprocess.Popen(
-            [sys.executable, "-c", _START_AGAIN, str(data_dir)], stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True)
+        _forget(old)
+        again = _start_again(data_dir)
         assert again.stdout is not None
         waiting = again.stdout.readline()
         assert "embedded.waiting_for_old_postgres" in waiting, waiting

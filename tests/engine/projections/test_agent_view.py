@@ -10,7 +10,6 @@ of its sessions.
 
 from __future__ import annotations
 
-import itertools
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -54,6 +53,7 @@ from engine.events import (
 from engine.ids import new_id
 from engine.log.store import Committed
 from engine.projections.agents import ACTIVE, AgentsProjection, StatusFold, agent_status
+from tests.helpers_projections import apply_in_slices
 
 AGENTS = 2
 SESSIONS = 3
@@ -234,12 +234,8 @@ async def test_the_view_equals_the_runtime_fold(
     for index, archive in enumerate(archived):  # at the end: nothing moves an archived status
         if archive:
             log.add(("session", index, SessionArchived()))
-    bounds = [0, *sorted(c for c in cuts if c < len(log.events)), len(log.events)]
-    projection = AgentsProjection()
     async with pool.acquire() as conn:
-        for start, end in itertools.pairwise(bounds):
-            async with conn.transaction():
-                await projection.apply(conn, log.events[start:end])
+        await apply_in_slices(conn, AgentsProjection(), log.events, cuts)
         assert await actual(conn, log.tenant_id) == expected(log)
 
 

@@ -9,7 +9,6 @@ each scope's last limits.
 
 from __future__ import annotations
 
-import itertools
 import uuid
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
@@ -25,6 +24,7 @@ from engine.ids import new_id
 from engine.log.store import Committed
 from engine.prices import billed_tokens
 from engine.projections.budgets import BudgetsProjection, period_starts
+from tests.helpers_projections import apply_in_slices
 
 SESSIONS = 4
 AGENTS = 2
@@ -143,12 +143,8 @@ async def test_the_view_equals_a_fold_from_scratch(
     log = Log()
     for op in ops:
         log.add(op)
-    bounds = [0, *sorted(c for c in cuts if c < len(log.events)), len(log.events)]
-    projection = BudgetsProjection()
     async with pool.acquire() as conn:
-        for start, end in itertools.pairwise(bounds):
-            async with conn.transaction():
-                await projection.apply(conn, log.events[start:end])
+        await apply_in_slices(conn, BudgetsProjection(), log.events, cuts)
         assert await actual(conn, log.tenant_id) == expected(log)
 
 

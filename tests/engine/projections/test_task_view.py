@@ -16,7 +16,6 @@ once write it once.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -56,6 +55,7 @@ from engine.ids import new_id
 from engine.log.store import Committed
 from engine.projections.tasks import TasksProjection
 from engine.settings import Settings
+from tests.helpers_projections import apply_in_slices
 
 TASKS = 6
 BOARDS = 2
@@ -200,12 +200,8 @@ async def test_the_view_equals_a_fold_from_scratch(
         log.add(("create", index, fields))
     for op in ops:
         log.add(op)
-    bounds = [0, *sorted(c for c in cuts if c < len(log.events)), len(log.events)]
-    projection = TasksProjection()
     async with pool.acquire() as conn:
-        for start, end in itertools.pairwise(bounds):
-            async with conn.transaction():
-                await projection.apply(conn, log.events[start:end])
+        await apply_in_slices(conn, TasksProjection(), log.events, cuts)
         assert await actual_view(conn, log.tenant_id) == expected_view(log)
         boards = {row[0]: row for row in await conn.fetch(
             f"SELECT {BOARD_COLUMNS}, deleted_at FROM boards WHERE tenant_id = $1",

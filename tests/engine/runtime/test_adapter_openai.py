@@ -35,6 +35,7 @@ from tests.helpers_openai import (
     chunk,
     cut_after,
     ends_after,
+    fake_openai,
     stalls_after,
     status,
     streams,
@@ -47,10 +48,8 @@ from tests.helpers_openai import (
 
 @pytest.fixture
 async def server() -> AsyncIterator[FakeOpenAI]:
-    fake = FakeOpenAI()
-    await fake.start()
-    yield fake
-    await fake.stop()
+    async with fake_openai() as fake:
+        yield fake
 
 
 @pytest.fixture
