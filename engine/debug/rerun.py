@@ -33,7 +33,7 @@ from typing import Any
 import msgspec
 
 from engine.domain.agents import PinnedVersion
-from engine.errors import Conflict
+from engine.errors import StreamMoved
 from engine.events import (
     FROM_OUTSIDE,
     AgentConfig,
@@ -150,7 +150,11 @@ class _Scratch:
     async def append(self, stream_id: str, events: Sequence[NewEvent], *, tenant_id: str,
                      stream_type: str, expected_seq: int | None = None) -> list[Event]:
         if expected_seq != len(self.log) or self.take_inputs():
-            raise Conflict("the log moved", details={"expected_seq": expected_seq})
+            actual = len(self.log)
+            raise StreamMoved(
+                f"expected_seq {expected_seq} but stream {stream_id!r} is at {actual}",
+                details={"expected_seq": expected_seq, "actual_seq": actual},
+            )
         matched: list[Event] = []
         inputs: list[Event] = []
         at = self.next

@@ -32,7 +32,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from msgspec import UNSET, UnsetType
 
-from engine.errors import Conflict, InvalidRequest, NotFound
+from engine.errors import Conflict, InvalidRequest, NotFound, StreamMoved
 from engine.events import (
     MAX_STEP_DELAY,
     MAX_WORD_DELAY,
@@ -336,7 +336,7 @@ class Agents:
             try:
                 [event] = await self._store.append(agent_id, [new], tenant_id=tenant_id,
                                                    stream_type="agent", expected_seq=seq)
-            except Conflict:
+            except StreamMoved:
                 if (await self._heads(tenant_id, agent_id))[-1].seq != current.heads[-1].seq:
                     raise Conflict(f"agent {agent_id!r} was changed meanwhile; read it and "
                                    "try again") from None

@@ -16,7 +16,7 @@ import contextlib
 import asyncpg
 
 from engine.domain.boards import wait_for_view
-from engine.errors import Conflict, SpoolError, Unavailable
+from engine.errors import SpoolError, StreamMoved, Unavailable
 from engine.events import EventMeta, TaskDeleted, TaskUpdated, new_event
 from engine.ids import idempotent_uuid
 from engine.infra.background import cancel
@@ -115,6 +115,6 @@ class TaskReactor:
                 task_id, [new_event(data, id=event_id, meta=EventMeta(actor=REACTOR_ACTOR))],
                 tenant_id=tenant_id, stream_type="task", expected_seq=seq,
             )
-        except Conflict:  # the task moved on since the view saw it: the next pass decides
+        except StreamMoved:  # the task moved on since the view saw it: the next pass decides
             return 0
         return 1

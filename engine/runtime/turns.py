@@ -27,7 +27,7 @@ from jsonschema.exceptions import best_match
 from engine.domain.agents import AgentBroken, PinnedVersion
 from engine.domain.budgets import Budgets
 from engine.domain.session_state import TENANT_SUSPENDED, SessionState, Turn, catch_up
-from engine.errors import BudgetExceeded, Conflict
+from engine.errors import BudgetExceeded, StreamMoved
 from engine.events import (
     FROM_OUTSIDE,
     AgentConfig,
@@ -445,7 +445,7 @@ class SessionRunner:
                     tenant_id=self._tenant_id, stream_type="session",
                     expected_seq=self._last_seq,
                 )
-            except Conflict:
+            except StreamMoved:
                 await self._take_in_what_came()
                 continue
             self._last_seq = events[-1].seq

@@ -11,7 +11,8 @@ import asyncpg
 import pytest
 
 from engine.domain.agents import AgentBroken, AgentPatch, Agents
-from engine.events import AgentConfig, Event, ModelConfig
+from engine.errors import Conflict, StreamMoved
+from engine.events import AgentConfig, Event, ModelConfig, NewEvent
 from engine.log.store import EventStore
 from tests.helpers import store_on
 
@@ -145,3 +146,33 @@ async def test_heartbeats_never_starve_a_config_change(store: CountingStore) -> 
     finally:
         beating = False
     assert all(sent > 0 for sent in await asyncio.gather(*beaters))
+
+
+class RefusingStore(EventStore):
+    """The real store, refusing every append with ``refusal`` once it is set."""
+
+    refusal: Conflict | None = None
+    refused = 0
+
+    async def append(self, stream_id: str, events: Sequence[NewEvent], **kwargs: Any
+                     ) -> list[Event]:
+        if self.refusal is not None:
+            self.refused += 1
+            raise self.refusal
+        return await super().append(stream_id, events, **kwargs)
+
+
+async def test_only_a_moved_stream_makes_a_config_change_try_again(database_url: str) -> None:
+    """A change refused because the agent's stream moved is decided again (up to "too busy");
+    one refused for another reason reaches the caller as it is, at the first try."""
+    async with store_on(database_url, 2, RefusingStore) as store:
+        agents = Agents(store)
+        agent, _ = await agents.create(TENANT, AgentConfig(name="a", model=ModelConfig()))
+        store.refusal = StreamMoved("moved", details={"expected_seq": 1, "actual_seq": 1})
+        with pytest.raises(Conflict, match="too busy"):
+            await agents.update(TENANT, agent.id, AgentPatch(system="x"))
+        assert store.refused > 1
+        store.refused, store.refusal = 0, Conflict("ids already used by other events")
+        with pytest.raises(Conflict, match="ids already used") as refused:
+            await agents.update(TENANT, agent.id, AgentPatch(system="x"))
+        assert type(refused.value) is Conflict and store.refused == 1
