@@ -26,11 +26,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
-import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any
 
@@ -47,6 +44,7 @@ from engine.runtime.adapters.base import (
     TextDelta,
     ToolCall,
     UsageSoFar,
+    retry_after,
 )
 from engine.runtime.adapters.sse import SSEParser
 
@@ -240,29 +238,6 @@ def _tool_result(tool_use_id: str, result: ChatMessage | None) -> dict[str, Any]
         block["content"] = text
     block["is_error"] = is_error
     return block
-
-
-def retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds to wait, from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
-    if (ms := _seconds(headers.get("retry-after-ms"))) is not None:
-        return ms / 1000
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    if (seconds := _seconds(value)) is not None:
-        return seconds
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError, IndexError):
-        return None
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        seconds = float(value) if value is not None else math.nan
-    except ValueError:
-        return None
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def _error_detail(raw: bytes) -> tuple[str, str]:

@@ -4,9 +4,14 @@ prompt, tools and the conversation) in, a stream of chunks out: text deltas, too
 
 from __future__ import annotations
 
+import email.utils
+import math
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
+
+import httpx
 
 from engine.domain.session_state import ChatMessage
 from engine.events import ModelConfig, StopReason, ToolSpec, Usage
@@ -61,6 +66,38 @@ class ModelError(Exception):
         self.message = message
         self.retryable = retryable
         self.retry_after = retry_after
+
+
+def retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds a provider asks to wait before a retry, from ``retry-after-ms`` (OpenAI,
+    Anthropic) or else ``Retry-After`` (seconds or an HTTP date; a date passed is 0). None
+    without a usable one: a negative, infinite or unreadable value is no hint, and a bad
+    ``retry-after-ms`` leaves the word to ``Retry-After``."""
+    if (ms := _seconds(headers.get("retry-after-ms"))) is not None:
+        return ms / 1000
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    if (seconds := _seconds(value)) is not None:
+        return seconds
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC, as the RFC says, not this machine's time
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _seconds(value: str | None) -> float | None:
+    """A number of seconds (or milliseconds) as a header gives it; None if it is not one."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 class ModelAdapter(Protocol):

@@ -74,11 +74,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import math
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -95,6 +93,7 @@ from engine.runtime.adapters.base import (
     ModelRequest,
     TextDelta,
     ToolCall,
+    retry_after,
 )
 from engine.runtime.adapters.sse import SSEParser
 
@@ -217,7 +216,7 @@ class OpenAIAdapter:
         message = f"HTTP {status}: {detail}" if detail else f"HTTP {status}"
         if status in _RETRYABLE_STATUS or status >= 500:
             return ModelError(message, retryable=True,
-                              retry_after=_retry_after(response.headers))
+                              retry_after=retry_after(response.headers))
         return ModelError(message, retryable=False)
 
     def _stream_error(self, payload: dict[str, Any]) -> ModelError:
@@ -452,34 +451,3 @@ def _error_detail(response: httpx.Response) -> str:
             if isinstance(value, str) and value:
                 return value
     return response.text.strip()
-
-
-def _retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds to wait, from ``retry-after-ms`` (OpenAI) or ``Retry-After`` (seconds or an HTTP
-    date); None without a usable one."""
-    ms = _number(headers.get("retry-after-ms"))
-    if ms is not None:
-        return ms / 1000
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    seconds = _number(value)
-    if seconds is not None:
-        return seconds
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _number(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return max(0.0, number) if math.isfinite(number) else None
