@@ -25,11 +25,9 @@ from api.operation import LIMIT, Operation, id_q, links_to, q, route, seq_after,
 from api.query import query_choice, query_cursor, query_id, query_text
 from api.responses import EventAccepted, EventsAccepted
 from api.state import engine_of
-from engine.debug.state_view import SessionStateView, state_at
+from engine.debug.state_view import SessionStateView
 from engine.domain.sessions import ClientToolResult, QueuedTurn, Session, SubmitMode
-from engine.errors import NotFound
 from engine.events import ContentBlock, Event
-from engine.ids import is_id
 from engine.pages import Page
 from engine.projections.summaries import STATUSES as SESSION_STATUSES
 from engine.projections.summaries import SessionSummary
@@ -111,11 +109,8 @@ async def get_session(request: Request) -> Response:
 async def get_state(request: Request) -> Response:
     """The session's folded state as of event ``at`` (default: its last), for debugging."""
     _, tenant_id = await tenant_of(request, "viewer")
-    session_id = request.path_params["session_id"]
-    if not is_id(session_id, "ses"):
-        raise NotFound(f"session {session_id!r} not found")
-    view = await state_at(engine_of(request).store, tenant_id, session_id,
-                          query_int(request, "at", None, minimum=1))
+    view = await engine_of(request).session_state(
+        tenant_id, request.path_params["session_id"], query_int(request, "at", None, minimum=1))
     return json_response(view)
 
 
