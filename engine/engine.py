@@ -28,6 +28,7 @@ from engine.auth.access import Access
 from engine.auth.agent_tokens import AgentTokens
 from engine.auth.stream_tokens import StreamTokens
 from engine.auth.tenants import Tenants
+from engine.debug.state_view import SessionStateView, state_at
 from engine.domain.agents import Agents
 from engine.domain.approvals import Approvals
 from engine.domain.audit import Audit
@@ -35,7 +36,8 @@ from engine.domain.boards import Boards
 from engine.domain.budgets import Budgets
 from engine.domain.sessions import Sessions
 from engine.domain.tasks import Tasks
-from engine.errors import SpoolError
+from engine.errors import NotFound, SpoolError
+from engine.ids import is_id
 from engine.infra.db import apply_schema, create_pool
 from engine.infra.embedded import EmbeddedServices
 from engine.infra.ratelimit import RateLimiter
@@ -324,6 +326,14 @@ class Engine:
         if self.dispatcher is None:
             raise SpoolError("the engine is not started")
         return self.dispatcher
+
+    async def session_state(self, tenant_id: str, session_id: str,
+                            at: int | None) -> SessionStateView:
+        """The session's state as of event ``at`` (None: its last), for debugging: ``state_at``,
+        after turning away an id that is no session's (NotFound, as for an unknown one)."""
+        if not is_id(session_id, "ses"):
+            raise NotFound(f"session {session_id!r} not found")
+        return await state_at(self.store, tenant_id, session_id, at)
 
     async def readiness(self) -> dict[str, str]:
         """Reachability of each service: {"postgres": "ok"|"down", "redis": ...}."""

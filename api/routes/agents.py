@@ -9,14 +9,13 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.auth import agent_runtime, tenant_of, writer
-from api.handlers import created, listed, updated, viewed
+from api.auth import agent_runtime, tenant_of
+from api.handlers import archived, created, listed, listed_by_seq, updated, viewed
 from api.io import (
     NO_STORE,
     NUL_FREE,
     json_response,
     position_header,
-    query_int,
     query_limit,
     read_optional_json,
 )
@@ -57,19 +56,11 @@ async def update_agent(request: Request) -> Response:
 
 
 async def list_versions(request: Request) -> Response:
-    _, tenant_id = await tenant_of(request, "viewer")
-    page = await engine_of(request).agents.versions(
-        tenant_id, request.path_params["agent_id"], after=query_int(request, "after", 0),
-        limit=query_limit(request),
-    )
-    return json_response(page)
+    return await listed_by_seq(request, "agent_id", engine_of(request).agents.versions)
 
 
 async def archive_agent(request: Request) -> Response:
-    tenant_id, meta = await writer(request, "member")
-    agent, event = await engine_of(request).agents.archive(
-        tenant_id, request.path_params["agent_id"], meta=meta)
-    return json_response(agent, 200, position_header(event))
+    return await archived(request, "agent_id", engine_of(request).agents.archive)
 
 
 class TokenIn(msgspec.Struct, forbid_unknown_fields=True):

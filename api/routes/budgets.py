@@ -35,12 +35,11 @@ class BudgetDeleted(msgspec.Struct):
 async def set_budget(request: Request) -> Response:
     tenant_id, meta = await writer(request, "owner")
     body = await read_json(request, BudgetIn)
-    budgets = engine_of(request).budgets
     scope = request.path_params["scope"]
-    event = await budgets.set(tenant_id, scope, body, meta=meta)
-    if body.limits == LimitsIn():
+    budget, event = await engine_of(request).budgets.set_and_read(
+        tenant_id, scope, body, meta=meta)
+    if budget is None:
         return _deleted(scope, event)
-    budget = await budgets.get(tenant_id, scope, min_position=event.position)
     return json_response(budget, 200, position_header(event))
 
 

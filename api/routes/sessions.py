@@ -3,33 +3,29 @@ event (replay debugging), submit a turn (messages), and the event log page."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
 from api.auth import tenant_of, writer
-from api.handlers import fetched
+from api.handlers import archived, fetched, listed, listed_by_seq
 from api.io import (
     NUL_FREE,
     idempotency_key,
     json_response,
     position_header,
     query_int,
-    query_limit,
-    query_min_position,
     read_json,
 )
 from api.operation import LIMIT, Operation, id_q, links_to, q, route, seq_after, view_page
-from api.query import query_choice, query_cursor, query_id, query_text
+from api.query import query_choice, query_id, query_text
 from api.responses import EventAccepted, EventsAccepted
 from api.state import engine_of
-from engine.debug.state_view import SessionStateView, state_at
+from engine.debug.state_view import SessionStateView
 from engine.domain.sessions import ClientToolResult, QueuedTurn, Session, SubmitMode
-from engine.errors import NotFound
 from engine.events import ContentBlock, Event
-from engine.ids import is_id
 from engine.pages import Page
 from engine.projections.summaries import STATUSES as SESSION_STATUSES
 from engine.projections.summaries import SessionSummary
@@ -94,14 +90,13 @@ async def create_session(request: Request) -> Response:
 
 
 async def list_sessions(request: Request) -> Response:
-    _, tenant_id = await tenant_of(request, "viewer")
-    page = await engine_of(request).session_summaries.list(
-        tenant_id, agent_id=query_id(request, "agent_id", "agt"),
-        status=query_text(request, "status"), after=query_cursor(request, "ses"),
-        limit=query_limit(request),
-        min_position=query_min_position(request),
-    )
-    return json_response(page)
+    return await listed(request, "ses", engine_of(request).session_summaries.list,
+                        _session_filters)
+
+
+def _session_filters(request: Request) -> dict[str, Any]:
+    return {"agent_id": query_id(request, "agent_id", "agt"),
+            "status": query_text(request, "status")}
 
 
 async def get_session(request: Request) -> Response:
@@ -111,11 +106,8 @@ async def get_session(request: Request) -> Response:
 async def get_state(request: Request) -> Response:
     """The session's folded state as of event ``at`` (default: its last), for debugging."""
     _, tenant_id = await tenant_of(request, "viewer")
-    session_id = request.path_params["session_id"]
-    if not is_id(session_id, "ses"):
-        raise NotFound(f"session {session_id!r} not found")
-    view = await state_at(engine_of(request).store, tenant_id, session_id,
-                          query_int(request, "at", None, minimum=1))
+    view = await engine_of(request).session_state(
+        tenant_id, request.path_params["session_id"], query_int(request, "at", None, minimum=1))
     return json_response(view)
 
 
@@ -158,10 +150,7 @@ async def remove_queued(request: Request) -> Response:
 
 
 async def archive(request: Request) -> Response:
-    tenant_id, meta = await writer(request, "member")
-    session, event = await engine_of(request).sessions.archive(
-        tenant_id, request.path_params["session_id"], meta=meta)
-    return json_response(session, 200, position_header(event))
+    return await archived(request, "session_id", engine_of(request).sessions.archive)
 
 
 class ToolResultIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -188,14 +177,7 @@ async def submit_tool_results(request: Request) -> Response:
 
 
 async def list_events(request: Request) -> Response:
-    _, tenant_id = await tenant_of(request, "viewer")
-    page = await engine_of(request).sessions.events(
-        tenant_id,
-        request.path_params["session_id"],
-        after=query_int(request, "after", 0),
-        limit=query_limit(request),
-    )
-    return json_response(page)
+    return await listed_by_seq(request, "session_id", engine_of(request).sessions.events)
 
 
 routes = [

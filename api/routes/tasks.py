@@ -3,21 +3,14 @@ view), get, update, delete, and comments."""
 
 from __future__ import annotations
 
-from typing import get_args
+from typing import Any, get_args
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.auth import tenant_of, writer
-from api.handlers import created, deleted, fetched, updated
-from api.io import (
-    idempotency_key,
-    json_response,
-    position_header,
-    query_limit,
-    query_min_position,
-    read_json,
-)
+from api.auth import tenant_of
+from api.handlers import created, created_under, deleted, fetched, listed, updated
+from api.io import json_response, query_limit
 from api.operation import Operation, id_q, links_to, page, q, route, view_page
 from api.query import query_cursor, query_id, query_text
 from api.state import engine_of
@@ -32,15 +25,13 @@ async def create_task(request: Request) -> Response:
 
 
 async def list_tasks(request: Request) -> Response:
-    _, tenant_id = await tenant_of(request, "viewer")
-    page = await engine_of(request).tasks.list_tasks(
-        tenant_id, status=query_text(request, "status"),
-        assignee_id=query_id(request, "assignee_id", "agt"),
-        board_id=query_id(request, "board_id", "brd"), after=query_cursor(request, "tsk"),
-        limit=query_limit(request),
-        min_position=query_min_position(request),
-    )
-    return json_response(page)
+    return await listed(request, "tsk", engine_of(request).tasks.list_tasks, _task_filters)
+
+
+def _task_filters(request: Request) -> dict[str, Any]:
+    return {"status": query_text(request, "status"),
+            "assignee_id": query_id(request, "assignee_id", "agt"),
+            "board_id": query_id(request, "board_id", "brd")}
 
 
 async def get_task(request: Request) -> Response:
@@ -56,13 +47,7 @@ async def delete_task(request: Request) -> Response:
 
 
 async def add_comment(request: Request) -> Response:
-    tenant_id, meta = await writer(request, "member")
-    body = await read_json(request, CommentIn)
-    comment, event = await engine_of(request).tasks.comment(
-        tenant_id, request.path_params["task_id"], body, meta=meta,
-        idempotency_key=idempotency_key(request),
-    )
-    return json_response(comment, 201, position_header(event))
+    return await created_under(request, "task_id", CommentIn, engine_of(request).tasks.comment)
 
 
 async def list_comments(request: Request) -> Response:

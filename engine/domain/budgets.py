@@ -144,6 +144,15 @@ class Budgets:
             stream_type="budget")
         return event
 
+    async def set_and_read(self, tenant_id: str, scope_text: str, body: BudgetIn, *,
+                           meta: EventMeta | None = None) -> tuple[Budget | None, Event]:
+        """``set``, then the budget as the view has it once it applied that write (None: the
+        limits were empty, so the scope has no budget any more)."""
+        event = await self.set(tenant_id, scope_text, body, meta=meta)
+        if body.limits == LimitsIn():
+            return None, event
+        return await self.get(tenant_id, scope_text, min_position=event.position), event
+
     async def get(self, tenant_id: str, scope_text: str, *,
                   min_position: int | None = None) -> Budget:
         scope = str(parse_scope(scope_text))

@@ -99,11 +99,12 @@ _QUERY_HELPERS = {"query_limit(request)": "limit", "cursor(request": "after",
 
 
 def _source(route: Route) -> str:
-    """The handler's code, with that of the module's private helpers it calls and of the
-    authentication helpers that read the request (``stream_reader``: ``access_token``)."""
+    """The handler's code, with that of the module's private helpers it calls (or passes on)
+    and of the authentication helpers that read the request (``stream_reader``:
+    ``access_token``)."""
     module = sys.modules[route.endpoint.__module__]
     source = inspect.getsource(route.endpoint)
-    for name in set(re.findall(r"\b(_\w+)\(", source)):
+    for name in set(re.findall(r"\b(_\w+)\b", source)):
         helper = getattr(module, name, None)
         if inspect.isfunction(helper):
             source += inspect.getsource(helper)
@@ -113,13 +114,17 @@ def _source(route: Route) -> str:
 
 
 def _shared_source(source: str) -> str:
-    """The code of the shared request shapes (api/handlers.py) the handler calls, with the body
-    type it passes where the shape reads its body."""
+    """The code of the shared request shapes (api/handlers.py) the handler calls, and of the
+    private ones they call, with the body type it passes where the shape reads its body."""
     shared = ""
     for name in set(re.findall(r"\b(\w+)\(", source)):
         helper = getattr(handlers, name, None)
         if inspect.isfunction(helper) and helper.__module__ == handlers.__name__:
             code = inspect.getsource(helper)
+            for private in set(re.findall(r"\b(_\w+)\(", code)):
+                inner = getattr(handlers, private, None)
+                if inspect.isfunction(inner):
+                    code += inspect.getsource(inner)
             passed = re.findall(rf"\b{name}\(request, [^A-Z)]*?([A-Z]\w*)", source)
             if passed:
                 code = re.sub(r"\b(?:body|patch)_type\b", passed[0], code)
