@@ -38,6 +38,7 @@ from _common import (
     UNLIMITED,
     HttpConnection,
     ServerProcess,
+    add_options,
     cpu_seconds,
     fresh_database,
     install_uvloop,
@@ -581,15 +582,21 @@ async def engine_vs_bare(
 
 
 def run_vs_bare(
-    args: argparse.Namespace,
+    parser: argparse.ArgumentParser,
     measure: Callable[[ServerProcess, Target, argparse.Namespace], Awaitable[dict[str, Any]]],
     describe: Callable[[dict[str, Any]], str],
     build_result: Callable[[dict[str, list[dict[str, Any]]], argparse.Namespace],
                            dict[str, Any]],
     print_table: Callable[[dict[str, Any]], None],
 ) -> None:
-    """The main of the SSE scripts: ``engine_vs_bare`` on the services, ``args.runs`` times,
-    the samples summed up by ``build_result`` and written out."""
+    """The main of the SSE scripts: ``parser`` (the script's own options) gets the options of
+    every SSE script (how long, how many client processes, how many runs: what ``run_facts``
+    reports), then ``engine_vs_bare`` runs on the services ``--runs`` times, the samples summed
+    up by ``build_result`` and written out."""
+    add_options(parser, "seconds", "warmup")
+    add_client_procs(parser)
+    add_options(parser, "runs")
+    args = parser.parse_args()
 
     async def bench(admin_url: str, redis_url: str) -> dict[str, Any]:
         samples = await engine_vs_bare(

@@ -28,13 +28,11 @@ from typing import Any
 
 from _common import (
     ServerProcess,
-    add_options,
     arguments,
     log,
 )
 from _sse import (
     Target,
-    add_client_procs,
     log_table,
     medians,
     run_facts,
@@ -117,19 +115,12 @@ def print_table(result: dict[str, Any]) -> None:
         f"{'MET' if result['targets']['engine_vs_bare_met'] else 'NOT MET'}")
 
 
-def parse_args() -> argparse.Namespace:
+def main() -> None:
     parser = arguments(__doc__)
     parser.add_argument("--subscribers", type=int, default=100)
     parser.add_argument("--appenders", type=int, default=16,
                         help="concurrent closed-loop appenders (HTTP connections)")
-    add_options(parser, "seconds", "warmup")
-    add_client_procs(parser)
-    add_options(parser, "runs")
-    return parser.parse_args()
-
-
-def main() -> None:
-    run_vs_bare(parse_args(), measure, _fmt, build_result, print_table)
+    run_vs_bare(parser, measure, _fmt, build_result, print_table)
 
 
 if __name__ == "__main__":

@@ -29,14 +29,12 @@ from typing import Any
 
 from _common import (
     ServerProcess,
-    add_options,
     arguments,
     log,
     percentile,
 )
 from _sse import (
     Target,
-    add_client_procs,
     log_table,
     medians,
     run_facts,
@@ -131,20 +129,13 @@ def print_table(result: dict[str, Any]) -> None:
         f"p99 < {TARGET_P99_MS:g} ms: {'MET' if t['p99_met'] else 'NOT MET'}")
 
 
-def parse_args() -> argparse.Namespace:
+def main() -> None:
     parser = arguments(__doc__)
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=1000.0, help="events appended per second")
-    add_options(parser, "seconds", "warmup")
     parser.add_argument("--drain", type=float, default=10.0,
                         help="at most this long to wait for the measured events to arrive")
-    add_client_procs(parser)
-    add_options(parser, "runs")
-    return parser.parse_args()
-
-
-def main() -> None:
-    run_vs_bare(parse_args(), measure, _fmt, build_result, print_table)
+    run_vs_bare(parser, measure, _fmt, build_result, print_table)
 
 
 if __name__ == "__main__":

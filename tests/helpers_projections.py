@@ -1,4 +1,5 @@
-"""What the projection view tests share: a generated log applied to a projection in slices."""
+"""What the projection view tests share: how their properties run, and a generated log applied
+to a projection in slices."""
 
 from __future__ import annotations
 
@@ -6,8 +7,15 @@ import itertools
 from collections.abc import Sequence
 from typing import Any
 
+from hypothesis import HealthCheck, settings
+
 from engine.log.store import Committed
 from engine.projections.runner import Projection
+
+# How their properties run. The examples share the test's database pool (a function-scoped
+# fixture); each example writes under ids of its own.
+VIEW_SETTINGS = settings(max_examples=60, deadline=None,
+                         suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 async def apply_in_slices(conn: Any, projection: Projection, events: Sequence[Committed],

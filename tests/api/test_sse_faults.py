@@ -7,6 +7,7 @@ duplicate, the same envelopes as ``GET /v1/sessions/{id}/events``."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -40,6 +41,21 @@ async def no_subscribers(engine: Engine, within: float = 30.0) -> None:
 def sample(engine: Engine, name: str) -> float:
     value = engine.metrics.registry.get_sample_value(name)
     return 0.0 if value is None else float(value)
+
+
+async def say_big_until(live: Live, key: str, session_id: str, done: Callable[[], bool],
+                        what: str, pause: float = 0) -> int:
+    """Messages of 200 kB into the session (``pause`` s apart) until ``done()``, at most 400:
+    how many. A client that does not read fills its socket buffers within a few."""
+    big = "x" * 200_000
+    said = 0
+    while not done():
+        assert said < 400, f"never {what}"
+        await live.say(key, session_id, big)
+        said += 1
+        if pause:
+            await asyncio.sleep(pause)
+    return said
 
 
 # --- 1. random appends, disconnects and resumes ---------------------------------------------------
@@ -174,7 +190,6 @@ async def test_a_client_that_stops_reading_is_cut_off_and_resumes(live: Live) ->
     engine.fanout.capacity = 4
     key = await live.member_key()
     session_id = await live.session(key)
-    big = "x" * 200_000
     cut_before = sample(engine, "spool_sse_cut_off_total")
     headers = {"Authorization": f"Bearer {key}"}
     got: list[Frame] = []
@@ -189,11 +204,9 @@ async def test_a_client_that_stops_reading_is_cut_off_and_resumes(live: Live) ->
                     got.append(frame)
         # Stop reading. The server writes until the socket buffers are full, then its
         # subscription buffer fills, and the next event cuts the client off.
-        appended = 1
-        while sample(engine, "spool_sse_cut_off_total") == cut_before:
-            assert appended < 400, "never cut off"
-            await live.say(key, session_id, big)
-            appended += 1
+        appended = 1 + await say_big_until(  # and session_created
+            live, key, session_id, lambda: sample(engine, "spool_sse_cut_off_total") > cut_before,
+            "cut off")
         # Cut off: nothing of the subscriber is kept while its client still does not read.
         await no_subscribers(engine)
         # Reading again: what was in flight, the final comment, then the end of the stream.
@@ -318,7 +331,6 @@ async def test_a_client_that_never_reads_again_is_dropped(
     engine.fanout.capacity = 100_000
     key = await live.member_key()
     session_id = await live.session(key)
-    big = "x" * 200_000
     stalled_before = sample(engine, "spool_sse_stalled_total")
     headers = {"Authorization": f"Bearer {key}"}
     async with live.client.stream("GET", f"/v1/sessions/{session_id}/stream",
@@ -327,11 +339,9 @@ async def test_a_client_that_never_reads_again_is_dropped(
         async with asyncio.timeout(30):
             while (await anext(stream)).id is None:
                 pass
-        appended = 0
-        while sample(engine, "spool_sse_stalled_total") == stalled_before:
-            assert appended < 400, "never dropped"
-            await live.say(key, session_id, big)
-            appended += 1
-            await asyncio.sleep(0.02)
+        await say_big_until(
+            live, key, session_id,
+            lambda: sample(engine, "spool_sse_stalled_total") > stalled_before, "dropped",
+            pause=0.02)
         await no_subscribers(engine)  # while the client still holds its end, unread
     assert sample(engine, "spool_sse_cut_off_total") == 0

@@ -8,8 +8,10 @@ import re
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
@@ -87,11 +89,20 @@ async def _events(client: httpx.AsyncClient, auth: dict[str, str], sid: str) -> 
     return list(page.json()["data"])
 
 
-async def test_a_worker_killed_mid_turn_and_the_next_one_finishes_it(
-    spawn: Spawner, scratch: Path, services: Services, redis_url: str,
-) -> None:
-    urls = {"SPOOL_DATABASE_URL": await services.fresh_database(), "SPOOL_REDIS_URL": redis_url,
-            "SPOOL_ADMIN_TOKEN": ADMIN_TOKEN, "SPOOL_LEASE_SECONDS": "2"}
+class _MidReply(NamedTuple):
+    client: httpx.AsyncClient
+    auth: dict[str, str]
+    sid: str
+    turn_id: str
+    first: Server  # worker A
+    worker_a: str
+
+
+@asynccontextmanager
+async def _a_few_words_in(spawn: Spawner, scratch: Path,
+                          urls: dict[str, str]) -> AsyncIterator[_MidReply]:
+    """``spool serve`` without workers, worker A, and a session A runs a turn of: A is a few
+    words into its reply. The client is closed on the way out."""
     url = await _server_without_workers(spawn, scratch / "serve", urls)
     first, worker_a = await _worker(spawn, scratch / "a", urls)
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
@@ -99,7 +110,17 @@ async def test_a_worker_killed_mid_turn_and_the_next_one_finishes_it(
         sent = await client.post(f"/v1/sessions/{sid}/messages", headers=auth,
                                  json={"content": "tell me"})
         turn_id = sent.json()["event"]["data"]["turn_id"]
-        await _until_deltas(client, auth, sid, 3)  # A is a few words into its reply
+        await _until_deltas(client, auth, sid, 3)
+        yield _MidReply(client, auth, sid, turn_id, first, worker_a)
+
+
+async def test_a_worker_killed_mid_turn_and_the_next_one_finishes_it(
+    spawn: Spawner, scratch: Path, services: Services, redis_url: str,
+) -> None:
+    urls = {"SPOOL_DATABASE_URL": await services.fresh_database(), "SPOOL_REDIS_URL": redis_url,
+            "SPOOL_ADMIN_TOKEN": ADMIN_TOKEN, "SPOOL_LEASE_SECONDS": "2"}
+    async with _a_few_words_in(spawn, scratch, urls) as (
+            client, auth, sid, turn_id, first, worker_a):
         assert await asyncio.to_thread(first.stop, signal.SIGKILL) == -signal.SIGKILL
         cut = len(await _events(client, auth, sid))
 
@@ -137,14 +158,8 @@ async def test_a_worker_stopped_mid_reply_finishes_the_step_and_hands_the_sessio
     urls = {"SPOOL_DATABASE_URL": await services.fresh_database(), "SPOOL_REDIS_URL": redis_url,
             "SPOOL_ADMIN_TOKEN": ADMIN_TOKEN, "SPOOL_LEASE_SECONDS": "300",
             "SPOOL_SHUTDOWN_SECONDS": "60"}
-    url = await _server_without_workers(spawn, scratch / "serve", urls)
-    first, worker_a = await _worker(spawn, scratch / "a", urls)
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-        auth, sid = await _setup(client)
-        sent = await client.post(f"/v1/sessions/{sid}/messages", headers=auth,
-                                 json={"content": "tell me"})
-        turn_id = sent.json()["event"]["data"]["turn_id"]
-        await _until_deltas(client, auth, sid, 3)
+    async with _a_few_words_in(spawn, scratch, urls) as (
+            client, auth, sid, turn_id, first, worker_a):
         assert await asyncio.to_thread(first.stop, signal.SIGTERM, 60) == 0, first.output()
         by_a = await _events(client, auth, sid)
         assert [e["type"] for e in by_a][-2:] == ["message_stop", "spend_recorded"]

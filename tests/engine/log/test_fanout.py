@@ -5,76 +5,30 @@ filled from Postgres, and a subscriber that falls behind is cut off, freed, and 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Sequence
 
 import pytest
 import redis.asyncio as redis
 
 from engine.engine import Engine
-from engine.events import ContentBlock, Event, UserMessage, new_event
-from engine.log.dispatch import CutOff, Dispatcher, Subscription
+from engine.log.dispatch import CutOff, Dispatcher
 from engine.log.fanout import LOG_KEY, Publisher, entry_id
 from engine.log.live import LiveEvent
 from engine.log.store import Committed, EventStore
 from engine.log.tail import session_tail
 from engine.metrics import Metrics
-
-
-@pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[redis.Redis]:
-    client = redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
-async def new_session(engine: Engine) -> tuple[str, str]:
-    tenant = await engine.tenants.create("t")
-    session, _ = await engine.sessions.create(tenant.id)
-    return tenant.id, session.id
-
-
-async def append(store: EventStore, tenant_id: str, session_id: str, count: int) -> list[Event]:
-    messages = [
-        new_event(UserMessage(turn_id=f"turn_{uuid.uuid4().hex}", content=[ContentBlock(f"m{i}")]))
-        for i in range(count)
-    ]
-    return await store.append(session_id, messages, tenant_id=tenant_id, stream_type="session")
-
-
-async def settled(engine: Engine, dispatcher: Dispatcher | None = None) -> None:
-    """Wait until the dispatcher has dispatched everything committed so far."""
-    dispatcher = dispatcher or engine.fanout
-    head = await engine.store.head()
-    async with asyncio.timeout(30):
-        while dispatcher._last < head:  # noqa: ASYNC110 - polling the dispatcher's cursor
-            await asyncio.sleep(0.01)
-
-
-async def take(subscription: Subscription, count: int, within: float = 30.0) -> list[LiveEvent]:
-    got: list[LiveEvent] = []
-    async with asyncio.timeout(within):
-        while len(got) < count:
-            got.extend(await subscription.next_batch())
-    return got
-
-
-async def nothing_more(subscription: Subscription, wait: float = 0.3) -> None:
-    with pytest.raises(TimeoutError):
-        await asyncio.wait_for(subscription.next_batch(), wait)
-
-
-def routed(events: Sequence[Event]) -> list[tuple[int, int, str]]:
-    return [(e.position, e.seq, e.stream_id) for e in events]
-
-
-def routed_live(events: Sequence[LiveEvent]) -> list[tuple[int, int, str]]:
-    return [(e.position, e.seq, e.stream_id) for e in events]
+from tests.helpers_log import (
+    append,
+    new_session,
+    nothing_more,
+    routed,
+    sample_of,
+    settled,
+    take,
+)
 
 
 def sample(engine: Engine, name: str) -> float:
-    value = engine.metrics.registry.get_sample_value(name)
-    return 0.0 if value is None else float(value)
+    return sample_of(engine.metrics, name)
 
 
 async def test_an_unpublished_tail_is_delivered_and_relayed_once(
@@ -91,7 +45,7 @@ async def test_an_unpublished_tail_is_delivered_and_relayed_once(
 
     # The dispatcher's idle check finds the tail in Postgres (within about a second).
     got = await take(subscription, 5)
-    assert routed_live(got) == routed(events)
+    assert routed(got) == routed(events)
     assert [g.envelope for g in got] == [LiveEvent.from_event(tenant_id, e).envelope
                                          for e in events]
 
@@ -135,20 +89,15 @@ async def test_an_out_of_order_publish_is_filled_from_postgres(
         assert await publisher.publish([(tenant_id, e) for e in earlier]) == 0  # refused
 
         expected = routed([*earlier, *later])
-        assert routed_live(await take(subscription, 7)) == expected
+        assert routed(await take(subscription, 7)) == expected
         assert sample_of(metrics, "spool_fanout_gaps_filled_total") >= 1
-        assert routed_live(await take(engine_subscription, 7)) == expected
+        assert routed(await take(engine_subscription, 7)) == expected
         await nothing_more(subscription)
         await nothing_more(engine_subscription, 0.1)
         subscription.close()
         engine_subscription.close()
     finally:
         await dispatcher.stop()
-
-
-def sample_of(metrics: Metrics, name: str) -> float:
-    value = metrics.registry.get_sample_value(name)
-    return 0.0 if value is None else float(value)
 
 
 async def test_a_subscriber_that_falls_behind_is_cut_off_freed_and_can_resume(
@@ -164,7 +113,7 @@ async def test_a_subscriber_that_falls_behind_is_cut_off_freed_and_can_resume(
 
     first = await append(engine.store, tenant_id, session_id, 2)
     received = await take(subscription, 2)
-    assert routed_live(received) == routed(first)
+    assert routed(received) == routed(first)
 
     # Stop reading; 12 more events arrive one append at a time.
     for _ in range(12):

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.domain import agents as agents_module
@@ -53,13 +53,10 @@ from engine.events import (
 from engine.ids import new_id
 from engine.log.store import Committed
 from engine.projections.agents import ACTIVE, AgentsProjection, StatusFold, agent_status
-from tests.helpers_projections import apply_in_slices
+from tests.helpers_projections import VIEW_SETTINGS, apply_in_slices
 
 AGENTS = 2
 SESSIONS = 3
-SETTINGS = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
-
 
 
 # --- generated logs ----------------------------------------------------------------------------
@@ -213,7 +210,7 @@ async def actual(conn: Any, tenant_id: str) -> tuple[dict[str, tuple[Any, ...]],
             {row[0]: tuple(row[1:]) for row in agents})
 
 
-@SETTINGS
+@VIEW_SETTINGS
 @given(agent_of=st.lists(st.none() | st.integers(0, AGENTS - 1), min_size=SESSIONS,
                          max_size=SESSIONS),
        ops=st.lists(_ops, min_size=5, max_size=80), cuts=st.sets(st.integers(1, 120), max_size=8),

@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.events import BudgetLimit, BudgetSet, Event, SpendRecorded, Usage, encode
@@ -24,14 +24,12 @@ from engine.ids import new_id
 from engine.log.store import Committed
 from engine.prices import billed_tokens
 from engine.projections.budgets import BudgetsProjection, period_starts
-from tests.helpers_projections import apply_in_slices
+from tests.helpers_projections import VIEW_SETTINGS, apply_in_slices
 
 SESSIONS = 4
 AGENTS = 2
 MODELS = ("m-small", "m-large")
 START = datetime(2026, 1, 30, 22, tzinfo=UTC)  # days and a month boundary within reach
-SETTINGS = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 
@@ -135,7 +133,7 @@ async def actual(conn: Any, tenant_id: str) -> tuple[dict[Any, list[Any]], dict[
     return spend, totals, limits
 
 
-@SETTINGS
+@VIEW_SETTINGS
 @given(ops=st.lists(_ops, min_size=1, max_size=60), cuts=st.sets(st.integers(1, 60), max_size=8))
 async def test_the_view_equals_a_fold_from_scratch(
     pool: asyncpg.Pool, ops: list[tuple[Any, ...]], cuts: set[int],

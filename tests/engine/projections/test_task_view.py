@@ -23,7 +23,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.domain import boards as boards_module
@@ -55,13 +55,10 @@ from engine.ids import new_id
 from engine.log.store import Committed
 from engine.projections.tasks import TasksProjection
 from engine.settings import Settings
-from tests.helpers_projections import apply_in_slices
+from tests.helpers_projections import VIEW_SETTINGS, apply_in_slices
 
 TASKS = 6
 BOARDS = 2
-SETTINGS = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
-
 
 
 # --- generated logs ----------------------------------------------------------------------------
@@ -186,7 +183,7 @@ async def actual_view(conn: Any, tenant_id: str) -> tuple[dict[str, tuple[Any, i
             {(row[0], row[1]) for row in edges})
 
 
-@SETTINGS
+@VIEW_SETTINGS
 @given(creates=st.lists(st.fixed_dictionaries(_task_fields), min_size=1, max_size=TASKS),
        ops=st.lists(_ops, min_size=1, max_size=60), cuts=st.sets(st.integers(1, 80), max_size=8))
 async def test_the_view_equals_a_fold_from_scratch(

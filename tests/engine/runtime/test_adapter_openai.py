@@ -9,7 +9,6 @@ import asyncio
 import email.utils
 import socket
 import time
-import traceback
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
@@ -27,6 +26,7 @@ from engine.runtime.adapters.base import (
     ToolCall,
 )
 from engine.runtime.adapters.openai import OpenAIAdapter
+from tests.helpers_adapters import chunks_of, failure_of
 from tests.helpers_openai import (
     KEY,
     TEXT_STREAM,
@@ -79,20 +79,12 @@ def make_request(*, params: dict[str, Any] | None = None, max_tokens: int | None
 
 
 async def collect(adapter: OpenAIAdapter, request: ModelRequest | None = None) -> list[Chunk]:
-    async with asyncio.timeout(30):
-        return [c async for c in adapter.stream(request or make_request())]
+    return await chunks_of(adapter, request or make_request())
 
 
 async def failure(adapter: OpenAIAdapter, request: ModelRequest | None = None) -> ModelError:
     """The ModelError the call raises; the key is nowhere in it, nor in its traceback."""
-    with pytest.raises(ModelError) as caught:
-        await collect(adapter, request)
-    error = caught.value
-    printed = "".join(traceback.format_exception(error))
-    for text in (error.message, str(error), repr(error), printed):
-        assert KEY not in text
-    assert KEY not in repr(adapter)
-    return error
+    return await failure_of(adapter, request or make_request(), KEY)
 
 
 def text_of(chunks: list[Chunk]) -> str:
