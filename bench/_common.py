@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
@@ -206,13 +207,16 @@ def vm_rss_kib(pid: int) -> int:
 class ServerProcess:
     """A child process (``spool serve``, ``spool worker``, a bare server) that prints a line
     containing ``ready`` once it serves: ``... listening on http://HOST:PORT`` for a server,
-    whose address it then takes. ``quiet`` drops its stderr."""
+    whose address it then takes. ``quiet`` drops its stderr; ``drain`` keeps reading (and
+    dropping) its stdout after that line, for a server that logs there (its access log), so
+    that a full pipe never stalls it."""
 
     def __init__(self, argv: list[str], env: dict[str, str], name: str = "server", *,
                  ready: str = "listening on http://", quiet: bool = False) -> None:
         self.argv, self.env, self.name = argv, env, name
-        self.ready, self.quiet = ready, quiet
+        self.ready, self.quiet, self.drain = ready, quiet, False
         self.proc: subprocess.Popen[str] | None = None
+        self._drainer: threading.Thread | None = None
         self.host, self.port = "127.0.0.1", 0
 
     @property
@@ -245,8 +249,16 @@ class ServerProcess:
         assert self.proc.stdout is not None
         while line := self.proc.stdout.readline():
             if self.ready in line:
+                if self.drain:
+                    self._drainer = threading.Thread(target=self._drop_output, daemon=True)
+                    self._drainer.start()
                 return line
         raise RuntimeError(f"{self.name} exited before it was ready")
+
+    def _drop_output(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for _ in self.proc.stdout:
+            pass
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.pid)
@@ -262,6 +274,8 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self._drainer is not None:
+            self._drainer.join(timeout=10)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
 

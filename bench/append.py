@@ -2,9 +2,10 @@
 
 Three figures, measured in the same run on the same Postgres, each in a fresh database:
 
-* ``raw``: the raw limit. One asyncpg connection inserting batches of RAW_BATCH rows per
-  transaction (one ``INSERT ... SELECT FROM unnest(...)``) into the ``events`` table of
-  schema.sql, sequentially. No stream versions, no log head, no checks: only the rows.
+* ``raw``: the raw limit. RAW_CONNECTIONS (8) asyncpg connections in parallel, each inserting
+  batches of RAW_BATCH rows per transaction (one ``INSERT ... SELECT FROM unnest(...)``) into
+  the ``events`` table of schema.sql, one batch after another. No stream versions, no log
+  head, no checks: only the rows. ``raw_1``, the same from one connection, for reference.
 * ``engine``: ``engine.log.store.EventStore`` (group commit), N asyncio tasks each appending one
   event at a time to its own session stream.
 * ``eventsourcing``: the Python ``eventsourcing`` library's ``PostgresApplicationRecorder``,
@@ -54,6 +55,7 @@ from engine.metrics import Metrics
 
 WRITERS = (1, 32, 256)
 RAW_BATCH = 256
+RAW_CONNECTIONS = 8
 TENANT = "ten_bench"
 DATA = b'{"n":1}'
 ENGINE_POOL_SIZE = 10  # the engine's default SPOOL_DB_POOL_SIZE; only the appender writes
@@ -98,22 +100,26 @@ async def _raw_connect(url: str) -> asyncpg.Connection:
     return conn
 
 
-async def _raw_loop(conn: asyncpg.Connection, counter: Counter, stop: asyncio.Event) -> None:
+async def _raw_loop(conn: asyncpg.Connection, taken: Counter, counter: Counter,
+                    stop: asyncio.Event) -> None:
     while not stop.is_set():
-        await conn.execute(_RAW_INSERT, *_raw_columns(counter.n, RAW_BATCH))
+        first = taken.n  # rows first+1 .. first+RAW_BATCH are this batch's, whoever commits first
+        taken.n += RAW_BATCH
+        await conn.execute(_RAW_INSERT, *_raw_columns(first, RAW_BATCH))
         counter.n += RAW_BATCH
 
 
-async def raw_rate(url: str, timing: Timing) -> float:
-    conn = await _raw_connect(url)
-    counter, stop = Counter(), asyncio.Event()
-    task = asyncio.create_task(_raw_loop(conn, counter, stop))
+async def raw_rate(url: str, timing: Timing, connections: int) -> float:
+    conns = [await _raw_connect(url) for _ in range(connections)]
+    taken, counter, stop = Counter(), Counter(), asyncio.Event()
+    tasks = [asyncio.create_task(_raw_loop(conn, taken, counter, stop)) for conn in conns]
     try:
         return await sample_rate(lambda: counter.n, timing)
     finally:
         stop.set()
-        await task
-        await conn.close()
+        await asyncio.gather(*tasks)
+        for conn in conns:
+            await conn.close()
 
 
 # --- the engine ----------------------------------------------------------------------------------
@@ -246,9 +252,13 @@ async def one_run(admin_url: str, timing: Timing, es_pool_max: int, samples: Sam
         if writers == WRITERS[-1]:
             # The raw limit right before the figure it is compared with: the disk's commit
             # latency drifts on a shared machine, so the pair is measured back to back.
-            eps = await _in_fresh_db(admin_url, True, lambda url: raw_rate(url, timing))
+            eps = await _in_fresh_db(admin_url, True, lambda url: raw_rate(url, timing, 1))
+            samples.add("raw_1", eps)
+            log(f"  raw batch {RAW_BATCH}, 1 connection: {eps:,.0f} events/s")
+            eps = await _in_fresh_db(
+                admin_url, True, lambda url: raw_rate(url, timing, RAW_CONNECTIONS))
             samples.add("raw", eps)
-            log(f"  raw batch {RAW_BATCH}: {eps:,.0f} events/s")
+            log(f"  raw batch {RAW_BATCH}, {RAW_CONNECTIONS} connections: {eps:,.0f} events/s")
         eps, batch = await _in_fresh_db(
             admin_url, True, lambda url, n=writers: engine_rate(url, n, timing)
         )
@@ -284,7 +294,9 @@ def build_result(
     return {
         "bench": "append",
         "raw_batch_size": RAW_BATCH,
+        "raw_connections": RAW_CONNECTIONS,
         "raw_batch_256_eps": round(raw, 1),
+        "raw_batch_256_1conn_eps": round(med["raw_1"], 1),
         "engine_eps": engine,
         "eventsourcing_eps": es,
         "ratio_engine256_vs_raw": round(vs_raw, 3),
@@ -315,7 +327,10 @@ def _table_row(name: str, writers: str, eps: float, raw: float, vs_es: str = "-"
 
 def print_table(result: dict[str, Any]) -> None:
     raw = result["raw_batch_256_eps"]
-    rows = [_table_row(f"raw asyncpg, batch {RAW_BATCH}/txn, 1 conn", "-", raw, raw)]
+    rows = [_table_row(f"raw asyncpg, batch {RAW_BATCH}/txn, {RAW_CONNECTIONS} conns", "-", raw,
+                       raw),
+            _table_row(f"raw asyncpg, batch {RAW_BATCH}/txn, 1 conn", "-",
+                       result["raw_batch_256_1conn_eps"], raw)]
     for n in WRITERS:
         engine, es = result["engine_eps"][str(n)], result["eventsourcing_eps"][str(n)]
         plural = "s" if n > 1 else ""

@@ -10,7 +10,8 @@ The HTTP layer maps each class to a status code in exactly one place (``api/erro
     ├── Forbidden              forbidden         known credentials, not allowed
     ├── NotFound               not_found         unknown id, or another tenant's
     ├── Conflict               conflict          busy session, duplicate, archived
-    │   └── StreamMoved        conflict          expected_seq mismatch: read again, decide again
+    │   ├── StreamMoved        conflict          expected_seq mismatch: read again, decide again
+│   └── StreamClosed       conflict          the stream ended (session_archived): nothing follows
     ├── BudgetExceeded         budget_exceeded
     ├── RateLimited            rate_limited      carries retry_after
     └── Unavailable            unavailable       Postgres/Redis unreachable; carries retry_after
@@ -61,6 +62,13 @@ class StreamMoved(Conflict):
     caller read it. Raised by the store only (nothing of the append is written); details
     ``expected_seq`` and ``actual_seq``. A caller that decided on what it read decides again
     (``engine/domain/decide.py``)."""
+
+
+class StreamClosed(Conflict):
+    """An append with ``closed_by`` to a stream whose last event is of that type (a terminal
+    event such as ``session_archived``): decided in the write transaction, so nothing can ever
+    follow such an event. Raised by the store only, with nothing of the append written;
+    details ``last_seq``."""
 
 
 class BudgetExceeded(SpoolError):

@@ -161,7 +161,8 @@ def apply(state: SessionState, event: Event) -> None:
     state.updated_at = event.created_at
     data = decode_data(event)
     match data:
-        case UserMessage():
+        case UserMessage() if state.created.agent_id is not None:
+            # Without an agent a message is only recorded: no turn, so nothing queues.
             state.queue.append(Turn(data.turn_id, data.content))
         case TurnStarted():
             _start(state, data.turn_id)

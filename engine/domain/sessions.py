@@ -23,7 +23,7 @@ from engine.domain.agents import Agents
 from engine.domain.budgets import Budgets
 from engine.domain.decide import retrying
 from engine.domain.session_state import SessionState, catch_up, fold
-from engine.errors import Conflict, InvalidRequest, NotFound, StreamMoved
+from engine.errors import Conflict, InvalidRequest, NotFound, StreamClosed, StreamMoved
 from engine.events import (
     SESSION_ARCHIVED,
     ContentBlock,
@@ -335,12 +335,13 @@ class Sessions:
                                         stream_type="session", expected_seq=state.last_seq)
 
     async def _record(self, tenant_id: str, session_id: str, message: NewEvent) -> Event:
-        """A message to a session without an agent: recorded, no turn."""
-        last = await self._store.last_event(session_id, tenant_id=tenant_id)
-        if last.type == SESSION_ARCHIVED:  # archiving is terminal: always the last event
-            raise Conflict(f"session {session_id!r} is archived")
-        [event] = await self._store.append(session_id, [message], tenant_id=tenant_id,
-                                           stream_type="session")
+        """A message to a session without an agent: recorded, no turn. Archiving is terminal:
+        the store refuses the append in its write transaction if the session is archived."""
+        try:
+            [event] = await self._store.append(session_id, [message], tenant_id=tenant_id,
+                                               stream_type="session", closed_by=SESSION_ARCHIVED)
+        except StreamClosed:
+            raise Conflict(f"session {session_id!r} is archived") from None
         return event
 
     async def _agent(self, tenant_id: str, session_id: str) -> str | None:

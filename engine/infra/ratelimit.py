@@ -1,6 +1,8 @@
 """Rate limits: turn submissions (``POST /v1/sessions/{id}/messages``) per tenant per minute,
-counted in Redis so every process shares one count (a fixed window per clock minute: ``INCR``
-then ``EXPIRE``, one round trip).
+counted in Redis so every process shares one count (a fixed window per clock minute: ``INCRBY``
+then ``EXPIRE``, one round trip). The requests of a tenant that arrive while its round trip is
+out share the next one (``INCRBY n``; each gets its own place in the count), so a burst costs
+Redis one call per round trip, not one per request.
 
 Budgets bound what a tenant spends; this bounds how fast it can ask, so one tenant cannot fill
 the workers' queue for everyone. If Redis refuses or does not answer within 0.25 s, the request
@@ -43,6 +45,8 @@ class RateLimiter:
         self._redis = client
         self.per_minute = per_minute
         self._skip_until = 0.0
+        self._waiting: dict[str, list[asyncio.Future[int]]] = {}  # key -> the next round trip
+        self._senders: dict[str, asyncio.Task[None]] = {}  # key -> its round trips' task
 
     async def take(self, tenant_id: str) -> Allowance | None:
         """Count one request of ``tenant_id``; RateLimited (with retry_after and the
@@ -54,11 +58,7 @@ class RateLimiter:
         if time.monotonic() < self._skip_until:
             return None
         try:
-            async with asyncio.timeout(_REDIS_SECONDS):
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    pipe.incr(key)
-                    pipe.expire(key, 2 * _WINDOW)
-                    count, _ = await pipe.execute()
+            count = await self._count(key)
         except (RedisError, OSError, TimeoutError) as exc:
             # A Redis that refuses or hangs: let requests through, and do not ask it again
             # for a while (each request would wait for it).
@@ -72,3 +72,36 @@ class RateLimiter:
                 f"this tenant may submit {self.per_minute} messages a minute; try again in "
                 f"{allowance.reset} s", retry_after=allowance.reset, headers=allowance.headers())
         return allowance
+
+    async def _count(self, key: str) -> int:
+        """This request's place in the window's count, from the next round trip for ``key``."""
+        place: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(key, []).append(place)
+        if key not in self._senders:
+            self._senders[key] = asyncio.create_task(self._send(key))
+        return await place
+
+    async def _send(self, key: str) -> None:
+        """Round trips for ``key`` until nobody waits: each counts everyone queued meanwhile."""
+        places: list[asyncio.Future[int]] = []
+        try:
+            while places := self._waiting.pop(key, []):
+                try:
+                    async with asyncio.timeout(_REDIS_SECONDS):
+                        async with self._redis.pipeline(transaction=False) as pipe:
+                            pipe.incrby(key, len(places))
+                            pipe.expire(key, 2 * _WINDOW)
+                            total, _ = await pipe.execute()
+                except (RedisError, OSError, TimeoutError) as exc:
+                    for place in places:
+                        if not place.done():
+                            place.set_exception(exc)
+                    continue
+                first = int(total) - len(places)
+                for index, place in enumerate(places):
+                    if not place.done():  # a caller that gave up was counted all the same
+                        place.set_result(first + index + 1)
+        finally:  # cancelled (the process stops): nobody waits for ever
+            del self._senders[key]
+            for place in [*places, *self._waiting.pop(key, [])]:
+                place.cancel()

@@ -35,10 +35,18 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from engine.errors import Conflict, InvalidRequest, NotFound, SpoolError, StreamMoved, Unavailable
+from engine.errors import (
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    SpoolError,
+    StreamClosed,
+    StreamMoved,
+    Unavailable,
+)
 from engine.events import STREAM_TYPES, Event, NewEvent
 from engine.infra.db import connection
-from engine.log.rows import EVENT_COLUMNS, LAST_SEQ, Committed, event_of
+from engine.log.rows import EVENT_COLUMNS, Committed, event_of
 from engine.logging import get_logger
 from engine.metrics import Metrics
 
@@ -55,6 +63,7 @@ class _Request:
     stream_type: str
     events: Sequence[NewEvent]
     expected_seq: int | None
+    closed_by: str | None
     future: asyncio.Future[list[Event]]
 
 
@@ -63,6 +72,7 @@ class _Stream:
     tenant_id: str
     stream_type: str
     seq: int
+    last_type: str | None  # the type of the event at ``seq`` (None: no event yet)
     is_new: bool = False
     remembered: bool = False  # from memory, not read under the head lock
 
@@ -123,7 +133,7 @@ class Appender:
 
     async def append(
         self, stream_id: str, events: Sequence[NewEvent], *, tenant_id: str, stream_type: str,
-        expected_seq: int | None,
+        expected_seq: int | None, closed_by: str | None = None,
     ) -> list[Event]:
         """Queue one append and wait for its outcome (``EventStore.append``)."""
         _validate_append(stream_id, stream_type, events, expected_seq)
@@ -131,7 +141,7 @@ class Appender:
             raise Unavailable("the event store is not running", retry_after=1)
         future: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
         self._queue.append(
-            _Request(tenant_id, stream_id, stream_type, events, expected_seq, future)
+            _Request(tenant_id, stream_id, stream_type, events, expected_seq, closed_by, future)
         )
         self._wakeup.set()
         return await future
@@ -245,7 +255,7 @@ class Appender:
         for request in batch:
             known = self._versions[request.stream_id]
             streams[request.stream_id] = _Stream(
-                known.tenant_id, known.stream_type, known.seq, remembered=True
+                known.tenant_id, known.stream_type, known.seq, known.last_type, remembered=True
             )
         return streams
 
@@ -286,9 +296,15 @@ def _plan_request(
             f"expected_seq {request.expected_seq} but stream {request.stream_id!r} is at {current}",
             details={"expected_seq": request.expected_seq, "actual_seq": current},
         )
+    if stream is not None and request.closed_by is not None \
+            and stream.last_type == request.closed_by:
+        # Exact even from memory: a terminal event stays the last, and a stale memory of an
+        # open stream collides on its next seq, which sends the batch the careful way.
+        return StreamClosed(f"stream {request.stream_id!r} ended with {stream.last_type}",
+                            details={"last_seq": stream.seq})
     if stream is None:
         stream = streams[request.stream_id] = _Stream(
-            request.tenant_id, request.stream_type, 0, is_new=True
+            request.tenant_id, request.stream_type, 0, None, is_new=True
         )
     return _assign(plan, request, stream, existing)
 
@@ -313,6 +329,7 @@ def _assign(
     rows: list[Event | int] = []
     for new in request.events:
         stream.seq += 1
+        stream.last_type = new.type
         row = len(plan.rows)
         plan.rows.append((new.id or uuid.uuid4(), request.tenant_id, request.stream_id,
                           request.stream_type, stream.seq, new.type, new.data, new.meta))
@@ -354,11 +371,14 @@ async def _fetch_existing(conn: Any, batch: list[_Request]) -> dict[uuid.UUID, _
 
 
 async def _fetch_streams(conn: Any, batch: list[_Request]) -> dict[str, _Stream]:
+    """The streams of the batch with their last event's seq and type (under the head lock)."""
     rows = await conn.fetch(
-        f"SELECT stream_id, tenant_id, stream_type, {LAST_SEQ} FROM streams s"
-        " WHERE stream_id = ANY($1::text[])", list({request.stream_id for request in batch})
+        "SELECT s.stream_id, s.tenant_id, s.stream_type, coalesce(e.seq, 0), e.type"
+        " FROM streams s LEFT JOIN LATERAL (SELECT seq, type FROM events e"
+        "  WHERE e.stream_id = s.stream_id ORDER BY e.seq DESC LIMIT 1) e ON true"
+        " WHERE s.stream_id = ANY($1::text[])", list({request.stream_id for request in batch})
     )
-    return {row[0]: _Stream(row[1], row[2], row[3]) for row in rows}
+    return {row[0]: _Stream(row[1], row[2], row[3], row[4]) for row in rows}
 
 
 # One statement: take n positions from the head (waiting for its row lock, which is then held

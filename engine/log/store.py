@@ -64,15 +64,19 @@ class EventStore:
         tenant_id: str,
         stream_type: str,
         expected_seq: int | None = None,
+        closed_by: str | None = None,
     ) -> list[Event]:
         """Append ``events`` to ``stream_id`` atomically; returns them as stored.
 
         Idempotent by event id: a request whose ids are all stored already returns the stored
         events and writes nothing. ``expected_seq`` (0 = the stream must not exist) raises
-        StreamMoved (a Conflict) on mismatch, with nothing written.
+        StreamMoved (a Conflict) on mismatch, with nothing written. ``closed_by`` names a
+        terminal event type: when the stream's last event is one, StreamClosed (a Conflict),
+        nothing written; checked where the seq is, so no read before the append is needed.
         """
         return await self._appender.append(stream_id, events, tenant_id=tenant_id,
-                                           stream_type=stream_type, expected_seq=expected_seq)
+                                           stream_type=stream_type, expected_seq=expected_seq,
+                                           closed_by=closed_by)
 
     # --- reads --------------------------------------------------------------------------------
 

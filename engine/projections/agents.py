@@ -158,8 +158,8 @@ class Summary:
         elif isinstance(data, SpendRecorded):
             self.tokens += data.tokens
             self.cost_nanos += data.cost_nanos
-        if data is not None:
-            self.fold.apply(data)
+        if data is not None and not (self.agent_id is None and isinstance(data, UserMessage)):
+            self.fold.apply(data)  # without an agent a message is only recorded: no turn
 
 
 @dataclass

@@ -7,7 +7,14 @@ import asyncpg
 import pytest
 
 from engine.engine import Engine
-from engine.errors import Conflict, InvalidRequest, NotFound, StreamMoved, Unavailable
+from engine.errors import (
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    StreamClosed,
+    StreamMoved,
+    Unavailable,
+)
 from engine.events import NewEvent
 from engine.log.store import Committed, EventStore
 
@@ -181,6 +188,53 @@ async def test_a_conflict_reports_the_exact_version_even_from_stale_memory(
     with pytest.raises(StreamMoved) as info:
         await append(engine.store, "shared", [ev(4)], expected_seq=0)
     assert info.value.details == {"expected_seq": 0, "actual_seq": 3}
+
+
+END = NewEvent(type="stream_ended", data=b"{}")
+
+
+async def test_nothing_follows_the_event_that_closes_a_stream(
+    engine: Engine, own_store: EventStore
+) -> None:
+    """``closed_by``: once a stream's last event is of that type the append is refused and
+    nothing is written, whether this store wrote the closing event (decided from memory),
+    another one did while this one remembered the stream open (decided under the head lock
+    after the collision), or this one never saw the stream."""
+    mine = engine.store
+    await append(mine, "own", [ev(1), END])
+    await append(mine, "theirs", [ev(1)], closed_by="stream_ended")  # open: goes through
+    await append(own_store, "theirs", [END])  # mine still remembers it open
+    await append(own_store, "unseen", [ev(1), END])
+    for stream, last_seq in (("own", 2), ("theirs", 2), ("unseen", 2)):
+        with pytest.raises(StreamClosed) as info:
+            await append(mine, stream, [ev(2)], closed_by="stream_ended")
+        assert isinstance(info.value, Conflict)
+        assert info.value.details == {"last_seq": last_seq}
+    assert await mine.head() == 6
+    # The guard is the caller's to ask for: without it the append goes through.
+    assert [e.seq for e in await append(mine, "own", [ev(3)])] == [3]
+
+
+async def test_a_closing_event_racing_appends_from_another_process_is_the_last(
+    engine: Engine, own_store: EventStore
+) -> None:
+    """Appends with ``closed_by`` from one store race the closing event from another: each
+    either lands before the closing event or is refused, never after it."""
+    for round_ in range(10):
+        stream = f"race{round_}"
+        await append(engine.store, stream, [ev(0)])
+        outcomes = await asyncio.gather(
+            *(append(engine.store, stream, [ev(n)], closed_by="stream_ended")
+              for n in range(1, 6)),
+            append(own_store, stream, [END]),
+            return_exceptions=True,
+        )
+        assert all(not isinstance(o, BaseException) or isinstance(o, StreamClosed)
+                   for o in outcomes), outcomes
+        stored = await engine.store.read_stream(stream, tenant_id="ten_a")
+        assert stored[-1].type == "stream_ended"
+        refused = sum(isinstance(o, StreamClosed) for o in outcomes)
+        assert len(stored) == 1 + 5 - refused + 1
 
 
 async def test_a_cancelled_stop_leaves_no_caller_waiting(engine: Engine) -> None:

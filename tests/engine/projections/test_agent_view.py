@@ -52,7 +52,13 @@ from engine.events import (
 )
 from engine.ids import new_id
 from engine.log.store import Committed
-from engine.projections.agents import ACTIVE, AgentsProjection, StatusFold, agent_status
+from engine.projections.agents import (
+    ACTIVE,
+    AgentsProjection,
+    StatusFold,
+    Summary,
+    agent_status,
+)
 from tests.helpers_projections import VIEW_SETTINGS, apply_in_slices
 
 AGENTS = 2
@@ -243,7 +249,8 @@ def test_the_status_fold_moves_as_the_runtime_fold_after_every_event(
 ) -> None:
     log = Log()
     session_id = log.session_ids[0]
-    log.append_data(session_id, "session", SessionCreated(tenant_id=log.tenant_id))
+    log.append_data(session_id, "session", SessionCreated(  # with an agent: turns run
+        tenant_id=log.tenant_id, agent_id=log.agent_ids[0], agent_version=1))
     for op in ops:
         log.add(("session", 0, op))
     log.add(("session", 0, SessionArchived()))
@@ -262,3 +269,22 @@ def test_agent_status_is_busy_then_offline_then_idle() -> None:
     assert agent_status(0, old, now, 60) == "offline"
     assert agent_status(0, now - timedelta(seconds=59), now, 60) == "idle"
     assert agent_status(0, None, now, 60) == "idle"  # never sent one: no runtime to lose
+
+
+def test_messages_to_a_session_without_an_agent_queue_no_turn() -> None:
+    """A session without an agent only records messages: both folds keep it idle, and
+    neither keeps a queue that would grow with every message."""
+    log = Log()
+    session_id = log.session_ids[0]
+    log.append_data(session_id, "session", SessionCreated(tenant_id=log.tenant_id))
+    for index in range(5):
+        log.add(("session", 0, UserMessage(turn_id=f"turn_{index}",
+                                           content=[ContentBlock(text="hi")])))
+    [created, *rest] = log.streams[session_id]
+    state = runtime_state.fold([created, *rest])
+    summary = Summary(session_id, log.tenant_id, None, None, None, created.created_at,
+                      created.created_at, created.position)
+    for event in rest:
+        summary.apply(event, decode_data(event))
+    assert state.status == summary.status == "idle"
+    assert state.queue == [] and summary.fold.queue == []
