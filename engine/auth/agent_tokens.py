@@ -19,8 +19,8 @@ from engine.auth.credentials import AGENT_TOKEN, check_row
 from engine.domain.agents import Agents
 from engine.errors import Conflict, NotFound, Unauthorized
 from engine.ids import is_id
-from engine.infra.db import connection
-from engine.pages import Page, check_cursor, check_limit, page_of
+from engine.infra.db import connection, fetch_page
+from engine.pages import Page, check_cursor, check_limit
 
 _COLUMNS = "id, agent_id, name, created_at, revoked_at"
 
@@ -70,13 +70,13 @@ class AgentTokens:
                    limit: int) -> Page[AgentToken]:
         check_cursor(after, "atk")
         await self._agents.get(tenant_id, agent_id)  # NotFound for an unknown or foreign agent
-        async with connection(self._pool, "listing agent tokens") as conn:
-            rows = await conn.fetch(
-                f"SELECT {_COLUMNS} FROM agent_tokens WHERE tenant_id = $1 AND agent_id = $2"
-                " AND id > $3 ORDER BY id LIMIT $4",
-                tenant_id, agent_id, after or "", check_limit(limit) + 1,
-            )
-        return page_of([AgentToken(**dict(row)) for row in rows], limit, lambda t: t.id)
+        return await fetch_page(
+            self._pool, "listing agent tokens",
+            f"SELECT {_COLUMNS} FROM agent_tokens WHERE tenant_id = $1 AND agent_id = $2"
+            " AND id > $3 ORDER BY id LIMIT $4",
+            tenant_id, agent_id, after=after, limit=check_limit(limit),
+            item=lambda row: AgentToken(**dict(row)), cursor=lambda t: t.id,
+        )
 
     async def revoke(self, tenant_id: str, agent_id: str, token_id: str) -> AgentToken:
         """Revoke (idempotent: a revoked token keeps its first revocation time)."""

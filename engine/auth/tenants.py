@@ -17,8 +17,8 @@ import msgspec
 from engine.auth.credentials import API_KEY, check_row, hash_secret, matches, mint_admin
 from engine.errors import Forbidden, NotFound, Unauthorized
 from engine.ids import is_id, new_id
-from engine.infra.db import connection
-from engine.pages import Page, check_cursor, check_limit, page_of
+from engine.infra.db import connection, fetch_page
+from engine.pages import Page, check_cursor, check_limit
 
 Role = Literal["admin", "owner", "member", "viewer"]
 KeyRole = Literal["owner", "member", "viewer"]
@@ -173,12 +173,11 @@ class Tenants:
 
     async def list(self, *, after: str | None, limit: int) -> Page[Tenant]:
         check_cursor(after, "ten")
-        async with connection(self._pool, "listing tenants") as conn:
-            rows = await conn.fetch(
-                "SELECT * FROM tenants WHERE id > $1 ORDER BY id LIMIT $2",
-                after or "", check_limit(limit) + 1,
-            )
-        return page_of([_tenant(row) for row in rows], limit, lambda t: t.id)
+        return await fetch_page(
+            self._pool, "listing tenants",
+            "SELECT * FROM tenants WHERE id > $1 ORDER BY id LIMIT $2",
+            after=after, limit=check_limit(limit), item=_tenant, cursor=lambda t: t.id,
+        )
 
     async def set_status(self, tenant_id: str, status: Literal["active", "suspended"]) -> Tenant:
         _check_id(tenant_id, "ten", "tenant")
@@ -209,13 +208,13 @@ class Tenants:
 
     async def list_keys(self, tenant_id: str, *, after: str | None, limit: int) -> Page[ApiKey]:
         check_cursor(after, "key")
-        async with connection(self._pool, "listing API keys") as conn:
-            rows = await conn.fetch(
-                "SELECT id, tenant_id, name, role, created_at, revoked_at FROM api_keys"
-                " WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-                tenant_id, after or "", check_limit(limit) + 1,
-            )
-        return page_of([_api_key(row) for row in rows], limit, lambda k: k.id)
+        return await fetch_page(
+            self._pool, "listing API keys",
+            "SELECT id, tenant_id, name, role, created_at, revoked_at FROM api_keys"
+            " WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+            tenant_id, after=after, limit=check_limit(limit), item=_api_key,
+            cursor=lambda k: k.id,
+        )
 
     async def revoke_key(self, tenant_id: str, key_id: str) -> ApiKey:
         _check_id(key_id, "key", "API key")

@@ -18,9 +18,9 @@ from engine.domain.sessions import Sessions
 from engine.errors import Conflict, InvalidRequest, NotFound
 from engine.events import ApprovalResolved, Event, EventMeta, NewEvent, new_event
 from engine.ids import derived_event_id, is_id
-from engine.infra.db import connection
+from engine.infra.db import connection, fetch_page
 from engine.log.store import EventStore
-from engine.pages import Page, check_cursor, check_limit, page_of
+from engine.pages import Page, check_cursor, check_limit
 from engine.projections.runner import reached
 
 Decision = Literal["approve", "deny"]
@@ -57,14 +57,14 @@ class Approvals:
             raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}", field="status")
         check_cursor(after, "apr")
         await self._caught_up()
-        async with connection(self._pool, "listing approvals") as conn:
-            rows = await conn.fetch(
-                f"SELECT {_COLUMNS} FROM approvals WHERE tenant_id = $1"
-                " AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR session_id = $3)"
-                " AND approval_id > $4 ORDER BY approval_id LIMIT $5",
-                tenant_id, status, session_id, after or "", check_limit(limit) + 1,
-            )
-        return page_of([_approval(row) for row in rows], limit, lambda a: a.id)
+        return await fetch_page(
+            self._pool, "listing approvals",
+            f"SELECT {_COLUMNS} FROM approvals WHERE tenant_id = $1"
+            " AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR session_id = $3)"
+            " AND approval_id > $4 ORDER BY approval_id LIMIT $5",
+            tenant_id, status, session_id, after=after, limit=check_limit(limit),
+            item=_approval, cursor=lambda a: a.id,
+        )
 
     async def get(self, tenant_id: str, approval_id: str) -> Approval:
         if not is_id(approval_id, "apr"):

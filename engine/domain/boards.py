@@ -29,9 +29,9 @@ from engine.events import (
     new_event,
 )
 from engine.ids import derived_event_id, is_id, new_id
-from engine.infra.db import connection
+from engine.infra.db import fetch_page
 from engine.log.store import EventStore
-from engine.pages import Page, check_cursor, check_limit, page_of
+from engine.pages import Page, check_cursor, check_limit
 from engine.projections.runner import checkpoint, require
 from engine.projections.tasks import BOARD_TYPES
 from engine.projections.tasks import NAME as VIEW
@@ -100,13 +100,12 @@ class Boards:
         check_cursor(after, "brd")
         check_limit(limit)
         await wait_for_view(self._pool, min_position, self.catch_up_seconds)
-        async with connection(self._pool, "listing boards") as conn:
-            rows = await conn.fetch(
-                f"SELECT {BOARD_COLUMNS} FROM boards WHERE tenant_id = $1"
-                " AND deleted_at IS NULL AND board_id > $2 ORDER BY board_id LIMIT $3",
-                tenant_id, after or "", limit + 1,
-            )
-        return page_of([board_of(row) for row in rows], limit, lambda b: b.id)
+        return await fetch_page(
+            self._pool, "listing boards",
+            f"SELECT {BOARD_COLUMNS} FROM boards WHERE tenant_id = $1"
+            " AND deleted_at IS NULL AND board_id > $2 ORDER BY board_id LIMIT $3",
+            tenant_id, after=after, limit=limit, item=board_of, cursor=lambda b: b.id,
+        )
 
     async def update(
         self, tenant_id: str, board_id: str, patch: BoardPatch, *,

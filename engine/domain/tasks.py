@@ -59,7 +59,7 @@ from engine.events import (
     new_event,
 )
 from engine.ids import derived_event_id, is_id, new_id
-from engine.infra.db import connection
+from engine.infra.db import connection, fetch_page
 from engine.log.store import EventStore
 from engine.pages import Page, check_cursor, check_limit, page_of
 from engine.projections.tasks import TASK_TYPES, TasksProjection
@@ -305,16 +305,16 @@ class Tasks:
         check_cursor(after, "tsk")
         check_limit(limit)
         await wait_for_view(self._pool, min_position, self.catch_up_seconds)
-        async with connection(self._pool, "listing tasks") as conn:
-            rows = await conn.fetch(
-                f"SELECT {TASK_COLUMNS} FROM tasks WHERE tenant_id = $1"
-                " AND ($2::text IS NULL OR status = $2)"
-                " AND ($3::text IS NULL OR assignee_id = $3)"
-                " AND ($4::text IS NULL OR board_id = $4)"
-                " AND task_id > $5 ORDER BY task_id LIMIT $6",
-                tenant_id, status, assignee_id, board_id, after or "", limit + 1,
-            )
-        return page_of([task_of(row) for row in rows], limit, lambda t: t.id)
+        return await fetch_page(
+            self._pool, "listing tasks",
+            f"SELECT {TASK_COLUMNS} FROM tasks WHERE tenant_id = $1"
+            " AND ($2::text IS NULL OR status = $2)"
+            " AND ($3::text IS NULL OR assignee_id = $3)"
+            " AND ($4::text IS NULL OR board_id = $4)"
+            " AND task_id > $5 ORDER BY task_id LIMIT $6",
+            tenant_id, status, assignee_id, board_id, after=after, limit=limit, item=task_of,
+            cursor=lambda t: t.id,
+        )
 
     async def snapshot(
         self, tenant_id: str, board_id: str, *, limit: int = 100,

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
 from engine.errors import Conflict, InvalidRequest, SpoolError, Unavailable
 from engine.logging import get_logger
+from engine.pages import Page, page_of
 
 log = get_logger("engine.infra.db")
+
+T = TypeVar("T")
 
 # Apply the schema under one advisory lock so processes starting together do not race.
 _SCHEMA_LOCK = 0x5B001
@@ -155,6 +158,16 @@ async def connection(pool: asyncpg.Pool, doing: str) -> AsyncIterator[Any]:
             yield conn
         finally:
             await _release(pool, conn, doing)
+
+
+async def fetch_page(pool: asyncpg.Pool, doing: str, sql: str, *args: Any, after: str | None,
+                     limit: int, item: Callable[[Any], T], cursor: Callable[[T], str]) -> Page[T]:
+    """A page of ``item`` of each row of ``sql``, which takes ``args``, then the cursor
+    (``after``, "" for the start) and ``limit + 1`` as its last two parameters: the extra row
+    only says there is more."""
+    async with connection(pool, doing) as conn:
+        rows = await conn.fetch(sql, *args, after or "", limit + 1)
+    return page_of([item(row) for row in rows], limit, cursor)
 
 
 async def _release(pool: asyncpg.Pool, conn: Any, doing: str) -> None:

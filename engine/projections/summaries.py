@@ -16,8 +16,8 @@ import msgspec
 from engine.errors import InvalidRequest
 from engine.events import SessionStatus
 from engine.ids import is_id
-from engine.infra.db import connection
-from engine.pages import Page, check_cursor, check_limit, page_of
+from engine.infra.db import fetch_page
+from engine.pages import Page, check_cursor, check_limit
 from engine.prices import usd
 from engine.projections.agents import wait_for_view
 
@@ -56,16 +56,16 @@ class SessionSummaries:
         check_cursor(after, "ses")
         check_limit(limit)
         await wait_for_view(self._pool, min_position, self.catch_up_seconds)
-        async with connection(self._pool, "listing sessions") as conn:
-            rows = await conn.fetch(
-                "SELECT session_id, agent_id, agent_version, title, status, turns, tokens,"
-                " cost_nanos, created_at, updated_at, last_position FROM session_summaries"
-                " WHERE tenant_id = $1 AND ($2::text IS NULL OR agent_id = $2)"
-                " AND ($3::text IS NULL OR status = $3) AND session_id > $4"
-                " ORDER BY session_id LIMIT $5",
-                tenant_id, agent_id, status, after or "", limit + 1,
-            )
-        return page_of([_summary(row) for row in rows], limit, lambda s: s.id)
+        return await fetch_page(
+            self._pool, "listing sessions",
+            "SELECT session_id, agent_id, agent_version, title, status, turns, tokens,"
+            " cost_nanos, created_at, updated_at, last_position FROM session_summaries"
+            " WHERE tenant_id = $1 AND ($2::text IS NULL OR agent_id = $2)"
+            " AND ($3::text IS NULL OR status = $3) AND session_id > $4"
+            " ORDER BY session_id LIMIT $5",
+            tenant_id, agent_id, status, after=after, limit=limit, item=_summary,
+            cursor=lambda s: s.id,
+        )
 
 
 def _summary(row: Any) -> SessionSummary:
