@@ -58,6 +58,15 @@ async def say_big_until(live: Live, key: str, session_id: str, done: Callable[[]
     return said
 
 
+async def session_with_capacity(live: Live, capacity: int) -> tuple[str, str, dict[str, str]]:
+    """The fan-out keeping ``capacity`` events per subscriber, a new member key and a session
+    of its: (key, session id, the key's headers)."""
+    live.engine.fanout.capacity = capacity
+    key = await live.member_key()
+    session_id = await live.session(key)
+    return key, session_id, {"Authorization": f"Bearer {key}"}
+
+
 # --- 1. random appends, disconnects and resumes ---------------------------------------------------
 
 EXAMPLES = {"count": 0}
@@ -187,11 +196,8 @@ async def test_redis_down_then_back_on_the_same_port(services: Services, tmp_pat
 
 async def test_a_client_that_stops_reading_is_cut_off_and_resumes(live: Live) -> None:
     engine = live.engine
-    engine.fanout.capacity = 4
-    key = await live.member_key()
-    session_id = await live.session(key)
+    key, session_id, headers = await session_with_capacity(live, 4)
     cut_before = sample(engine, "spool_sse_cut_off_total")
-    headers = {"Authorization": f"Bearer {key}"}
     got: list[Frame] = []
     comments: list[str] = []
     async with live.client.stream("GET", f"/v1/sessions/{session_id}/stream",
@@ -328,11 +334,8 @@ async def test_a_client_that_never_reads_again_is_dropped(
     WRITE_TIMEOUT the connection is dropped and its subscription freed."""
     monkeypatch.setattr("api.sse.WRITE_TIMEOUT", 0.5)
     engine = live.engine
-    engine.fanout.capacity = 100_000
-    key = await live.member_key()
-    session_id = await live.session(key)
+    key, session_id, headers = await session_with_capacity(live, 100_000)
     stalled_before = sample(engine, "spool_sse_stalled_total")
-    headers = {"Authorization": f"Bearer {key}"}
     async with live.client.stream("GET", f"/v1/sessions/{session_id}/stream",
                                   headers=headers) as response:
         stream = frames(response)
