@@ -242,11 +242,11 @@ class ProjectionRunner:
                     # the same page again to the same no effect, so it need not wait for disk.
                     await conn.execute("SET LOCAL synchronous_commit = off")
                 self.position = page[-1][1].position
-                await conn.execute(
-                    "UPDATE projection_checkpoints SET position = $2 WHERE name = $1",
+                head = await conn.fetchval(  # the head for the lag metric, in the same trip
+                    "UPDATE projection_checkpoints SET position = $2 WHERE name = $1"
+                    " RETURNING (SELECT position FROM log_head WHERE id = 1)",
                     self.projection.name, self.position,
                 )
-                head = await conn.fetchval("SELECT position FROM log_head WHERE id = 1")
         self.progress.advance(self.position)  # committed: readers woken now see the page
         self._report_lag(max(head - self.position, 0), applied=len(page))
         if wrote and self._on_applied is not None:
