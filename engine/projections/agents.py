@@ -212,6 +212,9 @@ def agent_status(active_sessions: int, last_heartbeat_at: datetime | None, now: 
 class AgentsProjection:
     name = NAME
 
+    def touches(self, event: Event) -> bool:
+        return event.stream_type in ("session", "agent")
+
     async def apply(self, conn: Any, events: Sequence[Committed]) -> bool:
         page = _Page(conn)
         await page.load_summaries({e.stream_id for _, e in events if e.stream_type == "session"})

@@ -25,6 +25,9 @@ log = get_logger("approvals")
 class ApprovalsProjection:
     name = "approvals"
 
+    def touches(self, event: Event) -> bool:
+        return event.stream_type == "session" and event.type in _TYPES
+
     async def apply(self, conn: Any, events: Sequence[Committed]) -> bool:
         wrote = False
         for tenant_id, event in events:

@@ -37,6 +37,9 @@ def utc_day(moment: datetime) -> date:
 class BudgetsProjection:
     name = NAME
 
+    def touches(self, event: Event) -> bool:
+        return event.type in _SPEND_TYPES or event.type in _BUDGET_TYPES
+
     async def apply(self, conn: Any, events: Sequence[Committed]) -> bool:
         spend: dict[tuple[str, str, date], list[Any]] = {}
         totals: dict[tuple[str, str, str, date], list[int]] = defaultdict(lambda: [0, 0])

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from engine.errors import InvalidRequest, SpoolError, Unavailable
+from engine.events import Event
 from engine.infra.background import cancel
 from engine.infra.db import connection, translate_errors
 from engine.log.store import Committed, read_log_page
@@ -38,6 +39,10 @@ _PAGE = 1000
 
 class Projection(Protocol):
     name: str
+
+    def touches(self, event: Event) -> bool:
+        """Whether ``apply`` would do anything with ``event`` (a page of nothing it touches
+        only moves the checkpoint, in one statement)."""
 
     async def apply(self, conn: Any, events: Sequence[Committed]) -> bool | None:
         """Write the effect of ``events`` (in position order) inside the caller's transaction.
@@ -225,6 +230,8 @@ class ProjectionRunner:
     async def _apply_page(self, conn: Any) -> bool:
         """Apply the next page of the log; False when there was nothing to apply."""
         with translate_errors(f"running projection {self.projection.name}"):
+            if await self._skip_page(conn):
+                return True
             async with conn.transaction():
                 position = await conn.fetchval(
                     "SELECT position FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
@@ -242,15 +249,37 @@ class ProjectionRunner:
                     # the same page again to the same no effect, so it need not wait for disk.
                     await conn.execute("SET LOCAL synchronous_commit = off")
                 self.position = page[-1][1].position
-                await conn.execute(
-                    "UPDATE projection_checkpoints SET position = $2 WHERE name = $1",
+                head = await conn.fetchval(  # the head for the lag metric, in the same trip
+                    "UPDATE projection_checkpoints SET position = $2 WHERE name = $1"
+                    " RETURNING (SELECT position FROM log_head WHERE id = 1)",
                     self.projection.name, self.position,
                 )
-                head = await conn.fetchval("SELECT position FROM log_head WHERE id = 1")
         self.progress.advance(self.position)  # committed: readers woken now see the page
         self._report_lag(max(head - self.position, 0), applied=len(page))
         if wrote and self._on_applied is not None:
             self._on_applied(self.position)
+        return True
+
+    async def _skip_page(self, conn: Any) -> bool:
+        """The next page past the position this runner committed last, if it touches nothing
+        of the view: the checkpoint moves over it in one statement, and only from that
+        position (a rebuild that moved it meanwhile sends the page the careful way). Like a
+        page that wrote nothing, losing it in a crash means reading it again."""
+        if not self.position:
+            return False
+        page = await self._pages.read(conn, after=self.position, limit=_PAGE)
+        if not page or any(self.projection.touches(event) for _, event in page):
+            return False
+        head = await conn.fetchval(
+            "UPDATE projection_checkpoints SET position = $2 WHERE name = $1 AND position = $3"
+            " RETURNING (SELECT position FROM log_head WHERE id = 1)",
+            self.projection.name, page[-1][1].position, self.position,
+        )
+        if head is None:
+            return False
+        self.position = page[-1][1].position
+        self.progress.advance(self.position)
+        self._report_lag(max(head - self.position, 0), applied=len(page))
         return True
 
     def _report_active(self, value: int) -> None:

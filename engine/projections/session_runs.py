@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from engine.events import WAKES_A_WORKER
+from engine.events import WAKES_A_WORKER, Event
 from engine.log.store import Committed
 
 WORK_CHANNEL = "spool_session_runs"  # NOTIFY: sessions were marked wanted
@@ -24,6 +24,10 @@ class SessionRuns:
     session without one only records messages, and never costs a worker anything."""
 
     name = "session_runs"
+
+    def touches(self, event: Event) -> bool:
+        return event.stream_type == "session" and (
+            event.type == "session_created" or event.type in WAKES_A_WORKER)
 
     async def apply(self, conn: Any, events: Sequence[Committed]) -> bool:
         created: list[tuple[str, str, int]] = []

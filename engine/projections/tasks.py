@@ -72,6 +72,9 @@ class TasksProjection:
         self.changed = asyncio.Event()
         self.changed_position = 0
 
+    def touches(self, event: Event) -> bool:
+        return event.stream_type in ("task", "board")
+
     async def apply(self, conn: Any, events: Sequence[Committed]) -> None:
         touched = False
         held = _Held()

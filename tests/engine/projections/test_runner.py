@@ -104,3 +104,25 @@ async def test_readers_on_a_standby_engine_are_woken_as_the_active_runner_moves(
         with pytest.raises(InvalidRequest) as past:
             await require(second._pool, "session_runs", head + 1, 30)
         assert past.value.details == {"field": "min_position"}
+
+
+async def _caught_up(engine: Engine, name: str) -> None:
+    head = await engine.store.head()
+    async with asyncio.timeout(30):
+        while await _checkpoint(engine, name) < head:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+
+async def test_pages_that_touch_nothing_of_a_view_move_its_checkpoint(engine: Engine) -> None:
+    """The tasks view touches only task and board streams: session pages pass over it by its
+    checkpoint alone. A checkpoint moved behind the runner's back (as a rebuild moves it)
+    sends the next page the careful way, from where the checkpoint stands."""
+    events = [NewEvent(type="thing_happened", data=b"{}") for _ in range(10)]
+    for _ in range(3):
+        await engine.store.append("s3", events, tenant_id="ten_a", stream_type="session")
+        await _caught_up(engine, "tasks")
+    async with engine._pool.acquire() as conn:  # type: ignore[union-attr]
+        await conn.execute("UPDATE projection_checkpoints SET position = 5 WHERE name = 'tasks'")
+    await engine.store.append("s3", events, tenant_id="ten_a", stream_type="session")
+    await _caught_up(engine, "tasks")
+    assert await _checkpoint(engine, "tasks") == await engine.store.head() == 40
