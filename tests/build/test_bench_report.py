@@ -252,3 +252,16 @@ def test_the_docs_carry_the_markers() -> None:
     text = (ROOT / "docs" / "BENCHMARKS.md").read_text()
     assert text.count(report.START) == 1 and text.count(report.END) == 1
     assert text.index(report.START) < text.index(report.END) < text.index("\n## bench/")
+
+
+def test_a_missing_program_fails_the_scenario_without_running_it() -> None:
+    result = report.run_scenario(report.Scenario("nothing", needs=("no-such-program-i13",)),
+                                 quick=True, verbose=False)
+    assert result == {"failed": "needs no-such-program-i13 on PATH (Debian: apt-get install -y "
+                                "no-such-program-i13; `make bench` installs it when it can)"}
+
+
+def test_only_takes_known_scenarios() -> None:
+    assert report.parse_args(["--only", "append, turns"]).only == ["append", "turns"]
+    with pytest.raises(SystemExit):
+        report.parse_args(["--only", "append,nope"])
