@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint lock bench openapi fuzz clean
+.PHONY: run test lint lock bench bench-quick openapi fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,15 +45,18 @@ openapi: $(VENV)/.installed
 	$(BIN)/python -m api.openapi > docs/openapi.json.tmp
 	mv docs/openapi.json.tmp docs/openapi.json
 
+# Every scenario in bench/, one after another: bench/results/<date>-<commit>.json and the table in
+# docs/BENCHMARKS.md. `make bench-quick` (or `make bench QUICK=1`): all of it in about 2 minutes.
+# bench/http_submit.py drives the load with wrk: installed here when missing and apt-get can.
 bench: $(VENV)/.installed-test
-	$(BIN)/python bench/append.py
-	$(BIN)/python bench/sse_latency.py
-	$(BIN)/python bench/sse_fanout.py
-	$(BIN)/python bench/replay.py
-	$(BIN)/python bench/reconnect_storm.py
-	$(BIN)/python bench/idle_connections.py
-	$(BIN)/python bench/turns.py
-	$(BIN)/python bench/projections.py
+	@command -v wrk >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 \
+		&& { apt-get install -y -q wrk || { apt-get update -q && apt-get install -y -q wrk; }; } \
+		>/dev/null 2>&1; } \
+		|| echo "wrk is missing and apt-get could not install it: http_submit will be reported failed" >&2
+	$(BIN)/python bench/report.py $(if $(QUICK),--quick)
+
+bench-quick:
+	$(MAKE) bench QUICK=1
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

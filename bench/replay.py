@@ -138,8 +138,10 @@ def run_bare_server(mode: str, frame_file: str, count: int) -> None:
         await send({"type": "http.response.body", "body": b""})
 
     async def serve() -> None:
+        # Stopped right after the clients left: streams whose disconnect it has not seen yet
+        # would hold a graceful shutdown to the 30 s the bench waits before killing it.
         config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None,
-                                access_log=False, lifespan="off")
+                                access_log=False, lifespan="off", timeout_graceful_shutdown=1)
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve())
         while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if getattr(args, "handler", None) == "bench":
+        return _bench(args)
     if not hasattr(args, "handler"):
         parser.print_help()
         return 2
@@ -83,7 +85,37 @@ def _parser() -> argparse.ArgumentParser:
                         "(SPOOL_DATA_DIR, ./.spool)")
     replay.add_argument("--database-url", help="Postgres (SPOOL_DATABASE_URL)")
     replay.set_defaults(handler="replay")
+    _add_bench(commands)
     return parser
+
+
+# --- spool bench: bench/report.py of the checkout (the scripts are not in the wheel) -------------
+
+
+def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bench = commands.add_parser(
+        "bench", help="run every benchmark scenario of the checkout (bench/report.py): "
+        "bench/results/<date>-<commit>.json and the table in docs/BENCHMARKS.md")
+    bench.add_argument("--quick", action="store_true", help="short runs (about 2 minutes)")
+    bench.add_argument("--only", metavar="NAME,...", help="only these scenarios")
+    bench.add_argument("--no-docs", action="store_true",
+                       help="do not rewrite the table in docs/BENCHMARKS.md")
+    bench.set_defaults(handler="bench")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import subprocess
+    from pathlib import Path
+
+    report = Path(__file__).resolve().parent.parent / "bench" / "report.py"
+    if not report.is_file():
+        print(f"spool bench: no {report} (the benchmarks live in a checkout of the repository, "
+              "not in the installed package)", file=sys.stderr)
+        return 2
+    argv = [sys.executable, str(report), *(["--quick"] if args.quick else []),
+            *(["--only", args.only] if args.only else []),
+            *(["--no-docs"] if args.no_docs else [])]
+    return subprocess.run(argv, cwd=report.parent.parent).returncode
 
 
 if __name__ == "__main__":
