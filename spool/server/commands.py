@@ -239,11 +239,11 @@ def _loop_factory() -> Any:
 
 
 def print_ready(url: str, admin_token: str | None) -> None:
-    """The lines that say `spool serve` serves (what scripts and the tests wait for)."""
-    lines = [f"agentspool listening on {url}"]
+    """The lines that say `spool serve` serves (what scripts and the tests wait for), each
+    printed on its own (so written whole: see ``processes._whole_lines``)."""
+    print(f"agentspool listening on {url}", flush=True)
     if admin_token:
-        lines.append(f"admin token (shown once, stored hashed): {admin_token}")
-    print("\n".join(lines), flush=True)
+        print(f"admin token (shown once, stored hashed): {admin_token}", flush=True)
 
 
 async def run_server(settings: Settings, sockets: list[socket.socket] | None = None,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import json
 import os
 import pickle
@@ -47,6 +48,7 @@ BACKLOG = 2048  # uvicorn's default
 
 
 def serve_processes(settings: Settings) -> int:
+    _whole_lines()
     with asyncio.Runner() as runner:
         return runner.run(_Parent(settings).run())
 
@@ -216,6 +218,15 @@ class _Parent:
         return None if self.stop.is_set() or not exited else exited[0]
 
 
+def _whole_lines() -> None:
+    """The parent and its children write to one stdout (and stderr): each line in one write,
+    so that one process's line never lands inside another's. Unbuffered (PYTHONUNBUFFERED, as
+    container images set it), a ``print`` writes the text and its newline apart."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(write_through=False, line_buffering=True)
+
+
 def _listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listening = socket.socket(family, socket.SOCK_STREAM)
@@ -237,6 +248,7 @@ def _child(argv: list[str]) -> int:
     parser.add_argument("--socket-fd", type=int, required=True)
     parser.add_argument("--status-fd", type=int, required=True)
     args = parser.parse_args(argv)
+    _whole_lines()
     settings: Settings = pickle.load(sys.stdin.buffer)  # from the parent, which started us
     configure_logging(settings.log_level)
     listening = socket.socket(fileno=args.socket_fd)

@@ -9,6 +9,9 @@ processes (children of the one started) on one port.
 2. Ctrl-C (SIGINT to the foreground process group) stops everything cleanly, the services last.
 3. A child killed: the parent logs it, stops the other and the services, and exits 1.
 4. The parent killed: the children notice (their stdin ends) and stop on their own.
+5. A second signal, while the first stop waits for a child (frozen), exits at once.
+6. Children that cannot start (no Postgres): the parent exits 1, having printed no
+   ``listening`` line.
 
 Nothing is timed: every wait is a generous bound on something that must happen.
 """
@@ -20,9 +23,10 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -239,9 +243,48 @@ def test_the_processes_stop_when_the_parent_is_killed(spawn: Spawner, scratch: P
     assert server.proc.wait(timeout=WITHIN) == -signal.SIGKILL
     for thread in server._threads:  # the children's output too: they wrote to the same pipe
         thread.join(timeout=WITHIN)
-    deadline = time.monotonic() + WITHIN  # their output ended: they are exiting
-    while any(alive(pid) for pid in processes) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not any(alive(pid) for pid in processes), server.output()
+    # their output ended: they are exiting
+    _wait_for(lambda: not any(alive(pid) for pid in processes), server)
     assert _events(server).count("shutdown.done") == 2, server.output()
     # the embedded services, as after any SIGKILL, are left to the next start (or teardown)
+
+
+def test_a_second_signal_exits_at_once(spawn: Spawner, scratch: Path) -> None:
+    """The first stop waits on a child that cannot stop (frozen before the SIGTERM the parent
+    passes on reaches it); the second signal kills it and exits."""
+    server = _start(spawn, scratch)
+    frozen, other = _server_processes(server)
+    services = list(service_pids(server.data_dir).values())
+
+    os.kill(frozen, signal.SIGSTOP)
+    os.kill(server.pid, signal.SIGTERM)
+    _wait_for(lambda: _events(server).count("shutdown.done") == 1, server)  # the other's
+    assert server.proc.poll() is None, server.output()  # still waiting for the frozen one
+
+    os.kill(server.pid, signal.SIGTERM)
+    code = server.proc.wait(timeout=WITHIN)
+    for thread in server._threads:
+        thread.join(timeout=10)
+    assert code == 128 + signal.SIGTERM, server.output()
+    assert "shutdown.forced" in _events(server), server.output()
+    _assert_all_gone(server, [frozen, other, *services])  # the services were asked to stop
+
+
+def test_processes_that_cannot_start_exit_1(tmp_path: Path) -> None:
+    env = serve_env(tmp_path / "data", SPOOL_DATABASE_URL="postgresql://127.0.0.1:1/none",
+                    SPOOL_REDIS_URL="redis://127.0.0.1:1/0")
+    result = subprocess.run([*serve_argv(), "--processes", "2"], env=env, cwd=tmp_path,
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                            timeout=WITHIN)
+    assert result.returncode == 1, result
+    assert "spool: cannot start: Postgres unavailable" in result.stderr, result.stderr
+    assert "serve.process_exited" in result.stdout, result.stdout
+    assert "listening" not in result.stdout, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+
+
+def _wait_for(condition: Callable[[], bool], server: Server) -> None:
+    deadline = time.monotonic() + WITHIN
+    while not condition():
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.1)
