@@ -82,7 +82,8 @@ class _Child:
             lambda: asyncio.StreamReaderProtocol(status), os.fdopen(read_end, "rb"))
         assert process.stdin is not None
         process.stdin.write(pickle.dumps(settings))  # kept open: its end stops the child
-        await process.stdin.drain()
+        with contextlib.suppress(ConnectionError):  # it died at once: its status pipe tells
+            await process.stdin.drain()
         return cls(index, process, status)
 
     async def serving(self) -> str | None:
