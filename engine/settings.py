@@ -27,6 +27,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     data_dir: Path = Path(".spool")
     host: str = "127.0.0.1"
     port: int = 8700
+    # `spool serve` processes serving the one port (``spool/server/processes.py``).
+    processes: int = 1
     admin_token: str | None = None
     max_body_bytes: int = 1_048_576
     # Free-form JSON in a body (model.params, a tool's input_schema, ...): levels, bytes.
@@ -112,6 +114,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     def validate(self) -> None:
         _check(self.port, 0 <= self.port <= 65535, "SPOOL_PORT", "must be between 0 and 65535")
+        _check(self.processes, 1 <= self.processes <= 64, "SPOOL_PROCESSES",
+               "must be between 1 and 64")
         _check(self.max_body_bytes, self.max_body_bytes >= 1024, "SPOOL_MAX_BODY_BYTES",
                "must be at least 1024")
         _check(self.max_json_depth, 1 <= self.max_json_depth <= 256, "SPOOL_MAX_JSON_DEPTH",
@@ -213,6 +217,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "data_dir": Path,
     "host": str,
     "port": _int,
+    "processes": _int,
     "admin_token": str,
     "max_body_bytes": _int,
     "max_json_depth": _int,

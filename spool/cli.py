@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
                                 "SPOOL_DATABASE_URL / SPOOL_REDIS_URL are set)")
     serve.add_argument("--host", help="bind address (SPOOL_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (SPOOL_PORT, default 8700; 0 = any)")
+    serve.add_argument("--processes", type=int,
+                       help="server processes on the one port (SPOOL_PROCESSES, default 1)")
     serve.add_argument("--data-dir", help="embedded services' data (SPOOL_DATA_DIR, ./.spool)")
     serve.add_argument("--database-url", help="external Postgres (SPOOL_DATABASE_URL)")
     serve.add_argument("--redis-url", help="external Redis (SPOOL_REDIS_URL)")

@@ -32,6 +32,21 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def children(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == pid and alive(int(entry.name)):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
 def processes_in(data_dir: Path) -> list[tuple[int, str]]:
     """Live processes whose command line names ``data_dir`` or whose cwd is inside it."""
     root = str(data_dir.resolve())

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
@@ -48,13 +49,17 @@ async def _with_pool_errors(work: Awaitable[int]) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    settings = _settings(host=args.host, port=args.port, database_url=args.database_url,
-                         redis_url=args.redis_url, log_level=args.log_level,
-                         data_dir=args.data_dir)
+    settings = _settings(host=args.host, port=args.port, processes=args.processes,
+                         database_url=args.database_url, redis_url=args.redis_url,
+                         log_level=args.log_level, data_dir=args.data_dir)
     if settings is None:
         return 2
+    if settings.processes > 1:
+        from spool.server.processes import serve_processes
+
+        return serve_processes(settings)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(_run_server(settings))
+        return runner.run(run_server(settings))
 
 
 def worker(args: argparse.Namespace) -> int:
@@ -233,7 +238,19 @@ def _loop_factory() -> Any:
     return uvloop.new_event_loop
 
 
-async def _run_server(settings: Settings) -> int:
+def print_ready(url: str, admin_token: str | None) -> None:
+    """The lines that say `spool serve` serves (what scripts and the tests wait for), each
+    printed on its own (so written whole: see ``processes._whole_lines``)."""
+    print(f"agentspool listening on {url}", flush=True)
+    if admin_token:
+        print(f"admin token (shown once, stored hashed): {admin_token}", flush=True)
+
+
+async def run_server(settings: Settings, sockets: list[socket.socket] | None = None,
+                     ready: Callable[[str, str | None], None] = print_ready) -> int:
+    """Serve until a signal: on ``settings.host:port``, or on ``sockets`` already listening
+    (a process of ``spool serve --processes N``); ``ready(url, generated admin token)`` once
+    it serves."""
     from api.app import create_app
     from api.server import server_config
     from engine.engine import Engine
@@ -250,8 +267,8 @@ async def _run_server(settings: Settings) -> int:
         server = _server_class()(config)
         server.stopping = stopping = Stopping(engine, engine.open_streams,
                                               settings.shutdown_seconds)
-        announce = asyncio.create_task(_announce(server, engine))
-        await server.serve()
+        announce = asyncio.create_task(_announce(server, engine, ready))
+        await server.serve(sockets)
         announce.cancel()
     finally:
         await engine.__aexit__(None, None, None)
@@ -296,13 +313,10 @@ def _server_class() -> Any:
     return Server
 
 
-async def _announce(server: uvicorn.Server, engine: Engine) -> None:
-    """Print where to reach the server once it listens (the port may have been 0)."""
+async def _announce(server: uvicorn.Server, engine: Engine,
+                    ready: Callable[[str, str | None], None]) -> None:
+    """Say where to reach the server once it listens (the port may have been 0)."""
     while not server.started:  # noqa: ASYNC110 - uvicorn exposes only this flag
         await asyncio.sleep(0.05)
     host, port = server.servers[0].sockets[0].getsockname()[:2]
-    lines = [f"agentspool listening on http://{host}:{port}"]
-    if engine.generated_admin_token:
-        lines.append(f"admin token (shown once, stored hashed): {engine.generated_admin_token}")
-    print("\n".join(lines), flush=True)
-
+    ready(f"http://{host}:{port}", engine.generated_admin_token)

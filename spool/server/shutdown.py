@@ -24,7 +24,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -40,17 +40,17 @@ log = get_logger("shutdown")
 TIMED_OUT = 1  # the exit code when SPOOL_SHUTDOWN_SECONDS ran out
 
 
-class Stopping:
-    """Driven by the server: ``signalled`` from its signal handler, ``drain`` from its
-    shutdown; ``done`` once everything stopped.
+class StopClock:
+    """The clock of a stop: ``signalled`` from a signal handler (the first starts it, a second
+    exits at once), ``done`` once everything stopped; ``stop_now`` is what a forced exit asks
+    of what still runs (it must not wait, nor take a lock).
 
     A signal handler runs between two bytecodes of the main thread, which may be inside a log
     write holding structlog's (non-reentrant) lock: so the handler itself only sets flags and
     wakes the event loop, and the forced exit writes its line with ``os.write``."""
 
-    def __init__(self, engine: Engine, streams: OpenStreams, seconds: float) -> None:
-        self._engine = engine
-        self._streams = streams
+    def __init__(self, stop_now: Callable[[], None], seconds: float) -> None:
+        self._stop_now = stop_now
         self.seconds = seconds
         self._loop = asyncio.get_running_loop()
         self._signal: int | None = None
@@ -58,9 +58,8 @@ class Stopping:
         self._watchdog: threading.Timer | None = None
 
     @property
-    def grace(self) -> float:
-        """How long requests in flight and running turn steps get."""
-        return self.seconds / 2
+    def stopping(self) -> bool:
+        return self._signal is not None
 
     def signalled(self, sig: int) -> None:
         """From the signal handler: nothing here may take a lock."""
@@ -80,6 +79,38 @@ class Stopping:
         self._watchdog.daemon = True
         self._watchdog.start()
 
+    def done(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        if self._since is not None:
+            log.info("shutdown.done", seconds=round(time.monotonic() - self._since, 3))
+
+    def _exit_now(self, code: int, why: str) -> None:
+        """Ask what runs to stop (no waiting) and exit: no lock, no logger."""
+        line = json.dumps({"reason": why, "exit_code": code, "event": "shutdown.forced",
+                           "level": "warning", "timestamp": datetime.now(UTC).isoformat()})
+        try:
+            self._stop_now()
+        finally:
+            with contextlib.suppress(OSError):
+                os.write(sys.stdout.fileno(), b"\n" + line.encode() + b"\n")
+            os._exit(code)
+
+
+class Stopping(StopClock):
+    """A server's stop: driven by the server, ``signalled`` from its signal handler, ``drain``
+    from its shutdown; a forced exit asks the embedded services to stop."""
+
+    def __init__(self, engine: Engine, streams: OpenStreams, seconds: float) -> None:
+        super().__init__(engine.stop_services_now, seconds)
+        self._engine = engine
+        self._streams = streams
+
+    @property
+    def grace(self) -> float:
+        """How long requests in flight and running turn steps get."""
+        return self.seconds / 2
+
     async def drain(self, http_requests: Awaitable[None]) -> None:
         """Steps 1 and 2; ``http_requests`` is uvicorn's own wait for its connections."""
         closed = self._streams.close_for_good(SHUTTING_DOWN)
@@ -89,20 +120,3 @@ class Stopping:
             await http_requests
         finally:
             await worker
-
-    def done(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-        if self._since is not None:
-            log.info("shutdown.done", seconds=round(time.monotonic() - self._since, 3))
-
-    def _exit_now(self, code: int, why: str) -> None:
-        """Ask the services to stop (no waiting) and exit: no lock, no logger."""
-        line = json.dumps({"reason": why, "exit_code": code, "event": "shutdown.forced",
-                           "level": "warning", "timestamp": datetime.now(UTC).isoformat()})
-        try:
-            self._engine.stop_services_now()
-        finally:
-            with contextlib.suppress(OSError):
-                os.write(sys.stdout.fileno(), b"\n" + line.encode() + b"\n")
-            os._exit(code)

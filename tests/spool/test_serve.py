@@ -32,6 +32,7 @@ from tests.helpers_processes import (
     Server,
     Spawner,
     alive,
+    children,
     processes_in,
     scratch_dir,
     serve_argv,
@@ -47,13 +48,6 @@ NORMAL_USER = "spooltest"
 
 def _auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def _ppid(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _uid(pid: int) -> int:
@@ -236,6 +230,9 @@ def test_with_urls_set_it_starts_nothing_embedded(
         ({"SPOOL_LOG_LEVEL": "loud"}, ["--port", "0"], "SPOOL_LOG_LEVEL"),
         ({"SPOOL_DATABASE_URL": "mysql://x"}, ["--port", "0"], "SPOOL_DATABASE_URL"),
         ({"SPOOL_ADMIN_TOKEN": "short"}, ["--port", "0"], "SPOOL_ADMIN_TOKEN"),
+        ({"SPOOL_PROCESSES": "0"}, ["--port", "0"], "SPOOL_PROCESSES"),
+        ({"SPOOL_PROCESSES": "many"}, ["--port", "0"], "SPOOL_PROCESSES"),
+        ({}, ["--port", "0", "--processes", "65"], "SPOOL_PROCESSES"),
     ],
 )
 def test_a_bad_setting_exits_2_naming_the_variable(
@@ -307,9 +304,8 @@ def _grant_traverse(paths: Sequence[Path]) -> list[str]:
 def _child_of(pid: int, timeout: float = 30) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit() and _ppid(int(entry.name)) == pid:
-                return int(entry.name)
+        if found := children(pid):
+            return found[0]
         time.sleep(0.05)
     raise AssertionError(f"runuser (pid {pid}) started no child within {timeout:.0f}s")
 
