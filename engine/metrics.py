@@ -72,7 +72,7 @@ class Metrics:
         )
         self.delivery_seconds = Histogram(
             "spool_fanout_delivery_seconds",
-            "From commit (created_at) to dispatch in this process, for events arriving via Redis",
+            "From commit (created_at) to dispatch in this process (at once for what it committed)",
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
             registry=self.registry,
         )

@@ -6,6 +6,12 @@ refused, a publisher that died) is filled from Postgres first, and when the stre
 checks the Postgres head, so an unpublished tail is delivered within a second. With Redis down
 it polls Postgres instead, and goes back to Redis when Redis answers again.
 
+What this process commits is dispatched at once, from the appender, when it continues the
+positions dispatched so far (always, with one process): its subscribers need not wait for the
+round trip through Redis, and the same events coming back from Redis are passed over by
+position. A batch that does not continue them (another process committed in between) waits
+for Redis, as everything else does.
+
 Each subscriber has a bounded buffer. One that falls too far behind is cut off (its buffer is
 dropped) and resumes from its last id by reconnecting; a slow consumer never grows the server.
 Events are handed on as ``LiveEvent``s (engine/log/live.py): decoded and framed once per
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -117,6 +124,7 @@ class Dispatcher:
 
     async def start(self) -> None:
         self._last = await self._store.head()
+        self._store.on_commit(self._committed_here)
         self._task = asyncio.create_task(self._run(), name="spool.dispatcher")
         self._ticker = asyncio.create_task(self._tick(), name="spool.keepalive")
 
@@ -256,9 +264,20 @@ class Dispatcher:
             self.metrics.gaps_filled.inc()
             self._dispatch_all(batch)
 
+    def _committed_here(self, batch: list[Committed]) -> None:
+        """The appender's listener: a batch this process committed, dispatched now if it
+        continues what was dispatched (else Redis brings it in order with the rest)."""
+        if self._stopping or not batch or batch[0].event.position != self._last + 1:
+            return
+        delay = max(time.time() - batch[-1].event.created_at.timestamp(), 0.0)
+        for _ in batch:
+            self.metrics.delivery_seconds.observe(delay)
+        self._dispatch_all(batch)
+
     def _dispatch_all(self, batch: Iterable[Committed]) -> None:
         for tenant_id, event in batch:
-            self._dispatch(LiveEvent.from_event(tenant_id, event))
+            if event.position > self._last:  # what was dispatched meanwhile, once only
+                self._dispatch(LiveEvent.from_event(tenant_id, event))
 
     def _dispatch(self, event: LiveEvent) -> None:
         self._last = event.position

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis.asyncio as redis
@@ -17,6 +18,7 @@ import redis.asyncio as redis
 from engine.engine import Engine
 from engine.log.dispatch import CutOff, Dispatcher
 from engine.log.live import LiveEvent
+from engine.log.store import EventStore
 from engine.metrics import Metrics
 from tests.helpers_log import append, new_session, routed, sample_of, settled, take
 
@@ -198,3 +200,29 @@ async def test_it_stops_while_blocked_in_a_read(engine: Engine, redis_client: re
     async with asyncio.timeout(30):
         await dispatcher.stop()
     assert dispatcher._task is None
+
+
+async def test_what_this_process_commits_is_dispatched_at_commit_unless_it_skips_a_position(
+    engine: Engine, own_store: EventStore, redis_url: str,
+) -> None:
+    """A batch the dispatcher's own store commits is offered before the append returns, with
+    no help from Redis (this dispatcher follows a Redis database nobody publishes to). One
+    that does not continue the positions dispatched so far (another process committed in
+    between) is left for Redis, which brings everything in position order."""
+    quiet = redis.from_url(urlunsplit(urlsplit(redis_url)._replace(path="/9")))
+    await quiet.flushdb()
+    dispatcher = Dispatcher(quiet, engine.store, Metrics(), idle_check=600)
+    await dispatcher.start()
+    try:
+        tenant_id, session_id = await new_session(engine)
+        await settled(engine, dispatcher)
+        subscription = dispatcher.subscribe_stream(session_id)
+        mine = await append(engine.store, tenant_id, session_id, 3)
+        assert routed(list(subscription._items)) == routed(mine)  # offered before it returned
+        subscription._items.clear()
+        await append(own_store, tenant_id, session_id, 2)  # another process's commit
+        await append(engine.store, tenant_id, session_id, 1)  # past the hole: not at commit
+        assert not subscription._items
+    finally:
+        await dispatcher.stop()
+        await quiet.aclose()
