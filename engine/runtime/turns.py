@@ -26,13 +26,14 @@ from jsonschema.exceptions import best_match
 
 from engine.domain.agents import AgentBroken, PinnedVersion
 from engine.domain.budgets import Budgets
-from engine.domain.session_state import TENANT_SUSPENDED, SessionState, Turn, catch_up
+from engine.domain.session_state import TENANT_SUSPENDED, SessionState, Turn, apply, catch_up
 from engine.errors import BudgetExceeded, StreamMoved
 from engine.events import (
     FROM_OUTSIDE,
     AgentConfig,
     ApprovalRequested,
     ContentBlock,
+    Event,
     EventData,
     EventMeta,
     MessageDelta,
@@ -239,26 +240,53 @@ class SessionRunner:
         self.max_tries = 0  # 0: no bound (a re-run)
         self.on_progress: Callable[[], Coroutine[Any, Any, None]] | None = None
         self.stopping = False  # set by a stopping worker: finish the step, start no other
+        # What the step in progress appended, as stored, with the data it appended.
+        self._appended: list[tuple[Event, EventData]] = []
 
     async def run(self) -> None:
         """Advance the session until it has nothing to do (or ``stopping``). Raises
-        LostSession."""
+        LostSession.
+
+        After a step whose appends were the stream's next events (nothing came between them),
+        the state is brought up to date with those events and the next step is decided without
+        reading the log: anything appended since then fences that step's first append, which
+        then takes it in (as for anything that comes while a step runs). Before stopping on a
+        session that seems to wait, the log is read all the same."""
+        known = False  # the state holds everything up to the last append of this worker
         while not self.stopping:
-            self.state = state = await catch_up(self._store, self._tenant_id,
-                                                self._session_id, self.state)
+            if not known or self.state is None:
+                self.state = await catch_up(self._store, self._tenant_id, self._session_id,
+                                            self.state)
+            state = self.state
             if state.created.agent_id is None:
                 return  # no agent: the session only records messages
             step = await self._decide(state)
             if step is None:
+                if known:
+                    known = False  # read the log before deciding that it waits
+                    continue
                 return
             self._last_seq = state.last_seq
             self._turn_id = step.turn.turn_id
+            self._appended = []
+            known = False
             try:
                 await self._perform(step, state)
             except _Interrupted:
                 continue  # the next fold sees the interrupt
+            known = self._apply_appended(state)
             if not isinstance(step, CloseMessage):  # closing a cut message is no progress
                 await self._progressed()
+
+    def _apply_appended(self, state: SessionState) -> bool:
+        """Fold what the step appended, while it follows on; True if the state is then as
+        recent as this worker's last append (nothing else came in between)."""
+        appended, self._appended = self._appended, []
+        for event, data in appended:
+            if event.seq != state.last_seq + 1:
+                return False
+            apply(state, event, data)
+        return bool(appended) and state.last_seq == self._last_seq
 
     async def _decide(self, state: SessionState) -> Step | GiveUp | None:
         """The next step; past ``max_tries`` tries of it, ending its turn instead (decided
@@ -449,6 +477,7 @@ class SessionRunner:
                 await self._take_in_what_came()
                 continue
             self._last_seq = events[-1].seq
+            self._appended.extend(zip(events, datas, strict=True))
             return
 
     async def _take_in_what_came(self) -> None:
