@@ -131,6 +131,9 @@ class GiveUp:
     error: str
 
 
+# A model call that stops so, without calling a tool, completes its turn.
+_COMPLETES = ("end_turn", "max_tokens")
+
 # Steps that spend (or lead to spending), checked against budgets first; None: the turn waits.
 _SPENDING = (Start, CallModel, RunTool, type(None))
 
@@ -156,7 +159,7 @@ def next_step(state: SessionState, config: AgentConfig) -> Step | None:
             if tool.executor == "server" and decision in (None, "approve"):
                 return RunTool(turn, tool)
         return None  # requires_action: a client's results, or a human's decision
-    if turn.last_stop in ("end_turn", "max_tokens"):
+    if turn.last_stop in _COMPLETES:
         return FinishTurn(turn, "completed")
     limits = config.limits
     if limits.max_turns is not None and turn.model_calls >= limits.max_turns:
@@ -417,11 +420,14 @@ class SessionRunner:
         """One model call as message_start, deltas, tool uses, message_stop. Every call is a
         message in the log, even one that fails at once: it is closed with
         ``stop_reason: error`` before the error goes up. Output is appended as it streams,
-        one append in flight at a time (``_Pipe``)."""
+        one append in flight at a time (``_Pipe``). A call that completes the turn (it stops
+        without calling a tool) is stored with the turn's ``session_done``: the step that
+        follows it would only append that (``next_step``), with no check between (unless the worker
+        is stopping: that step is then the next worker's)."""
         await self._append(MessageStart(turn_id=turn.turn_id, message_id=message_id,
                                         model=request.model.name))
         pipe = _Pipe(self._append)
-        model, counted, deltas = request.model.name, Usage(), 0
+        model, counted, deltas, tools = request.model.name, Usage(), 0, False
         try:
             # aclosing: an interrupt or a lost lease closes the provider's response at once
             async with contextlib.aclosing(adapter.stream(request)) as chunks:
@@ -431,13 +437,17 @@ class SessionRunner:
                             deltas += 1
                             await pipe.add(MessageDelta(message_id=message_id, text=text))
                         case ToolCall():
+                            tools = True
                             await pipe.add(*_tool_events(chunk, request, turn, message_id))
                         case UsageSoFar(usage):
                             counted = usage
                         case Finish(stop_reason, usage):
+                            ends = stop_reason in _COMPLETES and not tools and not self.stopping
+                            done = ([SessionDone(turn_id=turn.turn_id, status="completed")]
+                                    if ends else [])
                             await pipe.flush(MessageStop(
                                 message_id=message_id, stop_reason=stop_reason, usage=usage),
-                                *self._spend(turn, message_id, model, usage))
+                                *self._spend(turn, message_id, model, usage), *done)
                             return
             raise ModelError("the model's stream ended without a stop", retryable=True)
         except ModelError:
@@ -534,8 +544,10 @@ def _as_offered(tool: ToolSpec) -> ToolSpec:
 class _Pipe:
     """Appends a model's output while it streams: one append in flight at a time, and what
     arrives meanwhile goes into the next one (still an event per token, but not a commit per
-    token). No append holds more than the store takes (``MAX_EVENTS_PER_APPEND``). An
-    append's error surfaces at the next ``add`` or ``flush``."""
+    token). An append starts once the loop turns over, so that what arrives in the same moment
+    joins it; a reply that has all come before then is stored in one append with its stop. No
+    append holds more than the store takes (``MAX_EVENTS_PER_APPEND``). An append's error
+    surfaces at the next ``add`` or ``flush``."""
 
     _MAX_BATCH = MAX_EVENTS_PER_APPEND
 
@@ -543,6 +555,7 @@ class _Pipe:
         self._append = append
         self._pending: list[EventData] = []
         self._inflight: asyncio.Task[None] | None = None
+        self._taken = False  # the task in flight has taken its batch
 
     async def add(self, *datas: EventData) -> None:
         self._pending.extend(datas)
@@ -550,14 +563,25 @@ class _Pipe:
         if busy and len(self._pending) < self._MAX_BATCH:
             return
         await self._settle()
+        self._taken = False
+        self._inflight = asyncio.create_task(self._send())
+
+    async def _send(self) -> None:
+        await asyncio.sleep(0)  # what arrives meanwhile comes along
+        self._taken = True
         batch = self._pending[:self._MAX_BATCH]
         self._pending = self._pending[self._MAX_BATCH:]
-        self._inflight = asyncio.create_task(self._append(*batch))
+        if batch:
+            await self._append(*batch)
 
     async def flush(self, *datas: EventData) -> None:
         """Append everything added, then ``datas``, which go in one append together (a
         message_stop and its spend_recorded are never apart); returns once stored."""
         assert len(datas) <= self._MAX_BATCH
+        if self._inflight is not None and not self._taken:
+            # Nothing taken yet: what it would have appended goes with ``datas``.
+            self._inflight.cancel()
+            self._inflight = None
         await self._settle()
         pending, self._pending = self._pending, []
         # What does not fit beside ``datas`` goes first, in full appends of its own.
