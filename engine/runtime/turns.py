@@ -256,6 +256,7 @@ class SessionRunner:
         then takes it in (as for anything that comes while a step runs). Before stopping on a
         session that seems to wait, the log is read all the same."""
         known = False  # the state holds everything up to the last append of this worker
+        started = False  # ... and that was the turn_started of a step checked just before
         while not self.stopping:
             if not known or self.state is None:
                 self.state = await catch_up(self._store, self._tenant_id, self._session_id,
@@ -263,7 +264,7 @@ class SessionRunner:
             state = self.state
             if state.created.agent_id is None:
                 return  # no agent: the session only records messages
-            step = await self._decide(state)
+            step = await self._decide(state, checked=started)
             if step is None:
                 if known:
                     known = False  # read the log before deciding that it waits
@@ -272,12 +273,13 @@ class SessionRunner:
             self._last_seq = state.last_seq
             self._turn_id = step.turn.turn_id
             self._appended = []
-            known = False
+            known = started = False
             try:
                 await self._perform(step, state)
             except _Interrupted:
                 continue  # the next fold sees the interrupt
             known = self._apply_appended(state)
+            started = known and isinstance(step, Start)
             if not isinstance(step, CloseMessage):  # closing a cut message is no progress
                 await self._progressed()
 
@@ -291,9 +293,12 @@ class SessionRunner:
             apply(state, event, data)
         return bool(appended) and state.last_seq == self._last_seq
 
-    async def _decide(self, state: SessionState) -> Step | GiveUp | None:
+    async def _decide(self, state: SessionState, *, checked: bool = False
+                      ) -> Step | GiveUp | None:
         """The next step; past ``max_tries`` tries of it, ending its turn instead (decided
-        from the log alone: the agent's config may be what keeps failing)."""
+        from the log alone: the agent's config may be what keeps failing). ``checked``: the
+        tenant and the budgets were checked for the turn's start, the step just before, and
+        nothing came since (nothing was spent): its first model call is not checked again."""
         if self.max_tries and self.tries > self.max_tries:
             turn = state.current or (state.queue[0] if state.queue else None)
             if turn is not None:
@@ -303,8 +308,10 @@ class SessionRunner:
             config = await self._config(state)
         except AgentBroken as exc:  # its pinned version cannot be read: nothing can run
             return unrunnable_step(state, exc.message)
-        return await self._within_budget(
-            await self._admitted(next_step(state, config)), state)
+        step = next_step(state, config)
+        if checked and isinstance(step, CallModel):
+            return step
+        return await self._within_budget(await self._admitted(step), state)
 
     async def _progressed(self) -> None:
         if self.tries > 1 and self.on_progress is not None:
