@@ -211,9 +211,13 @@ def _start(state: SessionState, turn_id: str) -> None:
         if turn.turn_id == turn_id:
             state.current = state.queue.pop(index)
             state.current.started = True
-            text = "".join(block.text for block in state.current.content)
-            state.conversation.append(ChatMessage("user", text))
+            state.conversation.append(opening_message(state.current))
             return
+
+
+def opening_message(turn: Turn) -> ChatMessage:
+    """What a turn adds to the conversation when it starts: its user message."""
+    return ChatMessage("user", "".join(block.text for block in turn.content))
 
 
 def _stop_message(state: SessionState, data: MessageStop) -> None:

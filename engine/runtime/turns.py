@@ -26,7 +26,15 @@ from jsonschema.exceptions import best_match
 
 from engine.domain.agents import AgentBroken, PinnedVersion
 from engine.domain.budgets import Budgets
-from engine.domain.session_state import TENANT_SUSPENDED, SessionState, Turn, apply, catch_up
+from engine.domain.session_state import (
+    TENANT_SUSPENDED,
+    ChatMessage,
+    SessionState,
+    Turn,
+    apply,
+    catch_up,
+    opening_message,
+)
 from engine.errors import BudgetExceeded, StreamMoved
 from engine.events import (
     FROM_OUTSIDE,
@@ -243,8 +251,10 @@ class SessionRunner:
         self.max_tries = 0  # 0: no bound (a re-run)
         self.on_progress: Callable[[], Coroutine[Any, Any, None]] | None = None
         self.stopping = False  # set by a stopping worker: finish the step, start no other
-        # What the step in progress appended, as stored, with the data it appended.
+        # What the step in progress appended, as stored, with the data it appended; and what
+        # goes in front of its next append.
         self._appended: list[tuple[Event, EventData]] = []
+        self._carried: list[EventData] = []
 
     async def run(self) -> None:
         """Advance the session until it has nothing to do (or ``stopping``). Raises
@@ -256,7 +266,6 @@ class SessionRunner:
         then takes it in (as for anything that comes while a step runs). Before stopping on a
         session that seems to wait, the log is read all the same."""
         known = False  # the state holds everything up to the last append of this worker
-        started = False  # ... and that was the turn_started of a step checked just before
         while not self.stopping:
             if not known or self.state is None:
                 self.state = await catch_up(self._store, self._tenant_id, self._session_id,
@@ -264,7 +273,7 @@ class SessionRunner:
             state = self.state
             if state.created.agent_id is None:
                 return  # no agent: the session only records messages
-            step = await self._decide(state, checked=started)
+            step = await self._decide(state)
             if step is None:
                 if known:
                     known = False  # read the log before deciding that it waits
@@ -272,14 +281,13 @@ class SessionRunner:
                 return
             self._last_seq = state.last_seq
             self._turn_id = step.turn.turn_id
-            self._appended = []
-            known = started = False
+            self._appended, self._carried = [], []
+            known = False
             try:
                 await self._perform(step, state)
             except _Interrupted:
                 continue  # the next fold sees the interrupt
             known = self._apply_appended(state)
-            started = known and isinstance(step, Start)
             if not isinstance(step, CloseMessage):  # closing a cut message is no progress
                 await self._progressed()
 
@@ -293,12 +301,9 @@ class SessionRunner:
             apply(state, event, data)
         return bool(appended) and state.last_seq == self._last_seq
 
-    async def _decide(self, state: SessionState, *, checked: bool = False
-                      ) -> Step | GiveUp | None:
+    async def _decide(self, state: SessionState) -> Step | GiveUp | None:
         """The next step; past ``max_tries`` tries of it, ending its turn instead (decided
-        from the log alone: the agent's config may be what keeps failing). ``checked``: the
-        tenant and the budgets were checked for the turn's start, the step just before, and
-        nothing came since (nothing was spent): its first model call is not checked again."""
+        from the log alone: the agent's config may be what keeps failing)."""
         if self.max_tries and self.tries > self.max_tries:
             turn = state.current or (state.queue[0] if state.queue else None)
             if turn is not None:
@@ -308,10 +313,8 @@ class SessionRunner:
             config = await self._config(state)
         except AgentBroken as exc:  # its pinned version cannot be read: nothing can run
             return unrunnable_step(state, exc.message)
-        step = next_step(state, config)
-        if checked and isinstance(step, CallModel):
-            return step
-        return await self._within_budget(await self._admitted(step), state)
+        return await self._within_budget(
+            await self._admitted(next_step(state, config)), state)
 
     async def _progressed(self) -> None:
         if self.tries > 1 and self.on_progress is not None:
@@ -363,13 +366,23 @@ class SessionRunner:
                 await self._append(*closing, SessionDone(turn_id=turn.turn_id, status="failed",
                                                          error=error))
             case Start(turn):
-                await self._append(TurnStarted(turn_id=turn.turn_id, worker=self._worker_id))
+                started = TurnStarted(turn_id=turn.turn_id, worker=self._worker_id)
+                config = await self._config(state)
+                if not _calls_model_first(config):
+                    await self._append(started)
+                    return
+                # The step after a turn_started is its first model call, checked (tenant,
+                # budgets) as this one just was: one step, whose first append carries it.
+                self._carried = [started]
+                await self._call_model(turn, state, config,
+                                       [*state.conversation, opening_message(turn)])
             case CloseMessage(turn, message_id):
                 await self._append(*self._closing(turn, message_id))
             case FinishTurn(turn, status, error):
                 await self._append(SessionDone(turn_id=turn.turn_id, status=status, error=error))
             case CallModel(turn):
-                await self._call_model(turn, state, await self._config(state))
+                await self._call_model(turn, state, await self._config(state),
+                                       state.conversation)
             case RunTool(turn, tool):
                 await self._run_tool(turn, tool, state, await self._config(state))
             case Refuse(turn, tool):
@@ -398,8 +411,9 @@ class SessionRunner:
                                       content=[ContentBlock(text=outcome.text)],
                                       is_error=outcome.is_error))
 
-    async def _call_model(self, turn: Turn, state: SessionState, config: AgentConfig) -> None:
-        request = ModelRequest(config.model, config.system, state.conversation,
+    async def _call_model(self, turn: Turn, state: SessionState, config: AgentConfig,
+                          conversation: list[ChatMessage]) -> None:
+        request = ModelRequest(config.model, config.system, conversation,
                                [_as_offered(tool) for tool in config.tools], state.model_calls,
                                max_tokens=config.limits.max_tokens_per_turn)
         adapter = self._adapters.get(config.model.adapter)
@@ -483,6 +497,8 @@ class SessionRunner:
                               estimated=estimated)]
 
     async def _append(self, *datas: EventData) -> None:
+        if self._carried:
+            datas, self._carried = (*self._carried, *datas), []
         while True:
             try:
                 events = await self._store.append(
@@ -511,6 +527,13 @@ class SessionRunner:
         self._last_seq = came[-1].seq
         if interrupted:
             raise _Interrupted
+
+
+def _calls_model_first(config: AgentConfig) -> bool:
+    """Whether a turn's first step after it starts is a model call (``next_step`` on a turn
+    that has made no call and counted no token): unless its limits allow none."""
+    limits = config.limits
+    return limits.max_turns != 0 and limits.max_tokens_per_turn != 0
 
 
 def _cut_short(counted: Usage, deltas: int) -> Usage:
