@@ -3,6 +3,11 @@
 append-only figure measured in the same run on the same server, and the overhead the runtime
 adds per turn.
 
+* CPU per event (``cpu_ms_per_event``): the CPU time over the measured window of the server's
+  process tree, the worker processes, every Postgres process and Valkey (embedded services
+  only), divided by the events appended in the window (the log head's move). The clients'
+  processes are not counted.
+
 * ``spool serve`` (``python -m spool.cli serve --port 0``) runs in its own process on a fresh
   database, with ``--workers`` sessions run at once by its in-process worker (SPOOL_WORKERS);
   ``--worker-procs`` adds ``spool worker --concurrency K`` processes on the same Postgres/Redis.
@@ -67,8 +72,8 @@ EVENT = re.compile(rb"\nevent: ([a-z_]+)\n")
 # user_message, turn_started, message_start, message_stop, spend_recorded, session_done
 EXTRA_EVENTS = 6
 TURN_TIMEOUT = 60.0
-SAMPLE_KEYS = ("rate", "ttfd_p50_ms", "ttfd_p99_ms", "latency_p50_ms", "latency_p99_ms",
-               "turns_per_session", "server_cores", "other_cores")
+SAMPLE_KEYS = ("rate", "cpu_ms_per_event", "ttfd_p50_ms", "ttfd_p99_ms", "latency_p50_ms",
+               "latency_p99_ms", "turns_per_session", "server_cores", "other_cores")
 
 
 # --- the client processes (python bench/turns.py client) -----------------------------------------
@@ -312,6 +317,25 @@ def _stat(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid``, the children it reaped and its live descendants."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                parents.setdefault(int(_stat(int(entry.name))[1]), []).append(int(entry.name))
+    ticks, todo, first = 0, [pid], True
+    while todo:
+        current = todo.pop()
+        with contextlib.suppress(OSError, IndexError):
+            fields = _stat(current)
+            ticks += sum(int(f) for f in fields[11:15]) if first else \
+                int(fields[11]) + int(fields[12])
+        first = False
+        todo += parents.get(current, [])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 class ServiceCpu:
     """CPU seconds of the embedded Postgres (postmaster, its live backends and the reaped ones)
     and Valkey, found through their pid files; nothing for external services."""
@@ -361,14 +385,16 @@ class Measured:
                  service: ServiceCpu, conn: asyncpg.Connection) -> None:
         self.server, self.workers, self.service, self.conn = server, workers, service, conn
 
-    async def writes(self) -> tuple[int, int]:
-        """(transactions that wrote, WAL bytes) so far, cluster-wide: the next xid to be
-        assigned (reading it assigns none) and the WAL insert position."""
+    async def writes(self) -> tuple[int, int, int]:
+        """(transactions that wrote, WAL bytes, events appended) so far, cluster-wide: the next
+        xid to be assigned (reading it assigns none), the WAL insert position and the log's
+        head position."""
         row = await self.conn.fetchrow(
             "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint,"
-            " (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
+            " (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint,"
+            " (SELECT position FROM log_head WHERE id = 1)")
         assert row is not None
-        return int(row[0]), int(row[1])
+        return int(row[0]), int(row[1]), int(row[2] or 0)
 
     def sample(self, clients: ClientPool) -> dict[str, float | None]:
         times = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -376,12 +402,16 @@ class Measured:
         return {
             "machine": busy,  # every CPU's busy time (user, system, irq, steal, ...)
             "bench": time.process_time(),
-            "server": self.server.cpu_seconds(),
-            "worker_procs": sum(w.cpu_seconds() for w in self.workers),
+            "server": tree_cpu_seconds(self.server.pid),
+            "worker_procs": sum(tree_cpu_seconds(w.pid) for w in self.workers),
             "postgres": self.service.postgres_seconds(),
             "valkey": self.service.valkey_seconds(),
             "clients": clients.cpu_seconds(),
         }
+
+
+# What CPU per event counts.
+_SERVING = ("server", "worker_procs", "postgres", "valkey")
 
 
 # --- one measurement -----------------------------------------------------------------------------
@@ -446,8 +476,15 @@ async def measure(mode: str, concurrency: int, setup: dict[str, Any], measured: 
     cores.pop("bench")
     rate = out["count"] / args.seconds
     done = max(1, out["count"])
+    # CPU per event appended in the window, over every process that serves them: the server
+    # (and its children), worker processes, every Postgres process and Valkey; not the clients.
+    events = writes_after[2] - writes_before[2]
+    served = [after[k] - before[k] for k in _SERVING  # type: ignore[operator]
+              if before[k] is not None and after[k] is not None]
     result: dict[str, Any] = {
         "rate": rate, "errors": out["errors"],
+        "events_appended": events,
+        "cpu_ms_per_event": 1000.0 * sum(served) / events if events else None,
         "pg_write_txns_per_op": (writes_after[0] - writes_before[0]) / done,
         "pg_wal_kib_per_op": (writes_after[1] - writes_before[1]) / 1024 / done,
         "latency_p50_ms": _pct(out["latency_ns"], 0.50),
@@ -486,9 +523,14 @@ def _fmt(mode: str, r: dict[str, Any]) -> str:
         return (f"{r['rate']:,.1f} turns/s, ttfd p50 {r['ttfd_p50_ms']:.1f} ms p99 "
                 f"{r['ttfd_p99_ms']:.1f} ms, turn p50 {r['latency_p50_ms']:.1f} ms p99 "
                 f"{r['latency_p99_ms']:.1f} ms ({r['turns_per_session']} turns/session), "
-                f"server {r['server_cores']:.2f} cores")
+                f"server {r['server_cores']:.2f} cores, {_per_event(r)}")
     return (f"{r['rate']:,.0f} appends/s, p50 {r['latency_p50_ms']:.2f} ms p99 "
-            f"{r['latency_p99_ms']:.2f} ms, server {r['server_cores']:.2f} cores")
+            f"{r['latency_p99_ms']:.2f} ms, server {r['server_cores']:.2f} cores, {_per_event(r)}")
+
+
+def _per_event(r: dict[str, Any]) -> str:
+    cpu = r["cpu_ms_per_event"]
+    return "cpu/event -" if cpu is None else f"cpu/event {cpu:.3f} ms"
 
 
 async def bench(args: argparse.Namespace, admin_url: str, redis_url: str) -> dict[str, Any]:
@@ -617,15 +659,18 @@ def print_table(result: dict[str, Any]) -> None:
     for c, t in result["turns"].items():
         a = result["append"][c]
         rows.append([
-            c, num(t["rate"], ",.1f"), num(t["ttfd_p50_ms"], ".1f"), num(t["ttfd_p99_ms"], ".1f"),
+            c, num(t["rate"], ",.1f"), num(t["cpu_ms_per_event"], ".3f"),
+            num(t["ttfd_p50_ms"], ".1f"), num(t["ttfd_p99_ms"], ".1f"),
             num(t["latency_p50_ms"], ".1f"), num(t["latency_p99_ms"], ".1f"),
             num(t["turns_per_session"], ".0f"),
             " ".join(f"{v:.0f}" for v in t["turns_per_s_by_second"]),
-            num(a["rate"], ",.0f"), num(a["latency_p50_ms"], ".2f"),
+            num(a["rate"], ",.0f"), num(a["cpu_ms_per_event"], ".3f"),
+            num(a["latency_p50_ms"], ".2f"),
             num(a["latency_p99_ms"], ".2f"),
         ])
-    log(render_table(["sessions", "turns/s", "ttfd p50", "ttfd p99", "turn p50", "turn p99",
-                      "turns/session", "turns/s each second", "appends/s", "append p50",
+    log(render_table(["sessions", "turns/s", "cpu ms/event", "ttfd p50", "ttfd p99",
+                      "turn p50", "turn p99", "turns/session", "turns/s each second",
+                      "appends/s", "cpu ms/event", "append p50",
                       "append p99"], rows))
     log("")
     log(f"per turn, against the same {n} events appended as plain messages (x{n} the "

@@ -20,6 +20,7 @@ from engine.events import (
     ApprovalResolved,
     ContentBlock,
     Event,
+    EventData,
     MessageDelta,
     MessageStart,
     MessageStop,
@@ -156,10 +157,13 @@ def fold(events: list[Event]) -> SessionState:
     return state
 
 
-def apply(state: SessionState, event: Event) -> None:
+def apply(state: SessionState, event: Event, data: EventData | None = None) -> None:
+    """``event`` folded into ``state``; ``data``: its data already decoded (the Struct its
+    writer appended), so that it is not decoded again."""
     state.last_seq = event.seq
     state.updated_at = event.created_at
-    data = decode_data(event)
+    if data is None:
+        data = decode_data(event)
     match data:
         case UserMessage() if state.created.agent_id is not None:
             # Without an agent a message is only recorded: no turn, so nothing queues.
@@ -207,9 +211,13 @@ def _start(state: SessionState, turn_id: str) -> None:
         if turn.turn_id == turn_id:
             state.current = state.queue.pop(index)
             state.current.started = True
-            text = "".join(block.text for block in state.current.content)
-            state.conversation.append(ChatMessage("user", text))
+            state.conversation.append(opening_message(state.current))
             return
+
+
+def opening_message(turn: Turn) -> ChatMessage:
+    """What a turn adds to the conversation when it starts: its user message."""
+    return ChatMessage("user", "".join(block.text for block in turn.content))
 
 
 def _stop_message(state: SessionState, data: MessageStop) -> None:

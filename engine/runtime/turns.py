@@ -26,13 +26,22 @@ from jsonschema.exceptions import best_match
 
 from engine.domain.agents import AgentBroken, PinnedVersion
 from engine.domain.budgets import Budgets
-from engine.domain.session_state import TENANT_SUSPENDED, SessionState, Turn, catch_up
+from engine.domain.session_state import (
+    TENANT_SUSPENDED,
+    ChatMessage,
+    SessionState,
+    Turn,
+    apply,
+    catch_up,
+    opening_message,
+)
 from engine.errors import BudgetExceeded, StreamMoved
 from engine.events import (
     FROM_OUTSIDE,
     AgentConfig,
     ApprovalRequested,
     ContentBlock,
+    Event,
     EventData,
     EventMeta,
     MessageDelta,
@@ -130,6 +139,9 @@ class GiveUp:
     error: str
 
 
+# A model call that stops so, without calling a tool, completes its turn.
+_COMPLETES = ("end_turn", "max_tokens")
+
 # Steps that spend (or lead to spending), checked against budgets first; None: the turn waits.
 _SPENDING = (Start, CallModel, RunTool, type(None))
 
@@ -155,7 +167,7 @@ def next_step(state: SessionState, config: AgentConfig) -> Step | None:
             if tool.executor == "server" and decision in (None, "approve"):
                 return RunTool(turn, tool)
         return None  # requires_action: a client's results, or a human's decision
-    if turn.last_stop in ("end_turn", "max_tokens"):
+    if turn.last_stop in _COMPLETES:
         return FinishTurn(turn, "completed")
     limits = config.limits
     if limits.max_turns is not None and turn.model_calls >= limits.max_turns:
@@ -239,26 +251,55 @@ class SessionRunner:
         self.max_tries = 0  # 0: no bound (a re-run)
         self.on_progress: Callable[[], Coroutine[Any, Any, None]] | None = None
         self.stopping = False  # set by a stopping worker: finish the step, start no other
+        # What the step in progress appended, as stored, with the data it appended; and what
+        # goes in front of its next append.
+        self._appended: list[tuple[Event, EventData]] = []
+        self._carried: list[EventData] = []
 
     async def run(self) -> None:
         """Advance the session until it has nothing to do (or ``stopping``). Raises
-        LostSession."""
+        LostSession.
+
+        After a step whose appends were the stream's next events (nothing came between them),
+        the state is brought up to date with those events and the next step is decided without
+        reading the log: anything appended since then fences that step's first append, which
+        then takes it in (as for anything that comes while a step runs). Before stopping on a
+        session that seems to wait, the log is read all the same."""
+        known = False  # the state holds everything up to the last append of this worker
         while not self.stopping:
-            self.state = state = await catch_up(self._store, self._tenant_id,
-                                                self._session_id, self.state)
+            if not known or self.state is None:
+                self.state = await catch_up(self._store, self._tenant_id, self._session_id,
+                                            self.state)
+            state = self.state
             if state.created.agent_id is None:
                 return  # no agent: the session only records messages
             step = await self._decide(state)
             if step is None:
+                if known:
+                    known = False  # read the log before deciding that it waits
+                    continue
                 return
             self._last_seq = state.last_seq
             self._turn_id = step.turn.turn_id
+            self._appended, self._carried = [], []
+            known = False
             try:
                 await self._perform(step, state)
             except _Interrupted:
                 continue  # the next fold sees the interrupt
+            known = self._apply_appended(state)
             if not isinstance(step, CloseMessage):  # closing a cut message is no progress
                 await self._progressed()
+
+    def _apply_appended(self, state: SessionState) -> bool:
+        """Fold what the step appended, while it follows on; True if the state is then as
+        recent as this worker's last append (nothing else came in between)."""
+        appended, self._appended = self._appended, []
+        for event, data in appended:
+            if event.seq != state.last_seq + 1:
+                return False
+            apply(state, event, data)
+        return bool(appended) and state.last_seq == self._last_seq
 
     async def _decide(self, state: SessionState) -> Step | GiveUp | None:
         """The next step; past ``max_tries`` tries of it, ending its turn instead (decided
@@ -325,13 +366,23 @@ class SessionRunner:
                 await self._append(*closing, SessionDone(turn_id=turn.turn_id, status="failed",
                                                          error=error))
             case Start(turn):
-                await self._append(TurnStarted(turn_id=turn.turn_id, worker=self._worker_id))
+                started = TurnStarted(turn_id=turn.turn_id, worker=self._worker_id)
+                config = await self._config(state)
+                if not _calls_model_first(config):
+                    await self._append(started)
+                    return
+                # The step after a turn_started is its first model call, checked (tenant,
+                # budgets) as this one just was: one step, whose first append carries it.
+                self._carried = [started]
+                await self._call_model(turn, state, config,
+                                       [*state.conversation, opening_message(turn)])
             case CloseMessage(turn, message_id):
                 await self._append(*self._closing(turn, message_id))
             case FinishTurn(turn, status, error):
                 await self._append(SessionDone(turn_id=turn.turn_id, status=status, error=error))
             case CallModel(turn):
-                await self._call_model(turn, state, await self._config(state))
+                await self._call_model(turn, state, await self._config(state),
+                                       state.conversation)
             case RunTool(turn, tool):
                 await self._run_tool(turn, tool, state, await self._config(state))
             case Refuse(turn, tool):
@@ -360,8 +411,9 @@ class SessionRunner:
                                       content=[ContentBlock(text=outcome.text)],
                                       is_error=outcome.is_error))
 
-    async def _call_model(self, turn: Turn, state: SessionState, config: AgentConfig) -> None:
-        request = ModelRequest(config.model, config.system, state.conversation,
+    async def _call_model(self, turn: Turn, state: SessionState, config: AgentConfig,
+                          conversation: list[ChatMessage]) -> None:
+        request = ModelRequest(config.model, config.system, conversation,
                                [_as_offered(tool) for tool in config.tools], state.model_calls,
                                max_tokens=config.limits.max_tokens_per_turn)
         adapter = self._adapters.get(config.model.adapter)
@@ -389,11 +441,14 @@ class SessionRunner:
         """One model call as message_start, deltas, tool uses, message_stop. Every call is a
         message in the log, even one that fails at once: it is closed with
         ``stop_reason: error`` before the error goes up. Output is appended as it streams,
-        one append in flight at a time (``_Pipe``)."""
+        one append in flight at a time (``_Pipe``). A call that completes the turn (it stops
+        without calling a tool) is stored with the turn's ``session_done``: the step that
+        follows it would only append that (``next_step``), with no check between (unless the worker
+        is stopping: that step is then the next worker's)."""
         await self._append(MessageStart(turn_id=turn.turn_id, message_id=message_id,
                                         model=request.model.name))
         pipe = _Pipe(self._append)
-        model, counted, deltas = request.model.name, Usage(), 0
+        model, counted, deltas, tools = request.model.name, Usage(), 0, False
         try:
             # aclosing: an interrupt or a lost lease closes the provider's response at once
             async with contextlib.aclosing(adapter.stream(request)) as chunks:
@@ -403,13 +458,17 @@ class SessionRunner:
                             deltas += 1
                             await pipe.add(MessageDelta(message_id=message_id, text=text))
                         case ToolCall():
+                            tools = True
                             await pipe.add(*_tool_events(chunk, request, turn, message_id))
                         case UsageSoFar(usage):
                             counted = usage
                         case Finish(stop_reason, usage):
+                            ends = stop_reason in _COMPLETES and not tools and not self.stopping
+                            done = ([SessionDone(turn_id=turn.turn_id, status="completed")]
+                                    if ends else [])
                             await pipe.flush(MessageStop(
                                 message_id=message_id, stop_reason=stop_reason, usage=usage),
-                                *self._spend(turn, message_id, model, usage))
+                                *self._spend(turn, message_id, model, usage), *done)
                             return
             raise ModelError("the model's stream ended without a stop", retryable=True)
         except ModelError:
@@ -438,6 +497,8 @@ class SessionRunner:
                               estimated=estimated)]
 
     async def _append(self, *datas: EventData) -> None:
+        if self._carried:
+            datas, self._carried = (*self._carried, *datas), []
         while True:
             try:
                 events = await self._store.append(
@@ -449,6 +510,7 @@ class SessionRunner:
                 await self._take_in_what_came()
                 continue
             self._last_seq = events[-1].seq
+            self._appended.extend(zip(events, datas, strict=True))
             return
 
     async def _take_in_what_came(self) -> None:
@@ -465,6 +527,13 @@ class SessionRunner:
         self._last_seq = came[-1].seq
         if interrupted:
             raise _Interrupted
+
+
+def _calls_model_first(config: AgentConfig) -> bool:
+    """Whether a turn's first step after it starts is a model call (``next_step`` on a turn
+    that has made no call and counted no token): unless its limits allow none."""
+    limits = config.limits
+    return limits.max_turns != 0 and limits.max_tokens_per_turn != 0
 
 
 def _cut_short(counted: Usage, deltas: int) -> Usage:
@@ -505,8 +574,10 @@ def _as_offered(tool: ToolSpec) -> ToolSpec:
 class _Pipe:
     """Appends a model's output while it streams: one append in flight at a time, and what
     arrives meanwhile goes into the next one (still an event per token, but not a commit per
-    token). No append holds more than the store takes (``MAX_EVENTS_PER_APPEND``). An
-    append's error surfaces at the next ``add`` or ``flush``."""
+    token). An append starts once the loop turns over, so that what arrives in the same moment
+    joins it; a reply that has all come before then is stored in one append with its stop. No
+    append holds more than the store takes (``MAX_EVENTS_PER_APPEND``). An append's error
+    surfaces at the next ``add`` or ``flush``."""
 
     _MAX_BATCH = MAX_EVENTS_PER_APPEND
 
@@ -514,6 +585,7 @@ class _Pipe:
         self._append = append
         self._pending: list[EventData] = []
         self._inflight: asyncio.Task[None] | None = None
+        self._taken = False  # the task in flight has taken its batch
 
     async def add(self, *datas: EventData) -> None:
         self._pending.extend(datas)
@@ -521,14 +593,25 @@ class _Pipe:
         if busy and len(self._pending) < self._MAX_BATCH:
             return
         await self._settle()
+        self._taken = False
+        self._inflight = asyncio.create_task(self._send())
+
+    async def _send(self) -> None:
+        await asyncio.sleep(0)  # what arrives meanwhile comes along
+        self._taken = True
         batch = self._pending[:self._MAX_BATCH]
         self._pending = self._pending[self._MAX_BATCH:]
-        self._inflight = asyncio.create_task(self._append(*batch))
+        if batch:
+            await self._append(*batch)
 
     async def flush(self, *datas: EventData) -> None:
         """Append everything added, then ``datas``, which go in one append together (a
         message_stop and its spend_recorded are never apart); returns once stored."""
         assert len(datas) <= self._MAX_BATCH
+        if self._inflight is not None and not self._taken:
+            # Nothing taken yet: what it would have appended goes with ``datas``.
+            self._inflight.cancel()
+            self._inflight = None
         await self._settle()
         pending, self._pending = self._pending, []
         # What does not fit beside ``datas`` goes first, in full appends of its own.
