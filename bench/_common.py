@@ -300,6 +300,21 @@ async def start_children(children: list[asyncio.subprocess.Process], argvs: list
             raise RuntimeError(f"{what} process failed to connect: {line!r}")
 
 
+async def serve_bare(app: Any, what: str, **config: Any) -> None:
+    """Serve ``app`` with uvicorn on a free port of 127.0.0.1 (no access log), printing the line
+    ``ServerProcess`` waits for once it listens: a bare server, the raw limit of a scenario."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None,
+                                           access_log=False, **config))
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
+        await asyncio.sleep(0.01)
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    print(f"{what} listening on http://{host}:{port}", flush=True)
+    await task
+
+
 # No rate limit and no per-tenant cap of running turns: what measures the engine, not the
 # limiter, with one tenant.
 UNLIMITED = {"SPOOL_TURN_RATE_LIMIT": "0", "SPOOL_TENANT_MAX_RUNNING_TURNS": "0"}

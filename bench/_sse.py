@@ -46,6 +46,7 @@ from _common import (
     median,
     render_table,
     run_on_services,
+    serve_bare,
     setup_session,
     spool_server,
     sse_request,
@@ -113,17 +114,7 @@ def bare_app() -> Any:
 
 
 async def _serve_bare() -> None:
-    import uvicorn
-
-    config = uvicorn.Config(bare_app(), host="127.0.0.1", port=0, log_config=None,
-                            access_log=False, lifespan="off")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-        await asyncio.sleep(0.01)
-    host, port = server.servers[0].sockets[0].getsockname()[:2]
-    print(f"bare SSE server listening on http://{host}:{port}", flush=True)
-    await task
+    await serve_bare(bare_app(), "bare SSE server", lifespan="off")
 
 
 # --- targets: what to subscribe to and where to append -------------------------------------------

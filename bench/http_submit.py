@@ -57,6 +57,7 @@ from _common import (
     redis_db,
     render_table,
     run_on_services,
+    serve_bare,
     spool_server,
 )
 
@@ -202,17 +203,7 @@ def bare_app(mode: str, database_url: str) -> Any:
 
 
 async def _serve_bare(mode: str, database_url: str) -> None:
-    import uvicorn
-
-    config = uvicorn.Config(bare_app(mode, database_url), host="127.0.0.1", port=0,
-                            log_config=None, access_log=False, loop="uvloop")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-        await asyncio.sleep(0.01)
-    host, port = server.servers[0].sockets[0].getsockname()[:2]
-    print(f"bare submit server listening on http://{host}:{port}", flush=True)
-    await task
+    await serve_bare(bare_app(mode, database_url), "bare submit server", loop="uvloop")
 
 
 def bare_server(mode: str, database_url: str) -> ServerProcess:

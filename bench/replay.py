@@ -54,6 +54,7 @@ from _common import (
     raise_fd_limit,
     render_table,
     run_and_finish,
+    serve_bare,
     server_facts,
     services,
     spool_run,
@@ -106,7 +107,6 @@ def run_bare_server(mode: str, frame_file: str, count: int) -> None:
     (``%d`` for the id), one ASGI message each; ``replay-pages``: the same, 1000 frames per
     message. ``idle``: send ``retry:`` and wait for the
     client to leave (a keepalive comment every 15 s, as the real server)."""
-    import uvicorn
 
     raise_fd_limit()
     frames: list[bytes] = []
@@ -140,15 +140,7 @@ def run_bare_server(mode: str, frame_file: str, count: int) -> None:
     async def serve() -> None:
         # Stopped right after the clients left: streams whose disconnect it has not seen yet
         # would hold a graceful shutdown to the 30 s the bench waits before killing it.
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None,
-                                access_log=False, lifespan="off", timeout_graceful_shutdown=1)
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
-        while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-            await asyncio.sleep(0.02)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        print(f"bare listening on http://127.0.0.1:{port}", flush=True)
-        await task
+        await serve_bare(app, "bare", lifespan="off", timeout_graceful_shutdown=1)
 
     install_uvloop()  # the event loop `spool serve` runs on, for a like-for-like limit
     asyncio.run(serve())

@@ -134,3 +134,14 @@ async def assert_firehose_received_the_log(
     log = await session_log(live, key, session_id)
     assert firehose.ids == [event["position"] for event in log]
     assert [frame.envelope for frame in firehose.events] == log
+
+
+async def assert_both_received_the_log(live: Live, key: str, session_id: str, session: Reader,
+                                       firehose: Reader) -> None:
+    """The pair ``connected_readers`` opened, disconnected once a duplicate would have come:
+    the session's stream got its log, the firehose the same events by position."""
+    await asyncio.sleep(0.05)  # a duplicate would arrive now
+    await session.disconnect()
+    await firehose.disconnect()
+    await assert_received_the_log(live, key, session_id, session)
+    await assert_firehose_received_the_log(live, key, session_id, firehose)

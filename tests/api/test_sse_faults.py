@@ -23,7 +23,7 @@ from tests.api.sse_client import Frame, frames
 from tests.conftest import ADMIN_TOKEN, Services
 from tests.helpers_sse import (
     Reader,
-    assert_firehose_received_the_log,
+    assert_both_received_the_log,
     assert_received_the_log,
     connected_readers,
     session_log,
@@ -183,11 +183,7 @@ async def test_redis_down_then_back_on_the_same_port(services: Services, tmp_pat
             async with asyncio.timeout(30):
                 while sample(engine, "spool_events_published_total") < published + 3:  # noqa: ASYNC110
                     await asyncio.sleep(0.02)
-            await asyncio.sleep(0.05)
-            await reader.disconnect()
-            await firehose.disconnect()
-            await assert_received_the_log(live, key, session_id, reader)
-            await assert_firehose_received_the_log(live, key, session_id, firehose)
+            await assert_both_received_the_log(live, key, session_id, reader, firehose)
             assert reader.connections == firehose.connections == 1  # they never noticed
             await no_subscribers(engine)
     finally:
@@ -257,11 +253,7 @@ async def test_a_client_on_server_b_sees_appends_through_server_a(
             await live.say(key, session_id, f"through A {index}")
         await on_b.wait_for(31)
         await firehose_b.wait_for(31)
-        await asyncio.sleep(0.05)
-        await on_b.disconnect()
-        await firehose_b.disconnect()
-        await assert_received_the_log(live, key, session_id, on_b)
-        await assert_firehose_received_the_log(live, key, session_id, firehose_b)
+        await assert_both_received_the_log(live, key, session_id, on_b, firehose_b)
         await no_subscribers(engine_b)
         assert sample(engine_b, "spool_events_appended_total") == 0  # all went through A
 
