@@ -165,8 +165,10 @@ def apply(state: SessionState, event: Event, data: EventData | None = None) -> N
     if data is None:
         data = decode_data(event)
     match data:
-        case UserMessage() if state.created.agent_id is not None:
-            # Without an agent a message is only recorded: no turn, so nothing queues.
+        case UserMessage() if state.created.agent_id is None:
+            # Without an agent a message is only recorded: no turn queues, it is conversation.
+            state.conversation.append(opening_message(Turn(data.turn_id, data.content)))
+        case UserMessage():
             state.queue.append(Turn(data.turn_id, data.content))
         case TurnStarted():
             _start(state, data.turn_id)

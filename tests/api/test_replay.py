@@ -93,7 +93,8 @@ async def test_a_bad_at_is_400_and_unknown_or_foreign_sessions_404(api: Api) -> 
         error = assert_error(await api.request("GET", f"/v1/sessions/{sid}/state?at={at}", key),
                              400, "invalid_request")
         assert error["details"]["field"] == "at"
-    assert (await state(api, key, sid, 2))["queue"][0]["text"] == "hi"
+    at_2 = await state(api, key, sid, 2)  # recorded: no turn queued, it is conversation
+    assert at_2["queue"] == [] and at_2["conversation"][0]["text"] == "hi"
 
     assert_error(await api.request("GET", "/v1/sessions/ses_nothing/state", key), 404,
                  "not_found")

@@ -288,3 +288,4 @@ def test_messages_to_a_session_without_an_agent_queue_no_turn() -> None:
         summary.apply(event, decode_data(event))
     assert state.status == summary.status == "idle"
     assert state.queue == [] and summary.fold.queue == []
+    assert [m.text for m in state.conversation] == ["hi"] * 5  # recorded as conversation
