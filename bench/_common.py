@@ -320,12 +320,18 @@ async def serve_bare(app: Any, what: str, **config: Any) -> None:
 UNLIMITED = {"SPOOL_TURN_RATE_LIMIT": "0", "SPOOL_TENANT_MAX_RUNNING_TURNS": "0"}
 
 
+# The scenarios open up to 10,000 connections (idle connections, reconnect storm): the cap of
+# concurrent connections (SPOOL_HTTP_MAX_CONNECTIONS, default 1,000) is set above that.
+BENCH_MAX_CONNECTIONS = "20000"
+
+
 def spool_server(database_url: str, redis_url: str, **env: str) -> ServerProcess:
     """``spool serve`` on a free port of 127.0.0.1 (start it with ``await ....start()``)."""
     return ServerProcess(
         [sys.executable, "-m", "spool.cli", "serve", "--host", "127.0.0.1", "--port", "0"],
         {"SPOOL_DATABASE_URL": database_url, "SPOOL_REDIS_URL": redis_url,
          "SPOOL_ADMIN_TOKEN": ADMIN_TOKEN, "SPOOL_LOG_LEVEL": "warning",
+         "SPOOL_HTTP_MAX_CONNECTIONS": BENCH_MAX_CONNECTIONS,
          "PYTHONPATH": str(REPO_ROOT), **env},
         "engine",
     )
