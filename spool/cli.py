@@ -10,8 +10,6 @@ from collections.abc import Sequence
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if getattr(args, "handler", None) == "bench":
-        return _bench(args)
     if not hasattr(args, "handler"):
         parser.print_help()
         return 2
@@ -103,21 +101,6 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench.add_argument("--no-docs", action="store_true",
                        help="do not rewrite the table in docs/BENCHMARKS.md")
     bench.set_defaults(handler="bench")
-
-
-def _bench(args: argparse.Namespace) -> int:
-    import subprocess
-    from pathlib import Path
-
-    report = Path(__file__).resolve().parent.parent / "bench" / "report.py"
-    if not report.is_file():
-        print(f"spool bench: no {report} (the benchmarks live in a checkout of the repository, "
-              "not in the installed package)", file=sys.stderr)
-        return 2
-    argv = [sys.executable, str(report), *(["--quick"] if args.quick else []),
-            *(["--only", args.only] if args.only else []),
-            *(["--no-docs"] if args.no_docs else [])]
-    return subprocess.run(argv, cwd=report.parent.parent).returncode
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""The handlers of ``spool serve``, ``worker``, ``projections`` and ``replay`` (spool/cli.py
-parses the arguments). Engine modules are imported inside each, so one command loads only what
-it uses."""
+"""The handlers of ``spool serve``, ``worker``, ``projections``, ``replay`` and ``bench``
+(spool/cli.py parses the arguments). Engine modules are imported inside each, so one command
+loads only what it uses."""
 
 from __future__ import annotations
 
@@ -21,6 +21,22 @@ if TYPE_CHECKING:  # the engine is imported inside each command, when it runs
 
     from engine.engine import Engine
     from engine.settings import Settings
+
+
+def bench(args: argparse.Namespace) -> int:
+    """``spool bench``: bench/report.py of the checkout (the scripts are not in the wheel)."""
+    import subprocess
+    from pathlib import Path
+
+    report = Path(__file__).resolve().parents[2] / "bench" / "report.py"
+    if not report.is_file():
+        print(f"spool bench: no {report} (the benchmarks live in a checkout of the repository, "
+              "not in the installed package)", file=sys.stderr)
+        return 2
+    argv = [sys.executable, str(report), *(["--quick"] if args.quick else []),
+            *(["--only", args.only] if args.only else []),
+            *(["--no-docs"] if args.no_docs else [])]
+    return subprocess.run(argv, cwd=report.parent.parent).returncode
 
 
 def replay(args: argparse.Namespace) -> int:
