@@ -4,6 +4,8 @@ tenant firehose, ids are positions, filters ``types`` and ``stream_type``), and
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -39,7 +41,7 @@ async def session_stream(request: Request) -> Response:
         engine.metrics.sse_resumes.inc()
     tail = session_tail(engine.store, engine.fanout, tenant_id=tenant_id, stream_id=session_id,
                         after=after)
-    return _opened(engine, sse_response(tail, lambda event: event.seq, engine.metrics), grant)
+    return _opened(engine, sse_response(tail, attrgetter("seq"), engine.metrics), grant)
 
 
 async def tenant_stream(request: Request) -> Response:
@@ -52,7 +54,7 @@ async def tenant_stream(request: Request) -> Response:
         engine.metrics.sse_resumes.inc()
     tail = tenant_tail(engine.store, engine.fanout, tenant_id=tenant_id, after=after,
                        types=types, stream_type=stream_type)
-    return _opened(engine, sse_response(tail, lambda event: event.position, engine.metrics),
+    return _opened(engine, sse_response(tail, attrgetter("position"), engine.metrics),
                    grant)
 
 

@@ -23,6 +23,7 @@ from engine.events import Event, NewEvent
 from engine.infra.db import connection
 from engine.log.appender import MAX_EVENTS_PER_APPEND as MAX_EVENTS_PER_APPEND
 from engine.log.appender import Appender
+from engine.log.live import LiveEvent, live_events
 from engine.log.rows import E_EVENT_COLUMNS, EVENT_COLUMNS, HEADER_COLUMNS, LAST_SEQ, event_of
 from engine.log.rows import Committed as Committed
 from engine.metrics import Metrics
@@ -84,9 +85,20 @@ class EventStore:
         self, stream_id: str, *, tenant_id: str, after: int = 0, limit: int = 100
     ) -> list[Event]:
         """Events of one stream with ``seq > after``, in seq order. Unknown or foreign: NotFound."""
+        return [event_of(row) for row in await self._stream_rows(stream_id, tenant_id, after,
+                                                                  limit)]
+
+    async def read_stream_live(
+        self, stream_id: str, *, tenant_id: str, after: int = 0, limit: int = 100
+    ) -> list[LiveEvent]:
+        """``read_stream`` as the events a stream writes (a replay: no ``Event`` per row)."""
+        return live_events(tenant_id, await self._stream_rows(stream_id, tenant_id, after, limit))
+
+    async def _stream_rows(self, stream_id: str, tenant_id: str, after: int,
+                           limit: int) -> list[asyncpg.Record]:
         limit = _check_limit(limit)
         async with connection(self._pool, "reading a stream") as conn:
-            rows = await conn.fetch(
+            rows: list[asyncpg.Record] = await conn.fetch(
                 # The owner is checked on the streams row, not on events.tenant_id: a condition
                 # on that column lets the planner AND in the tenant index and sort the whole
                 # stream for every page (seen right after a bulk load, before ANALYZE).
@@ -98,7 +110,7 @@ class EventStore:
             )
             if not rows and not await _stream_exists(conn, stream_id, tenant_id):
                 raise NotFound(f"stream {stream_id!r} not found")
-        return [event_of(row) for row in rows]
+        return rows
 
     async def read_stream_types(self, stream_id: str, types: frozenset[str], *,
                                 tenant_id: str) -> list[Event]:
@@ -175,6 +187,25 @@ class EventStore:
     ) -> list[Event]:
         """Events with ``position > after`` in position order, optionally filtered (``actor``:
         who ``meta`` names)."""
+        rows = await self._log_rows(after, limit, tenant_id=tenant_id, types=types,
+                                    stream_type=stream_type, actor=actor,
+                                    exclude_types=exclude_types)
+        return [event_of(row) for row in rows]
+
+    async def read_tenant_live(
+        self, tenant_id: str, *, after: int = 0, limit: int = 100,
+        types: Sequence[str] | None = None, stream_type: str | None = None,
+    ) -> list[LiveEvent]:
+        """``read_all`` of one tenant as the events a stream writes (a replay)."""
+        rows = await self._log_rows(after, limit, tenant_id=tenant_id, types=types,
+                                    stream_type=stream_type)
+        return live_events(tenant_id, rows)
+
+    async def _log_rows(
+        self, after: int, limit: int, *, tenant_id: str | None = None,
+        types: Sequence[str] | None = None, stream_type: str | None = None,
+        actor: str | None = None, exclude_types: Sequence[str] | None = None,
+    ) -> list[asyncpg.Record]:
         limit = _check_limit(limit)
         clauses: list[str] = ["position > $1"]
         args: list[Any] = [after]
@@ -195,8 +226,8 @@ class EventStore:
             f" ORDER BY position LIMIT ${len(args)}"
         )
         async with connection(self._pool, "reading the log") as conn:
-            rows = await conn.fetch(sql, *args)
-        return [event_of(row) for row in rows]
+            rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+        return rows
 
     async def stream_version(self, stream_id: str, *, tenant_id: str) -> int:
         """The seq of the stream's last event; NotFound for an unknown or foreign stream."""

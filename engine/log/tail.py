@@ -77,10 +77,10 @@ async def tenant_tail(
     try:
         last, replayed = after, 0
         while True:
-            page = await store.read_all(after=last, limit=_PAGE, tenant_id=tenant_id,
-                                        types=list(types) or None, stream_type=stream_type)
+            page = await store.read_tenant_live(tenant_id, after=last, limit=_PAGE,
+                                                types=list(types) or None, stream_type=stream_type)
             if page:
-                yield [LiveEvent.from_event(tenant_id, event) for event in page]
+                yield page
                 last, replayed = page[-1].position, replayed + len(page)
             if len(page) < _PAGE:
                 break
@@ -102,9 +102,9 @@ async def _replay_stream(
 ) -> AsyncIterator[list[LiveEvent]]:
     """Pages of the stream's events with ``after < seq <= until`` (no end if ``until`` is None)."""
     while until is None or after < until:
-        page = await store.read_stream(stream_id, tenant_id=tenant_id, after=after, limit=_PAGE)
-        events = [LiveEvent.from_event(tenant_id, event) for event in page
-                  if until is None or event.seq <= until]
+        page = await store.read_stream_live(stream_id, tenant_id=tenant_id, after=after,
+                                            limit=_PAGE)
+        events = page if until is None else [event for event in page if event.seq <= until]
         if events:
             yield events
             after = events[-1].seq

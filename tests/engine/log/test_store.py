@@ -16,6 +16,7 @@ from engine.errors import (
     Unavailable,
 )
 from engine.events import NewEvent
+from engine.log.live import LiveEvent
 from engine.log.store import Committed, EventStore
 
 
@@ -294,3 +295,20 @@ async def test_the_whole_log_and_the_listeners_get_each_event_with_its_tenant(
     assert [(c.tenant_id, c.event.position) for c in logged] == [("ten_a", 1), ("ten_b", 2)]
     tenant_id, event = logged[1]  # still unpacks as a pair
     assert (tenant_id, event) == ("ten_b", theirs)
+
+
+async def test_the_replay_reads_give_the_events_a_stream_writes(engine: Engine) -> None:
+    """read_stream_live / read_tenant_live build each frame in one pass from its row: byte for
+    byte what LiveEvent.from_event makes of the stored event, line breaks in stored JSON too."""
+    store = engine.store
+    await append(store, "s1", [ev(1), NewEvent(type="thing_happened", data=b'{\n "n": 2\n}')])
+    await store.append("b1", [NewEvent(type="board_created", data=b"{}")],
+                       tenant_id="ten_a", stream_type="board")
+    stream = await store.read_stream("s1", tenant_id="ten_a", after=0)
+    assert await store.read_stream_live("s1", tenant_id="ten_a", after=0) == [
+        LiveEvent.from_event("ten_a", event) for event in stream]
+    boards = await store.read_all(tenant_id="ten_a", stream_type="board")
+    assert await store.read_tenant_live("ten_a", stream_type="board") == [
+        LiveEvent.from_event("ten_a", event) for event in boards]
+    with pytest.raises(NotFound):
+        await store.read_stream_live("s1", tenant_id="ten_b")
