@@ -197,6 +197,71 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid``, the children it reaped and its live descendants."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                parents.setdefault(int(_stat(int(entry.name))[1]), []).append(int(entry.name))
+    ticks, todo, first = 0, [pid], True
+    while todo:
+        current = todo.pop()
+        with contextlib.suppress(OSError, IndexError):
+            fields = _stat(current)
+            ticks += sum(int(f) for f in fields[11:15]) if first else \
+                int(fields[11]) + int(fields[12])
+        first = False
+        todo += parents.get(current, [])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class ServiceCpu:
+    """CPU seconds of the embedded Postgres (postmaster, its live backends and the reaped ones)
+    and Valkey, found through their pid files; nothing for external services."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.postmaster: int | None = None
+        self.valkey: int | None = None
+        if os.environ.get("SPOOL_DATABASE_URL"):
+            return
+        host = parse_qs(urlsplit(admin_url).query).get("host", [""])[0]
+        pg_dir = Path(host) if host else None
+        with contextlib.suppress(OSError, ValueError):
+            if pg_dir is not None:
+                self.postmaster = int((pg_dir / "postmaster.pid").read_text().split()[0])
+        with contextlib.suppress(OSError, ValueError):
+            if pg_dir is not None and not os.environ.get("SPOOL_REDIS_URL"):
+                self.valkey = int((pg_dir.parent / "valkey" / "valkey.pid").read_text().split()[0])
+
+    def postgres_seconds(self) -> float | None:
+        if self.postmaster is None:
+            return None
+        ticks = 0
+        with contextlib.suppress(OSError):
+            fields = _stat(self.postmaster)
+            ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, IndexError):
+                fields = _stat(int(entry.name))
+                if int(fields[1]) == self.postmaster:
+                    ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def valkey_seconds(self) -> float | None:
+        if self.valkey is None:
+            return None
+        with contextlib.suppress(OSError):
+            return cpu_seconds(self.valkey)
+        return None
+
+
 def vm_rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

@@ -21,6 +21,10 @@ script that also prints wrk's figures as JSON. Each measurement: ``--warmup`` se
 unmeasured, then ``--seconds`` measured, on a fresh database; ``--runs`` repetitions
 interleaved (bare, engine, references), medians reported.
 
+Each measurement also records the CPU of the servers, Postgres, Valkey and wrk over the measured
+seconds, and their sum per answered request (``cpu_us_per_request``): on a machine whose cores
+are all busy, that sum is what bounds the rate.
+
     .venv/bin/python bench/http_submit.py [--seconds 5] [--warmup 2] [--runs 3]
         [--connections 64] [--processes 1] [--idempotency-keys]
 """
@@ -32,6 +36,7 @@ import asyncio
 import contextlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -45,6 +50,7 @@ import httpx
 from _common import (
     REPO_ROOT,
     ServerProcess,
+    ServiceCpu,
     Services,
     add_options,
     arguments,
@@ -238,18 +244,31 @@ def run_wrk(base_url: str, paths: list[str], key: str, seconds: float, connectio
 
 
 async def measure(server: ServerProcess, pids: list[int], paths: list[str], key: str,
-                  args: argparse.Namespace, script: Path) -> dict[str, Any]:
-    """Warm-up load, then the measured load; the servers' CPU over the measured part."""
+                  args: argparse.Namespace, script: Path, services: ServiceCpu) -> dict[str, Any]:
+    """Warm-up load, then the measured load; over the measured part, the CPU of the servers,
+    Postgres, Valkey and wrk, and so what a request costs in all."""
     await asyncio.to_thread(run_wrk, server.base_url, paths, key, args.warmup, args.connections,
                             args.idempotency_keys, script)
-    before = sum(cpu_seconds(pid) for pid in pids)
+    before = _cpu(pids, services)
     found = await asyncio.to_thread(run_wrk, server.base_url, paths, key, args.seconds,
                                     args.connections, args.idempotency_keys, script)
-    found["server_cores"] = (sum(cpu_seconds(pid) for pid in pids) - before) / args.seconds
+    used = {part: (seconds - before[part]) / args.seconds
+            for part, seconds in _cpu(pids, services).items()}
+    found.update({f"{part}_cores": cores for part, cores in used.items()})
+    found["cpu_us_per_request"] = sum(used.values()) / found["rate"] * 1e6 if found["rate"] else 0
     if found["errors"]:
         counts = ", ".join(f"{kind} {found[kind]}" for kind in ERRORS if found[kind])
         log(f"  {server.name}: {found['errors']} errors ({counts})")
     return found
+
+
+def _cpu(pids: list[int], services: ServiceCpu) -> dict[str, float]:
+    """CPU seconds so far of the servers, Postgres, Valkey and the wrk runs this process reaped
+    (an external service counts 0: it may be on another machine)."""
+    return {"server": sum(cpu_seconds(pid) for pid in pids),
+            "postgres": services.postgres_seconds() or 0.0,
+            "valkey": services.valkey_seconds() or 0.0,
+            "wrk": sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])}
 
 
 def _tree(pid: int) -> list[int]:
@@ -271,7 +290,8 @@ async def engine_run(svc: Services, run: int, args: argparse.Namespace,
         await server.start()
         try:
             key, paths = await _sessions(server.base_url)
-            return await measure(server, _tree(server.pid), paths, key, args, script)
+            return await measure(server, _tree(server.pid), paths, key, args, script,
+                                 ServiceCpu(svc.postgres_url))
         finally:
             server.stop()
 
@@ -294,7 +314,8 @@ async def bare_run(svc: Services, mode: str, args: argparse.Namespace,
         server = await bare_server(mode, database_url).start()
         try:
             paths = [f"/v1/sessions/ses_bare_{index}/messages" for index in range(SESSIONS)]
-            return await measure(server, [server.pid], paths, "none", args, script)
+            return await measure(server, [server.pid], paths, "none", args, script,
+                                 ServiceCpu(svc.postgres_url))
         finally:
             server.stop()
 
@@ -302,7 +323,8 @@ async def bare_run(svc: Services, mode: str, args: argparse.Namespace,
 # --- the runs and the report ---------------------------------------------------------------------
 
 
-KEYS = ("rate", "p50_us", "p99_us", "server_cores", "errors")
+KEYS = ("rate", "p50_us", "p99_us", "server_cores", "postgres_cores", "valkey_cores", "wrk_cores",
+        "cpu_us_per_request", "errors")
 
 
 async def bench(svc: Services, args: argparse.Namespace) -> dict[str, Any]:
@@ -368,10 +390,12 @@ def print_table(result: dict[str, Any]) -> None:
     bare = med["bare"]["rate"]
     rows = [[LABELS[mode], f"{figures['rate']:,.0f}", f"{figures['p50_us'] / 1000:.1f}",
              f"{figures['p99_us'] / 1000:.1f}", f"{figures['server_cores']:.2f}",
+             f"{figures['postgres_cores']:.2f}", f"{figures['valkey_cores']:.2f}",
+             f"{figures['wrk_cores']:.2f}", f"{figures['cpu_us_per_request']:.0f}",
              f"{figures['rate'] / bare:.2f}"] for mode, figures in med.items()]
     log("")
     log(render_table(["server", "req/s (median)", "p50 ms", "p99 ms", "server cores",
-                      "vs bare"], rows))
+                      "postgres", "valkey", "wrk", "CPU us/request", "vs bare"], rows))
     targets = result["targets"]
     log(f"target engine >= {TARGET_RATIO:.0%} of bare: {result['ratio_engine_vs_bare']:.1%} -> "
         f"{'MET' if targets['engine_vs_bare_met'] else 'NOT MET'} (per run: "
