@@ -12,6 +12,7 @@ from starlette.middleware.cors import CORSMiddleware
 from api.errors import EXCEPTION_HANDLERS
 from api.middleware import JsonBodiesOnly, RequestContextMiddleware
 from api.openapi import RESPONSE_HEADERS
+from api.router import IndexedRouter
 from api.routes import (
     agents,
     api_keys,
@@ -56,12 +57,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
             expose_headers=list(RESPONSE_HEADERS),
         ))
     middleware.append(Middleware(JsonBodiesOnly))  # inside CORS: a 415 has its headers
-    app = Starlette(
-        routes=ROUTES,
-        middleware=middleware,
-        exception_handlers=EXCEPTION_HANDLERS,
-        lifespan=lifespan,
-    )
+    app = Starlette(middleware=middleware, exception_handlers=EXCEPTION_HANDLERS)
+    # Set before the first request builds the middleware stack around app.router.
+    app.router = IndexedRouter(ROUTES, lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
     return app

@@ -1,0 +1,79 @@
+"""IndexedRouter answers every request exactly as Starlette's full scan of the same table does:
+the same route, 405, trailing-slash redirect or 404, for any path built from the table's own
+segments (hypothesis) and for every route's own path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route, Router
+
+from api.app import ROUTES
+from api.router import IndexedRouter
+
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+def _recording_table() -> list[Route]:
+    """The app's route table, each route answering with its own path and method list."""
+    table = []
+    for route in ROUTES:
+        assert isinstance(route, Route)
+
+        async def endpoint(request: Request, path: str = route.path) -> Response:
+            return PlainTextResponse(f"{path} {sorted(request.path_params.items())}")
+
+        table.append(Route(route.path, endpoint, methods=sorted(route.methods or ())))
+    return table
+
+
+TABLE = _recording_table()
+PLAIN, INDEXED = Router(TABLE), IndexedRouter(TABLE)
+SEGMENTS = sorted({part for route in TABLE for part in route.path.split("/")
+                   if part and "{" not in part} | {"x1", "ses_1"})
+
+
+async def answer(router: Router, method: str, path: str) -> tuple[int, bytes, dict[str, str]]:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(),
+             "root_path": "", "query_string": b"", "headers": [(b"host", b"test")],
+             "scheme": "http", "server": ("test", 80)}
+    await router(scope, receive, send)
+    start, body = sent[0], b"".join(m.get("body", b"") for m in sent[1:])
+    headers = {k.decode(): v.decode() for k, v in start["headers"]
+               if k in (b"allow", b"location")}
+    return start["status"], body, headers
+
+
+def test_the_table_is_indexed() -> None:
+    assert INDEXED._buckets and sum(len(b) for b in INDEXED._buckets.values()) == len(TABLE)
+
+
+async def test_every_route_and_method_is_answered_as_the_full_scan_does() -> None:
+    for route in TABLE:
+        path = route.path.replace("{", "").replace("}", "")
+        for method in METHODS:
+            for variant in (path, path + "/", path + "/x1"):
+                assert await answer(INDEXED, method, variant) == await answer(
+                    PLAIN, method, variant), (method, variant)
+
+
+@settings(max_examples=300, deadline=None)
+@given(method=st.sampled_from(METHODS),
+       parts=st.lists(st.sampled_from(SEGMENTS), min_size=0, max_size=5),
+       slash=st.booleans())
+async def test_any_path_of_the_tables_segments_is_answered_as_the_full_scan_does(
+        method: str, parts: list[str], slash: bool) -> None:
+    path = "/" + "/".join(parts) + ("/" if slash and parts else "")
+    assert await answer(INDEXED, method, path) == await answer(PLAIN, method, path)
