@@ -46,6 +46,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 from _common import (
     REPO_ROOT,
@@ -244,11 +245,14 @@ def run_wrk(base_url: str, paths: list[str], key: str, seconds: float, connectio
 
 
 async def measure(server: ServerProcess, pids: list[int], paths: list[str], key: str,
-                  args: argparse.Namespace, script: Path, services: ServiceCpu) -> dict[str, Any]:
+                  args: argparse.Namespace, script: Path, services: ServiceCpu,
+                  database_url: str) -> dict[str, Any]:
     """Warm-up load, then the measured load; over the measured part, the CPU of the servers,
-    Postgres, Valkey and wrk, and so what a request costs in all."""
+    Postgres, Valkey and wrk, and so what a request costs in all, and the write transactions
+    per request."""
     await asyncio.to_thread(run_wrk, server.base_url, paths, key, args.warmup, args.connections,
                             args.idempotency_keys, script)
+    xid_before = await _next_xid(database_url)
     before = _cpu(pids, services)
     found = await asyncio.to_thread(run_wrk, server.base_url, paths, key, args.seconds,
                                     args.connections, args.idempotency_keys, script)
@@ -256,10 +260,23 @@ async def measure(server: ServerProcess, pids: list[int], paths: list[str], key:
             for part, seconds in _cpu(pids, services).items()}
     found.update({f"{part}_cores": cores for part, cores in used.items()})
     found["cpu_us_per_request"] = sum(used.values()) / found["rate"] * 1e6 if found["rate"] else 0
+    answered = found["requests"] - found["status"]
+    found["pg_write_txns_per_request"] = (
+        (await _next_xid(database_url) - xid_before) / answered if answered else 0)
     if found["errors"]:
         counts = ", ".join(f"{kind} {found[kind]}" for kind in ERRORS if found[kind])
         log(f"  {server.name}: {found['errors']} errors ({counts})")
     return found
+
+
+async def _next_xid(database_url: str) -> int:
+    """The next transaction id Postgres will assign (reading it assigns none): how many
+    transactions that wrote anything have begun, cluster-wide."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(await conn.fetchval("SELECT pg_snapshot_xmax(pg_current_snapshot())::text"))
+    finally:
+        await conn.close()
 
 
 def _cpu(pids: list[int], services: ServiceCpu) -> dict[str, float]:
@@ -291,7 +308,7 @@ async def engine_run(svc: Services, run: int, args: argparse.Namespace,
         try:
             key, paths = await _sessions(server.base_url)
             return await measure(server, _tree(server.pid), paths, key, args, script,
-                                 ServiceCpu(svc.postgres_url))
+                                 ServiceCpu(svc.postgres_url), database_url)
         finally:
             server.stop()
 
@@ -315,7 +332,7 @@ async def bare_run(svc: Services, mode: str, args: argparse.Namespace,
         try:
             paths = [f"/v1/sessions/ses_bare_{index}/messages" for index in range(SESSIONS)]
             return await measure(server, [server.pid], paths, "none", args, script,
-                                 ServiceCpu(svc.postgres_url))
+                                 ServiceCpu(svc.postgres_url), database_url)
         finally:
             server.stop()
 
@@ -324,7 +341,7 @@ async def bare_run(svc: Services, mode: str, args: argparse.Namespace,
 
 
 KEYS = ("rate", "p50_us", "p99_us", "server_cores", "postgres_cores", "valkey_cores", "wrk_cores",
-        "cpu_us_per_request", "errors")
+        "cpu_us_per_request", "pg_write_txns_per_request", "errors")
 
 
 async def bench(svc: Services, args: argparse.Namespace) -> dict[str, Any]:
@@ -392,10 +409,12 @@ def print_table(result: dict[str, Any]) -> None:
              f"{figures['p99_us'] / 1000:.1f}", f"{figures['server_cores']:.2f}",
              f"{figures['postgres_cores']:.2f}", f"{figures['valkey_cores']:.2f}",
              f"{figures['wrk_cores']:.2f}", f"{figures['cpu_us_per_request']:.0f}",
+             f"{figures['pg_write_txns_per_request']:.2f}",
              f"{figures['rate'] / bare:.2f}"] for mode, figures in med.items()]
     log("")
     log(render_table(["server", "req/s (median)", "p50 ms", "p99 ms", "server cores",
-                      "postgres", "valkey", "wrk", "CPU us/request", "vs bare"], rows))
+                      "postgres", "valkey", "wrk", "CPU us/request", "pg write txns/request",
+                      "vs bare"], rows))
     targets = result["targets"]
     log(f"target engine >= {TARGET_RATIO:.0%} of bare: {result['ratio_engine_vs_bare']:.1%} -> "
         f"{'MET' if targets['engine_vs_bare_met'] else 'NOT MET'} (per run: "

@@ -11,6 +11,7 @@ import pytest
 from engine.engine import Engine
 from engine.errors import InvalidRequest
 from engine.events import NewEvent
+from engine.projections import runner as runner_module
 from engine.projections.runner import LogPages, reached, require
 from engine.settings import Settings
 
@@ -126,3 +127,49 @@ async def test_pages_that_touch_nothing_of_a_view_move_its_checkpoint(engine: En
     await engine.store.append("s3", events, tenant_id="ten_a", stream_type="session")
     await _caught_up(engine, "tasks")
     assert await _checkpoint(engine, "tasks") == await engine.store.head() == 40
+
+
+def _count_pages(engine: Engine, name: str) -> list[int]:
+    """The sizes of the pages the runner of ``name`` applies from now on."""
+    runner = next(r for r in engine._projections if r.projection.name == name)
+    sizes: list[int] = []
+    report = runner._report_lag
+
+    def counting(lag: int, applied: int = 0) -> None:
+        if applied:
+            sizes.append(applied)
+        report(lag, applied)
+
+    runner._report_lag = counting  # type: ignore[method-assign]
+    return sizes
+
+
+async def test_a_runner_no_reader_waits_on_gathers_small_commits_into_pages(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a small page the runner lets the log fill before reading on: twenty commits of one
+    event each, a few ms apart, are applied in a few pages (a page costs about five round trips
+    whatever its size)."""
+    monkeypatch.setattr(runner_module, "GATHER_SECONDS", 0.2)
+    await _caught_up(engine, "session_runs")
+    sizes = _count_pages(engine, "session_runs")
+    for _ in range(20):
+        await engine.store.append("s4", [NewEvent(type="thing_happened", data=b"{}")],
+                                  tenant_id="ten_a", stream_type="session")
+        await asyncio.sleep(0.01)
+    await _caught_up(engine, "session_runs")
+    assert sum(sizes) == 20 and len(sizes) <= 10, sizes
+
+
+async def test_a_waiting_reader_cuts_the_gathering_short(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Read-your-writes never waits for a gathering runner: with a gathering time of a minute,
+    a reader of a fresh write is answered within its 20 s."""
+    monkeypatch.setattr(runner_module, "GATHER_SECONDS", 60.0)
+    event = [NewEvent(type="thing_happened", data=b"{}")]
+    await engine.store.append("s5", event, tenant_id="ten_a", stream_type="session")
+    await _caught_up(engine, "session_runs")  # one small page: the runner gathers now
+    [written] = await engine.store.append("s5", event, tenant_id="ten_a", stream_type="session")
+    assert engine._pool is not None
+    assert await reached(engine._pool, "session_runs", written.position, 20)
