@@ -39,6 +39,8 @@ _PAGE = 1000
 # GATHER_SECONDS before it reads the next: a page costs about five round trips whatever its
 # size, and under load a runner woken by every commit read pages of a commit or two.
 _SMALL_PAGE = 100
+# One for every view: the runners share the pages they read (LogPages), so one that gathered
+# longer than the others would be handed the short pages they read meanwhile.
 GATHER_SECONDS = 0.005
 
 
