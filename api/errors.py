@@ -27,7 +27,7 @@ class UnsupportedMediaType(errors.InvalidRequest):
     pass
 
 
-class UnprocessableEntity(errors.InvalidRequest):
+class UnprocessableEntity(errors.Unprocessable):
     pass
 
 
@@ -51,7 +51,7 @@ STATUS: dict[type[errors.SpoolError], int] = {
     RequestTimeout: 408,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
-    UnprocessableEntity: 422,
+    errors.Unprocessable: 422,
     RequestHeadersTooLarge: 431,
     errors.Unauthorized: 401,
     errors.BudgetExceeded: 402,
