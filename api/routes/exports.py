@@ -43,8 +43,10 @@ async def import_sessions(request: Request) -> Response:
 
 routes = [
     route("GET", "/v1/sessions/{session_id}/export", export_session, Operation(
-        "Export a session", (SessionHeader, Event), media=NDJSON,
-        description=_FORMAT + " Import it with `POST /v1/sessions/import`.")),
+        "Export a session", (SessionHeader, Event), media=NDJSON, errors=(409,),
+        description=_FORMAT + " Import it with `POST /v1/sessions/import`. 409: the agent "
+        "version the session pinned cannot be read (`broken`), so its config cannot go "
+        "along.")),
     route("GET", "/v1/export", export_tenant, Operation(
         "Export every session of the tenant", (TenantHeader, SessionHeader, Event),
         media=NDJSON,

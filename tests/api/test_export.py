@@ -223,3 +223,9 @@ async def test_an_import_over_the_limit_is_413(settings: Settings, engine: Engin
         response = await import_(api, key, b'{"kind": "session"}\n' * 100)
     error = assert_error(response, 413, "invalid_request")
     assert error["details"] == {"field": "body"}
+
+
+async def test_the_import_path_allows_only_post(api: Api) -> None:
+    key = await api.key(await api.tenant(), "member")
+    response = await api.request("OPTIONS", "/v1/sessions/import", key)
+    assert response.status_code == 405 and response.headers["Allow"] == "POST"
