@@ -286,6 +286,8 @@ def _kind_of(number: int, raw: bytes) -> str | None:
         raise corrupt(number, _field(exc, ""), f"not an export line: {_message(exc)}") from exc
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise corrupt(number, "line", f"not a JSON object: {exc}") from exc
+    except RecursionError as exc:
+        raise corrupt(number, "line", "nested too deep") from exc
 
 
 def _decode_header(number: int, raw: bytes) -> SessionHeader | TenantHeader:

@@ -14,7 +14,7 @@ import pytest
 from api.app import create_app
 from engine.engine import Engine
 from engine.settings import Settings
-from tests.api.conftest import Api
+from tests.api.conftest import Api, Live
 from tests.helpers import agent, approved_client_call, assert_error, log, say, session, settle
 
 NDJSON = {"Content-Type": "application/x-ndjson"}
@@ -229,3 +229,17 @@ async def test_the_import_path_allows_only_post(api: Api) -> None:
     key = await api.key(await api.tenant(), "member")
     response = await api.request("OPTIONS", "/v1/sessions/import", key)
     assert response.status_code == 405 and response.headers["Allow"] == "POST"
+
+
+async def test_an_export_is_streamed_over_a_socket(live: Live) -> None:
+    key = await live.member_key()
+    sid = await live.session(key)
+    for n in range(3):
+        await live.say(key, sid, f"message {n}")
+    async with live.client.stream("GET", f"/v1/sessions/{sid}/export",
+                                  headers={"Authorization": f"Bearer {key}"}) as response:
+        assert response.status_code == 200
+        assert response.headers["transfer-encoding"] == "chunked"
+        assert "content-length" not in response.headers
+        lines = [msgspec.json.decode(line) async for line in response.aiter_lines()]
+    assert lines[0]["last_seq"] == 4 and [e["seq"] for e in lines[1:]] == [1, 2, 3, 4]

@@ -9,6 +9,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.domain.imports import parse, remapped
 from engine.errors import Unprocessable
@@ -75,6 +77,8 @@ def test_a_whole_export_parses_blank_lines_and_all() -> None:
     (body(header(), event(1, CREATED), event(2, MESSAGE, id="x")), 3, "id"),
     (body(header(), event(1, CREATED), {"kind": "event"}), 3, "kind"),
     (body(header(), event(1, CREATED), b"[1]"), 3, "line"),
+    (body(header(), b'{"a": ' * 100_000), 2, "line"),
+    (body(header(), event(1, CREATED), b"\xff\xfe"), 3, "line"),
     (body(header(), event(1, CREATED), event(2, MESSAGE), event(3, MESSAGE)), 5, "seq"),
 ])
 def test_the_first_fault_is_named_by_line_and_field(data: bytes, line: int, field: str) -> None:
@@ -107,3 +111,21 @@ def test_remapping_derives_the_engine_ids_and_keeps_everything_else() -> None:
     assert b'"big":1E+400' in data and b'"exact":0.1000000000000000055' in data
     decoded = msgspec.json.decode(data.replace(b"1E+400", b"1"))
     assert decoded["turn_id"] == derived_id(TURN, "ten_b") and decoded["tool_use_id"] == "toolu_1"
+
+
+GOOD = [header(), event(1, CREATED), event(2, MESSAGE)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(GOOD), st.dictionaries(st.text(max_size=5),
+                                                                  st.integers())),
+                max_size=6),
+       st.lists(st.binary(max_size=20), max_size=2))
+def test_any_file_parses_or_is_unprocessable_at_a_line_of_it(
+        lines: list[dict[str, Any]], junk: list[bytes]) -> None:
+    data = b"\n".join([msgspec.json.encode(line) for line in lines] + junk)
+    try:
+        parse(data)
+    except Unprocessable as exc:
+        assert 1 <= exc.details["line"] <= data.count(b"\n") + 2
+        assert isinstance(exc.details["field"], str) and exc.details["field"]
