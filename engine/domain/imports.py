@@ -9,9 +9,12 @@ server.
 2. Ids are remapped by ``derived_id``: the session's, its agent's, and the turn, message and
    approval ids inside the events' data get new ids of the same prefix and time, derived from
    the old id and the target tenant; event ids likewise (``idempotent_uuid``). ``seq``,
-   ``created_at``, ``meta`` and everything else stay as they were; ``tool_use_id`` too (the
-   model's own id, quoted back to it). Two imports of one file into one tenant so derive the
-   same ids, and the store makes the second a retry that writes nothing.
+   ``created_at`` and everything else in the data stay as they were; ``tool_use_id`` too (the
+   model's own id, quoted back to it). ``meta`` is the import's (who imported, in which
+   request) with the source event's id as ``causation_id``: the target's audit trail says who
+   wrote its events, and a file cannot put words in another actor's mouth. Two imports of
+   one file into one tenant so derive the same ids, and the store makes the second a retry
+   that writes nothing.
 3. Each session is written by one ``append_group`` (its events, and its agent's config when
    the tenant lacks it): whole or not at all. The agent is the derived id; it is created with
    the pinned config, or, if it exists, the version with exactly that config is pinned, or a
@@ -134,7 +137,7 @@ class Imports:
             agent_part, version = await self._agent(tenant_id, session.header.agent, meta)
             parts += [agent_part] if agent_part is not None else []
         tail = session.events[done:]
-        events = [remapped(event, tenant_id, version, event_id=ids[done + n])
+        events = [remapped(event, tenant_id, version, event_id=ids[done + n], meta=meta)
                   for n, event in enumerate(tail)]
         parts.append(GroupPart(session_id, "session", events, [e.created_at for e in tail],
                                expected_seq=done))
@@ -204,8 +207,9 @@ _json_out = msgspec.json.Encoder(decimal_format="number")
 
 
 def remapped(event: Event, tenant_id: str, agent_version: int | None, *,
-             event_id: Any) -> NewEvent:
-    """The event as it is written into ``tenant_id``: its engine ids derived anew."""
+             event_id: Any, meta: EventMeta | None = None) -> NewEvent:
+    """The event as it is written into ``tenant_id``: its engine ids derived anew, and the
+    import's ``meta`` caused by the source event."""
     data: dict[str, Any] = _json.decode(event.data)
     for key in _REMAPPED_KEYS:
         if isinstance(data.get(key), str):
@@ -214,8 +218,9 @@ def remapped(event: Event, tenant_id: str, agent_version: int | None, *,
         data["tenant_id"] = tenant_id
         if data.get("agent_id") is not None:
             data["agent_version"] = agent_version
+    caused = msgspec.structs.replace(meta or EventMeta(), causation_id=str(event.id))
     return NewEvent(type=event.type, data=_json_out.encode(data), id=event_id,
-                    meta=bytes(event.meta))
+                    meta=encode(caused))
 
 
 # --- checking the whole file (pure) ----------------------------------------------------------

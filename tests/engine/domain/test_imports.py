@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from engine.domain.imports import parse, remapped
 from engine.errors import Unprocessable
-from engine.events import Event
+from engine.events import Event, EventMeta
 from engine.ids import derived_id, is_id, new_id
 
 SID, AID = new_id("ses"), new_id("agt")
@@ -98,12 +98,15 @@ def test_remapping_derives_the_engine_ids_and_keeps_everything_else() -> None:
                      type=type_, data=msgspec.Raw(data), meta=msgspec.Raw(b'{"actor":"k"}'),
                      created_at=datetime.now(UTC))
 
-    created = remapped(stored(msgspec.json.encode(CREATED), "session_created"), "ten_b", 1,
-                       event_id=uuid.UUID(int=1))
+    source = stored(msgspec.json.encode(CREATED), "session_created")
+    created = remapped(source, "ten_b", 1, event_id=uuid.UUID(int=1),
+                       meta=EventMeta(actor="key_b", request_id="req_1"))
     assert msgspec.json.decode(created.data) == {
         **CREATED, "tenant_id": "ten_b", "agent_id": derived_id(AID, "ten_b"),
         "agent_version": 1}
-    assert created.meta == b'{"actor":"k"}' and created.id == uuid.UUID(int=1)
+    assert msgspec.json.decode(created.meta) == {
+        "actor": "key_b", "request_id": "req_1", "causation_id": str(source.id)}
+    assert created.id == uuid.UUID(int=1)
     use = (b'{"type":"tool_use","turn_id":"%s","message_id":"msg_x","tool_use_id":"toolu_1",'
            b'"name":"n","input":{"big":1e400,"exact":0.1000000000000000055},'
            b'"executor":"client"}' % TURN.encode())
