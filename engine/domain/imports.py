@@ -32,6 +32,7 @@ import decimal
 import functools
 import hashlib
 import re
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -84,9 +85,9 @@ class SessionImported(msgspec.Struct, frozen=True):
     how many of them this import wrote (0: all were here already)."""
 
     from_: str = msgspec.field(name="from")
-    id: str = ""
-    events: int = 0
-    written: int = 0
+    id: str
+    events: int
+    written: int
 
 
 class ImportResult(msgspec.Struct, frozen=True):
@@ -146,7 +147,8 @@ class Imports:
         reached = max((e.position for o in outcomes if o.written for e in o.events), default=None)
         return msgspec.structs.replace(result, written=len(written)), reached
 
-    async def _stored_prefix(self, tenant_id: str, session_id: str, ids: list[Any]) -> int:
+    async def _stored_prefix(self, tenant_id: str, session_id: str,
+                             ids: list[uuid.UUID]) -> int:
         """How many of the file's events the tenant's session holds already (0: none, or no
         such session); Conflict if it holds others."""
         try:
@@ -187,7 +189,7 @@ class Imports:
         return GroupPart(agent_id, "agent", [updated], now, expected_seq=seq), len(versions) + 1
 
 
-def event_id(tenant_id: str, event: Event) -> Any:
+def event_id(tenant_id: str, event: Event) -> uuid.UUID:
     """The id an imported event gets in ``tenant_id``."""
     return idempotent_uuid("import", tenant_id, str(event.id))
 
@@ -207,7 +209,7 @@ _json_out = msgspec.json.Encoder(decimal_format="number")
 
 
 def remapped(event: Event, tenant_id: str, agent_version: int | None, *,
-             event_id: Any, meta: EventMeta | None = None) -> NewEvent:
+             event_id: uuid.UUID, meta: EventMeta | None = None) -> NewEvent:
     """The event as it is written into ``tenant_id``: its engine ids derived anew, and the
     import's ``meta`` caused by the source event."""
     data: dict[str, Any] = _json.decode(event.data)
