@@ -249,3 +249,23 @@ async def test_an_export_is_streamed_over_a_socket(live: Live) -> None:
         assert "content-length" not in response.headers
         lines = [msgspec.json.decode(line) async for line in response.aiter_lines()]
     assert lines[0]["last_seq"] == 4 and [e["seq"] for e in lines[1:]] == [1, 2, 3, 4]
+
+
+async def test_a_tenant_export_pages_through_everything_by_the_page_size_setting(
+        settings: Settings) -> None:
+    small = msgspec.structs.replace(settings, export_page_events=1, workers=0)
+    async with Engine(small) as engine:
+        assert engine.exports.page_size == 1
+        app = create_app(small, engine)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://spool.test") as client:
+            api = Api(client, app)
+            key = await api.key(await api.tenant(), "member")
+            sids = sorted([(await api.request("POST", "/v1/sessions", key, json={})).json()["id"]
+                           for _ in range(3)])
+            for sid in sids:
+                for n in range(2):
+                    await say(api, key, sid, f"message {n}")
+            lines = await export(api, key, "/v1/export")
+    assert [(line.get("session_id") or line.get("stream_id"), line.get("seq"))
+            for line in lines[1:]] == [(sid, seq) for sid in sids for seq in (None, 1, 2, 3)]
