@@ -20,6 +20,7 @@ from api.routes import (
     boards,
     budgets,
     events,
+    exports,
     health,
     openapi,
     sessions,
@@ -32,8 +33,8 @@ from engine.settings import Settings
 
 # The route table: each route with the Operation that describes it (api/operation.py).
 ROUTES = [*health.routes, *openapi.routes, *tenants.routes, *api_keys.routes, *agents.routes,
-          *sessions.routes, *approvals.routes, *streams.routes, *events.routes, *boards.routes,
-          *tasks.routes, *budgets.routes]
+          *sessions.routes, *exports.routes, *approvals.routes, *streams.routes, *events.routes,
+          *boards.routes, *tasks.routes, *budgets.routes]
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:

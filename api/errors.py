@@ -27,7 +27,7 @@ class UnsupportedMediaType(errors.InvalidRequest):
     pass
 
 
-class UnprocessableEntity(errors.InvalidRequest):
+class UnprocessableEntity(errors.Unprocessable):
     pass
 
 
@@ -51,7 +51,7 @@ STATUS: dict[type[errors.SpoolError], int] = {
     RequestTimeout: 408,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
-    UnprocessableEntity: 422,
+    errors.Unprocessable: 422,
     RequestHeadersTooLarge: 431,
     errors.Unauthorized: 401,
     errors.BudgetExceeded: 402,
@@ -149,13 +149,17 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
 def allowed_methods(request: Request) -> list[str]:
     """Every method the request's path serves, sorted. A path is served by several Routes (one
     per method: ``GET /v1/agents`` and ``POST /v1/agents``), and Starlette's 405 names only the
-    first one whose path matched; so the app's routes are asked again, all of them."""
-    methods: set[str] = set()
+    first one whose path matched; so the app's routes are asked again, all of them. Where a
+    literal path and a template both match (``/v1/sessions/import``, ``/v1/sessions/{id}``),
+    the literal one is the resource: the routes with the fewest path parameters answer."""
+    matching: list[tuple[int, set[str]]] = []
     for route in getattr(request.app, "routes", ()):
         match, _ = route.matches(request.scope)
         if match is not Match.NONE:  # PARTIAL: the path matched, the method did not
-            methods.update(getattr(route, "methods", None) or ())
-    return sorted(methods)
+            matching.append((len(getattr(route, "param_convertors", {})),
+                             set(getattr(route, "methods", None) or ())))
+    fewest = min((params for params, _ in matching), default=0)
+    return sorted({m for params, methods in matching if params == fewest for m in methods})
 
 
 EXCEPTION_HANDLERS = {

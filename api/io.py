@@ -39,15 +39,18 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 
 @overload
-def position_header(event: Event) -> dict[str, str]: ...
+def position_header(event: Event | int) -> dict[str, str]: ...
 @overload
-def position_header(event: Event | None) -> dict[str, str] | None: ...
+def position_header(event: Event | int | None) -> dict[str, str] | None: ...
 
 
-def position_header(event: Event | None) -> dict[str, str] | None:
-    """``Spool-Position``: the log position a write reached (read-your-writes); None when the
-    write appended nothing (it changed nothing)."""
-    return None if event is None else {"Spool-Position": str(event.position)}
+def position_header(event: Event | int | None) -> dict[str, str] | None:
+    """``Spool-Position``: the log position a write reached (its last event, or the position
+    itself), for read-your-writes; None when the write appended nothing (it changed
+    nothing)."""
+    if event is None:
+        return None
+    return {"Spool-Position": str(event if isinstance(event, int) else event.position)}
 
 
 async def read_json(request: Request, body_type: type[T]) -> T:
@@ -66,6 +69,22 @@ async def read_optional_json(request: Request, body_type: type[T]) -> T:
         return body_type()
     _require_json(request)
     return _decode(request, raw, body_type)
+
+
+NDJSON = "application/x-ndjson"
+
+
+async def read_ndjson(request: Request, limit: int) -> bytes:
+    """The request body, declared ``application/x-ndjson`` (else 415), of at most ``limit``
+    bytes (else 413); its lines are the caller's to judge."""
+    if not is_ndjson(request.headers.get("content-type")):
+        raise UnsupportedMediaType(f"the body must be NDJSON (Content-Type: {NDJSON})",
+                                   field="Content-Type")
+    return await _read_limited(request, limit)
+
+
+def is_ndjson(content_type: str | None) -> bool:
+    return (content_type or "").split(";")[0].strip().lower() == NDJSON
 
 
 def is_json(content_type: str | None) -> bool:

@@ -4,7 +4,8 @@ HTTP metrics, and a last-resort 500 in the error envelope (never a stack trace).
 A client that goes away while its body is read is no server error: it is logged at info and
 recorded with nginx's status 499 (client closed request); nothing is sent.
 
-``JsonBodiesOnly``: a request body that is not JSON is 415 on every route."""
+``JsonBodiesOnly``: a request body that is not JSON is 415 on every route (but NDJSON where
+a route reads it: ``NDJSON_BODIES``)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import UnsupportedMediaType, error_response
-from api.io import is_json
+from api.io import is_json, is_ndjson
 from engine.errors import SpoolError
 from engine.ids import new_id
 from engine.logging import get_logger
@@ -26,6 +27,8 @@ from engine.metrics import Metrics
 log = get_logger("api")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 CLIENT_CLOSED_REQUEST = 499
+# The routes whose body is NDJSON (an export to import), not JSON: (method, path).
+NDJSON_BODIES = frozenset({("POST", "/v1/sessions/import")})
 
 
 class RequestContextMiddleware:
@@ -85,12 +88,19 @@ class JsonBodiesOnly:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] == "http" and _has_body(scope)
-                and not is_json(_header(scope, b"content-type"))):
+                and not _declared_right(scope, _header(scope, b"content-type"))):
             error = UnsupportedMediaType("a request body must be JSON (Content-Type: "
                                          "application/json)", field="Content-Type")
             await error_response(error)(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+def _declared_right(scope: Scope, content_type: str | None) -> bool:
+    """JSON, or NDJSON on a route that reads it (where JSON is no import, the route says 415)."""
+    if (scope["method"], scope["path"]) in NDJSON_BODIES:
+        return is_ndjson(content_type) or is_json(content_type)
+    return is_json(content_type)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -20,6 +20,7 @@ from engine.events import EVENT_TYPES, STREAM_TYPES
 from engine.pages import DEFAULT_LIMIT, MAX_LIMIT
 
 JSON = "application/json"
+NDJSON = "application/x-ndjson"  # one JSON object per line (exports)
 SSE = "text/event-stream"
 PROMETHEUS = CONTENT_TYPE_LATEST
 
@@ -70,6 +71,7 @@ class Operation:
     errors: tuple[int, ...] = ()
     description: str = ""
     media: str = JSON
+    body_media: str = JSON
     also: tuple[tuple[int, Shape, str], ...] = ()
     rate_limited: bool = False  # X-RateLimit-* headers, and 429
     links: Links | None = None

@@ -34,6 +34,8 @@ from engine.domain.approvals import Approvals
 from engine.domain.audit import Audit
 from engine.domain.boards import Boards
 from engine.domain.budgets import Budgets
+from engine.domain.exports import Exports
+from engine.domain.imports import Imports
 from engine.domain.sessions import Sessions
 from engine.domain.tasks import Tasks
 from engine.errors import NotFound, SpoolError
@@ -103,6 +105,8 @@ class Engine:
         self.audit: Audit
         self.boards: Boards
         self.tasks: Tasks
+        self.exports: Exports
+        self.imports: Imports
         self.access: Access
         self._running: list[_Service] = []  # what is up, in the order it came up
 
@@ -222,6 +226,8 @@ class Engine:
         self.audit = Audit(store)
         self.boards = Boards(pool, store)
         self.tasks = Tasks(pool, store, self.agents, self.boards)
+        self.exports = Exports(store, self.agents, page_size=settings.export_page_events)
+        self.imports = Imports(store)
         self.access = Access(pool, self.redis_url, store, self.tenants, self.sessions,
                              self.open_streams, recheck_seconds=settings.auth_cache_seconds)
         self._build_runtime()

@@ -6,6 +6,7 @@ The HTTP layer maps each class to a status code in exactly one place (``api/erro
 
     SpoolError                 internal_error
     ├── InvalidRequest         invalid_request   bad input, named by field path
+    │   └── Unprocessable      invalid_request   422: well-formed, wrong content (an import line)
     ├── Unauthorized           unauthorized      missing or unknown credentials
     ├── Forbidden              forbidden         known credentials, not allowed
     ├── NotFound               not_found         unknown id, or another tenant's
@@ -39,6 +40,11 @@ class InvalidRequest(SpoolError):
             details = {"field": field}
         super().__init__(message, details=details)
         self.field = field
+
+
+class Unprocessable(InvalidRequest):
+    """Well-formed input whose content is not what it must be (a corrupt line of an import):
+    422, ``details`` naming where."""
 
 
 class Unauthorized(SpoolError):

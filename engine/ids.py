@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
@@ -25,6 +26,19 @@ def _ulid() -> str:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{_ulid()}"
+
+
+def derived_id(old_id: str, *parts: str) -> str:
+    """An id of the same prefix and time as ``old_id`` (a ``<prefix>_<ULID>``) whose random
+    part comes from it and ``parts``: the same inputs always give the same id (an import run
+    twice writes the same ids). Anything else is not one of ours and is returned as it is."""
+    prefix, _, tail = old_id.partition("_")
+    if not is_id(old_id, prefix):
+        return old_id
+    digest = hashlib.sha256("\x1f".join((old_id, *parts)).encode()).digest()
+    value = int.from_bytes(digest[:10], "big")
+    chars = [_ALPHABET[(value >> (5 * (15 - n))) & 31] for n in range(16)]
+    return f"{prefix}_{tail[:10]}{''.join(chars)}"
 
 
 def is_id(value: str, prefix: str) -> bool:

@@ -31,6 +31,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     processes: int = 1
     admin_token: str | None = None
     max_body_bytes: int = 1_048_576
+    # The body of POST /v1/sessions/import (an NDJSON export, checked whole before any write).
+    import_max_bytes: int = 67_108_864
+    # Events (and session ids) an export reads from Postgres at a time: what it holds at once.
+    export_page_events: int = 1000
     # Free-form JSON in a body (model.params, a tool's input_schema, ...): levels, bytes.
     max_json_depth: int = 64
     max_json_field_bytes: int = 65_536
@@ -118,6 +122,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                "must be between 1 and 64")
         _check(self.max_body_bytes, self.max_body_bytes >= 1024, "SPOOL_MAX_BODY_BYTES",
                "must be at least 1024")
+        _check(self.import_max_bytes, 1024 <= self.import_max_bytes <= 1 << 31,
+               "SPOOL_IMPORT_MAX_BYTES", "must be between 1024 and 2147483648")
+        _check(self.export_page_events, 1 <= self.export_page_events <= 1000,
+               "SPOOL_EXPORT_PAGE_EVENTS", "must be between 1 and 1000")
         _check(self.max_json_depth, 1 <= self.max_json_depth <= 256, "SPOOL_MAX_JSON_DEPTH",
                "must be between 1 and 256")
         _check(self.max_json_field_bytes, self.max_json_field_bytes >= 1024,
@@ -220,6 +228,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "processes": _int,
     "admin_token": str,
     "max_body_bytes": _int,
+    "import_max_bytes": _int,
+    "export_page_events": _int,
     "max_json_depth": _int,
     "max_json_field_bytes": _int,
     "log_level": str.lower,

@@ -42,7 +42,7 @@ TAGS = {
 }
 TAG_OF = {"healthz": "health", "readyz": "health", "metrics": "health",
            "openapi.json": "health", "audit": "events", "usage": "budgets",
-           "stream_tokens": "events"}
+           "stream_tokens": "events", "export": "sessions"}
 
 ERRORS: dict[int, tuple[str, str]] = {  # status: (component name, description)
     400: ("BadRequest", "`invalid_request`: a bad query parameter or cursor, malformed JSON, or "

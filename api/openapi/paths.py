@@ -56,7 +56,7 @@ def operation(route: Route, op: Operation, op_id: str, schemas: Schemas) -> dict
         out["parameters"] = parameters
     if op.body is not None:
         out["requestBody"] = {"required": not op.body_optional,
-                              "content": {JSON: {"schema": schemas.of(op.body)}}}
+                              "content": {op.body_media: {"schema": schemas.of(op.body)}}}
     responses = {str(op.status): _success(op, op.response, _REASONS[op.status], schemas)}
     for status, shape, text in op.also:
         responses[str(status)] = _success(op, shape, text, schemas, position=False)

@@ -19,6 +19,11 @@ it has written or read.
   the lock (so they are exact), plan, write, commit.
 
 A stale memory therefore costs a retry, never a wrong ``seq`` or a wrong verdict.
+
+A group (``append_group``: an imported session with its agent's config) is several streams'
+appends that commit all together or not at all, with the ``created_at`` they were exported
+with. It goes through the same queue, so listeners still hear of batches in position order,
+and commits alone, the careful way: any request of it that would fail fails the whole group.
 """
 from __future__ import annotations
 
@@ -53,6 +58,8 @@ from engine.metrics import Metrics
 log = get_logger("store")
 
 MAX_EVENTS_PER_APPEND = 1000
+# A group's requests are bounded by the import body size (SPOOL_IMPORT_MAX_BYTES), not this.
+MAX_EVENTS_PER_GROUP = 10_000_000
 _MAX_REMEMBERED_STREAMS = 100_000
 
 
@@ -65,6 +72,33 @@ class _Request:
     expected_seq: int | None
     closed_by: str | None
     future: asyncio.Future[list[Event]]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupPart:
+    """One stream's share of a group: its events, each with the ``created_at`` it keeps."""
+
+    stream_id: str
+    stream_type: str
+    events: Sequence[NewEvent]
+    created_at: Sequence[datetime]
+    expected_seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupOutcome:
+    """A part's events as stored, and whether this group wrote them (False: a retry, they
+    were stored already)."""
+
+    events: list[Event]
+    written: bool
+
+
+@dataclass(slots=True)
+class _Group:
+    tenant_id: str
+    parts: Sequence[GroupPart]
+    future: asyncio.Future[list[GroupOutcome]]
 
 
 @dataclass(slots=True)
@@ -106,7 +140,7 @@ class Appender:
         self._pool = pool
         self._metrics = metrics
         self._batch_max = batch_max
-        self._queue: deque[_Request] = deque()
+        self._queue: deque[_Request | _Group] = deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -146,21 +180,43 @@ class Appender:
         self._wakeup.set()
         return await future
 
+    async def append_group(self, tenant_id: str,
+                           parts: Sequence[GroupPart]) -> list[GroupOutcome]:
+        """Queue a group and wait for it: every part commits, or none (the first part's error
+        is raised). A part whose event ids are all stored already is a retry (written False)."""
+        for part in parts:
+            _validate_append(part.stream_id, part.stream_type, part.events, part.expected_seq,
+                             max_events=MAX_EVENTS_PER_GROUP)
+            if len(part.created_at) != len(part.events):
+                raise ValueError("a group part needs one created_at per event")
+        if self._task is None or self._stopping:
+            raise Unavailable("the event store is not running", retry_after=1)
+        future: asyncio.Future[list[GroupOutcome]] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Group(tenant_id, parts, future))
+        self._wakeup.set()
+        return await future
+
     async def _run(self) -> None:
-        batch: list[_Request] = []
+        batch: list[_Request | _Group] = []
         try:
             while not (self._stopping and not self._queue):
                 await self._wakeup.wait()
                 self._wakeup.clear()
                 while self._queue:
-                    batch = self._take_batch()
-                    outcomes = await self._commit_or_isolate(batch)
-                    for request, outcome in zip(batch, outcomes, strict=True):
-                        _settle(request.future, outcome)
+                    head = self._queue[0]
+                    if isinstance(head, _Group):
+                        batch = [self._queue.popleft()]
+                        _settle(head.future, await self._commit_group_or_error(head))
+                    else:
+                        requests = self._take_batch()
+                        batch = list(requests)
+                        outcomes = await self._commit_or_isolate(requests)
+                        for request, outcome in zip(requests, outcomes, strict=True):
+                            _settle(request.future, outcome)
                     self._notify()
         finally:  # cancelled: nobody may wait forever (what committed stays committed)
-            for request in [*batch, *self._queue]:
-                _settle(request.future, Unavailable("the event store stopped", retry_after=1))
+            for item in [*batch, *self._queue]:
+                _settle(item.future, Unavailable("the event store stopped", retry_after=1))
             self._queue.clear()
 
     def _notify(self) -> None:
@@ -175,10 +231,15 @@ class Appender:
                     log.exception("store.listener_failed")
 
     def _take_batch(self) -> list[_Request]:
-        batch = [self._queue.popleft()]
-        count = len(batch[0].events)
-        while self._queue and count + len(self._queue[0].events) <= self._batch_max:
-            request = self._queue.popleft()
+        """Requests from the head of the queue, up to a group (which commits alone)."""
+        first = self._queue.popleft()
+        assert isinstance(first, _Request)
+        batch, count = [first], len(first.events)
+        while self._queue:
+            request = self._queue[0]
+            if isinstance(request, _Group) or count + len(request.events) > self._batch_max:
+                break
+            self._queue.popleft()
             count += len(request.events)
             batch.append(request)
         return batch
@@ -248,6 +309,56 @@ class Appender:
             return plan, 0, datetime.now(UTC)
         base, at = await _write(conn, plan)
         return plan, base, at
+
+    async def _commit_group_or_error(self, group: _Group) -> list[GroupOutcome] | SpoolError:
+        try:
+            return await self._commit_group(group)
+        except SpoolError as exc:
+            return exc
+        except Exception as exc:  # never let one bad group kill the write path
+            error = SpoolError("append failed")
+            error.__cause__ = exc
+            return error
+
+    async def _commit_group(self, group: _Group) -> list[GroupOutcome]:
+        """The careful way, in one transaction: plan every part under the head lock, raise
+        the first refusal (nothing written), write the rows with their own created_at."""
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()  # the requests' futures are never awaited
+        requests = [_Request(group.tenant_id, part.stream_id, part.stream_type, part.events,
+                             part.expected_seq, None, loop.create_future())
+                    for part in group.parts]
+        async with connection(self._pool, "appending events") as conn, conn.transaction():
+            await conn.execute("SELECT 1 FROM log_head WHERE id = 1 FOR UPDATE")
+            streams = await _fetch_streams(conn, requests)
+            existing = await _fetch_existing(conn, requests)
+            plan, dated = _Plan(), list[datetime]()
+            for request, part in zip(requests, group.parts, strict=True):
+                before = len(plan.rows)
+                outcome = _plan_request(plan, request, existing, streams)
+                if isinstance(outcome, SpoolError):
+                    raise outcome
+                plan.outcomes.append(outcome)
+                if len(plan.rows) > before:
+                    dated.extend(part.created_at)
+            base = await _write_dated(conn, plan, dated) if plan.rows else 0
+        self._remember(streams)
+        events = [
+            Event(id=row[0], stream_id=row[2], stream_type=row[3], seq=row[4],
+                  position=base + index + 1, type=row[5], data=msgspec.Raw(row[6]),
+                  meta=msgspec.Raw(row[7]), created_at=at)
+            for index, (row, at) in enumerate(zip(plan.rows, dated, strict=True))
+        ]
+        if events:
+            self._committed.append(
+                [Committed(row[1], event) for row, event in zip(plan.rows, events, strict=True)])
+            self._metrics.append_seconds.observe(time.perf_counter() - started)
+            self._metrics.events_appended.inc(len(events))
+            self._metrics.log_head.set(events[-1].position)
+        return [GroupOutcome([events[item] if isinstance(item, int) else item
+                              for item in outcome],
+                             written=any(isinstance(item, int) for item in outcome))
+                for outcome in plan.outcomes if not isinstance(outcome, SpoolError)]
 
     def _remembered(self, batch: list[_Request]) -> dict[str, _Stream]:
         """Copies of the remembered versions (planning advances them)."""
@@ -403,6 +514,26 @@ WITH head AS (
 SELECT base, at FROM head
 """
 
+# A group's write: the same, with each row's created_at given (an import keeps the times its
+# events happened at, so the log's created_at follows position order except for imports).
+_WRITE_DATED_SQL = """
+WITH head AS (
+    UPDATE log_head SET position = position + $9 WHERE id = 1 RETURNING position - $9 AS base
+), new_events AS (
+    INSERT INTO events (position, id, tenant_id, stream_id, stream_type, seq, type, data, meta,
+                        created_at)
+    SELECT h.base + x.o, x.i, x.t, x.s, x.st, x.q, x.ty, x.d, x.m, x.c
+    FROM head h, unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                        $6::text[], $7::json[], $8::json[], $13::timestamptz[])
+                 WITH ORDINALITY AS x(i, t, s, st, q, ty, d, m, c, o)
+), new_streams AS (
+    INSERT INTO streams (stream_id, tenant_id, stream_type, created_at)
+    SELECT y.s, y.t, y.st, clock_timestamp()
+    FROM head h, unnest($10::text[], $11::text[], $12::text[]) AS y(s, t, st)
+)
+SELECT base FROM head
+"""
+
 # Collisions that mean "memory was stale": a seq or an id taken by another process.
 _STALE_CONSTRAINTS = {"events_stream_id_seq_key", "events_id_key", "streams_pkey"}
 
@@ -427,12 +558,26 @@ async def _write(conn: Any, plan: _Plan) -> tuple[int, datetime]:
     return int(base), at
 
 
+async def _write_dated(conn: Any, plan: _Plan, created_at: list[datetime]) -> int:
+    """Write a group's plan (under the head lock, so no collision can happen); returns the
+    position before its first row."""
+    columns = list(zip(*plan.rows, strict=True))
+    new_streams = list(plan.new_streams.items())
+    base = await conn.fetchval(
+        _WRITE_DATED_SQL, *columns, len(plan.rows),
+        [stream_id for stream_id, _ in new_streams],
+        [stream.tenant_id for _, stream in new_streams],
+        [stream.stream_type for _, stream in new_streams], created_at,
+    )
+    return int(base)
+
 
 # --- validation and settling ---------------------------------------------------------------------
 
 
 def _validate_append(
-    stream_id: str, stream_type: str, events: Sequence[NewEvent], expected_seq: int | None
+    stream_id: str, stream_type: str, events: Sequence[NewEvent], expected_seq: int | None,
+    *, max_events: int = MAX_EVENTS_PER_APPEND,
 ) -> None:
     _check_name(stream_id, "stream_id", 200)
     if stream_type not in STREAM_TYPES:
@@ -440,8 +585,8 @@ def _validate_append(
                              field="stream_type")
     if not events:
         raise InvalidRequest("at least one event is required", field="events")
-    if len(events) > MAX_EVENTS_PER_APPEND:
-        raise InvalidRequest(f"at most {MAX_EVENTS_PER_APPEND} events per append", field="events")
+    if len(events) > max_events:
+        raise InvalidRequest(f"at most {max_events} events per append", field="events")
     supplied = [event.id for event in events if event.id is not None]
     if len(set(supplied)) != len(supplied):
         raise InvalidRequest("event ids must be unique within an append", field="events[].id")
@@ -484,7 +629,7 @@ _json_decoder = msgspec.json.Decoder(float_hook=decimal.Decimal)
 
 
 
-def _settle(future: asyncio.Future[list[Event]], outcome: Outcome) -> None:
+def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
     if future.done():  # the caller was cancelled; the outcome stands in the log regardless
         return
     if isinstance(outcome, SpoolError):

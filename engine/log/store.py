@@ -23,6 +23,8 @@ from engine.events import Event, NewEvent
 from engine.infra.db import connection
 from engine.log.appender import MAX_EVENTS_PER_APPEND as MAX_EVENTS_PER_APPEND
 from engine.log.appender import Appender
+from engine.log.appender import GroupOutcome as GroupOutcome
+from engine.log.appender import GroupPart as GroupPart
 from engine.log.live import LiveEvent, live_events
 from engine.log.rows import E_EVENT_COLUMNS, EVENT_COLUMNS, HEADER_COLUMNS, LAST_SEQ, event_of
 from engine.log.rows import Committed as Committed
@@ -78,6 +80,13 @@ class EventStore:
         return await self._appender.append(stream_id, events, tenant_id=tenant_id,
                                            stream_type=stream_type, expected_seq=expected_seq,
                                            closed_by=closed_by)
+
+    async def append_group(self, parts: Sequence[GroupPart], *,
+                           tenant_id: str) -> list[GroupOutcome]:
+        """Append to several streams in one transaction, each event with its own
+        ``created_at`` (an import): all of it, or nothing and the first refusal raised. Each
+        part is idempotent by event id like ``append``; ``written`` says which parts wrote."""
+        return await self._appender.append_group(tenant_id, parts)
 
     # --- reads --------------------------------------------------------------------------------
 

@@ -66,6 +66,7 @@ class Entry:
     names_victim: bool = True
     sse: bool = False
     ids: Callable[[Victim], dict[str, str]] | None = None  # other path values than v.ids
+    ndjson: bool = False  # the body (a str) is sent as application/x-ndjson
 
 
 def _fresh_key(app: LiveApp, v: Victim) -> dict[str, str]:
@@ -106,6 +107,18 @@ def _fresh_budget(app: LiveApp, v: Victim) -> dict[str, str]:
                            json={"limits": {"total": {"tokens": 10}}})
     assert response.status_code == 200, response.text
     return {"scope": scope}
+
+
+def _export(v: Victim) -> str:
+    """A one-session export of no tenant of this server (any tenant may import it)."""
+    sid, when = f"ses_{NOT_THERE}", "2025-01-02T03:04:05Z"
+    header = {"kind": "session", "format": 1, "session_id": sid, "tenant_id": "ten_elsewhere",
+              "last_seq": 1, "exported_at": when, "agent": None}
+    created = {"id": "6f1c9a52-3c1e-4a8e-9d4c-2b7f0e5a1d33", "stream_id": sid,
+               "stream_type": "session", "seq": 1, "position": 1, "type": "session_created",
+               "data": {"type": "session_created", "tenant_id": "ten_elsewhere"}, "meta": {},
+               "created_at": when}
+    return f"{json.dumps(header)}\n{json.dumps(created)}\n"
 
 
 def _queue(v: Victim) -> dict[str, str]:
@@ -158,6 +171,10 @@ TABLE: dict[tuple[str, str], Entry] = {
         "member", 202, ids=_tools,
         body=lambda v: {"results": [{"tool_use_id": v.tool_use_id, "content": "found"}]}),
     ("GET", "/v1/sessions/{session_id}/events"): Entry("viewer"),
+    ("GET", "/v1/sessions/{session_id}/export"): Entry("viewer"),
+    ("GET", "/v1/export"): Entry("viewer", names_victim=False),
+    ("POST", "/v1/sessions/import"): Entry("member", body=_export, names_victim=False,
+                                           ndjson=True),
     ("GET", "/v1/approvals"): Entry("viewer", names_victim=False),
     ("GET", "/v1/approvals/{approval_id}"): Entry("viewer"),
     ("POST", "/v1/approvals/{approval_id}"): Entry("member", 202,
@@ -337,6 +354,11 @@ def _call(app: LiveApp, method: str, path: str, entry: Entry, token: str | None,
           body_json: Any, params: dict[str, str]) -> tuple[int, str]:
     """(status, body); of an SSE stream, what came within a second (it never ends)."""
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    if entry.ndjson:
+        response = app.client.request(method, path, content=body_json, params=params,
+                                      headers={**headers,
+                                               "Content-Type": "application/x-ndjson"})
+        return response.status_code, response.text
     if not entry.sse:
         response = app.client.request(method, path, headers=headers, json=body_json,
                                       params=params)

@@ -23,6 +23,7 @@ from api import auth, handlers
 from api.app import ROUTES, create_app
 from api.openapi import build, drift, operations, operations_of, render
 from api.openapi.schemas import clean_descriptions
+from api.operation import NDJSON
 from engine.settings import Settings
 from tests.api.conftest import Api
 from tests.api.openapi_check import Checker
@@ -143,6 +144,8 @@ def test_the_operation_says_what_its_handler_does(key: tuple[str, str]) -> None:
     assert {p.name for p in op.query} == query, f"{where}: query parameters"
 
     bodies = re.findall(r"(?:read_json|read_optional_json)\(request, ([A-Z]\w*)\)", source)
+    bodies += ["str"] if "read_ndjson(request" in source else []  # an export's lines
+    assert (op.body_media == NDJSON) == ("read_ndjson(request" in source), f"{where}: NDJSON"
     assert ([op.body.__name__] if op.body else []) == bodies, f"{where}: request body"
     assert op.body_optional == ("read_optional_json(request" in source), f"{where}: optional body"
     assert op.idempotent == ("idempotency_key(request)" in source), f"{where}: Idempotency-Key"

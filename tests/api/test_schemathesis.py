@@ -20,6 +20,7 @@ from tests.api.conftest import LiveApp
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = ROOT / "docs" / "openapi.json"
 CONFIG = Path(__file__).with_name("schemathesis.toml")
+HOOKS = Path(__file__).with_name("schemathesis_hooks.py")  # NDJSON bodies
 ST = Path(sys.executable).with_name("st")
 
 FUZZ = os.environ.get("SPOOL_FUZZ") == "1"
@@ -57,8 +58,9 @@ def test_schemathesis_finds_no_failure(caller: str, live_app: LiveApp,
     seed = os.environ.get("SPOOL_FUZZ_SEED")
     if seed:
         command += ["--seed", seed]
+    # In tmp_path, its cache (.schemathesis/) stays out of the checkout.
     done = subprocess.run(command, capture_output=True, text=True, timeout=3600, check=False,
-                          cwd=tmp_path)  # its cache (.schemathesis/) stays out of the checkout
+                          cwd=tmp_path, env={**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS)})
     print(done.stdout)  # every failure with a curl line to reproduce it (shown on failure)
     summary = done.stdout[done.stdout.rfind(" SUMMARY "):]
     assert done.returncode == 0, (
