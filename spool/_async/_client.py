@@ -15,8 +15,16 @@ import httpx
 from spool import _core
 from spool._async._resources.agents import AsyncAgents
 from spool._async._resources.api_keys import AsyncApiKeys
+from spool._async._resources.approvals import AsyncApprovals
+from spool._async._resources.audit import AsyncAudit
+from spool._async._resources.boards import AsyncBoards
+from spool._async._resources.budgets import AsyncBudgets
+from spool._async._resources.events import AsyncEvents
 from spool._async._resources.sessions import AsyncSessions
+from spool._async._resources.stream_tokens import AsyncStreamTokens
+from spool._async._resources.tasks import AsyncTasks
 from spool._async._resources.tenants import AsyncTenants
+from spool._async._resources.usage import AsyncUsage
 from spool._async._sender import AsyncSender
 from spool._core import Settings
 from spool._models import Health, Readiness
@@ -38,6 +46,14 @@ class AsyncClient:
         self.api_keys = AsyncApiKeys(self._sender)
         self.agents = AsyncAgents(self._sender)
         self.sessions = AsyncSessions(self._sender)
+        self.approvals = AsyncApprovals(self._sender)
+        self.stream_tokens = AsyncStreamTokens(self._sender)
+        self.events = AsyncEvents(self._sender)
+        self.audit = AsyncAudit(self._sender)
+        self.boards = AsyncBoards(self._sender)
+        self.tasks = AsyncTasks(self._sender)
+        self.budgets = AsyncBudgets(self._sender)
+        self.usage = AsyncUsage(self._sender)
 
     @property
     def base_url(self) -> str:

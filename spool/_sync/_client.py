@@ -17,8 +17,16 @@ import httpx
 from spool import _core
 from spool._sync._resources.agents import Agents
 from spool._sync._resources.api_keys import ApiKeys
+from spool._sync._resources.approvals import Approvals
+from spool._sync._resources.audit import Audit
+from spool._sync._resources.boards import Boards
+from spool._sync._resources.budgets import Budgets
+from spool._sync._resources.events import Events
 from spool._sync._resources.sessions import Sessions
+from spool._sync._resources.stream_tokens import StreamTokens
+from spool._sync._resources.tasks import Tasks
 from spool._sync._resources.tenants import Tenants
+from spool._sync._resources.usage import Usage
 from spool._sync._sender import Sender
 from spool._core import Settings
 from spool._models import Health, Readiness
@@ -40,6 +48,14 @@ class Client:
         self.api_keys = ApiKeys(self._sender)
         self.agents = Agents(self._sender)
         self.sessions = Sessions(self._sender)
+        self.approvals = Approvals(self._sender)
+        self.stream_tokens = StreamTokens(self._sender)
+        self.events = Events(self._sender)
+        self.audit = Audit(self._sender)
+        self.boards = Boards(self._sender)
+        self.tasks = Tasks(self._sender)
+        self.budgets = Budgets(self._sender)
+        self.usage = Usage(self._sender)
 
     @property
     def base_url(self) -> str:
