@@ -28,13 +28,14 @@ class AsyncEvents(AsyncResource):
                                   EventPage)
 
     @operation("tenant_stream")
-    def stream(self, *, after: int = 0, types: Iterable[str] | None = None,
+    def stream(self, *, after: int | None = None, types: Iterable[str] | None = None,
                stream_type: str | None = None,
                reconnect: Reconnect | None = None) -> AsyncEventStream:
-        """The tenant's events by position after ``after``, replayed then live, resuming by
-        itself (the filters are part of the URL, so a reconnect keeps them)."""
+        """The tenant's events by position after ``after`` (None or 0: from the start),
+        replayed then live, resuming by itself (the filters are part of the URL, so a
+        reconnect keeps them)."""
         call = self._sender.call("tenant_stream", params=_filters(types, stream_type))
-        cursor = Cursor("tenant", after, reconnect or Reconnect(), contiguous=False)
+        cursor = Cursor("tenant", after or 0, reconnect or Reconnect(), contiguous=False)
         return AsyncEventStream(self._sender, call, cursor)
 
     @operation("export_tenant")

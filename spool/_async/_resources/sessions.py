@@ -117,11 +117,11 @@ class AsyncSessions(AsyncResource):
             EventPage)
 
     @operation("session_stream")
-    def stream(self, session_id: str, *, after: int = 0,
+    def stream(self, session_id: str, *, after: int | None = None,
                reconnect: Reconnect | None = None) -> AsyncEventStream:
-        """The session's events after seq ``after`` (0: from the start), replayed then live,
-        for ever, resuming by itself: iterate it, and close it when done."""
-        cursor = Cursor(session_id, after, reconnect or Reconnect(), contiguous=True)
+        """The session's events after seq ``after`` (None or 0: from the start), replayed then
+        live, for ever, resuming by itself: iterate it, and close it when done."""
+        cursor = Cursor(session_id, after or 0, reconnect or Reconnect(), contiguous=True)
         return AsyncEventStream(self._sender, self._sender.call("session_stream", session_id),
                                 cursor)
 
