@@ -17,6 +17,7 @@ from api.routes import (
     api_keys,
     approvals,
     boards,
+    browser,
     budgets,
     events,
     health,
@@ -32,7 +33,7 @@ from engine.settings import Settings
 # The route table: each route with the Operation that describes it (api/operation.py).
 ROUTES = [*health.routes, *openapi.routes, *tenants.routes, *api_keys.routes, *agents.routes,
           *sessions.routes, *approvals.routes, *streams.routes, *events.routes, *boards.routes,
-          *tasks.routes, *budgets.routes]
+          *tasks.routes, *budgets.routes, *browser.routes]
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
