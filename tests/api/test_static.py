@@ -1,17 +1,22 @@
 """``/static/...`` and ``/docs``: the app's own files for browsers, each with its content type,
-an ETag it answers 304 to, a Content-Security-Policy, and no place in the OpenAPI document."""
+an ETag it answers 304 to, a Content-Security-Policy, and no place in the OpenAPI document.
+``spool.js`` is served with the engine's event types filled in (one list, the server's)."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 
+from api.assets import EVENT_TYPES_MARK, ROOT
+from engine.events import EVENT_TYPES
 from tests.api.conftest import Api
 from tests.helpers import assert_error
 
 
 @pytest.mark.parametrize(("path", "media_type"), [
+    ("/static/spool.js", "text/javascript; charset=utf-8"),
     ("/static/docs.js", "text/javascript; charset=utf-8"),
     ("/static/swagger-ui/swagger-ui-bundle.js", "text/javascript; charset=utf-8"),
     ("/static/swagger-ui/swagger-ui.css", "text/css; charset=utf-8"),
@@ -35,6 +40,15 @@ async def test_a_file_has_its_type_an_etag_and_a_policy(
         assert again.headers["etag"] == etag
     changed = await api.client.get(path, headers={"If-None-Match": '"other"'})
     assert changed.status_code == 200 and changed.content == response.content
+
+
+async def test_spool_js_is_served_with_the_engines_event_types(api: Api) -> None:
+    body = (await api.client.get("/static/spool.js")).text
+    assert EVENT_TYPES_MARK.decode() not in body
+    found = re.search(r"export const EVENT_TYPES = Object\.freeze\((\[.*?\])\);", body)
+    assert found is not None
+    assert json.loads(found[1]) == sorted(EVENT_TYPES)
+    assert (ROOT / "spool.js").read_bytes().count(EVENT_TYPES_MARK) == 1
 
 
 async def test_docs_loads_nothing_from_elsewhere(api: Api) -> None:

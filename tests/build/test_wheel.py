@@ -1,5 +1,5 @@
 """The wheel carries what the server needs beside its Python modules: schema.sql and every
-file of api/static/ (/docs and the vendored Swagger UI with its licence)."""
+file of api/static/ (spool.js, /docs and the vendored Swagger UI with its licence)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,6 @@ def test_the_wheel_holds_the_static_files_and_the_schema(tmp_path: Path) -> None
     names = set(zipfile.ZipFile(wheel).namelist())
     static = {path.relative_to(ROOT).as_posix() for path in (ROOT / "api" / "static").rglob("*")
               if path.is_file()}
-    assert {"api/static/docs.html", "api/static/swagger-ui/LICENSE"} <= static
+    assert {"api/static/spool.js", "api/static/swagger-ui/LICENSE"} <= static
     assert static <= names
     assert "engine/schema.sql" in names

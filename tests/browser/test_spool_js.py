@@ -1,0 +1,116 @@
+"""/static/spool.js in headless Chromium: a page follows a session's stream (and the tenant's)
+while a scripted agent streams a reply; the server drops every stream twice meanwhile (the
+browser reconnects with Last-Event-ID), and the stream tokens live 10 s but are renewed every
+4 s (the server allows no resume with an expired token here). The page gets every event once,
+in order, and the whole reply."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.events import EVENT_TYPES
+from tests.api.conftest import Live
+from tests.browser.conftest import Watched
+
+REPLY = " ".join(f"word{i}" for i in range(40))  # 10 s, at 0.25 s a word
+PAGE = "/test/page.html"  # served by the test: on the server's origin, as a console would be
+
+# Opens a stream with spool.js; what it delivers goes to window.seen.
+_START = """async ({kind, key, sessionId}) => {
+  const spool = await import("/static/spool.js");
+  window.seen = [];
+  window.failures = [];
+  const options = {
+    token: spool.tokenMinter(key, {sessionId, ttlSeconds: 10}),
+    renewBeforeSeconds: 6,
+    onEvent: (envelope, type, id) => window.seen.push({id, type, envelope}),
+    onError: (error, {fatal}) => window.failures.push({message: error.message, fatal}),
+  };
+  window.stream = kind === "session" ? spool.openSessionStream(sessionId, options)
+                                     : spool.openTenantStream(options);
+  return spool.EVENT_TYPES;
+}"""
+
+_STATS = """() => ({opens: window.stream.opens, renewals: window.stream.renewals,
+  gaps: window.stream.gaps, failures: window.failures})"""
+
+
+async def _open(page: Watched, live: Live, **start: str | None) -> list[str]:
+    await page.page.route(live.base_url + PAGE, lambda route: route.fulfill(
+        body="<!doctype html><title>spool.js</title>", content_type="text/html"))
+    await page.page.goto(live.base_url + PAGE)
+    types: list[str] = await page.page.evaluate(_START, start)
+    return types
+
+
+async def _until(page: Watched, condition: str, arg: Any = None) -> None:
+    await page.page.wait_for_function(condition, arg=arg, polling=50, timeout=60_000)
+
+
+async def _slow_session(live: Live, key: str) -> str:
+    agent = await live.post("/v1/agents", key, {
+        "name": "slow", "model": {"script": [{"text": REPLY, "delay": 0.25}]}})
+    assert agent.status_code == 201, agent.text
+    return (await live.post("/v1/sessions", key, {"agent_id": agent.json()["id"]})).json()["id"]
+
+
+async def _follow_a_reply_through_drops(page: Watched, live: Live, key: str, sid: str) -> None:
+    """Say something, and while the reply streams drop every stream twice; until it is done."""
+    await live.say(key, sid, "go")
+    for deltas in (5, 20):
+        await _until(page, "n => window.seen.filter(e => e.type === 'message_delta').length >= n",
+                     deltas)
+        assert live.engine.open_streams.close_all("test: the connection drops") >= 1
+    await _until(page, "() => window.seen.some(e => e.type === 'session_done')")
+
+
+async def _log(live: Live, key: str, path: str) -> list[dict[str, Any]]:
+    page = await live.client.get(path, headers={"Authorization": f"Bearer {key}"})
+    assert page.status_code == 200, page.text
+    data: list[dict[str, Any]] = page.json()["data"]
+    return data
+
+
+def _kept_up(stats: dict[str, Any]) -> None:
+    # opened again after the drops and the renewals (they may coincide); never refused, no hole
+    assert stats["renewals"] >= 2 and stats["opens"] >= 3, stats
+    assert stats["gaps"] == 0 and stats["failures"] == [], stats
+
+
+async def test_a_page_follows_a_session_through_drops_and_token_renewals(
+    live: Live, page: Watched,
+) -> None:
+    key = await live.member_key()
+    sid = await _slow_session(live, key)
+    types = await _open(page, live, kind="session", key=key, sessionId=sid)
+    assert types == sorted(EVENT_TYPES)  # the module is served with the server's list
+    await _until(page, "() => window.seen.length >= 1")
+    await _follow_a_reply_through_drops(page, live, key, sid)
+
+    seen = await page.page.evaluate("window.seen")
+    log = await _log(live, key, f"/v1/sessions/{sid}/events?limit=500")
+    assert [e["id"] for e in seen] == [e["seq"] for e in log]  # every seq once, in order
+    assert [e["envelope"] for e in seen] == log
+    assert [e["type"] for e in seen] == [e["type"] for e in log]
+    deltas = [e["envelope"]["data"]["text"] for e in seen if e["type"] == "message_delta"]
+    assert "".join(deltas) == REPLY
+    _kept_up(await page.page.evaluate(_STATS))
+
+
+async def test_a_page_follows_the_tenant_stream_through_drops_and_token_renewals(
+    live: Live, page: Watched,
+) -> None:
+    key = await live.member_key()
+    await _open(page, live, kind="tenant", key=key, sessionId=None)
+    sid = await _slow_session(live, key)
+    await _until(page, "() => window.seen.length >= 2")  # agent_created, session_created
+    await _follow_a_reply_through_drops(page, live, key, sid)
+
+    log = await _log(live, key, "/v1/events?limit=500")
+    await _until(page, "n => window.seen.length >= n", len(log))
+    seen = await page.page.evaluate("window.seen")
+    assert [e["id"] for e in seen][:len(log)] == [e["position"] for e in log]
+    assert [e["envelope"] for e in seen][:len(log)] == log
+    deltas = [e["envelope"]["data"]["text"] for e in seen if e["type"] == "message_delta"]
+    assert "".join(deltas) == REPLY
+    _kept_up(await page.page.evaluate(_STATS))
