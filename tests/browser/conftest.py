@@ -54,6 +54,7 @@ class Watched:
         self.page = page
         self.requests: list[str] = []
         self.errors: list[str] = []
+        self._allowed: list[str] = []
         page.on("request", self._request)
         page.on("console", self._console)
         page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
@@ -61,8 +62,13 @@ class Watched:
     def _request(self, request: Request) -> None:
         self.requests.append(request.url)
 
+    def allow(self, error: str) -> None:
+        """Console errors holding ``error`` are expected from now on (the browser's own
+        report of something the page handles)."""
+        self._allowed.append(error)
+
     def _console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
+        if message.type == "error" and not any(ok in message.text for ok in self._allowed):
             self.errors.append(f"console: {message.text}")
 
 

@@ -2,7 +2,8 @@
 while a scripted agent streams a reply; the server drops every stream twice meanwhile (the
 browser reconnects with Last-Event-ID), and the stream tokens live 10 s but are renewed every
 4 s (the server allows no resume with an expired token here). The page gets every event once,
-in order, and the whole reply."""
+in order, and the whole reply. A connection the server refuses (its token ran out unrenewed) is
+reopened with a new token; once no token can be had (the key revoked), the stream stops."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from engine.events import EVENT_TYPES
 from tests.api.conftest import Live
 from tests.browser.conftest import Watched
+from tests.conftest import ADMIN_TOKEN
 
 REPLY = " ".join(f"word{i}" for i in range(40))  # 10 s, at 0.25 s a word
 PAGE = "/test/page.html"  # served by the test: on the server's origin, as a console would be
@@ -30,6 +32,9 @@ _START = """async ({kind, key, sessionId}) => {
                                      : spool.openTenantStream(options);
   return spool.EVENT_TYPES;
 }"""
+
+# What Chromium itself logs when the server refuses a request with 401 (spool.js handles it).
+_REFUSED = "the server responded with a status of 401"
 
 _STATS = """() => ({opens: window.stream.opens, renewals: window.stream.renewals,
   gaps: window.stream.gaps, failures: window.failures})"""
@@ -114,3 +119,36 @@ async def test_a_page_follows_the_tenant_stream_through_drops_and_token_renewals
     deltas = [e["envelope"]["data"]["text"] for e in seen if e["type"] == "message_delta"]
     assert "".join(deltas) == REPLY
     _kept_up(await page.page.evaluate(_STATS))
+
+
+async def test_a_refused_stream_is_reopened_with_a_new_token_until_the_key_is_revoked(
+    live: Live, page: Watched,
+) -> None:
+    tenant = (await live.post("/v1/tenants", ADMIN_TOKEN, {"name": "web"})).json()["id"]
+    made = await live.post("/v1/api_keys", ADMIN_TOKEN, {"name": "ui", "role": "member"},
+                           **{"Spool-Tenant": tenant})
+    key, key_id = made.json()["key"], made.json()["id"]
+    sid = await live.session(key)
+    await _open(page, live, kind="session", key=key, sessionId=sid)
+    await _until(page, "() => window.seen.length >= 1")
+    # The token runs out unrenewed (a laptop asleep), then the connection drops: the browser's
+    # reconnect is refused (401), so spool.js makes a new token and reopens after the last id.
+    await live.engine._pool.execute(
+        "UPDATE stream_tokens SET expires_at = now() - interval '1 second'")
+    page.allow(_REFUSED)
+    live.engine.open_streams.close_all("test: the connection drops")
+    await live.say(key, sid, "after the drop")
+    await _until(page, "() => window.seen.length >= 2")
+    stats = await page.page.evaluate(_STATS)
+    assert stats["failures"] == [{"message": "the stream was refused", "fatal": False}]
+    await live.say(key, sid, "live again")
+    await _until(page, "() => window.seen.length >= 3")
+    assert [e["id"] for e in await page.page.evaluate("window.seen")] == [1, 2, 3]
+
+    # Revoking the key closes the stream; no new token can be made: that is final.
+    revoked = await live.client.delete(f"/v1/api_keys/{key_id}", headers={
+        "Authorization": f"Bearer {ADMIN_TOKEN}", "Spool-Tenant": tenant})
+    assert revoked.status_code == 200, revoked.text
+    await _until(page, "() => window.failures.some(f => f.fatal)")
+    assert await page.page.evaluate("window.stream.closed")
+    assert (await page.page.evaluate("window.failures"))[-1]["fatal"] is True
