@@ -152,3 +152,29 @@ async def test_a_refused_stream_is_reopened_with_a_new_token_until_the_key_is_re
     await _until(page, "() => window.failures.some(f => f.fatal)")
     assert await page.page.evaluate("window.stream.closed")
     assert (await page.page.evaluate("window.failures"))[-1]["fatal"] is True
+
+
+async def test_a_duplicate_is_dropped_and_a_hole_reported(live: Live, page: Watched) -> None:
+    """What the server never sends, from a stream the test serves instead of it."""
+    frames = "".join(
+        f"id: {seq}\nevent: user_message\ndata: {{\"seq\": {seq}}}\n\n" for seq in (1, 2, 2, 4))
+    stream = f"{live.base_url}/v1/sessions/ses_x/stream?*"
+    await page.page.route(stream, lambda route: route.fulfill(
+        body="retry: 600000\n\n" + frames, content_type="text/event-stream"))
+    await page.page.route(live.base_url + PAGE, lambda route: route.fulfill(
+        body="<!doctype html><title>spool.js</title>", content_type="text/html"))
+    await page.page.goto(live.base_url + PAGE)
+    await page.page.evaluate("""async () => {
+      const spool = await import("/static/spool.js");
+      window.seen = [];
+      window.holes = [];
+      window.stream = spool.openSessionStream("ses_x", {
+        token: async () => ({token: "sst_x", expires_at: new Date(Date.now() + 60000).toJSON()}),
+        onEvent: (envelope, type, id) => window.seen.push(id),
+        onGap: (gap) => window.holes.push(gap),
+      });
+    }""")
+    await _until(page, "() => window.seen.length >= 3")
+    assert await page.page.evaluate("window.seen") == [1, 2, 4]
+    assert await page.page.evaluate("window.holes") == [{"expected": 3, "got": 4}]
+    assert await page.page.evaluate("window.stream.duplicatesDropped") == 1
