@@ -2,15 +2,20 @@
 while a scripted agent streams a reply; the server drops every stream twice meanwhile (the
 browser reconnects with Last-Event-ID), and the stream tokens live 10 s but are renewed every
 4 s (the server allows no resume with an expired token here). The page gets every event once,
-in order, and the whole reply. A connection the server refuses (its token ran out unrenewed) is
-reopened with a new token; once no token can be had (the key revoked), the stream stops."""
+in order, and the whole reply; likewise across a restart of the server (down when the browser
+reconnects, then up on the same port). A connection the server refuses (its token ran out
+unrenewed) is reopened with a new token; once no token can be had (the key revoked), the
+stream stops."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+from engine.engine import Engine
 from engine.events import EVENT_TYPES
-from tests.api.conftest import Live
+from engine.settings import Settings
+from tests.api.conftest import Live, serving
 from tests.browser.conftest import Watched
 from tests.conftest import ADMIN_TOKEN
 
@@ -60,13 +65,15 @@ async def _slow_session(live: Live, key: str) -> str:
 
 
 async def _follow_a_reply_through_drops(page: Watched, live: Live, key: str, sid: str) -> None:
-    """Say something, and while the reply streams drop every stream twice; until it is done."""
+    """Say something; while the reply streams, drop every stream, and again once the page has
+    renewed its token; until the reply is done and the token renewed twice."""
     await live.say(key, sid, "go")
-    for deltas in (5, 20):
-        await _until(page, "n => window.seen.filter(e => e.type === 'message_delta').length >= n",
-                     deltas)
+    for condition in ("() => window.seen.filter(e => e.type === 'message_delta').length >= 5",
+                      "() => window.stream.renewals >= 1"):
+        await _until(page, condition)
         assert live.engine.open_streams.close_all("test: the connection drops") >= 1
     await _until(page, "() => window.seen.some(e => e.type === 'session_done')")
+    await _until(page, "() => window.stream.renewals >= 2")
 
 
 async def _log(live: Live, key: str, path: str) -> list[dict[str, Any]]:
@@ -119,6 +126,33 @@ async def test_a_page_follows_the_tenant_stream_through_drops_and_token_renewals
     deltas = [e["envelope"]["data"]["text"] for e in seen if e["type"] == "message_delta"]
     assert "".join(deltas) == REPLY
     _kept_up(await page.page.evaluate(_STATS))
+
+
+async def test_a_page_follows_a_session_through_a_server_restart(
+    settings: Settings, engine: Engine, page: Watched,
+) -> None:
+    async with serving(engine, settings) as live:
+        key = await live.member_key()
+        sid = await _slow_session(live, key)
+        await _open(page, live, kind="session", key=key, sessionId=sid)
+        await live.say(key, sid, "go")
+        await _until(page, "() => window.seen.filter(e => e.type === 'message_delta').length >= 5")
+        port = int(live.base_url.rsplit(":", 1)[1])
+        # the browser's reconnect (2 s after the close) finds the server down
+        refused = asyncio.ensure_future(page.page.wait_for_event(
+            "requestfailed", predicate=lambda r: "/stream?" in r.url, timeout=60_000))
+        page.allow("net::ERR_CONNECTION_REFUSED")
+        # as `spool serve` stops: every stream closed with a last comment, then the server
+        engine.open_streams.close_all("test: the server restarts")
+    await refused
+    async with serving(engine, settings, port) as live:
+        await _until(page, "() => window.seen.some(e => e.type === 'session_done')")
+        seen = await page.page.evaluate("window.seen")
+        log = await _log(live, key, f"/v1/sessions/{sid}/events?limit=500")
+        await page.page.close()  # its stream with it, before this server stops
+    assert [e["id"] for e in seen] == [e["seq"] for e in log]
+    assert "".join(e["envelope"]["data"]["text"] for e in seen
+                   if e["type"] == "message_delta") == REPLY
 
 
 async def test_a_refused_stream_is_reopened_with_a_new_token_until_the_key_is_revoked(
