@@ -61,7 +61,9 @@ async def _slow_session(live: Live, key: str) -> str:
     agent = await live.post("/v1/agents", key, {
         "name": "slow", "model": {"script": [{"text": REPLY, "delay": 0.25}]}})
     assert agent.status_code == 201, agent.text
-    return (await live.post("/v1/sessions", key, {"agent_id": agent.json()["id"]})).json()["id"]
+    session = await live.post("/v1/sessions", key, {"agent_id": agent.json()["id"]})
+    session_id: str = session.json()["id"]
+    return session_id
 
 
 async def _follow_a_reply_through_drops(page: Watched, live: Live, key: str, sid: str) -> None:
@@ -167,8 +169,9 @@ async def test_a_refused_stream_is_reopened_with_a_new_token_until_the_key_is_re
     await _until(page, "() => window.seen.length >= 1")
     # The token runs out unrenewed (a laptop asleep), then the connection drops: the browser's
     # reconnect is refused (401), so spool.js makes a new token and reopens after the last id.
-    await live.engine._pool.execute(
-        "UPDATE stream_tokens SET expires_at = now() - interval '1 second'")
+    pool = live.engine._pool
+    assert pool is not None
+    await pool.execute("UPDATE stream_tokens SET expires_at = now() - interval '1 second'")
     page.allow(_REFUSED)
     live.engine.open_streams.close_all("test: the connection drops")
     await live.say(key, sid, "after the drop")
