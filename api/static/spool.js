@@ -101,6 +101,11 @@ export class SpoolStream {
     this._connect();
   }
 
+  // Whether a connection is open now (false while reconnecting, and once closed).
+  get connected() {
+    return this._source !== null && this._source.readyState === EventSource.OPEN;
+  }
+
   close() {
     this.closed = true;
     clearTimeout(this._renewTimer);

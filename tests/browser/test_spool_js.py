@@ -70,9 +70,9 @@ async def _follow_a_reply_through_drops(page: Watched, live: Live, key: str, sid
     """Say something; while the reply streams, drop every stream, and again once the page has
     renewed its token; until the reply is done and the token renewed twice."""
     await live.say(key, sid, "go")
-    for condition in ("() => window.seen.filter(e => e.type === 'message_delta').length >= 5",
-                      "() => window.stream.renewals >= 1"):
-        await _until(page, condition)
+    for condition in ("window.seen.filter(e => e.type === 'message_delta').length >= 5",
+                      "window.stream.renewals >= 1"):
+        await _until(page, f"() => {condition} && window.stream.connected")
         assert live.engine.open_streams.close_all("test: the connection drops") >= 1
     await _until(page, "() => window.seen.some(e => e.type === 'session_done')")
     await _until(page, "() => window.stream.renewals >= 2")
