@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint lock bench bench-quick openapi sdk fuzz clean
+.PHONY: run test lint lock bench bench-quick openapi sdk fuzz swagger-ui clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,17 @@ bench: $(VENV)/.installed-test
 		>/dev/null 2>&1; } \
 		|| echo "wrk is missing and apt-get could not install it: http_submit will be reported failed" >&2
 	$(BIN)/python bench/report.py $(if $(QUICK),--quick)
+
+# api/static/swagger-ui/: the files of npm's swagger-ui-dist that /docs serves, vendored (no CDN).
+# Refresh: `make swagger-ui SWAGGER_UI=<version>` (needs npm), then check /docs (tests/browser).
+SWAGGER_UI ?= $(shell cat api/static/swagger-ui/VERSION)
+swagger-ui:
+	rm -rf build/swagger-ui && mkdir -p build/swagger-ui
+	cd build/swagger-ui && npm pack -q swagger-ui-dist@$(SWAGGER_UI) && tar xzf swagger-ui-dist-*.tgz
+	cd build/swagger-ui/package && cp swagger-ui-bundle.js swagger-ui.css LICENSE NOTICE \
+		swagger-ui-bundle.js.LICENSE.txt $(CURDIR)/api/static/swagger-ui/
+	echo $(SWAGGER_UI) > api/static/swagger-ui/VERSION
+	rm -rf build/swagger-ui
 
 bench-quick:
 	$(MAKE) bench QUICK=1

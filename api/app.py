@@ -18,6 +18,7 @@ from api.routes import (
     api_keys,
     approvals,
     boards,
+    browser,
     budgets,
     events,
     exports,
@@ -34,7 +35,7 @@ from engine.settings import Settings
 # The route table: each route with the Operation that describes it (api/operation.py).
 ROUTES = [*health.routes, *openapi.routes, *tenants.routes, *api_keys.routes, *agents.routes,
           *sessions.routes, *exports.routes, *approvals.routes, *streams.routes, *events.routes,
-          *boards.routes, *tasks.routes, *budgets.routes]
+          *boards.routes, *tasks.routes, *budgets.routes, *browser.routes]
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:

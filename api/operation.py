@@ -92,6 +92,14 @@ def route(method: str, path: str, endpoint: Callable[[Request], Awaitable[Respon
     return OperationRoute(method, path, endpoint, operation)
 
 
+class PageRoute(Route):
+    """A GET of a page or file for browsers (``/docs``, ``/static/...``): not an operation of
+    the API, so kept out of the OpenAPI document on purpose (docs/DESIGN.md)."""
+
+    def __init__(self, path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> None:
+        super().__init__(path, endpoint, methods=["GET"])
+
+
 # --- query parameters ---------------------------------------------------------------------------
 
 INT64_MAX = 2**63 - 1  # what a query integer may be (Postgres' bigint); more is a 400

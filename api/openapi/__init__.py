@@ -30,16 +30,19 @@ from api.openapi.components import (
 )
 from api.openapi.paths import operation, operation_ids
 from api.openapi.schemas import Schemas, shapes
-from api.operation import Operation, OperationRoute
+from api.operation import Operation, OperationRoute, PageRoute
 from engine.events import AnyEventData, EventMeta
 
 __all__ = ["RESPONSE_HEADERS", "build", "drift", "operations", "operations_of", "render"]
 
 
 def operations_of(routes: Iterable[BaseRoute]) -> dict[tuple[str, str], Route]:
-    """Each (method, path) the route table serves (HEAD, which Starlette adds to GET, aside)."""
+    """Each (method, path) the route table serves (HEAD, which Starlette adds to GET, aside),
+    but for the pages for browsers (``PageRoute``), which are not operations of the API."""
     found: dict[tuple[str, str], Route] = {}
     for route in routes:
+        if isinstance(route, PageRoute):
+            continue
         if not isinstance(route, Route):
             raise TypeError(f"{route!r}: only plain Routes can be described")
         for method in sorted((route.methods or set()) - {"HEAD"}):

@@ -111,12 +111,13 @@ class Live:
 
 
 @contextlib.asynccontextmanager
-async def serving(engine: Engine, settings: Settings) -> AsyncIterator[Live]:
-    """A uvicorn server of its own on a free port for ``engine`` (one ``spool serve``
-    process, in-process). Streams must be closed before it stops. uvicorn's keep-alive
-    timer runs from a connection's start: with a thousand clients connecting on a loaded
-    machine, its 5 s could pass before a request is read, so these servers allow 60 s."""
-    config = uvicorn.Config(create_app(settings, engine), host="127.0.0.1", port=0,
+async def serving(engine: Engine, settings: Settings, port: int = 0) -> AsyncIterator[Live]:
+    """A uvicorn server of its own on a free port (or ``port``: a restart) for ``engine``
+    (one ``spool serve`` process, in-process). Streams must be closed before it stops.
+    uvicorn's keep-alive timer runs from a connection's start: with a thousand clients
+    connecting on a loaded machine, its 5 s could pass before a request is read, so these
+    servers allow 60 s."""
+    config = uvicorn.Config(create_app(settings, engine), host="127.0.0.1", port=port,
                             log_config=None, lifespan="off", timeout_keep_alive=60,
                             timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
