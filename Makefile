@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint lock bench bench-quick openapi fuzz clean
+.PHONY: run test lint lock bench bench-quick openapi sdk fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ fuzz: $(VENV)/.installed-test
 openapi: $(VENV)/.installed
 	$(BIN)/python -m api.openapi > docs/openapi.json.tmp
 	mv docs/openapi.json.tmp docs/openapi.json
+
+# The SDK's generated modules: spool/_models.py from docs/openapi.json, spool/_sync/ from
+# spool/_async/ (tests/spool/test_models.py fails when they are stale).
+sdk: | $(BIN)/python
+	$(BIN)/python scripts/generate_sdk.py
 
 # Every scenario in bench/, one after another: bench/results/<date>-<commit>.json and the table in
 # docs/BENCHMARKS.md. `make bench-quick` (or `make bench QUICK=1`): all of it in about 2 minutes.

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-# The public error tree, re-exported by spool and spool.client (not error_from_response).
+# The public error tree, re-exported by spool (not error_from_response).
 __all__ = [
     "BudgetExceeded",
     "Conflict",

@@ -1,6 +1,6 @@
 """Server-sent events as the model providers stream them, parsed line by line for both HTTP
-adapters (``openai``, ``anthropic``). The SDK's own reader (``spool/client.py``) is a client of
-our API, not of a provider's, and stays apart.
+adapters (``openai``, ``anthropic``). The SDK's own reader (``spool/_async/_stream.py``) is a
+client of our API, not of a provider's, and stays apart.
 
 An event is its ``event:`` name (empty without one) and its ``data:`` lines joined by newlines,
 dispatched at the blank line that ends it; an event without data is not dispatched. Comments

@@ -1,7 +1,8 @@
-"""The Python client's session stream against the real server over real sockets: replay then
-live, resuming after the connection drops (mid-frame, reset, a slow-consumer cut-off, a 503), no
-loss and no duplicate, the backoff that honours ``retry:``, errors carrying the server's envelope,
-and closing promptly. A small TCP proxy in front of the uvicorn server is the thing the tests cut.
+"""spool/_async/_stream.py (and its sync copy): a session's stream from the SDK against the real
+server over real sockets: replay then live, resuming after the connection drops (mid-frame,
+reset, a slow-consumer cut-off, a 503), no loss and no duplicate, the backoff that honours
+``retry:``, errors carrying the server's envelope, and closing promptly. A small TCP proxy in
+front of the uvicorn server is the thing the tests cut.
 """
 
 from __future__ import annotations
@@ -13,15 +14,19 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
-from spool.client import (
+from spool import (
+    AsyncClient,
+    AsyncEventStream,
+    Client,
+    Event,
     NotFound,
     ProtocolError,
-    SpoolClient,
+    Reconnect,
     SpoolConnectionError,
-    StreamEvent,
     StreamGapError,
     Unauthorized,
     Unavailable,
@@ -149,9 +154,9 @@ def fast_retry(monkeypatch: pytest.MonkeyPatch) -> int:
     return 20
 
 
-async def take(stream: AsyncIterator[StreamEvent], count: int,
-               within: float = 30) -> list[StreamEvent]:
-    got: list[StreamEvent] = []
+async def take(stream: AsyncIterator[Event], count: int,
+               within: float = 30) -> list[Event]:
+    got: list[Event] = []
     async with asyncio.timeout(within):
         async for event in stream:
             got.append(event)
@@ -166,20 +171,33 @@ async def subscribers_gone(server: Live, within: float = 15) -> None:
             await asyncio.sleep(0.01)
 
 
-def assert_exact(events: list[StreamEvent], first: int, last: int) -> None:
-    assert [e.id for e in events] == list(range(first, last + 1))
-    assert all(e.data["seq"] == e.id and e.data["type"] == e.event for e in events)
+def assert_exact(events: list[Event], first: int, last: int) -> None:
+    assert [e.seq for e in events] == list(range(first, last + 1))
+    assert all(e.stream_type == "session" and e.position > 0 for e in events)
+
+
+def stream_of(client: AsyncClient, session_id: str, after: int = 0,
+              **reconnect: Any) -> AsyncEventStream:
+    return client.sessions.stream(session_id, after=after, reconnect=Reconnect(**reconnect))
+
+
+def envelope(seq: int) -> bytes:
+    """A session event's JSON as the server frames it."""
+    return json.dumps({
+        "id": f"00000000-0000-0000-0000-{seq:012d}", "stream_id": "ses_x",
+        "stream_type": "session", "seq": seq, "position": 100 + seq, "type": "user_message",
+        "data": {"n": 1}, "meta": {}, "created_at": "2026-01-01T00:00:00Z"}).encode()
 
 
 # --------------------------------------------------------------------------- offline
 
 
 def test_backoff_doubles_from_the_base_is_capped_and_floored_by_retry_after() -> None:
-    client = SpoolClient("http://spool.test", "spk_x", max_delay=1.0, jitter=0)
+    client = Reconnect(max_delay=1.0, jitter=0)
     assert [client.backoff(n, 0.1) for n in range(6)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
     assert client.backoff(0, 0.1, retry_after=3) == 3  # Retry-After beats the cap
     assert client.backoff(0, 0) == 0.01  # "retry: 0" cannot spin
-    jittery = SpoolClient("http://spool.test", "spk_x", max_delay=1.0, jitter=0.5)
+    jittery = Reconnect(max_delay=1.0, jitter=0.5)
     delays = {jittery.backoff(9, 0.1) for _ in range(50)}
     assert all(1.0 <= d <= 1.5 for d in delays) and len(delays) > 1
 
@@ -192,19 +210,19 @@ async def test_replay_then_live_then_resume_from_a_cursor(live: Live) -> None:
     sid = await live.session(key)
     for text in ["a", "b", "c"]:
         await live.say(key, sid, text)
-    async with (SpoolClient(live.base_url, key) as spool,
-                spool.stream_session(sid) as stream):
+    async with (AsyncClient(base_url=live.base_url, api_key=key) as spool,
+                stream_of(spool, sid) as stream):
         replayed = await take(stream, 4)
-        assert [e.event for e in replayed] == ["session_created"] + ["user_message"] * 3
-        assert replayed[1].data["data"]["content"] == [{"type": "text", "text": "a"}]
+        assert [e.type for e in replayed] == ["session_created"] + ["user_message"] * 3
+        assert replayed[1].data["content"] == [{"type": "text", "text": "a"}]
         writer = asyncio.create_task(say_many(live, key, sid, 10))
         live_events = await take(stream, 10)
         await writer
         assert_exact(replayed + live_events, 1, 14)
         assert stream.last_event_id == 14 and stream.reconnects == 0
         with pytest.raises(AttributeError):
-            replayed[0].id = 7  # type: ignore[misc]  # frozen
-        async with spool.stream_session(sid, after=12) as resumed:
+            replayed[0].seq = 7  # type: ignore[misc]  # frozen
+        async with stream_of(spool, sid, after=12) as resumed:
             assert_exact(await take(resumed, 2), 13, 14)
 
 
@@ -218,18 +236,18 @@ async def test_resumes_after_the_connection_drops_without_loss_or_duplicate(
         # The first connections are cut after so many response bytes: inside the retry frame,
         # inside an event, on a boundary-ish offset, deep in the replay.
         proxy.cut_after = [5, 200, 777, 1500, 2900]
-        async with (SpoolClient(proxy.url, key, max_delay=0.1) as spool,
-                    spool.stream_session(sid) as stream):
+        async with (AsyncClient(base_url=proxy.url, api_key=key) as spool,
+                    stream_of(spool, sid, max_delay=0.1) as stream):
             replayed = await take(stream, 10)
             assert stream.reconnects >= 4
             writer = asyncio.create_task(say_many(live, key, sid, 40, pause=0.002))
-            got: list[StreamEvent] = []
+            got: list[Event] = []
             async with asyncio.timeout(15):
                 async for event in stream:
                     got.append(event)
-                    if event.id in (18, 27, 36):
-                        proxy.cut(reset=event.id != 27)  # a reset, a clean close, a reset
-                    if event.id == 50:
+                    if event.seq in (18, 27, 36):
+                        proxy.cut(reset=event.seq != 27)  # a reset, a clean close, a reset
+                    if event.seq == 50:
                         break
             await writer
             assert_exact(replayed + got, 1, 50)
@@ -239,11 +257,33 @@ async def test_resumes_after_the_connection_drops_without_loss_or_duplicate(
             headers = proxy.last_event_ids()
             assert len(headers) == stream.reconnects + 1
             assert headers[0] is None  # from the start
-            delivered = {e.id for e in replayed + got}
+            delivered = {e.seq for e in replayed + got}
             assert all(h in delivered for h in headers[1:] if h is not None)
             assert headers[1:] == sorted(headers[1:], key=lambda h: h or 0)
             assert [h for h in headers if h and h >= 18][:1] in ([18], [19])
     await subscribers_gone(live)  # every cut connection was freed on the server
+
+
+async def test_the_sync_stream_resumes_after_the_connection_drops(
+    live: Live, fast_retry: int,
+) -> None:
+    """The generated sync copy (in a thread: the proxy and the server run on this loop)."""
+    key = await live.member_key()
+    sid = await live.session(key)
+    await say_many(live, key, sid, 9)
+
+    def read(url: str) -> tuple[list[Event], int]:
+        with (Client(base_url=url, api_key=key) as client,
+              client.sessions.stream(sid, reconnect=Reconnect(max_delay=0.1)) as stream):
+            events = [event for _, event in zip(range(10), stream, strict=False)]
+            return events, stream.reconnects
+
+    async with Proxy(live.base_url) as proxy:
+        proxy.cut_after = [5, 700, 1500]
+        events, reconnects = await asyncio.wait_for(asyncio.to_thread(read, proxy.url), 30)
+    assert_exact(events, 1, 10)
+    assert reconnects >= 3 and proxy.last_event_ids()[0] is None
+    await subscribers_gone(live)
 
 
 async def test_resumes_after_a_slow_consumer_is_cut_off(
@@ -252,8 +292,8 @@ async def test_resumes_after_a_slow_consumer_is_cut_off(
     key = await live.member_key()
     sid = await live.session(key)
     live.engine.fanout.capacity = 1  # the server's per-connection buffer: one event
-    async with (SpoolClient(live.base_url, key) as spool,
-                spool.stream_session(sid) as stream):
+    async with (AsyncClient(base_url=live.base_url, api_key=key) as spool,
+                stream_of(spool, sid) as stream):
         assert_exact(await take(stream, 1), 1, 1)
         await asyncio.gather(*(live.say(key, sid, f"burst {i}") for i in range(60)))
         got = await take(stream, 60)
@@ -274,17 +314,18 @@ async def test_backoff_honours_retry_doubles_caps_and_resets(
     key = await live.member_key()
     sid = await live.session(key)
     async with (Proxy(live.base_url) as proxy,
-                SpoolClient(proxy.url, key, max_delay=0.25, jitter=0.25,
-                            initial_retry=5.0) as spool,
-                spool.stream_session(sid) as stream):
+                AsyncClient(base_url=proxy.url, api_key=key) as spool,
+                stream_of(spool, sid, max_delay=0.25, jitter=0.25,
+                          initial_retry=5.0) as stream):
         chosen: list[float] = []
-        backoff = spool.backoff
+        backoff = Reconnect.backoff
 
-        def recording(attempt: int, base: float, retry_after: float | None = None) -> float:
-            chosen.append(backoff(attempt, base, retry_after))
+        def recording(self: Reconnect, attempt: int, base: float,
+                      retry_after: float | None = None) -> float:
+            chosen.append(backoff(self, attempt, base, retry_after))
             return chosen[-1]
 
-        monkeypatch.setattr(spool, "backoff", recording)
+        monkeypatch.setattr(Reconnect, "backoff", recording)
         await take(stream, 1)
         assert stream.retry == 0.08  # from the server's "retry: 80"
         proxy.refuse = 3
@@ -323,8 +364,8 @@ async def test_a_503_waits_for_retry_after_then_resumes(
                          {"Content-Type": "application/json", "Retry-After": "1"},
                          json.dumps(envelope).encode())
     async with Proxy(live.base_url) as proxy:
-        async with (SpoolClient(proxy.url, key, max_delay=0.05) as spool,
-                    spool.stream_session(sid) as stream):
+        async with (AsyncClient(base_url=proxy.url, api_key=key) as spool,
+                    stream_of(spool, sid, max_delay=0.05) as stream):
             await take(stream, 1)
             proxy.answers = [unavailable]
             cut_at = time.monotonic()
@@ -335,8 +376,8 @@ async def test_a_503_waits_for_retry_after_then_resumes(
             assert proxy.last_event_ids() == [None, 1, 1]
         # With no retries allowed, the 503 is raised with its envelope.
         proxy.answers = [unavailable]
-        async with (SpoolClient(proxy.url, key, max_retries=0) as spool,
-                    spool.stream_session(sid) as stream):
+        async with (AsyncClient(base_url=proxy.url, api_key=key) as spool,
+                    stream_of(spool, sid, max_retries=0) as stream):
             with pytest.raises(Unavailable) as caught:
                 await anext(stream)
         assert caught.value.status == 503 and caught.value.retry_after == 1.0
@@ -346,44 +387,45 @@ async def test_a_503_waits_for_retry_after_then_resumes(
 async def test_errors_retrying_cannot_fix_raise_with_the_envelope(live: Live) -> None:
     key = await live.member_key()
     unknown = "ses_01M8000000000000000000000A"
-    async with Proxy(live.base_url) as proxy, SpoolClient(proxy.url, key) as spool:
+    async with Proxy(live.base_url) as proxy, AsyncClient(base_url=proxy.url, api_key=key) as spool:
         with pytest.raises(NotFound) as caught:
-            await anext(spool.stream_session(unknown))
+            await anext(stream_of(spool, unknown))
         error = caught.value
         assert error.status == 404 and error.type == "not_found"
         assert unknown in error.message and error.request_id
         assert error.envelope == {"error": {"type": "not_found", "message": error.message}}
-        async with SpoolClient(proxy.url, "spk_not-a-key") as stranger:
+        async with AsyncClient(base_url=proxy.url, api_key="spk_not-a-key") as stranger:
             with pytest.raises(Unauthorized) as denied:
-                await anext(stranger.stream_session(unknown))
+                await anext(stream_of(stranger, unknown))
         assert denied.value.status == 401 and denied.value.type == "unauthorized"
         assert len(proxy.accepted) == 2  # neither was retried
     with pytest.raises(ValueError):
-        spool.stream_session(unknown, after=-1)
+        stream_of(spool, unknown, after=-1)
 
 
 async def test_a_gap_or_a_non_sse_answer_is_an_error_never_hidden(live: Live) -> None:
+    # Each event's JSON split over two data lines (joined by a newline, which JSON allows).
     frames = b"retry: 10\n\n" + b"".join(
-        b"id: %d\nevent: user_message\ndata: {\"seq\": %d,\n" % (i, i) + b"data:  \"n\": 1}\n\n"
-        for i in [1, 2, 2, 1, 3, 5])
-    async with Proxy(live.base_url) as proxy, SpoolClient(proxy.url, "spk_x") as spool:
+        b"id: %d\nevent: user_message\ndata: %s\ndata: %s\n\n" % (
+            i, envelope(i)[:1], envelope(i)[1:]) for i in [1, 2, 2, 1, 3, 5])
+    async with (Proxy(live.base_url) as proxy,
+                AsyncClient(base_url=proxy.url, api_key="spk_x") as spool):
         proxy.answers = [canned("200 OK", {"Content-Type": "text/event-stream"}, frames)]
-        stream = spool.stream_session("ses_x")
+        stream = stream_of(spool, "ses_x")
         got = [await anext(stream) for _ in range(3)]
-        assert [(e.id, e.data) for e in got] == [(i, {"seq": i, "n": 1}) for i in (1, 2, 3)]
+        assert [(e.seq, e.data) for e in got] == [(i, {"n": 1}) for i in (1, 2, 3)]
         with pytest.raises(StreamGapError) as caught:
             await anext(stream)
         assert (caught.value.expected, caught.value.got) == (4, 5)
         assert stream.duplicates_dropped == 2 and stream.last_event_id == 3
         proxy.answers = [canned("200 OK", {"Content-Type": "text/html"}, b"<html>")]
         with pytest.raises(ProtocolError):
-            await anext(spool.stream_session("ses_x"))
+            await anext(stream_of(spool, "ses_x"))
 
 
 async def test_gives_up_after_max_retries_when_nothing_answers() -> None:
-    async with SpoolClient("http://127.0.0.1:9", "spk_x", max_retries=2,
-                           initial_retry=0.01) as spool:
-        stream = spool.stream_session("ses_x")
+    async with AsyncClient(base_url="http://127.0.0.1:9", api_key="spk_x") as spool:
+        stream = stream_of(spool, "ses_x", max_retries=2, initial_retry=0.01)
         with pytest.raises(SpoolConnectionError) as caught:
             await anext(stream)
     assert stream.reconnects == 2 and caught.value.__cause__ is not None
@@ -392,9 +434,9 @@ async def test_gives_up_after_max_retries_when_nothing_answers() -> None:
 async def test_cancel_and_aclose_close_the_connection_promptly(live: Live) -> None:
     key = await live.member_key()
     sid = await live.session(key)
-    async with SpoolClient(live.base_url, key) as spool:
+    async with AsyncClient(base_url=live.base_url, api_key=key) as spool:
         # Cancelling the task that waits for the next event.
-        stream = spool.stream_session(sid)
+        stream = stream_of(spool, sid)
         await take(stream, 1)
         waiter = asyncio.create_task(take(stream, 1))
         await asyncio.sleep(0.05)
@@ -405,7 +447,7 @@ async def test_cancel_and_aclose_close_the_connection_promptly(live: Live) -> No
         await subscribers_gone(live)
 
         # aclose() from another task while one waits: the wait ends, nothing reconnects.
-        stream = spool.stream_session(sid)
+        stream = stream_of(spool, sid)
         await take(stream, 1)
         reader = asyncio.create_task(take(stream, 2))
         await asyncio.sleep(0.05)
@@ -418,11 +460,11 @@ async def test_cancel_and_aclose_close_the_connection_promptly(live: Live) -> No
             await anext(stream)
 
         # Leaving the `async with` after a break; and a stream still open when the client closes.
-        async with spool.stream_session(sid) as stream:
+        async with stream_of(spool, sid) as stream:
             async for _ in stream:
                 break
         await subscribers_gone(live)
-        left_open = spool.stream_session(sid)
+        left_open = stream_of(spool, sid)
         await take(left_open, 1)
     assert left_open.closed
     await subscribers_gone(live)

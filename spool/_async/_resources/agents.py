@@ -1,0 +1,94 @@
+"""Agents: create, list, get, update (a new version each time), versions, archive, heartbeat;
+``agents.tokens``: the runtime tokens an agent's heartbeats are sent with."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from spool._async._paging import AsyncPager
+from spool._async._resources._base import AsyncResource, fields
+from spool._async._sender import AsyncSender
+from spool._models import (
+    Agent,
+    AgentPage,
+    AgentToken,
+    AgentTokenPage,
+    AgentVersion,
+    AgentVersionPage,
+    Event,
+    EventAccepted,
+)
+from spool._operations import operation
+
+
+class AsyncAgentTokens(AsyncResource):
+    @operation("create_token")
+    async def create(self, agent_id: str, *, name: str | None = None) -> AgentToken:
+        """A runtime token (``token``, shown in this answer only) for the agent's heartbeats."""
+        return await self._sender.model(
+            self._sender.call("create_token", agent_id, json=fields({"name": name})), AgentToken)
+
+    @operation("list_tokens")
+    def list(self, agent_id: str, *, limit: int | None = None) -> AsyncPager[AgentToken]:
+        return self._sender.pager(
+            self._sender.call("list_tokens", agent_id, params={"limit": limit}), AgentTokenPage)
+
+    @operation("revoke_token")
+    async def revoke(self, agent_id: str, token_id: str) -> AgentToken:
+        return await self._sender.model(
+            self._sender.call("revoke_token", agent_id, token_id), AgentToken)
+
+
+class AsyncAgents(AsyncResource):
+    def __init__(self, sender: AsyncSender) -> None:
+        super().__init__(sender)
+        self.tokens = AsyncAgentTokens(sender)
+
+    @operation("create_agent")
+    async def create(self, *, name: str, model: Mapping[str, Any] | None = None,
+                     idempotency_key: str | None = None, **config: Any) -> Agent:
+        """``config``: ``system``, ``tools``, ``limits``, ``metadata`` (docs/openapi.json's
+        ``AgentConfig``); ``model`` defaults to the scripted adapter."""
+        body = fields({"name": name, "model": model, **config})
+        return await self._sender.model(self._sender.call(
+            "create_agent", json=body, idempotency_key=idempotency_key), Agent)
+
+    @operation("list_agents")
+    def list(self, *, status: Literal["active", "archived"] | None = None,
+             limit: int | None = None, min_position: int | None = None) -> AsyncPager[Agent]:
+        """``status`` is filtered here, page by page (the API lists every agent)."""
+        call = self._sender.call(
+            "list_agents", params={"limit": limit, "min_position": min_position})
+        keep = None if status is None else (lambda agent: agent.status == status)
+        return AsyncPager(self._sender, call, AgentPage, keep=keep)
+
+    @operation("get_agent")
+    async def get(self, agent_id: str, *, min_position: int | None = None) -> Agent:
+        return await self._sender.model(self._sender.call(
+            "get_agent", agent_id, params={"min_position": min_position}), Agent)
+
+    @operation("update_agent")
+    async def update(self, agent_id: str, *, idempotency_key: str | None = None,
+                     **changes: Any) -> Agent:
+        """Only the fields given change (``system=None`` clears the system prompt)."""
+        return await self._sender.model(self._sender.call(
+            "update_agent", agent_id, json=changes, idempotency_key=idempotency_key), Agent)
+
+    @operation("list_versions")
+    def versions(self, agent_id: str, *, limit: int | None = None) -> AsyncPager[AgentVersion]:
+        return self._sender.pager(self._sender.call(
+            "list_versions", agent_id, params={"limit": limit}), AgentVersionPage)
+
+    @operation("archive_agent")
+    async def archive(self, agent_id: str) -> Agent:
+        return await self._sender.model(self._sender.call("archive_agent", agent_id), Agent)
+
+    @operation("heartbeat")
+    async def heartbeat(self, agent_id: str, *, note: str | None = None,
+                        token: str | None = None) -> Event:
+        """Sent with one of the agent's runtime tokens: ``token``, or the client's key."""
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        call = self._sender.call("heartbeat", agent_id, json=fields({"note": note}),
+                                 headers=headers)
+        return (await self._sender.model(call, EventAccepted)).event
