@@ -45,8 +45,9 @@ def global_options() -> argparse.ArgumentParser:
                        help="the API key, or the admin token (SPOOL_API_KEY)")
     group.add_argument("--tenant-id", default=argparse.SUPPRESS,
                        help="the tenant the admin token acts on (SPOOL_TENANT_ID)")
-    group.add_argument("-o", "--output", choices=("table", "json"), default=argparse.SUPPRESS,
-                       help="table (the default) or json")
+    group.add_argument("-o", "--output", choices=("table", "json", "id"),
+                       default=argparse.SUPPRESS, help="table (the default), json, or id: "
+                       "only the id of each thing shown, a line each (for scripts)")
     group.add_argument("--json", dest="output", action="store_const", const="json",
                        default=argparse.SUPPRESS, help="the same as -o json")
     return parser

@@ -112,6 +112,7 @@ class Output:
     def __init__(self, fmt: str = "table", *, stdout: TextIO | None = None,
                  stderr: TextIO | None = None) -> None:
         self.json = fmt == "json"
+        self.ids = fmt == "id"  # only what names each thing shown: for $(...) in scripts
         self._stdout = stdout or sys.stdout
         self._stderr = stderr or sys.stderr
         self.console = Console(file=self._stdout, highlight=False, soft_wrap=True)
@@ -138,6 +139,9 @@ class Output:
         records = [plain(row) for row in rows]
         if self.json:
             self.document(records)
+        elif self.ids:
+            for record in records:
+                self._stdout.write(cell(dig(record, cols[0].path)) + "\n")
         elif self.rich:
             self._rich_table(records, cols)
         else:
@@ -151,6 +155,9 @@ class Output:
             return
         if not isinstance(data, Mapping):
             self.line(cell(data))
+            return
+        if self.ids:
+            self.line(cell(data.get("id", next(iter(data.values()), None))))
             return
         # ``position`` is the SDK's note of where a write landed: None on a read.
         keys = [k for k in (fields or list(data))
@@ -171,6 +178,8 @@ class Output:
         one line saying so."""
         if self.json:
             self.document(value)
+        elif self.ids and isinstance(plain(value), Mapping):
+            self.record(value)
         else:
             self.line(message, style="green")
 

@@ -5,6 +5,7 @@ actions, their --json parsed and checked against what the API holds, the tables 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,12 @@ def test_agents(cli: Spool, tmp_path: Path) -> None:
                 "agents", "list", "--status", "archived")
     named = cli.json("agents", "create", "plain", "--model", "openai:gpt-4o-mini")
     assert named["model"]["adapter"] == "openai" and named["model"]["name"] == "gpt-4o-mini"
+    # -o id: the id alone, for $(...) in a script; a list's ids a line each.
+    bare = cli.ok("agents", "create", "bare", "-o", "id")
+    assert re.fullmatch(r"agt_\w+\n", bare)
+    cli.until(lambda agents: len(agents) == 3, "agents", "list", "--all")
+    assert bare.strip() in cli.ok("agents", "list", "-o", "id").splitlines()
+    assert cli.ok("agents", "archive", bare.strip(), "-o", "id") == bare
 
 
 def test_sessions(cli: Spool, tmp_path: Path) -> None:
