@@ -80,6 +80,41 @@ def test_a_turn_that_fails_exits_1_with_its_error(cli: Spool, tmp_path: Path) ->
     assert busy.returncode == 1 and "not_found" in busy.stderr
 
 
+def test_a_client_tool_is_answered_with_tool_results(cli: Spool, tmp_path: Path) -> None:
+    lookup = {"name": "lookup", "executor": "client", "input_schema": {"type": "object"}}
+    session = _agent(cli, tmp_path, [
+        {"text": "looking", "tool_calls": [{"name": "lookup", "input": {"word": "x"}}]},
+        {"text": "x is a letter"}], [lookup])
+    follow = cli.start("send", session, "what is x", "--follow")
+    follow.wait_for(r'^tool call lookup toolu_0_0 lookup \{"word":"x"\} \(client\)$',
+                    stream="stderr")
+    cli.until(lambda found: found["status"] == "requires_action", "sessions", "show", session)
+    assert cli.ok("sessions", "tool-results", session, "--result", "toolu_0_0", "a letter") == \
+        f"sent 1 tool result(s) to session {session}\n"
+    assert follow.wait() == 0, follow.output()
+    assert follow.stdout == ["looking", "x is a letter"]
+    assert 'tool result toolu_0_0 "a letter"' in follow.stderr
+    assert cli.run("sessions", "tool-results", session).returncode == 2  # none given
+
+
+def test_a_turn_queued_behind_a_running_one_can_be_removed(cli: Spool, tmp_path: Path) -> None:
+    session = _approving(cli, tmp_path)
+    running = cli.start("send", session, "remember k", "--follow")
+    [note] = running.wait_for(r"^approval apr_", stream="stderr")
+    refused = cli.run("send", session, "and this")
+    assert refused.returncode == 1 and "conflict, HTTP 409" in refused.stderr
+    queued = cli.start("send", session, "later", "--mode", "enqueue")
+    [turn] = cli.until(bool, "sessions", "queue", session)
+    assert turn["content"] == "later"
+    assert cli.ok("sessions", "dequeue", session, turn["turn_id"]) == \
+        f"removed turn {turn['turn_id']} from the queue\n"
+    assert cli.json("sessions", "queue", session) == []
+    cli.ok("approvals", "deny", note.split()[1])
+    assert running.wait() == 0
+    assert queued.wait() == 1  # its turn ends, cancelled, when its place in the queue comes
+    assert "error: the turn ended cancelled" in "\n".join(queued.stderr), queued.output()
+
+
 def test_tail_resumes_after_the_connection_drops(live_app: LiveApp, cli: Spool,
                                                  tmp_path: Path) -> None:
     session = _agent(cli, tmp_path, [])
