@@ -159,7 +159,7 @@ def describe(exc: Any) -> str:
     if exc.details:
         text += f"\n  details: {json.dumps(exc.details, ensure_ascii=False)}"
     cause = exc.__cause__
-    if exc.status is None and cause is not None and str(cause):
+    if exc.status is None and cause is not None and str(cause) not in exc.message:
         text += f"\n  cause: {cause}"
     return text
 

@@ -76,7 +76,10 @@ def test_flags_win_over_the_environment_which_wins_over_the_profile(
     dead = "http://127.0.0.1:9"  # nothing listens there
     from_profile = cli.json("keys", "list")
     assert len(from_profile) == 1
-    assert cli.run("keys", "list", SPOOL_BASE_URL=dead).returncode == 1  # env over profile
+    unreachable = cli.run("keys", "list", SPOOL_BASE_URL=dead)  # env over profile
+    assert unreachable.returncode == 1
+    assert unreachable.stderr.startswith(f"error: GET {dead}/v1/api_keys: ")
+    assert unreachable.stderr.endswith("(connection_error)\n")
     assert cli.json("keys", "list", "--base-url", live_app.base_url,
                     SPOOL_BASE_URL=dead) == from_profile  # flag over env
     other = live_app.key(live_app.tenant("other"), "owner")
