@@ -28,12 +28,7 @@ def add_commands(commands: Commands) -> None:
     listing.add_argument("--agent", dest="agent_id", help="only this agent's")
     listing.add_argument("--status", choices=("idle", "running", "requires_action", "archived"))
     add_limit(listing)
-    create_ = action(actions, "create", "create a session (on an agent, or none)", create)
-    create_.add_argument("--agent", dest="agent_id", help="the agent that answers")
-    create_.add_argument("--agent-version", type=int, metavar="N",
-                         help="pin this version of the agent (default: its current one)")
-    create_.add_argument("--title")
-    create_.add_argument("--metadata", action="append", metavar="KEY=VALUE")
+    _add_create(actions)
     action(actions, "show", "show a session", show).add_argument("session_id", metavar="SESSION")
     state_ = action(actions, "state", "the session's folded state (turns, conversation), "
                     "now or as of an event", state)
@@ -54,6 +49,19 @@ def add_commands(commands: Commands) -> None:
            interrupt).add_argument("session_id", metavar="SESSION")
     action(actions, "archive", "archive a session", archive).add_argument("session_id",
                                                                            metavar="SESSION")
+    _add_tool_results(actions)
+
+
+def _add_create(actions: Commands) -> None:
+    create_ = action(actions, "create", "create a session (on an agent, or none)", create)
+    create_.add_argument("--agent", dest="agent_id", help="the agent that answers")
+    create_.add_argument("--agent-version", type=int, metavar="N",
+                         help="pin this version of the agent (default: its current one)")
+    create_.add_argument("--title")
+    create_.add_argument("--metadata", action="append", metavar="KEY=VALUE")
+
+
+def _add_tool_results(actions: Commands) -> None:
     results = action(actions, "tool-results", "answer the client tools a turn waits on",
                      tool_results, "Answer client tool calls: --file holds a JSON list of "
                      '{"tool_use_id", "content", "is_error"?}, or give one with --result.')
