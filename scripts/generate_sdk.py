@@ -190,6 +190,45 @@ _ASYNC_NAME = re.compile(r"\bAsync([A-Z]\w*)")  # our own AsyncPager -> Pager, A
 
 
 def unasync(source: str) -> str:
+    """``source`` without async, continuation lines aligned with their bracket again."""
+    converted = _unasync(source)
+    return "".join(_realign(source.splitlines(True), converted.splitlines(True)))
+
+
+def _realign(old_lines: list[str], new_lines: list[str]) -> list[str]:
+    """Lines continued inside a bracket they were aligned with move left by what the
+    conversion removed before that bracket (``async ``, ``await ``, ``Async``)."""
+    out: list[str] = []
+    depth, shift, pending = 0, 0, -1
+    for old, new in zip(old_lines, new_lines, strict=True):
+        indent = len(old) - len(old.lstrip(" "))
+        if pending >= 0:  # the first continuation line says whether the block is aligned
+            shift, pending = (shift if indent == pending else 0), -1
+        if depth > 0 and shift and new.startswith(" " * shift):
+            new = new[shift:]
+        opened = _unclosed(old)
+        if depth == 0 and opened is not None:
+            shift = opened - len(_unasync(old[:opened]))
+            pending = opened + 1
+        depth = max(0, depth + sum(old.count(c) for c in "([{") - sum(old.count(c) for c in ")]}"))
+        if depth == 0:
+            shift, pending = 0, -1
+        out.append(new)
+    return out
+
+
+def _unclosed(line: str) -> int | None:
+    """The column of the innermost bracket ``line`` leaves open, if any."""
+    stack: list[int] = []
+    for column, char in enumerate(line):
+        if char in "([{":
+            stack.append(column)
+        elif char in ")]}" and stack:
+            stack.pop()
+    return stack[-1] if stack else None
+
+
+def _unasync(source: str) -> str:
     out = source
     for old, new in _UNASYNC:
         out = re.sub(rf"(?<!\w){re.escape(old)}\b", new, out)

@@ -65,7 +65,7 @@ class Client:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+                 tb: TracebackType | None) -> None:
         self.close()
 
     def close(self) -> None:

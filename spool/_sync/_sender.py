@@ -51,7 +51,7 @@ class Sender:
             attempt += 1
 
     def _attempt(self, call: Call, attempt: int,
-                       stream: bool) -> tuple[float, httpx.Response | Exception]:
+                 stream: bool) -> tuple[float, httpx.Response | Exception]:
         limit = self.settings.max_retries
         try:
             response = self.http.send(call.request(self.http), stream=stream)

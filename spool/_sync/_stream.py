@@ -86,7 +86,7 @@ class EventStream:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+                 tb: TracebackType | None) -> None:
         self.close()
 
     def close(self) -> None:
@@ -110,7 +110,7 @@ class EventStream:
                 if self._closed:
                     return
                 self._wake.wait(self._cursor.failed(reconnect.failure,
-                                                          reconnect.retry_after))
+                                                    reconnect.retry_after))
 
     def _connection(self) -> Iterator[Event]:
         """One connection's events; ends with ``_Reconnect`` unless the stream was closed."""

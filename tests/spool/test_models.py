@@ -43,6 +43,11 @@ def test_the_sync_copy_is_the_async_source_without_async() -> None:
                                "    with Client() as c:\n"
                                "        c.close()\n"
                                "        for x in Pager(): yield next(x)\n")
+    # A line continued under its bracket moves left with it; a hanging indent stays.
+    aligned = ("    async def f(self, a: int,\n                b: int) -> None:\n"
+               "        await g(\n            3)\n")
+    assert unasync(aligned) == ("    def f(self, a: int,\n          b: int) -> None:\n"
+                                "        g(\n            3)\n")
 
 
 def test_an_unknown_field_or_enum_value_decodes_a_missing_one_does_not() -> None:

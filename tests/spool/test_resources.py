@@ -227,3 +227,23 @@ async def budgets_walk(flavour: Flavour, owner: Any) -> None:
     rows = await flavour.items(owner.usage.get(group_by="agent",
                                                min_position=budget.position))
     assert rows and all(row.calls >= 1 for row in rows)
+
+
+async def test_interrupting_a_running_turn_answers_its_event(flavour: Flavour) -> None:
+    admin = flavour.client()
+    tenant = await flavour.done(admin.tenants.create(name=f"interrupt-{flavour.name}"))
+    owner = flavour.client(tenant=tenant.id)
+    script = [{"text": "one two three four five six", "delay": 1}]  # a second a word
+    slow = await flavour.done(owner.agents.create(
+        name="slow", model={"adapter": "scripted", "script": script}))
+    session = await flavour.done(owner.sessions.create(agent_id=slow.id))
+    turn = await flavour.done(owner.sessions.send(session.id, "take your time", follow=True))
+    started = [await flavour.done(anext(turn) if flavour.name == "async" else next(turn))
+               for _ in range(2)]
+    assert [e.type for e in started] == ["user_message", "turn_started"]
+    interrupted = await flavour.done(owner.sessions.interrupt(session.id))
+    assert interrupted.type == "session_interrupted" and interrupted.position is not None
+    rest = await flavour.items(turn)
+    assert rest[-1].type == "session_done" and rest[-1].data["status"] == "cancelled"
+    for client in (admin, owner):
+        await flavour.close(client)

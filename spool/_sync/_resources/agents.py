@@ -49,7 +49,7 @@ class Agents(Resource):
 
     @operation("create_agent")
     def create(self, *, name: str, model: Mapping[str, Any] | None = None,
-                     idempotency_key: str | None = None, **config: Any) -> Agent:
+               idempotency_key: str | None = None, **config: Any) -> Agent:
         """``config``: ``system``, ``tools``, ``limits``, ``metadata`` (docs/openapi.json's
         ``AgentConfig``); ``model`` defaults to the scripted adapter."""
         body = fields({"name": name, "model": model, **config})
@@ -72,7 +72,7 @@ class Agents(Resource):
 
     @operation("update_agent")
     def update(self, agent_id: str, *, idempotency_key: str | None = None,
-                     **changes: Any) -> Agent:
+               **changes: Any) -> Agent:
         """Only the fields given change (``system=None`` clears the system prompt)."""
         return self._sender.model(self._sender.call(
             "update_agent", agent_id, json=changes, idempotency_key=idempotency_key), Agent)
@@ -88,7 +88,7 @@ class Agents(Resource):
 
     @operation("heartbeat")
     def heartbeat(self, agent_id: str, *, note: str | None = None,
-                        token: str | None = None) -> Event:
+                  token: str | None = None) -> Event:
         """Sent with one of the agent's runtime tokens: ``token``, or the client's key."""
         headers = {"Authorization": f"Bearer {token}"} if token else None
         call = self._sender.call("heartbeat", agent_id, json=fields({"note": note}),

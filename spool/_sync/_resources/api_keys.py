@@ -15,7 +15,7 @@ from spool._operations import operation
 class ApiKeys(Resource):
     @operation("create_api_key")
     def create(self, *, name: str,
-                     role: Literal["owner", "member", "viewer"] = "member") -> ApiKey:
+               role: Literal["owner", "member", "viewer"] = "member") -> ApiKey:
         return self._sender.model(
             self._sender.call("create_api_key", json={"name": name, "role": role}), ApiKey)
 

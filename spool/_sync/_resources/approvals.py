@@ -23,11 +23,11 @@ class Approvals(Resource):
     @operation("get_approval")
     def get(self, approval_id: str) -> Approval:
         return self._sender.model(self._sender.call("get_approval", approval_id),
-                                        Approval)
+                                  Approval)
 
     @operation("resolve_approval")
     def resolve(self, approval_id: str, *, decision: Literal["approve", "deny"],
-                      reason: str | None = None, idempotency_key: str | None = None) -> Event:
+                reason: str | None = None, idempotency_key: str | None = None) -> Event:
         """The ``approval_resolved`` event written."""
         call = self._sender.call("resolve_approval", approval_id,
                                  json=fields({"decision": decision, "reason": reason}),

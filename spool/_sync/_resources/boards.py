@@ -15,7 +15,7 @@ from spool._operations import operation
 class Boards(Resource):
     @operation("create_board")
     def create(self, *, name: str, description: str | None = None,
-                     idempotency_key: str | None = None) -> Board:
+               idempotency_key: str | None = None) -> Board:
         body = fields({"name": name, "description": description})
         return self._sender.model(self._sender.call(
             "create_board", json=body, idempotency_key=idempotency_key), Board)
@@ -32,7 +32,7 @@ class Boards(Resource):
 
     @operation("update_board")
     def update(self, board_id: str, *, idempotency_key: str | None = None,
-                     **changes: Any) -> Board:
+               **changes: Any) -> Board:
         """Only the fields given change (``name``, ``description``)."""
         return self._sender.model(self._sender.call(
             "update_board", board_id, json=changes, idempotency_key=idempotency_key), Board)
@@ -43,7 +43,7 @@ class Boards(Resource):
 
     @operation("board_snapshot")
     def snapshot(self, board_id: str, *, limit: int | None = None,
-                       min_position: int | None = None) -> BoardSnapshot:
+                 min_position: int | None = None) -> BoardSnapshot:
         """The board's tasks by status, blocked ones and counts, from the task view."""
         return self._sender.model(self._sender.call(
             "board_snapshot", board_id, params={"limit": limit, "min_position": min_position}),

@@ -24,7 +24,7 @@ class Budgets(Resource):
 
     @operation("set_budget")
     def set(self, scope: str, *, total: Limit | None = None, month: Limit | None = None,
-                  day: Limit | None = None) -> Budget | BudgetDeleted:
+            day: Limit | None = None) -> Budget | BudgetDeleted:
         """The scope's limits, whole: a period not given has none (none at all deletes the
         budget, answered by ``BudgetDeleted``)."""
         limits = fields({"total": total, "month": month, "day": day})
@@ -42,4 +42,4 @@ class Budgets(Resource):
     @operation("delete_budget")
     def delete(self, scope: str) -> BudgetDeleted:
         return self._sender.model(self._sender.call("delete_budget", scope),
-                                        BudgetDeleted)
+                                  BudgetDeleted)

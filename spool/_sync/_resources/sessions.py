@@ -39,9 +39,9 @@ Mode = Literal["enqueue", "interrupt"]
 class Sessions(Resource):
     @operation("create_session")
     def create(self, *, agent_id: str | None = None, title: str | None = None,
-                     metadata: Mapping[str, str] | None = None,
-                     agent_version: int | None = None,
-                     idempotency_key: str | None = None) -> Session:
+               metadata: Mapping[str, str] | None = None,
+               agent_version: int | None = None,
+               idempotency_key: str | None = None) -> Session:
         """A session of ``agent_id`` (at ``agent_version``, default its current one)."""
         body = fields({"agent_id": agent_id, "title": title, "metadata": metadata})
         return self._sender.model(self._sender.call(
@@ -69,7 +69,7 @@ class Sessions(Resource):
 
     @operation("submit_message")
     def submit(self, session_id: str, content: Content, *, mode: Mode | None = None,
-                     idempotency_key: str | None = None) -> Event:
+               idempotency_key: str | None = None) -> Event:
         """Submits a turn: the ``user_message`` event written (a second turn while one runs is
         a 409 ``Conflict`` unless ``mode`` is ``enqueue`` or ``interrupt``)."""
         call = self._sender.call("submit_message", session_id, params={"mode": mode},
@@ -93,7 +93,7 @@ class Sessions(Resource):
     def queue(self, session_id: str) -> builtins.list[QueuedTurn]:
         """The queued turns, oldest first."""
         answer = self._sender.model(self._sender.call("list_queue", session_id),
-                                          QueuedTurns)
+                                    QueuedTurns)
         return answer.data
 
     @operation("remove_queued")
@@ -103,7 +103,7 @@ class Sessions(Resource):
 
     @operation("submit_tool_results")
     def tool_results(self, session_id: str, results: Iterable[Mapping[str, Any]], *,
-                           idempotency_key: str | None = None) -> EventsAccepted:
+                     idempotency_key: str | None = None) -> EventsAccepted:
         """Results of client tools: ``{"tool_use_id", "content", "is_error"?}`` each."""
         call = self._sender.call("submit_tool_results", session_id,
                                  json={"results": builtins.list(results)},
@@ -125,17 +125,17 @@ class Sessions(Resource):
         live, for ever, resuming by itself: iterate it, and close it when done."""
         cursor = Cursor(session_id, after or 0, reconnect or Reconnect(), contiguous=True)
         return EventStream(self._sender, self._sender.call("session_stream", session_id),
-                                cursor)
+                           cursor)
 
     @overload
     def send(self, session_id: str, content: Content, *, follow: Literal[False] = False,
-                   mode: Mode | None = None) -> builtins.list[Event]: ...
+             mode: Mode | None = None) -> builtins.list[Event]: ...
     @overload
     def send(self, session_id: str, content: Content, *, follow: Literal[True],
-                   mode: Mode | None = None) -> Iterator[Event]: ...
+             mode: Mode | None = None) -> Iterator[Event]: ...
 
     def send(self, session_id: str, content: Content, *, follow: bool = False,
-                   mode: Mode | None = None) -> builtins.list[Event] | Iterator[Event]:
+             mode: Mode | None = None) -> builtins.list[Event] | Iterator[Event]:
         """Submits a message, then its turn's events from its ``user_message`` up to its
         ``session_done``: all of them once it is done, or (``follow=True``) an iterator that
         yields them as they stream. The message is written when this returns."""

@@ -12,7 +12,7 @@ from spool._operations import operation
 class StreamTokens(Resource):
     @operation("create_stream_token")
     def create(self, *, session_id: str | None = None,
-                     ttl_seconds: int | None = None) -> StreamToken:
+               ttl_seconds: int | None = None) -> StreamToken:
         """A token for one session's stream (or, without ``session_id``, the tenant's)."""
         body = fields({"session_id": session_id, "ttl_seconds": ttl_seconds})
         return self._sender.model(

@@ -16,7 +16,7 @@ from spool._operations import operation
 class Comments(Resource):
     @operation("add_comment")
     def create(self, task_id: str, *, body: str,
-                     idempotency_key: str | None = None) -> Comment:
+               idempotency_key: str | None = None) -> Comment:
         return self._sender.model(self._sender.call(
             "add_comment", task_id, json={"body": body}, idempotency_key=idempotency_key),
             Comment)
@@ -34,7 +34,7 @@ class Tasks(Resource):
 
     @operation("create_task")
     def create(self, *, board_id: str, title: str, idempotency_key: str | None = None,
-                     **fields: Any) -> Task:
+               **fields: Any) -> Task:
         """``fields``: ``description``, ``status``, ``priority``, ``assignee_id``, ``due_at``,
         ``dependencies`` (docs/openapi.json's ``TaskIn``)."""
         body = {"board_id": board_id, "title": title, **fields}
@@ -55,7 +55,7 @@ class Tasks(Resource):
 
     @operation("update_task")
     def update(self, task_id: str, *, idempotency_key: str | None = None,
-                     **changes: Any) -> Task:
+               **changes: Any) -> Task:
         """Only the fields given change."""
         return self._sender.model(self._sender.call(
             "update_task", task_id, json=changes, idempotency_key=idempotency_key), Task)
