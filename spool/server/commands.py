@@ -1,5 +1,5 @@
 """The handlers of ``spool serve``, ``worker``, ``projections``, ``replay`` and ``bench``
-(spool/cli.py parses the arguments). Engine modules are imported inside each, so one command
+(spool/cli/ parses the arguments). Engine modules are imported inside each, so one command
 loads only what it uses."""
 
 from __future__ import annotations

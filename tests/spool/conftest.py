@@ -1,7 +1,8 @@
 """Fixtures of the tests that run ``spool`` as real processes, the API fixtures of tests/api
 (``api``: the app in-process; ``live``: a uvicorn server on a free port; ``live_app``: one for
-the module, in a thread), and the SDK's two flavours (``flavour``: the sync ``Client`` and the
-``AsyncClient`` driven by the same test code)."""
+the module, in a thread), the SDK's two flavours (``flavour``: the sync ``Client`` and the
+``AsyncClient`` driven by the same test code), and ``cli``: the client commands as one new
+tenant's owner."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ import pytest
 import spool
 from tests.api.conftest import LiveApp, api, live, live_app
 from tests.conftest import ADMIN_TOKEN
+from tests.helpers_cli import Spool
 from tests.helpers_processes import Spawner, scratch_dir
 
-__all__ = ["Flavour", "api", "flavour", "live", "live_app", "scratch", "spawn"]
+__all__ = ["Flavour", "api", "cli", "flavour", "live", "live_app", "scratch", "spawn"]
 
 
 @pytest.fixture
@@ -89,3 +91,11 @@ class Flavour:
 @pytest.fixture(params=["sync", "async"])
 def flavour(request: pytest.FixtureRequest, live_app: LiveApp) -> Flavour:
     return Flavour(request.param, live_app.base_url)
+
+
+@pytest.fixture
+def cli(live_app: LiveApp, tmp_path: Path) -> Spool:
+    """``spool`` as the owner of a new tenant on the module's live app (the key and URL in
+    the environment), with a home dir of its own."""
+    key = live_app.key(live_app.tenant("cli"), "owner")
+    return Spool(tmp_path, SPOOL_BASE_URL=live_app.base_url, SPOOL_API_KEY=key)

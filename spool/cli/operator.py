@@ -1,29 +1,18 @@
-"""The ``spool`` command."""
+"""The operator's commands: ``serve``, ``worker``, ``projections``, ``replay`` and ``bench``.
+They run server code (spool/server/commands.py), imported only when one of them runs, so the
+client commands and ``spool --help`` need none of it. Each sets ``handler``: the name of its
+function in spool/server/commands.py."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Sequence
+from typing import TypeAlias
+
+# A string: the class is generic only to type checkers.
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if not hasattr(args, "handler"):
-        parser.print_help()
-        return 2
-    # Imported only now: `spool --help` and the SDK need no server code.
-    from spool.server import commands
-
-    result: int = getattr(commands, args.handler)(args)
-    return result
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="spool", description="agentspool: agent sessions "
-                                     "as event logs in Postgres, fanned out through Redis.")
-    commands = parser.add_subparsers(title="commands")
+def add_operator_commands(commands: Commands) -> None:
     serve = commands.add_parser("serve", help="run the HTTP API (embedded Postgres/Valkey unless "
                                 "SPOOL_DATABASE_URL / SPOOL_REDIS_URL are set)")
     serve.add_argument("--host", help="bind address (SPOOL_HOST, default 127.0.0.1)")
@@ -86,13 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--database-url", help="Postgres (SPOOL_DATABASE_URL)")
     replay.set_defaults(handler="replay")
     _add_bench(commands)
-    return parser
 
 
 # --- spool bench: bench/report.py of the checkout (the scripts are not in the wheel) -------------
 
 
-def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_bench(commands: Commands) -> None:
     bench = commands.add_parser(
         "bench", help="run every benchmark scenario of the checkout (bench/report.py): "
         "bench/results/<date>-<commit>.json and the table in docs/BENCHMARKS.md")
@@ -102,6 +90,3 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                        help="do not rewrite the table in docs/BENCHMARKS.md")
     bench.set_defaults(handler="bench")
 
-
-if __name__ == "__main__":
-    sys.exit(main())
