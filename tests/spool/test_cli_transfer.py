@@ -7,17 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from tests.api.conftest import LiveApp
 from tests.helpers_cli import ESCAPE, Spool
-
-OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
-# The routes come from another branch: until it is merged these tests say so, loudly (-ra).
-pytestmark = pytest.mark.skipif(
-    "/v1/export" not in json.loads(OPENAPI.read_text())["paths"],
-    reason="GET /v1/export, GET /v1/sessions/{id}/export and POST /v1/sessions/import are not "
-    "in docs/openapi.json yet (the export branch is not merged)")
 
 
 def _session(cli: Spool, tmp_path: Path, text: str) -> str:
