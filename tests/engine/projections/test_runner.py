@@ -51,7 +51,10 @@ async def test_one_engine_runs_each_projection_and_reports_its_lag(
         assert _metric(second, "spool_projection_events_total", "session_runs") == 0
 
 
-async def test_runners_share_the_pages_they_read(engine: Engine, database_url: str) -> None:
+async def test_runners_share_the_pages_they_read(
+    engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(runner_module, "GATHER_SECONDS", 60.0)  # short pages shared a minute
     events = [NewEvent(type="thing_happened", data=b"{}") for _ in range(5)]
     await engine.store.append("s2", events, tenant_id="ten_a", stream_type="session")
     pages = LogPages()
@@ -173,3 +176,25 @@ async def test_a_waiting_reader_cuts_the_gathering_short(
     [written] = await engine.store.append("s5", event, tenant_id="ten_a", stream_type="session")
     assert engine._pool is not None
     assert await reached(engine._pool, "session_runs", written.position, 20)
+
+
+async def test_a_short_page_read_a_while_ago_is_read_again_with_what_came_since(
+    engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A runner that comes to a page later than the others (a slower view, or one that
+    gathered) gets what was committed since in the same page, not the short page they read."""
+    monkeypatch.setattr(runner_module, "GATHER_SECONDS", 0.0)
+    event = [NewEvent(type="thing_happened", data=b"{}")]
+    await engine.store.append("s6", event * 2, tenant_id="ten_a", stream_type="session")
+    pages = LogPages()
+    conn = await asyncpg.connect(database_url)
+    try:
+        first = await pages.read(conn, after=0, limit=1000)
+        full = await pages.read(conn, after=0, limit=2)
+        assert await pages.read(conn, after=0, limit=2) is full  # as long as asked: shared
+        await engine.store.append("s6", event, tenant_id="ten_a", stream_type="session")
+        later = await pages.read(conn, after=0, limit=1000)
+        assert [e.position for _, e in first] == [1, 2]
+        assert [e.position for _, e in later] == [1, 2, 3]
+    finally:
+        await conn.close()
