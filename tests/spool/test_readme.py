@@ -20,6 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.events import EVENT_TYPES
 from tests.helpers_processes import Spawner, serve_env
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -58,11 +59,17 @@ def blocks(text: str) -> list[Block]:
 def test_the_readme_marks_why_a_block_is_not_run() -> None:
     found = blocks(README.read_text())
     runnable = [b for b in found if RUNS.get(b.kind)]
-    assert len([b for b in runnable if b.not_run is None]) >= 3, "the README runs little"
+    assert len([b for b in runnable if b.not_run is None]) >= 8, "the README runs little"
     for block in found:
         assert block.not_run is None or RUNS.get(block.kind), (
             f"README.md:{block.line}: a {block.kind or 'plain'} block is never run; "
             "its 'not run' marker says nothing")
+
+
+def test_the_readme_lists_every_event_type_a_page_can_listen_for() -> None:
+    text = README.read_text()
+    browser = text[text.index("### Streams in a browser"):]
+    assert [t for t in sorted(EVENT_TYPES) if f"`{t}`" not in browser] == []
 
 
 def _run(block: Block, code: str, env: dict[str, str], cwd: Path) -> dict[str, str]:
@@ -107,4 +114,4 @@ def test_every_block_of_the_readme_runs_against_a_live_server(
             continue
         env = _run(block, block.code.replace("http://127.0.0.1:8700", url), env, scratch)
         ran += 1
-    assert ran >= 3
+    assert ran >= 8
