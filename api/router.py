@@ -6,7 +6,9 @@ submission was matched against thirty of them before its own (about 4% of a load
 CPU). Here a request is matched only against the routes that could match it, in the table's
 order: those whose first two segments are the request's (``/v1/sessions``), those whose first
 segment is literal and equal to the request's but whose second holds a parameter
-(``/static/{path:path}``), and those that start with a parameter. A request none of them
+(``/static/{path:path}``), and those that start with a parameter or are not plain routes (a
+``Mount``). The request's path is the one Starlette matches (``root_path`` taken off), and
+routes added to the table later are indexed on the next request. A request none of them
 matches takes Starlette's own full scan. So every answer is the one the full scan gives: the
 same route, the same 405 (a route of the same path with another method is among the
 candidates), the same trailing-slash redirect and 404.
@@ -17,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from starlette.routing import BaseRoute, Match, Router
+from starlette._utils import get_route_path  # the path Router matches (root_path taken off)
+from starlette.routing import BaseRoute, Match, Route, Router
 from starlette.types import Receive, Scope, Send
 
 
@@ -30,12 +33,16 @@ def _segments(path: str) -> tuple[str, str | None]:
 class IndexedRouter(Router):
     def __init__(self, routes: Sequence[BaseRoute], **kwargs: Any) -> None:
         super().__init__(routes=routes, **kwargs)
+        self._index()
+
+    def _index(self) -> None:
+        """Group the table by first segments. A route that is not a plain ``Route`` (a
+        ``Mount``, a ``Host``) could match below any path: it is a candidate everywhere."""
         by_two: dict[tuple[str, str | None], list[int]] = {}
         by_one: dict[str, list[int]] = {}
         anywhere: list[int] = []
         for index, route in enumerate(self.routes):
-            path = getattr(route, "path", None)
-            first, second = _segments(path) if isinstance(path, str) else ("{", None)
+            first, second = _segments(route.path) if isinstance(route, Route) else ("{", None)
             if "{" in first:
                 anywhere.append(index)
             elif second is not None and "{" in second:
@@ -51,8 +58,11 @@ class IndexedRouter(Router):
                         for key, found in by_two.items()}
         self._by_one = {first: candidates(found, anywhere) for first, found in by_one.items()}
         self._anywhere = candidates(anywhere)
+        self._indexed = len(self.routes)
 
     def _candidates(self, path: str) -> list[BaseRoute]:
+        if len(self.routes) != self._indexed:  # routes added since (add_route, append)
+            self._index()
         first, second = _segments(path)
         found = self._by_two.get((first, second))
         if found is None:
@@ -61,7 +71,7 @@ class IndexedRouter(Router):
 
     async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and await self._dispatch(
-                self._candidates(scope["path"]), scope, receive, send):
+                self._candidates(get_route_path(scope)), scope, receive, send):
             return
         await super().app(scope, receive, send)
 

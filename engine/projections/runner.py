@@ -75,9 +75,11 @@ class LogPages:
         shared = self._pages.get(after)
         if shared is not None and self._shareable(after, shared, limit):
             page = await _result(shared)
-            if page is not None and len(page) <= limit:
+            if page and len(page) <= limit:
                 return page
-            return await read_log_page(conn, after=after, limit=limit)  # its reader failed
+            # Its reader failed, or found nothing: a read planned before the commit that woke
+            # this runner (which cleared its wake-up) may end before it, so read for ourselves.
+            return await read_log_page(conn, after=after, limit=limit)
         mine: asyncio.Future[list[Committed]] = asyncio.get_running_loop().create_future()
         self._pages[after] = mine
         self._pages.move_to_end(after)
@@ -190,6 +192,7 @@ class ProjectionRunner:
         self._on_applied = on_applied
         self._lock_key = zlib.crc32(f"spool.projection.{projection.name}".encode())
         self.position = 0
+        self._behind = False  # the head was past the page this runner applied last
         self.active = False
         self._task: asyncio.Task[None] | None = None
 
@@ -251,8 +254,8 @@ class ProjectionRunner:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self._poll):
                             await self._wakeup.wait()
-                elif applied < _SMALL_PAGE and not self.progress.waiting:
-                    await self._gather()
+                elif applied < _SMALL_PAGE and not self._behind and not self.progress.waiting:
+                    await self._gather()  # caught up: let the next page fill
         finally:
             with contextlib.suppress(Exception):
                 await conn.execute("SELECT pg_advisory_unlock($1)", self._lock_key)
@@ -325,6 +328,7 @@ class ProjectionRunner:
             self._metrics.projection_active.labels(self.projection.name).set(value)
 
     def _report_lag(self, lag: int, applied: int = 0) -> None:
+        self._behind = lag > 0
         if self._metrics is not None:
             self._metrics.projection_lag.labels(self.projection.name).set(lag)
             self._metrics.projection_events.labels(self.projection.name).inc(applied)

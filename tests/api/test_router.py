@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route, Router
+from starlette.routing import Mount, Route, Router
 
 from api.app import ROUTES
 from api.router import IndexedRouter
@@ -37,7 +37,8 @@ SEGMENTS = sorted({part for route in TABLE for part in route.path.split("/")
                    if part and "{" not in part} | {"x1", "ses_1"})
 
 
-async def answer(router: Router, method: str, path: str) -> tuple[int, bytes, dict[str, str]]:
+async def answer(router: Router, method: str, path: str,
+                 root_path: str = "") -> tuple[int, bytes, dict[str, str]]:
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -46,8 +47,9 @@ async def answer(router: Router, method: str, path: str) -> tuple[int, bytes, di
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(),
-             "root_path": "", "query_string": b"", "headers": [(b"host", b"test")],
+    scope = {"type": "http", "method": method, "path": root_path + path,
+             "raw_path": (root_path + path).encode(), "root_path": root_path,
+             "query_string": b"", "headers": [(b"host", b"test")],
              "scheme": "http", "server": ("test", 80)}
     await router(scope, receive, send)
     start, body = sent[0], b"".join(m.get("body", b"") for m in sent[1:])
@@ -95,18 +97,25 @@ MIXED = [_recorder(path, methods) for path, methods in [
     ("/a/b", ["GET"]), ("/a/{x}", ["GET", "POST"]), ("/a/b", ["POST"]), ("/{y}/b", ["PUT"]),
     ("/a/b/{z}", ["GET"]), ("/c", ["GET"]), ("/c/{rest:path}", ["GET"]),
     ("/{any:path}", ["DELETE"]),
-]]
+]] + [Mount("/m", routes=[_recorder("/x", ["GET"])]), _recorder("/m/x", ["POST"])]
 MIXED_PLAIN, MIXED_INDEXED = Router(MIXED), IndexedRouter(MIXED)
 
 
 @settings(max_examples=300, deadline=None)
 @given(method=st.sampled_from(METHODS),
-       parts=st.lists(st.sampled_from(["a", "b", "c", "x", ""]), min_size=0, max_size=4),
-       slash=st.booleans())
+       parts=st.lists(st.sampled_from(["a", "b", "c", "m", "x", ""]), min_size=0, max_size=4),
+       slash=st.booleans(), root_path=st.sampled_from(["", "/r"]))
 async def test_parameters_in_any_segment_are_answered_as_the_full_scan_does(
-        method: str, parts: list[str], slash: bool) -> None:
+        method: str, parts: list[str], slash: bool, root_path: str) -> None:
     path = "/" + "/".join(parts) + ("/" if slash and parts else "")
-    assert await answer(MIXED_INDEXED, method, path) == await answer(MIXED_PLAIN, method, path)
+    assert await answer(MIXED_INDEXED, method, path, root_path) == await answer(
+        MIXED_PLAIN, method, path, root_path)
+
+
+async def test_routes_added_after_the_index_is_built_are_candidates() -> None:
+    router = IndexedRouter([_recorder("/a/b", ["GET"])])
+    router.routes.append(_recorder("/a/b", ["POST"]))
+    assert (await answer(router, "POST", "/a/b"))[0] == 200
 
 
 async def test_every_mixed_route_and_method_is_answered_as_the_full_scan_does() -> None:

@@ -25,6 +25,7 @@ from tests.helpers_processes import Spawner, serve_env
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 ADMIN_TOKEN = "dev-admin-token-change-me"
+README_URL = "http://127.0.0.1:8700"
 RUNS = {"sh": "sh", "bash": "sh", "shell": "sh", "python": "python"}
 NOT_RUN = re.compile(r"^<!-- not run: (.+) -->$")
 BLOCK_SECONDS = 120
@@ -43,11 +44,11 @@ def blocks(text: str) -> list[Block]:
     lines = text.splitlines()
     index = 0
     while index < len(lines):
-        fence = re.match(r"^```(\S*)\s*$", lines[index])
+        fence = re.match(r"^\s*```(\S*)", lines[index])
         if not fence:
             index += 1
             continue
-        end = next(i for i in range(index + 1, len(lines)) if lines[i].startswith("```"))
+        end = next(i for i in range(index + 1, len(lines)) if lines[i].strip() == "```")
         before = next((lines[i] for i in range(index - 1, -1, -1) if lines[i].strip()), "")
         marker = NOT_RUN.match(before.strip())
         found.append(Block(index + 1, fence.group(1), "\n".join(lines[index + 1:end]) + "\n",
@@ -75,6 +76,9 @@ def test_the_readme_lists_every_event_type_a_page_can_listen_for() -> None:
 def _run(block: Block, code: str, env: dict[str, str], cwd: Path) -> dict[str, str]:
     """Run one block; the environment after it (a shell block's variables)."""
     state = cwd / ".readme-env"
+    state.unlink(missing_ok=True)  # a block that exits early hands on nothing stale
+    assert "8700" not in block.code.replace(README_URL, ""), (
+        f"README.md:{block.line}: an address the test does not replace (only {README_URL})")
     if RUNS[block.kind] == "sh":
         script = f"set -euo pipefail\nset -a\n{code}\nenv -0 > {state}\n"
         argv = ["bash", "-c", script]
@@ -94,6 +98,7 @@ def _run(block: Block, code: str, env: dict[str, str], cwd: Path) -> dict[str, s
         f"\n--- stderr:\n{done.stderr}")
     if RUNS[block.kind] != "sh":
         return env
+    assert state.exists(), f"README.md:{block.line}: the block ended before its last line"
     pairs = (item.split("=", 1) for item in state.read_text().split("\0") if "=" in item)
     return dict(pairs)
 
@@ -107,11 +112,12 @@ def test_every_block_of_the_readme_runs_against_a_live_server(
     server = spawn(data_dir, cwd=scratch, env=env)
     url = server.wait_ready()
     bin_dir = str(Path(sys.executable).parent)
+    env = {key: value for key, value in env.items() if not key.startswith("XDG_")}  # ~ only
     env = {**env, "HOME": str(home), "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"}
     ran = 0
     for block in blocks(README.read_text()):
         if not RUNS.get(block.kind) or block.not_run is not None:
             continue
-        env = _run(block, block.code.replace("http://127.0.0.1:8700", url), env, scratch)
+        env = _run(block, block.code.replace(README_URL, url), env, scratch)
         ran += 1
     assert ran >= 8

@@ -150,18 +150,21 @@ def _count_pages(engine: Engine, name: str) -> list[int]:
 async def test_a_runner_no_reader_waits_on_gathers_small_commits_into_pages(
     engine: Engine, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """After a small page the runner lets the log fill before reading on: twenty commits of one
-    event each, a few ms apart, are applied in a few pages (a page costs about five round trips
-    whatever its size)."""
-    monkeypatch.setattr(runner_module, "GATHER_SECONDS", 0.2)
+    """After a small page that caught up, the runner lets the log fill before reading on:
+    twenty commits made while it gathers are applied as one page (a page costs about five
+    round trips whatever its size). The gathering is set long, and a reader ends it."""
+    monkeypatch.setattr(runner_module, "GATHER_SECONDS", 60.0)
+    event = [NewEvent(type="thing_happened", data=b"{}")]
     await _caught_up(engine, "session_runs")
     sizes = _count_pages(engine, "session_runs")
+    await engine.store.append("s4", event, tenant_id="ten_a", stream_type="session")
+    await _caught_up(engine, "session_runs")  # one page of one: the runner gathers now
     for _ in range(20):
-        await engine.store.append("s4", [NewEvent(type="thing_happened", data=b"{}")],
-                                  tenant_id="ten_a", stream_type="session")
-        await asyncio.sleep(0.01)
-    await _caught_up(engine, "session_runs")
-    assert sum(sizes) == 20 and len(sizes) <= 10, sizes
+        [last] = await engine.store.append("s4", event, tenant_id="ten_a",
+                                           stream_type="session")
+    assert engine._pool is not None
+    assert await reached(engine._pool, "session_runs", last.position, 30)
+    assert sizes == [1, 20]
 
 
 async def test_a_waiting_reader_cuts_the_gathering_short(
