@@ -36,11 +36,11 @@ import asyncio
 import contextlib
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -232,12 +232,21 @@ def run_wrk(base_url: str, paths: list[str], key: str, seconds: float, connectio
             keyed: bool, script: Path) -> dict[str, Any]:
     argv = [wrk_path(), f"-t{THREADS}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s",
             "-s", str(script), base_url, "--", "keyed" if keyed else "plain", *paths]
-    result = subprocess.run(argv, capture_output=True, text=True, check=True,
-                            env={**os.environ, "BENCH_KEY": key, "BENCH_BODY": BODY})
-    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen(argv, stdout=out, stderr=err, text=True,
+                                 env={**os.environ, "BENCH_KEY": key, "BENCH_BODY": BODY})
+        _, status, usage = os.wait4(child.pid, 0)  # wrk's own CPU, no other child's
+        child.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if child.returncode:
+        raise RuntimeError(f"wrk exited {child.returncode}: {stderr[-500:]}")
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
     if not lines:
-        raise RuntimeError(f"wrk printed no summary: {result.stdout[-500:]} {result.stderr[-500:]}")
+        raise RuntimeError(f"wrk printed no summary: {stdout[-500:]} {stderr[-500:]}")
     found: dict[str, Any] = json.loads(lines[-1])
+    found["wrk_cpu_seconds"] = usage.ru_utime + usage.ru_stime
     found["errors"] = sum(found[kind] for kind in ERRORS)
     # Only answered requests count: a non-2xx answer (found["status"]) is an error, not a rate.
     found["rate"] = (found["requests"] - found["status"]) / (found["duration_us"] / 1e6)
@@ -253,14 +262,16 @@ async def measure(server: ServerProcess, pids: list[int], paths: list[str], key:
     await asyncio.to_thread(run_wrk, server.base_url, paths, key, args.warmup, args.connections,
                             args.idempotency_keys, script)
     xid_before = await _next_xid(database_url)
-    before = _cpu(pids, services)
+    before, started = _cpu(pids, services), time.monotonic()
     found = await asyncio.to_thread(run_wrk, server.base_url, paths, key, args.seconds,
                                     args.connections, args.idempotency_keys, script)
-    used = {part: (seconds - before[part]) / args.seconds
-            for part, seconds in _cpu(pids, services).items()}
-    found.update({f"{part}_cores": cores for part, cores in used.items()})
-    found["cpu_us_per_request"] = sum(used.values()) / found["rate"] * 1e6 if found["rate"] else 0
+    span = time.monotonic() - started
+    used = {part: seconds - before[part] for part, seconds in _cpu(pids, services).items()}
+    used["wrk"] = found["wrk_cpu_seconds"]
+    found.update({f"{part}_cores": seconds / span for part, seconds in used.items()})
     answered = found["requests"] - found["status"]
+    found["cpu_us_per_request"] = sum(used.values()) / answered * 1e6 if answered else 0
+    # Cluster-wide (autovacuum counts too): an upper bound on the server's own.
     found["pg_write_txns_per_request"] = (
         (await _next_xid(database_url) - xid_before) / answered if answered else 0)
     if found["errors"]:
@@ -280,12 +291,11 @@ async def _next_xid(database_url: str) -> int:
 
 
 def _cpu(pids: list[int], services: ServiceCpu) -> dict[str, float]:
-    """CPU seconds so far of the servers, Postgres, Valkey and the wrk runs this process reaped
-    (an external service counts 0: it may be on another machine)."""
+    """CPU seconds so far of the servers, Postgres and Valkey (an external service counts 0:
+    it may be on another machine)."""
     return {"server": sum(cpu_seconds(pid) for pid in pids),
             "postgres": services.postgres_seconds() or 0.0,
-            "valkey": services.valkey_seconds() or 0.0,
-            "wrk": sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])}
+            "valkey": services.valkey_seconds() or 0.0}
 
 
 def _tree(pid: int) -> list[int]:
