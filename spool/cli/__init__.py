@@ -8,6 +8,7 @@ server's message and request id on stderr, 2 a usage error (argparse's own, or o
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -39,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if hasattr(args, "run"):
+        # Ctrl-C ends a client command (`tail`, `send --follow`) even when it was started with
+        # SIGINT ignored, as a shell's background job is: Python then never installs its own.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         return run_client_command(args)
     if not hasattr(args, "handler"):
         parser.print_help(sys.stderr)
