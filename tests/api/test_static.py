@@ -22,6 +22,9 @@ from tests.helpers import assert_error
     ("/static/swagger-ui/swagger-ui.css", "text/css; charset=utf-8"),
     ("/static/swagger-ui/LICENSE", "text/plain; charset=utf-8"),
     ("/docs", "text/html; charset=utf-8"),
+    ("/", "text/html; charset=utf-8"),
+    ("/static/console/app.js", "text/javascript; charset=utf-8"),
+    ("/static/console/style.css", "text/css; charset=utf-8"),
 ])
 async def test_a_file_has_its_type_an_etag_and_a_policy(
     api: Api, path: str, media_type: str,
@@ -70,5 +73,5 @@ async def test_only_the_files_found_there_are_served(api: Api, path: str) -> Non
 
 async def test_the_pages_are_not_operations_of_the_api(api: Api) -> None:
     document = (await api.client.get("/v1/openapi.json")).json()
-    assert "/docs" not in document["paths"]
+    assert "/docs" not in document["paths"] and "/" not in document["paths"]
     assert not [path for path in document["paths"] if path.startswith("/static")]
