@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -18,6 +19,7 @@ from playwright.async_api import Browser, ConsoleMessage, Page, Request, async_p
 from engine.engine import Engine
 from engine.settings import Settings
 from tests.api.conftest import Live, serving
+from tests.api.conftest import api as api  # the in-process client fixture, for set-ups
 
 
 @pytest.fixture
@@ -80,3 +82,33 @@ async def page(chromium: Browser) -> AsyncIterator[Watched]:
     yield watched
     await context.close()
     assert watched.errors == [], "the page's console showed errors"
+
+
+# --- the console (api/static/console/): logged in through its form, pages photographed -------
+
+ARTIFACTS = Path(__file__).parents[1] / "artifacts"
+SIZES = ((1280, 800), (390, 844))  # a laptop, a phone
+
+
+async def log_in(page: Watched, live: Live, key: str, hash: str = "#/sessions") -> None:
+    """Opens the console at ``hash`` on ``live`` (1280x800) and logs in with ``key`` through
+    the login form; returns once the page behind it is shown (the nav is)."""
+    await page.page.set_viewport_size({"width": SIZES[0][0], "height": SIZES[0][1]})
+    await page.page.goto(f"{live.base_url}/{hash}")
+    await page.page.fill("input[name=api_key]", key)
+    await page.page.press("input[name=api_key]", "Enter")
+    await page.page.wait_for_selector("#nav:not([hidden])")
+
+
+async def screenshots(page: Watched, name: str) -> None:
+    """The page at each of SIZES into tests/artifacts/console-<name>-<w>x<h>.png (the whole
+    page), checking it needs no sideways scrolling at any; back to the first size after."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    for width, height in SIZES:
+        await page.page.set_viewport_size({"width": width, "height": height})
+        await page.page.screenshot(path=ARTIFACTS / f"console-{name}-{width}x{height}.png",
+                                   full_page=True)
+        overflow = await page.page.evaluate(
+            "() => document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{name} at {width}px scrolls sideways by {overflow}px"
+    await page.page.set_viewport_size({"width": SIZES[0][0], "height": SIZES[0][1]})
