@@ -40,17 +40,19 @@ class Asset(msgspec.Struct, frozen=True):
     stamp: tuple[int, int] = (0, 0)  # the file's mtime (ns) and size when read
 
 
-class _Files:
-    """The files found under ROOT by name, and each one's bytes as last read."""
+class Files:
+    """The files found under ``root`` by name, and each one's bytes as last read."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: Path, rescan_seconds: float = _RESCAN_SECONDS) -> None:
+        self._root = root
+        self._rescan_seconds = rescan_seconds
         self._paths: dict[str, Path] = {}
         self._read: dict[str, Asset] = {}
         self._scanned = float("-inf")
 
     def find(self, name: str) -> Asset | None:
         file = self._paths.get(name)
-        if file is None and time.monotonic() - self._scanned >= _RESCAN_SECONDS:
+        if file is None and time.monotonic() - self._scanned >= self._rescan_seconds:
             self._scan()
             file = self._paths.get(name)
         if file is None:
@@ -68,14 +70,14 @@ class _Files:
 
     def _scan(self) -> None:
         found = {}
-        for file in sorted(ROOT.rglob("*")):
+        for file in sorted(self._root.rglob("*")):
             if file.is_file() and file.suffix in _TYPES:
-                found[file.relative_to(ROOT).as_posix()] = file
+                found[file.relative_to(self._root).as_posix()] = file
         self._paths = found  # replaced whole
         self._scanned = time.monotonic()
 
 
-_files = _Files()
+_files = Files(ROOT)
 
 
 def find(path: str) -> Asset | None:

@@ -145,7 +145,9 @@ class SessionPage {
   on_user_message(data, envelope) {
     this.add("user", [h("strong", {}, "You"), timeElement(envelope.created_at)],
              h("p", { class: "text" }, textOf(data.content)), { "data-turn-id": data.turn_id });
-    if (this.hasAgent && !this.turns.has(data.turn_id)) this.queue.set(data.turn_id, textOf(data.content));
+    if (this.hasAgent && !this.turns.has(data.turn_id)) {
+      this.queue.set(data.turn_id, textOf(data.content));
+    }
   }
 
   on_turn_started(data) {
@@ -204,12 +206,37 @@ class SessionPage {
     const state = h("span", { class: "muted" }, " (waiting for its result)");
     summary.append(state);
     const result = h("div");
-    const details = h("details", {}, summary,
+    // folded, but open when it waits for an answer from here
+    const details = h("details", { open: data.executor === "client" }, summary,
       h("p", { class: "help" }, `Run by the ${data.executor}; id ${data.tool_use_id}`),
       h("pre", { class: "input" }, JSON.stringify(data.input, null, 2)), result);
     const entry = this.add("tool", [], details, { "data-tool-use-id": data.tool_use_id });
     this.tools.set(data.tool_use_id, { entry, state, result, executor: data.executor });
-    if (data.executor === "client") this.waiting.add(data.tool_use_id);
+    if (data.executor === "client") {
+      this.waiting.add(data.tool_use_id);
+      result.append(this.answerForm(data.tool_use_id));
+    }
+  }
+
+  // A client tool's result, typed by a person (what POST ./tool_results takes from a program).
+  answerForm(toolUseId) {
+    const field = `answer-${toolUseId}`;
+    const text = h("textarea", { id: field, rows: 2 });
+    const failed = h("input", { type: "checkbox" });
+    return h("form", { class: "composer", "aria-label": `Answer ${toolUseId}`,
+                       onsubmit: async (event) => {
+      event.preventDefault();
+      const button = event.currentTarget.querySelector("button");
+      button.disabled = true;
+      const done = await this.act("Sending the result", () => this.ctx.api.post(
+        `/v1/sessions/${encodeURIComponent(this.id)}/tool_results`,
+        { results: [{ tool_use_id: toolUseId, content: text.value, is_error: failed.checked }] },
+        { idempotencyKey: newIdempotencyKey() }));
+      if (done === undefined) button.disabled = false;
+    } },
+    h("label", { for: field }, "Result (this tool runs on the client: answer it here)"), text,
+    h("label", {}, failed, " It failed"),
+    h("div", { class: "row" }, h("button", { type: "submit" }, "Send result")));
   }
 
   on_tool_result(data) {
@@ -309,7 +336,9 @@ class SessionPage {
     this.interrupt.disabled = this.current === null;
     this.input.disabled = this.archived;
     this.send.disabled = this.archived || this.sending;
-    if (this.archived) this.composerNote.textContent = "This session is archived: it takes no more messages.";
+    if (this.archived) {
+      this.composerNote.textContent = "This session is archived: it takes no more messages.";
+    }
     this.showQueue();
   }
 
