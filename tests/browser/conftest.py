@@ -11,6 +11,7 @@ import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -19,7 +20,7 @@ from playwright.async_api import Browser, ConsoleMessage, Page, Request, async_p
 from engine.engine import Engine
 from engine.settings import Settings
 from tests.api.conftest import Live, serving
-from tests.api.conftest import api as api  # the in-process client fixture, for set-ups
+from tests.api.conftest import api as api  # the in-process client fixture, for the helpers on it
 
 
 @pytest.fixture
@@ -84,31 +85,36 @@ async def page(chromium: Browser) -> AsyncIterator[Watched]:
     assert watched.errors == [], "the page's console showed errors"
 
 
-# --- the console (api/static/console/): logged in through its form, pages photographed -------
+# --- the console (api/static/console/) ---------------------------------------------------------
 
-ARTIFACTS = Path(__file__).parents[1] / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # gitignored
 SIZES = ((1280, 800), (390, 844))  # a laptop, a phone
+# What Chromium itself logs for an answer the console handles (a refused key, say).
+REFUSED = "the server responded with a status of 401"
 
 
-async def log_in(page: Watched, live: Live, key: str, hash: str = "#/sessions") -> None:
-    """Opens the console at ``hash`` on ``live`` (1280x800) and logs in with ``key`` through
-    the login form; returns once the page behind it is shown (the nav is)."""
+async def log_in(page: Watched, live: Live, key: str, hash_: str = "#/sessions") -> None:
+    """Opens the console at ``hash_`` (at 1280x800) and logs in with ``key`` through the
+    form."""
     await page.page.set_viewport_size({"width": SIZES[0][0], "height": SIZES[0][1]})
-    await page.page.goto(f"{live.base_url}/{hash}")
-    await page.page.fill("input[name=api_key]", key)
-    await page.page.press("input[name=api_key]", "Enter")
-    await page.page.wait_for_selector("#nav:not([hidden])")
+    await page.page.goto(f"{live.base_url}/{hash_}")
+    await page.page.locator("input[name=api_key]").fill(key)
+    await page.page.get_by_role("button", name="Log in").click()
+    await page.page.locator("#nav:not([hidden])").wait_for(timeout=60_000)
 
 
 async def screenshots(page: Watched, name: str) -> None:
-    """The page at each of SIZES into tests/artifacts/console-<name>-<w>x<h>.png (the whole
-    page), checking it needs no sideways scrolling at any; back to the first size after."""
+    """``tests/artifacts/console-<name>-<width>x<height>.png`` at each of SIZES (the page is
+    left at the first)."""
     ARTIFACTS.mkdir(exist_ok=True)
     for width, height in SIZES:
         await page.page.set_viewport_size({"width": width, "height": height})
         await page.page.screenshot(path=ARTIFACTS / f"console-{name}-{width}x{height}.png",
                                    full_page=True)
-        overflow = await page.page.evaluate(
-            "() => document.documentElement.scrollWidth - window.innerWidth")
-        assert overflow <= 0, f"{name} at {width}px scrolls sideways by {overflow}px"
     await page.page.set_viewport_size({"width": SIZES[0][0], "height": SIZES[0][1]})
+
+
+async def until(page: Watched, condition: str, arg: Any = None) -> Any:
+    """Waits for a JavaScript condition in the page (polled); returns its value."""
+    handle = await page.page.wait_for_function(condition, arg=arg, polling=50, timeout=60_000)
+    return await handle.json_value()

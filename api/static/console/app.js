@@ -138,7 +138,9 @@ async function mountView(mine, route, key) {
   try {
     module = await import(`./views/${route.name}.js`);
   } catch (error) {
-    if (mine === generation) view.append(h("p", { class: "error" }, `This page could not be loaded: ${error.message}`));
+    if (mine === generation) {
+      view.append(h("p", { class: "error" }, `This page could not be loaded: ${error.message}`));
+    }
     return;
   }
   if (mine !== generation) return;
@@ -177,7 +179,8 @@ export function failure(error) {
 
 // What a view gets: see console-spec in docs/DESIGN.md ("The console").
 function context(key, params) {
-  const api = client(key, { onUnauthorized: () => logOut("The API key was refused: log in again.") });
+  const refused = () => logOut("The API key was refused: log in again.");
+  const api = client(key, { onUnauthorized: refused });
   const track = (stream) => { streams.add(stream); return stream; };
   const streamOptions = (opts, token) => ({
     ...opts,
@@ -249,6 +252,6 @@ async function logIn(key, { error, button }) {
 // --- start -------------------------------------------------------------------------------------
 
 document.getElementById("logout").addEventListener("click", () => logOut());
-window.addEventListener("hashchange", () => render());
+window.addEventListener("hashchange", () => { clearNotice(); render(); });  // a new page
 window.addEventListener("unhandledrejection", (event) => notify(failure(event.reason)));
 render();
