@@ -1,6 +1,6 @@
 """The console's board, agents, budgets, approvals and replay pages in headless Chromium,
 against a live server, everything checked over the API as well: a task moved with its Move
-control changes status, a blocked task shows its blocker and unblocks live once the blocker is
+control (with the keyboard alone too) or dragged to a column changes status, a blocked task shows its blocker and unblocks live once the blocker is
 done, a comment shows; the agents page shows status, version, heartbeat and usage; the budgets
 page draws its bars and limit lines; a waiting approval of any session is listed and approving
 it resolves it; the replay scrubber steps with the arrow keys and shows /state?at= of the event
@@ -96,13 +96,28 @@ async def test_the_board_moves_tasks_unblocks_one_live_and_shows_comments(
     await expect(_card(page, "in_progress", spec["id"])).to_be_visible(timeout=WAIT)
     assert (await _task(api, key, spec["id"]))["status"] == "in_progress"
 
+    # With the keyboard alone: the Move control, a letter picks "Review", Tab, Enter.
+    await _card(page, "in_progress", spec["id"]).locator("select[name=status]").focus()
+    await page.page.keyboard.press("r")
+    await page.page.keyboard.press("Tab")
+    await page.page.keyboard.press("Enter")
+    await expect(_card(page, "review", spec["id"])).to_be_visible(timeout=WAIT)
+    assert (await _task(api, key, spec["id"]))["status"] == "review"
+
     # Done: the engine gives the blocked task back its status, and the page shows it live.
-    await _move(_card(page, "in_progress", spec["id"]), "done")
+    await _move(_card(page, "review", spec["id"]), "done")
     unblocked = _card(page, "inbox", build["id"])
     await expect(unblocked).to_be_visible(timeout=WAIT)
     await expect(unblocked.locator(".blocked-by")).to_have_count(0)
     assert (await _task(api, key, build["id"]))["status"] == "inbox"
     assert (await _task(api, key, spec["id"]))["status"] == "done"
+
+    # Dragging a card to a column moves it too.
+    await unblocked.drag_to(page.page.locator('section.column[data-status="in_progress"]'),
+                            source_position={"x": 4, "y": 4})  # the card, not a control in it
+    unblocked = _card(page, "in_progress", build["id"])
+    await expect(unblocked).to_be_visible(timeout=WAIT)
+    assert (await _task(api, key, build["id"]))["status"] == "in_progress"
 
     await unblocked.get_by_role("button", name='Open "Build it"').click()
     await page.page.fill("#comment-body", "starting on Monday")
