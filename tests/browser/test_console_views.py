@@ -1,11 +1,13 @@
 """The console's board, agents, budgets, approvals and replay pages in headless Chromium,
 against a live server, everything checked over the API as well: a task moved with its Move
-control (with the keyboard alone too) or dragged to a column changes status, a blocked task shows its blocker and unblocks live once the blocker is
-done, a comment shows; the agents page shows status, version, heartbeat and usage; the budgets
-page draws its bars and limit lines; a waiting approval of any session is listed and approving
-it resolves it; the replay scrubber steps with the arrow keys and shows /state?at= of the event
-it is on. Every page is photographed at 1280x800 and 390x844 (tests/artifacts/); any browser
-console error fails the test (the ``page`` fixture)."""
+control (with the keyboard alone too) or dragged to a column changes status, a blocked task
+shows its blocker and unblocks live once the blocker is done, a comment shows; the agents page
+shows status, version, heartbeat and usage; the budgets page draws its bars and limit lines; a
+waiting approval of any session is listed and approving it resolves it; the replay scrubber
+steps with the arrow keys and shows /state?at= of the event it is on. Every page is
+photographed at 1280x800 and 390x844 (tests/artifacts/) and must not scroll sideways; any
+browser console error fails the test (the ``page`` fixture)."""
+
 
 from __future__ import annotations
 
