@@ -90,7 +90,7 @@ async def test_a_bad_key_is_refused_and_a_good_one_lands_on_the_list(
     await page.page.goto(live.base_url + "/")
     await screenshots(page, "login")
     page.allow(REFUSED)
-    await page.page.locator("input[name=api_key]").fill("sk_not-a-key")
+    await page.page.locator("input[name=api_key]").fill("spk_not-a-key")
     await page.page.get_by_role("button", name="Log in").click()
     error = page.page.locator("#login-error")
     await error.wait_for(state="visible", timeout=60_000)
