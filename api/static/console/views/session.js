@@ -271,11 +271,17 @@ class SessionPage {
     this.waiting.delete(data.approval_id);
     const approval = this.approvals.get(data.approval_id);
     if (!approval) return;
-    const word = data.decision === "approve" ? "Approved" : "Denied";
-    approval.actions.replaceChildren(h("p", {}, statusBadge(data.decision), ` ${word}`,
-                                       data.reason ? `: ${data.reason}` : ""));
-    approval.entry.querySelector(".badge-pending")?.replaceWith(statusBadge(data.decision));
+    const word = data.decision === "approve" ? "approved" : "denied";
+    const focused = approval.actions.contains(document.activeElement);  // its button goes
+    approval.actions.replaceChildren(...(data.reason ? [h("p", { class: "muted" },
+      `${word[0].toUpperCase()}${word.slice(1)}: ${data.reason}`)] : []));
+    approval.entry.querySelector(".entry-head strong").textContent = "Approval";
+    approval.entry.querySelector(".badge-pending")?.replaceWith(statusBadge(word));
     approval.entry.dataset.decision = data.decision;
+    if (focused) {
+      approval.entry.tabIndex = -1;
+      approval.entry.focus();
+    }
   }
 
   on_session_interrupted(data, envelope) {
