@@ -104,13 +104,16 @@ async def log_in(page: Watched, live: Live, key: str, hash_: str = "#/sessions")
 
 
 async def screenshots(page: Watched, name: str) -> None:
-    """``tests/artifacts/console-<name>-<width>x<height>.png`` at each of SIZES (the page is
-    left at the first)."""
+    """``tests/artifacts/console-<name>-<width>x<height>.png`` at each of SIZES, checking the
+    page needs no sideways scrolling at any (it is left at the first size)."""
     ARTIFACTS.mkdir(exist_ok=True)
     for width, height in SIZES:
         await page.page.set_viewport_size({"width": width, "height": height})
         await page.page.screenshot(path=ARTIFACTS / f"console-{name}-{width}x{height}.png",
                                    full_page=True)
+        overflow = await page.page.evaluate(
+            "() => document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{name} at {width}px scrolls sideways by {overflow}px"
     await page.page.set_viewport_size({"width": SIZES[0][0], "height": SIZES[0][1]})
 
 

@@ -90,7 +90,7 @@ async def test_a_bad_key_is_refused_and_a_good_one_lands_on_the_list(
     await page.page.goto(live.base_url + "/")
     await screenshots(page, "login")
     page.allow(REFUSED)
-    await page.page.locator("input[name=api_key]").fill("sk_not-a-key")
+    await page.page.locator("input[name=api_key]").fill("spk_not-a-key")
     await page.page.get_by_role("button", name="Log in").click()
     error = page.page.locator("#login-error")
     await error.wait_for(state="visible", timeout=60_000)
@@ -327,3 +327,21 @@ async def test_a_reply_cut_by_a_dead_worker_shows_interrupted_then_redone(
         await page.page.close()
     assert entries == [{"text": "compl", "stop": "interrupted"},
                        {"text": "complete reply", "stop": "end_turn"}]
+
+
+async def test_the_page_streams_on_after_its_token_ran_out(live: Live, page: Watched) -> None:
+    """A page left open for hours (a laptop asleep): its stream token expired unrenewed and
+    the connection dropped; the refused reconnect gets a new token and the reply goes on."""
+    key = await live.member_key()
+    sid = await _session(live, key, await _agent(live, key, [SLOW]), title="Left open")
+    await _open_session(page, live, key, sid)
+    await _send(page, "go")
+    await _streamed(page, 3)
+    pool = live.engine._pool
+    assert pool is not None
+    await pool.execute("UPDATE stream_tokens SET expires_at = now() - interval '1 second'")
+    page.allow(REFUSED)
+    assert live.engine.open_streams.close_all("test: the connection drops") >= 1
+    [reply] = await _stopped(page, 1)
+    assert reply == {"text": REPLY, "stop": "end_turn"}
+    assert await page.page.locator("#banner").is_hidden()  # not fatal: nothing to report

@@ -212,7 +212,7 @@ function showLogin(message) {
   const input = h("input", { type: "password", name: "api_key", id: "api_key", required: true,
                              autocomplete: "off", spellcheck: "false",
                              "aria-describedby": "login-help login-error" });
-  const button = h("button", { type: "submit" }, "Log in");
+  const button = h("button", { type: "submit", class: "primary" }, "Log in");
   const form = h("form", { class: "login", onsubmit: (event) => {
     event.preventDefault();
     logIn(input.value.trim(), { error, button });
@@ -221,7 +221,7 @@ function showLogin(message) {
   h("label", { for: "api_key" }, "API key"),
   input,
   h("p", { id: "login-help", class: "help" },
-    "A key of your tenant (sk_...). It is kept in this tab only (sessionStorage) and sent as a "
+    "A key of your tenant (spk_...). It is kept in this tab only (sessionStorage) and sent as a "
     + "Bearer header, never in a URL."),
   error,
   button);

@@ -63,6 +63,7 @@ class SessionPage {
     this.current = null;  // the running turn's id
     this.queue = new Map();  // turn id -> text, oldest first
     this.turns = new Set();  // turns started
+    this.texts = new Map();  // turn id -> the message it answers
     this.tokens = 0;
     this.cost = 0;
     this.archived = false;
@@ -143,6 +144,7 @@ class SessionPage {
   }
 
   on_user_message(data, envelope) {
+    this.texts.set(data.turn_id, textOf(data.content));
     this.add("user", [h("strong", {}, "You"), timeElement(envelope.created_at)],
              h("p", { class: "text" }, textOf(data.content)), { "data-turn-id": data.turn_id });
     if (this.hasAgent && !this.turns.has(data.turn_id)) {
@@ -269,19 +271,28 @@ class SessionPage {
     this.waiting.delete(data.approval_id);
     const approval = this.approvals.get(data.approval_id);
     if (!approval) return;
-    const word = data.decision === "approve" ? "Approved" : "Denied";
-    approval.actions.replaceChildren(h("p", {}, statusBadge(data.decision), ` ${word}`,
-                                       data.reason ? `: ${data.reason}` : ""));
-    approval.entry.querySelector(".badge-pending")?.replaceWith(statusBadge(data.decision));
+    const word = data.decision === "approve" ? "approved" : "denied";
+    const focused = approval.actions.contains(document.activeElement);  // its button goes
+    approval.actions.replaceChildren(...(data.reason ? [h("p", { class: "muted" },
+      `${word[0].toUpperCase()}${word.slice(1)}: ${data.reason}`)] : []));
+    approval.entry.querySelector(".entry-head strong").textContent = "Approval";
+    approval.entry.querySelector(".badge-pending")?.replaceWith(statusBadge(word));
     approval.entry.dataset.decision = data.decision;
+    if (focused) {
+      approval.entry.tabIndex = -1;
+      approval.entry.focus();
+    }
   }
 
   on_session_interrupted(data, envelope) {
     const queued = this.queue.has(data.turn_id);
     this.queue.delete(data.turn_id);
     const what = queued ? "A queued message was removed" : "The turn was interrupted";
-    this.add("interrupt", [h("strong", {}, what), timeElement(envelope.created_at)],
-             h("p", {}, data.reason || ""), { "data-turn-id": data.turn_id });
+    const said = !queued && data.reason && data.reason !== "interrupted";  // why, if not a click
+    const why = said ? `: ${data.reason}` : "";
+    this.add("interrupt", [h("strong", {}, what + why), timeElement(envelope.created_at)],
+             h("p", { class: "muted" }, this.quoted(data.turn_id)),
+             { "data-turn-id": data.turn_id });
   }
 
   on_session_done(data) {
@@ -292,9 +303,16 @@ class SessionPage {
         approval.actions.replaceChildren(h("p", { class: "muted" }, "The turn ended first."));
       }
     }
-    this.waiting.clear();
-    this.add("done", [h("strong", {}, "Turn "), statusBadge(data.status)],
+    if (this.current === null) this.waiting.clear();
+    this.add("done", [h("strong", {}, "Turn "), statusBadge(data.status),
+                      h("span", {}, this.quoted(data.turn_id))],
              data.error ? h("p", {}, data.error) : [], { "data-turn-id": data.turn_id });
+  }
+
+  // The message a turn answers, as a short quote (the timeline says which turn ended).
+  quoted(turnId) {
+    const text = this.texts.get(turnId) || "";
+    return text ? `“${text.length > 60 ? `${text.slice(0, 60)}…` : text}”` : "";
   }
 
   on_session_archived() {

@@ -101,12 +101,12 @@ export async function mount(root, ctx) {
     const row = h("tr", { "data-session-id": s.id },
       h("td", {}, h("a", { href: `#/sessions/${encodeURIComponent(s.id)}` }, s.title || s.id),
         s.title ? h("div", { class: "help mono" }, s.id) : null),
-      h("td", { class: "status" }, statusBadge(s.status)),
-      h("td", {}, agent),
-      h("td", { class: "num" }, String(s.turns)),
-      h("td", { class: "num" }, formatTokens(s.tokens)),
-      h("td", { class: "num" }, formatCost(s.cost_nanos)),
-      h("td", {}, timeElement(s.updated_at)));
+      h("td", { class: "status", "data-label": "Status" }, statusBadge(s.status)),
+      h("td", { "data-label": "Agent" }, agent),
+      h("td", { class: "num", "data-label": "Turns" }, String(s.turns)),
+      h("td", { class: "num", "data-label": "Tokens" }, formatTokens(s.tokens)),
+      h("td", { class: "num", "data-label": "Cost" }, formatCost(s.cost_nanos)),
+      h("td", { "data-label": "Last event" }, timeElement(s.updated_at)));
     row.dataset.stamp = `${s.last_position}:${s.status}:${agent}`;
     return row;
   }
