@@ -21,7 +21,7 @@ from playwright.async_api import Locator, expect
 from engine.prices import ModelPrice
 from engine.settings import Settings
 from tests.api.conftest import Api, Live
-from tests.browser.conftest import SIZES, Watched, log_in, screenshots
+from tests.browser.conftest import Watched, log_in, screenshots
 from tests.helpers import (
     LOOKUP,
     agent,
@@ -42,18 +42,6 @@ WAIT = 30_000  # ms: how long a page may take to show what the test waits for
 def settings(settings: Settings) -> Settings:
     return msgspec.structs.replace(
         settings, prices=((MODEL, ModelPrice(input=1_000_000, output=2_000_000)),))
-
-
-async def _pictured(page: Watched, name: str) -> None:
-    """Screenshots of the page (tests/artifacts/), which needs no sideways scrolling at any
-    size: what does not fit a phone wraps or scrolls inside its own box."""
-    await screenshots(page, name)
-    for width, height in SIZES:
-        await page.page.set_viewport_size({"width": width, "height": height})
-        overflow = await page.page.evaluate(
-            "() => document.documentElement.scrollWidth - window.innerWidth")
-        assert overflow <= 0, f"{name} at {width} px wide scrolls sideways by {overflow} px"
-    await page.page.set_viewport_size({"width": SIZES[0][0], "height": SIZES[0][1]})
 
 
 async def _task(api: Api, key: str, task_id: str) -> dict[str, Any]:
@@ -82,7 +70,7 @@ async def test_the_board_moves_tasks_unblocks_one_live_and_shows_comments(
     build = await new_task(api, key, board, title="Build it", dependencies=[spec["id"]])
     assert build["status"] == "blocked"
     await log_in(page, live, key, "#/board")
-    await _pictured(page, "boards")
+    await screenshots(page, "boards")
     await page.page.get_by_role("link", name="Launch").click()
     await expect(page.page.locator("h1")).to_have_text("Launch", timeout=WAIT)
     assert page.page.url.endswith(f"#/board/{board}")
@@ -92,7 +80,7 @@ async def test_the_board_moves_tasks_unblocks_one_live_and_shows_comments(
         await expect(column).to_be_visible(timeout=WAIT)
     blocked = _card(page, "blocked", build["id"])
     await expect(blocked.locator(".blocker")).to_have_text("Write the spec", timeout=WAIT)
-    await _pictured(page, "board")
+    await screenshots(page, "board")
 
     await _move(_card(page, "inbox", spec["id"]), "in_progress")
     await expect(_card(page, "in_progress", spec["id"])).to_be_visible(timeout=WAIT)
@@ -130,7 +118,7 @@ async def test_the_board_moves_tasks_unblocks_one_live_and_shows_comments(
     await expect(page.page.locator(".task-detail")).not_to_contain_text("null")
     comments = (await api.request("GET", f"/v1/tasks/{build['id']}/comments", key)).json()
     assert [c["body"] for c in comments["data"]] == ["starting on Monday"]
-    await _pictured(page, "board-task")
+    await screenshots(page, "board-task")
 
 
 async def test_the_agents_page_shows_status_version_heartbeat_and_usage(
@@ -160,7 +148,7 @@ async def test_the_agents_page_shows_status_version_heartbeat_and_usage(
     await expect(row.locator('[data-field="sessions"]')).to_have_text("0 active of 1")
     await expect(row.locator('[data-field="turns"]')).to_have_text("1")
     await expect(row.locator('[data-field="tokens"]')).to_have_text("7")
-    await _pictured(page, "agents")
+    await screenshots(page, "agents")
 
 
 async def test_the_budgets_page_charts_spend_against_the_limits(
@@ -195,7 +183,7 @@ async def test_the_budgets_page_charts_spend_against_the_limits(
         "data-value", "500")
     await expect(page.page.locator('tr[data-scope="tenant"][data-period="day"]')).to_contain_text(
         "$60.00")
-    await _pictured(page, "budgets")
+    await screenshots(page, "budgets")
 
     await page.page.get_by_role("button", name="Tokens").click()
     await expect(days.locator(f'rect.bar[data-key="{today}"]')).to_have_attribute(
@@ -227,7 +215,7 @@ async def test_the_approvals_page_lists_waiting_calls_of_every_session_and_appro
         card = page.page.locator(f'article[data-approval-id="{approval["id"]}"]')
         await expect(card.locator("h2")).to_have_text("lookup")
         await expect(card.get_by_role("link", name=approval["session_id"])).to_be_visible()
-    await _pictured(page, "approvals")
+    await screenshots(page, "approvals")
 
     chosen = pending[0]
     card = page.page.locator(f'article[data-approval-id="{chosen["id"]}"]')
@@ -278,4 +266,4 @@ async def test_the_replay_scrubber_steps_with_arrow_keys_through_the_states(
     final = await _shown(page, last)
     assert final == await _state_at(api, key, sid, last)
     assert final["status"] == "idle" and final["conversation"][-1]["text"] == "one two three"
-    await _pictured(page, "replay")
+    await screenshots(page, "replay")
