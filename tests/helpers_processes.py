@@ -21,6 +21,7 @@ START_TIMEOUT = 90.0  # generous: the first start runs initdb, and the machine m
 STOP_TIMEOUT = 30.0
 LISTENING = re.compile(r"^agentspool listening on (http://\S+)$")
 TOKEN = re.compile(r"^admin token \(shown once, stored hashed\): (spa_\S+)$")
+CONSOLE = re.compile(r"^console: (http://\S+/)$")  # printed after the listening line
 
 
 def alive(pid: int) -> bool:

@@ -1,7 +1,8 @@
 """What browsers load from the app itself (never a CDN): ``GET /static/{path}`` (the files of
-api/static/: ``spool.js``, the vendored Swagger UI) and ``GET /docs`` (the OpenAPI document,
-rendered). Each has an ETag and is revalidated (``no-cache``); a Content-Security-Policy lets a
-page load only from its own origin."""
+api/static/: ``spool.js``, the vendored Swagger UI, the console's modules), ``GET /`` (the
+console: api/static/console/, a client of the public API like any other) and ``GET /docs`` (the
+OpenAPI document, rendered). Each has an ETag and is revalidated (``no-cache``); a
+Content-Security-Policy lets a page load only from its own origin."""
 
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ async def docs(request: Request) -> Response:
     return _served(request, "docs.html")
 
 
+async def console(request: Request) -> Response:
+    return _served(request, "console/index.html")
+
+
 def _served(request: Request, path: str) -> Response:
     asset = assets.find(path)
     if asset is None:
@@ -38,6 +43,7 @@ def _served(request: Request, path: str) -> Response:
 
 
 routes = [
+    PageRoute("/", console),
     PageRoute("/docs", docs),
     PageRoute("/static/{path:path}", static_file),
 ]

@@ -258,6 +258,7 @@ def print_ready(url: str, admin_token: str | None) -> None:
     """The lines that say `spool serve` serves (what scripts and the tests wait for), each
     printed on its own (so written whole: see ``processes._whole_lines``)."""
     print(f"agentspool listening on {url}", flush=True)
+    print(f"console: {url}/", flush=True)  # the web console (api/static/console/)
     if admin_token:
         print(f"admin token (shown once, stored hashed): {admin_token}", flush=True)
 

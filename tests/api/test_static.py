@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
-from api.assets import EVENT_TYPES_MARK, ROOT
+from api.assets import EVENT_TYPES_MARK, ROOT, Files
 from engine.events import EVENT_TYPES
 from tests.api.conftest import Api
 from tests.helpers import assert_error
@@ -22,6 +23,9 @@ from tests.helpers import assert_error
     ("/static/swagger-ui/swagger-ui.css", "text/css; charset=utf-8"),
     ("/static/swagger-ui/LICENSE", "text/plain; charset=utf-8"),
     ("/docs", "text/html; charset=utf-8"),
+    ("/", "text/html; charset=utf-8"),
+    ("/static/console/app.js", "text/javascript; charset=utf-8"),
+    ("/static/console/style.css", "text/css; charset=utf-8"),
 ])
 async def test_a_file_has_its_type_an_etag_and_a_policy(
     api: Api, path: str, media_type: str,
@@ -70,5 +74,39 @@ async def test_only_the_files_found_there_are_served(api: Api, path: str) -> Non
 
 async def test_the_pages_are_not_operations_of_the_api(api: Api) -> None:
     document = (await api.client.get("/v1/openapi.json")).json()
-    assert "/docs" not in document["paths"]
+    assert "/docs" not in document["paths"] and "/" not in document["paths"]
     assert not [path for path in document["paths"] if path.startswith("/static")]
+
+
+async def test_the_console_loads_nothing_from_elsewhere(api: Api) -> None:
+    page = await api.client.get("/")
+    assert page.status_code == 200
+    assert page.text == (ROOT / "console" / "index.html").read_text()
+    assert '<script type="module" src="/static/console/app.js"></script>' in page.text
+    assert "<script>" not in page.text and " style=" not in page.text  # the CSP allows none
+    for file in sorted((ROOT / "console").rglob("*.*")):
+        served = await api.client.get(f"/static/{file.relative_to(ROOT).as_posix()}")
+        assert served.status_code == 200, file
+        assert not re.search(r"""(from|src=|href=|url\()\s*["']?(https?:)?//""", served.text), file
+
+
+def test_a_changed_or_new_file_is_served_as_it_is_now(tmp_path: Path) -> None:
+    """What lets a console page be edited and reloaded without restarting the server."""
+    (tmp_path / "views").mkdir()
+    page = tmp_path / "views" / "page.js"
+    page.write_text("export const v = 1;")
+    files = Files(tmp_path, rescan_seconds=0)
+    first = files.find("views/page.js")
+    assert first is not None and first.body == b"export const v = 1;"
+    assert files.find("views/page.js") is first  # unchanged: not read again
+    page.write_text("export const v = 22;")
+    changed = files.find("views/page.js")
+    assert changed is not None and changed.body == b"export const v = 22;"
+    assert changed.etag != first.etag
+    assert files.find("views/new.js") is None
+    (tmp_path / "views" / "new.js").write_text("export {};")
+    new = files.find("views/new.js")
+    assert new is not None and new.media_type == "text/javascript; charset=utf-8"
+    page.unlink()
+    assert files.find("views/page.js") is None
+    assert files.find("../views/new.js") is None and files.find("/views/new.js") is None

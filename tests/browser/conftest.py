@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -18,6 +20,7 @@ from playwright.async_api import Browser, ConsoleMessage, Page, Request, async_p
 from engine.engine import Engine
 from engine.settings import Settings
 from tests.api.conftest import Live, serving
+from tests.api.conftest import api as api  # the in-process client fixture, for the helpers on it
 
 
 @pytest.fixture
@@ -80,3 +83,41 @@ async def page(chromium: Browser) -> AsyncIterator[Watched]:
     yield watched
     await context.close()
     assert watched.errors == [], "the page's console showed errors"
+
+
+# --- the console (api/static/console/) ---------------------------------------------------------
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # gitignored
+SIZES = ((1280, 800), (390, 844))  # a laptop, a phone
+# What Chromium itself logs for an answer the console handles (a refused key, say).
+REFUSED = "the server responded with a status of 401"
+
+
+async def log_in(page: Watched, live: Live, key: str, hash_: str = "#/sessions") -> None:
+    """Opens the console at ``hash_`` (at 1280x800) and logs in with ``key`` through the
+    form."""
+    await page.page.set_viewport_size({"width": SIZES[0][0], "height": SIZES[0][1]})
+    await page.page.goto(f"{live.base_url}/{hash_}")
+    await page.page.locator("input[name=api_key]").fill(key)
+    await page.page.get_by_role("button", name="Log in").click()
+    await page.page.locator("#nav:not([hidden])").wait_for(timeout=60_000)
+
+
+async def screenshots(page: Watched, name: str) -> None:
+    """``tests/artifacts/console-<name>-<width>x<height>.png`` at each of SIZES, checking the
+    page needs no sideways scrolling at any (it is left at the first size)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    for width, height in SIZES:
+        await page.page.set_viewport_size({"width": width, "height": height})
+        await page.page.screenshot(path=ARTIFACTS / f"console-{name}-{width}x{height}.png",
+                                   full_page=True)
+        overflow = await page.page.evaluate(
+            "() => document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{name} at {width}px scrolls sideways by {overflow}px"
+    await page.page.set_viewport_size({"width": SIZES[0][0], "height": SIZES[0][1]})
+
+
+async def until(page: Watched, condition: str, arg: Any = None) -> Any:
+    """Waits for a JavaScript condition in the page (polled); returns its value."""
+    handle = await page.page.wait_for_function(condition, arg=arg, polling=50, timeout=60_000)
+    return await handle.json_value()

@@ -26,6 +26,7 @@ import pytest
 
 from tests.conftest import Services
 from tests.helpers_processes import (
+    CONSOLE,
     LISTENING,
     START_TIMEOUT,
     TOKEN,
@@ -68,7 +69,7 @@ def _assert_stopped_cleanly(server: Server, pids: dict[str, int]) -> None:
 
 def _assert_stdout_is_json_logs(server: Server) -> None:
     for line in server.stdout:
-        if LISTENING.match(line) or TOKEN.match(line):
+        if LISTENING.match(line) or TOKEN.match(line) or CONSOLE.match(line):
             continue
         record = json.loads(line)  # anything else on stdout is a JSON log line
         assert isinstance(record, dict) and "event" in record, line
@@ -98,6 +99,9 @@ def test_first_start_shows_the_token_once_and_data_survives_a_restart(
         tenant_id = created.json()["id"]
         wrong = client.get("/v1/tenants", headers=_auth("spa_not-the-admin-token-000000"))
         assert wrong.status_code == 401
+        console = client.get("/")  # the console, at the URL its line shows
+        assert console.status_code == 200 and "/static/console/app.js" in console.text
+    assert [m.group(1) for line in server.stdout if (m := CONSOLE.match(line))] == [f"{url}/"]
 
     _assert_stopped_cleanly(server, pids)
     assert server.stop_seconds < 20, f"took {server.stop_seconds:.1f}s to stop"
