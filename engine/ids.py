@@ -8,6 +8,10 @@ import re
 import time
 import uuid
 
+# asyncpg's own UUID type (a C subclass of uuid.UUID, what it returns for uuid columns): built
+# from 16 bytes in a fraction of uuid.uuid4()'s time, which was a tenth of a busy appender's.
+from asyncpg.pgproto.pgproto import UUID as _UUID
+
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: sorts like the number
 _ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 
@@ -22,6 +26,15 @@ def _ulid() -> str:
         chars.append(_ALPHABET[value & 31])
         value >>= 5
     return "".join(reversed(chars))
+
+
+def new_uuids(count: int) -> list[uuid.UUID]:
+    """``count`` random (version 4) UUIDs, from one read of the OS's random source."""
+    raw = bytearray(os.urandom(16 * count))
+    raw[6::16] = bytes(byte & 0x0F | 0x40 for byte in raw[6::16])  # version 4
+    raw[8::16] = bytes(byte & 0x3F | 0x80 for byte in raw[8::16])  # RFC 4122 variant
+    whole = bytes(raw)
+    return [_UUID(whole[at:at + 16]) for at in range(0, 16 * count, 16)]
 
 
 def new_id(prefix: str) -> str:

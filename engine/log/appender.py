@@ -20,6 +20,12 @@ it has written or read.
 
 A stale memory therefore costs a retry, never a wrong ``seq`` or a wrong verdict.
 
+One transaction is in flight at a time, but the Python work around it overlaps with it: the
+next batch is sent the moment one commits, before that one's callers are answered, and a crowd
+that finds nothing committing is split in two halves that then take turns. Postgres commits
+one half while this process answers the other and its callers append again (before, the
+database waited while Python settled a batch, and Python waited while it committed).
+
 A group (``append_group``: an imported session with its agent's config) is several streams'
 appends that commit all together or not at all, with the ``created_at`` they were exported
 with. It goes through the same queue, so listeners still hear of batches in position order,
@@ -32,7 +38,7 @@ import decimal
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -50,6 +56,7 @@ from engine.errors import (
     Unavailable,
 )
 from engine.events import STREAM_TYPES, Event, NewEvent
+from engine.ids import new_uuids
 from engine.infra.db import connection
 from engine.log.rows import EVENT_COLUMNS, Committed, event_of
 from engine.logging import get_logger
@@ -61,6 +68,8 @@ MAX_EVENTS_PER_APPEND = 1000
 # A group's requests are bounded by the import body size (SPOOL_IMPORT_MAX_BYTES), not this.
 MAX_EVENTS_PER_GROUP = 10_000_000
 _MAX_REMEMBERED_STREAMS = 100_000
+# Requests waiting, with nothing committing, from which a batch takes only half (_take_batch).
+_SPLIT_AT = 128
 
 
 @dataclass(slots=True)
@@ -72,6 +81,17 @@ class _Request:
     expected_seq: int | None
     closed_by: str | None
     future: asyncio.Future[list[Event]]
+
+
+Outcome = list[Event] | SpoolError
+
+
+@dataclass(slots=True)
+class _Commit:
+    """A batch on its way to Postgres, and the task that commits it."""
+
+    batch: list[_Request]
+    task: asyncio.Task[list[Outcome]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,9 +139,6 @@ class _Stored:
     event: Event | int
 
 
-Outcome = list[Event] | SpoolError
-
-
 @dataclass(slots=True)
 class _Plan:
     """What one transaction will write (row i gets position base + i + 1), and each request's
@@ -130,6 +147,12 @@ class _Plan:
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     outcomes: list[list[Event | int] | SpoolError] = field(default_factory=list)
     new_streams: dict[str, _Stream] = field(default_factory=dict)
+    fresh_ids: Iterator[uuid.UUID] = field(default_factory=lambda: iter(()))
+
+    @classmethod
+    def of(cls, batch: Sequence[_Request]) -> _Plan:
+        """An empty plan with an id at hand for every event of the batch (made in bulk)."""
+        return cls(fresh_ids=iter(new_uuids(sum(len(request.events) for request in batch))))
 
 
 class Appender:
@@ -197,27 +220,46 @@ class Appender:
         return await future
 
     async def _run(self) -> None:
-        batch: list[_Request | _Group] = []
+        committing: _Commit | None = None
+        group: list[_Group] = []
         try:
-            while not (self._stopping and not self._queue):
-                await self._wakeup.wait()
-                self._wakeup.clear()
-                while self._queue:
-                    head = self._queue[0]
-                    if isinstance(head, _Group):
-                        batch = [self._queue.popleft()]
+            while not (self._stopping and not self._queue and committing is None):
+                if committing is None:
+                    if not self._queue:
+                        await self._wakeup.wait()
+                        self._wakeup.clear()
+                        continue
+                    if isinstance(head := self._queue[0], _Group):
+                        self._queue.popleft()
+                        group = [head]
                         _settle(head.future, await self._commit_group_or_error(head))
-                    else:
-                        requests = self._take_batch()
-                        batch = list(requests)
-                        outcomes = await self._commit_or_isolate(requests)
-                        for request, outcome in zip(requests, outcomes, strict=True):
-                            _settle(request.future, outcome)
-                    self._notify()
+                        group = []
+                        self._notify()
+                        continue
+                    committing = self._launch(self._take_batch(split=True))
+                outcomes = await committing.task
+                done, committing = committing, None
+                # The next batch goes to Postgres before this one's callers are answered, so
+                # Postgres commits it while this process settles, notifies, and runs the
+                # callers until they append again. One transaction is still in flight at a
+                # time: positions and versions are as if the batches ran one after another.
+                if self._queue and isinstance(self._queue[0], _Request):
+                    committing = self._launch(self._take_batch(split=False))
+                for request, outcome in zip(done.batch, outcomes, strict=True):
+                    _settle(request.future, outcome)
+                self._notify()
         finally:  # cancelled: nobody may wait forever (what committed stays committed)
-            for item in [*batch, *self._queue]:
+            waiting: list[_Request | _Group] = [*group, *self._queue]
+            if committing is not None:
+                committing.task.cancel()
+                waiting += committing.batch
+            for item in waiting:
                 _settle(item.future, Unavailable("the event store stopped", retry_after=1))
             self._queue.clear()
+
+    def _launch(self, batch: list[_Request]) -> _Commit:
+        return _Commit(batch, asyncio.create_task(self._commit_or_isolate(batch),
+                                                  name="spool.appender.commit"))
 
     def _notify(self) -> None:
         """Tell the listeners what committed; a failing listener is logged, never retried
@@ -230,12 +272,18 @@ class Appender:
                 except Exception:
                     log.exception("store.listener_failed")
 
-    def _take_batch(self) -> list[_Request]:
-        """Requests from the head of the queue, up to a group (which commits alone)."""
+    def _take_batch(self, *, split: bool) -> list[_Request]:
+        """Requests from the head of the queue, up to a group (which commits alone). With
+        ``split`` (nothing is committing) and a crowd waiting, only half of them: the other
+        half is sent the moment the first commits, and from then on two halves take turns
+        (one commits while the other's callers are answered and append again)."""
+        limit = len(self._queue)
+        if split and limit >= _SPLIT_AT:
+            limit = (limit + 1) // 2
         first = self._queue.popleft()
         assert isinstance(first, _Request)
         batch, count = [first], len(first.events)
-        while self._queue:
+        while self._queue and len(batch) < limit:
             request = self._queue[0]
             if isinstance(request, _Group) or count + len(request.events) > self._batch_max:
                 break
@@ -302,7 +350,7 @@ class Appender:
         # The fast way skips the probe for caller-supplied ids: a retried id collides on
         # UNIQUE (id), which sends the batch the careful way, where the probe runs.
         existing = await _fetch_existing(conn, batch) if careful else {}
-        plan = _Plan()
+        plan = _Plan.of(batch)
         for request in batch:
             plan.outcomes.append(_plan_request(plan, request, existing, streams))
         if not plan.rows:
@@ -332,7 +380,7 @@ class Appender:
             await conn.execute("SELECT 1 FROM log_head WHERE id = 1 FOR UPDATE")
             streams = await _fetch_streams(conn, requests)
             existing = await _fetch_existing(conn, requests)
-            plan, dated = _Plan(), list[datetime]()
+            plan, dated = _Plan.of(requests), list[datetime]()
             for request, part in zip(requests, group.parts, strict=True):
                 before = len(plan.rows)
                 outcome = _plan_request(plan, request, existing, streams)
@@ -442,7 +490,7 @@ def _assign(
         stream.seq += 1
         stream.last_type = new.type
         row = len(plan.rows)
-        plan.rows.append((new.id or uuid.uuid4(), request.tenant_id, request.stream_id,
+        plan.rows.append((new.id or next(plan.fresh_ids), request.tenant_id, request.stream_id,
                           request.stream_type, stream.seq, new.type, new.data, new.meta))
         if new.id is not None:
             existing[new.id] = _Stored(request.tenant_id, row)  # a retry later in the batch

@@ -98,6 +98,23 @@ async def test_concurrent_appends_share_transactions_and_stay_contiguous(engine:
     assert count < 300, "group commit should put concurrent appends in shared transactions"
 
 
+async def test_a_crowd_commits_in_two_halves_and_listeners_hear_them_in_order(
+    engine: Engine,
+) -> None:
+    """256 appends queued at once: half commit first and the rest is sent the moment they have
+    committed (before their callers are answered); positions and what listeners hear follow
+    the order of commit, and a repeated crowd keeps taking turns in halves."""
+    store = engine.store
+    heard: list[list[int]] = []
+    store.on_commit(lambda batch: heard.append([c.event.position for c in batch]))
+    for round in range(2):
+        results = await asyncio.gather(*(append(store, f"c{i}", [ev(i)]) for i in range(256)))
+        first = 256 * round + 1
+        assert sorted(e.position for [e] in results) == list(range(first, first + 256))
+    assert [len(batch) for batch in heard] == [128, 128, 128, 128]
+    assert [p for batch in heard for p in batch] == list(range(1, 513))
+
+
 async def test_one_bad_request_does_not_fail_its_batch(engine: Engine) -> None:
     store = engine.store
     await append(store, "s1", [ev(0)])
