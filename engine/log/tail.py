@@ -7,12 +7,14 @@ Postgres, so they do not depend on the dispatcher being perfect.
 
 Tails yield batches of ``LiveEvent``s (a replayed page, or everything a subscription buffered
 since the last batch), so a busy stream is written many events per socket write; an empty batch
-means a keepalive is due (the dispatcher's ticker).
+means a keepalive is due (the dispatcher's ticker). A replay reads one page ahead: Postgres
+reads the next page while this process sends the last one.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Collection
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 
 from engine.events import SESSION_ARCHIVED
 from engine.log.dispatch import Dispatcher
@@ -76,14 +78,14 @@ async def tenant_tail(
     metrics = dispatcher.metrics
     try:
         last, replayed = after, 0
-        while True:
-            page = await store.read_tenant_live(tenant_id, after=last, limit=_PAGE,
-                                                types=list(types) or None, stream_type=stream_type)
-            if page:
-                yield page
-                last, replayed = page[-1].position, replayed + len(page)
-            if len(page) < _PAGE:
-                break
+
+        def read(after: int) -> Awaitable[list[LiveEvent]]:
+            return store.read_tenant_live(tenant_id, after=after, limit=_PAGE,
+                                          types=list(types) or None, stream_type=stream_type)
+
+        async for page in _read_ahead(read, after, lambda event: event.position):
+            yield page
+            last, replayed = page[-1].position, replayed + len(page)
         metrics.sse_replayed.observe(replayed)
         while True:
             batch = await subscription.next_batch()
@@ -101,15 +103,45 @@ async def _replay_stream(
     store: EventStore, tenant_id: str, stream_id: str, after: int, *, until: int | None,
 ) -> AsyncIterator[list[LiveEvent]]:
     """Pages of the stream's events with ``after < seq <= until`` (no end if ``until`` is None)."""
-    while until is None or after < until:
-        page = await store.read_stream_live(stream_id, tenant_id=tenant_id, after=after,
-                                            limit=_PAGE)
+
+    def read(after: int) -> Awaitable[list[LiveEvent]]:
+        return store.read_stream_live(stream_id, tenant_id=tenant_id, after=after, limit=_PAGE)
+
+    async for page in _read_ahead(read, after, lambda event: event.seq, until=until):
         events = page if until is None else [event for event in page if event.seq <= until]
         if events:
             yield events
-            after = events[-1].seq
-        if len(events) < _PAGE:
-            return
+
+
+async def _read_ahead(
+    read: Callable[[int], Awaitable[list[LiveEvent]]], after: int,
+    key: Callable[[LiveEvent], int], *, until: int | None = None,
+) -> AsyncIterator[list[LiveEvent]]:
+    """The pages ``read(after)`` gives, each next one already being read while the caller
+    sends the last, up to the first short page (or past ``until``); empty pages are not
+    yielded. A read that fails raises here; one left unread when the caller stops is
+    cancelled."""
+    if until is not None and after >= until:
+        return
+    pending: asyncio.Future[list[LiveEvent]] | None = asyncio.ensure_future(read(after))
+    try:
+        while pending is not None:
+            page = await pending
+            pending = None
+            if len(page) == _PAGE and (until is None or key(page[-1]) < until):
+                pending = asyncio.ensure_future(read(key(page[-1])))
+            if page:
+                yield page
+    finally:
+        if pending is not None:
+            pending.cancel()
+            pending.add_done_callback(_retrieve)
+
+
+def _retrieve(future: asyncio.Future[list[LiveEvent]]) -> None:
+    """Mark a cancelled read's outcome as seen (an error after the caller left is nobody's)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _filter(types: Collection[str], stream_type: str | None) -> Callable[[LiveEvent], bool] | None:

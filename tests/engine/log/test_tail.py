@@ -20,7 +20,7 @@ from engine.events import BoardCreated, Event, NewEvent, SessionArchived, new_ev
 from engine.ids import new_id
 from engine.log.dispatch import Dispatcher, Subscription
 from engine.log.live import LiveEvent
-from engine.log.tail import session_tail, tenant_tail
+from engine.log.tail import _read_ahead, session_tail, tenant_tail
 from engine.metrics import Metrics
 from tests.helpers_log import append, new_session, routed, sample_of, settled
 
@@ -126,21 +126,22 @@ async def test_a_tail_that_closes_early_unsubscribes(engine: Engine, handing: Ha
 
 
 async def test_what_is_committed_during_a_long_replay_comes_once(engine: Engine) -> None:
-    """On the engine's dispatcher: events committed while the tail is between two replayed
-    pages are both in the next page and in its subscription; each is delivered once."""
+    """On the engine's dispatcher: events committed while the tail is between replayed pages
+    are both in a later page and in its subscription; each is delivered once. (The page after
+    the first is read ahead as the first is delivered; the one after that is read later.)"""
     tenant_id, session_id = await new_session(engine)
-    for _ in range(5):
-        await append(engine.store, tenant_id, session_id, 220)  # seqs 2..1101
+    for _ in range(10):
+        await append(engine.store, tenant_id, session_id, 220)  # seqs 2..2201
     await settled(engine)  # dispatched before the tail subscribes: replayed only
     suppressed = sample_of(engine.metrics, "spool_sse_duplicates_suppressed_total")
     tail = session_tail(engine.store, engine.fanout, tenant_id=tenant_id, stream_id=session_id,
                         after=0)
     got = await following(tail)
     assert seqs(got) == list(range(1, 1001))  # one page, and the tail is subscribed
-    during = await append(engine.store, tenant_id, session_id, 5)  # seqs 1102..1106
+    during = await append(engine.store, tenant_id, session_id, 5)  # seqs 2202..2206
     await settled(engine)  # ... so they are in the subscription's buffer too
     async with asyncio.timeout(30):
-        while len(got) < 1106:
+        while len(got) < 2206:
             got.extend(await anext(tail))
     [marker] = await append(engine.store, tenant_id, session_id, 1)
     async with asyncio.timeout(30):
@@ -206,3 +207,39 @@ async def test_a_tenant_tail_by_stream_type_and_its_copies_dropped_by_position(
     assert await following(tail) == []  # the keepalive after a quiet interval
     await tail.aclose()
     assert handing.subscriber_count == 0
+
+
+async def test_a_replay_reads_the_next_page_while_the_last_is_sent() -> None:
+    """_read_ahead asks for page n+1 before the caller takes it, stops at a short page or at
+    ``until``, and cancels the read nobody will take."""
+    asked: list[int] = []
+    blocked = asyncio.Event()
+
+    async def read(after: int) -> list[LiveEvent]:
+        asked.append(after)
+        if after >= 2500:
+            await blocked.wait()  # never set: only cancelling ends it
+        count = 1000 if after < 2000 else 300
+        return [LiveEvent.create(n, "ten_a", "s", "session", n, "t", b"{}")
+                for n in range(after + 1, after + count + 1)]
+
+    pages = _read_ahead(read, 0, lambda event: event.seq)
+    first = await anext(pages)
+    await asyncio.sleep(0)
+    assert (first[-1].seq, asked) == (1000, [0, 1000])  # page 2 asked for already
+    assert [page[-1].seq async for page in pages] == [2000, 2300]
+    assert asked == [0, 1000, 2000]  # a short page ends it
+
+    asked.clear()
+    until = [page[-1].seq async for page in _read_ahead(read, 0, lambda e: e.seq, until=1000)]
+    assert (until, asked) == ([1000], [0])
+    assert [page async for page in _read_ahead(read, 5, lambda e: e.seq, until=5)] == []
+
+    asked.clear()
+    pages = _read_ahead(read, 1500, lambda event: event.seq)
+    await anext(pages)
+    await asyncio.sleep(0)
+    assert asked == [1500, 2500]  # the read of 2500 waits forever ...
+    await pages.aclose()  # ... until the caller leaves and it is cancelled
+    await asyncio.sleep(0)
+    assert all(task.get_coro().__name__ != "read" for task in asyncio.all_tasks())
