@@ -48,9 +48,9 @@ class LiveEvent(msgspec.Struct, frozen=True):
     stream_type: str
     seq: int
     type: str
-    # The SSE ``event:`` and ``data:`` lines (the event's JSON, encoded once), built once per
-    # process: a subscriber's frame is its ``id:`` line (seq or position, per stream kind)
-    # followed by these bytes.
+    envelope: bytes  # the event's JSON, encoded once and shared by every subscriber
+    # The SSE ``event:`` and ``data:`` lines, built once per process: a subscriber's frame is
+    # its ``id:`` line (seq or position, per stream kind) followed by these bytes.
     sse: bytes
 
     @classmethod
@@ -58,14 +58,8 @@ class LiveEvent(msgspec.Struct, frozen=True):
         cls, position: int, tenant_id: str, stream_id: str, stream_type: str, seq: int,
         type: str, envelope: bytes,
     ) -> LiveEvent:
-        return cls(position, tenant_id, stream_id, stream_type, seq, type,
+        return cls(position, tenant_id, stream_id, stream_type, seq, type, envelope,
                    event_lines(type, envelope))
-
-    @property
-    def envelope(self) -> bytes:
-        """The event's JSON, read back from the data lines (a line break that stored JSON
-        holds comes back as ``\\n``)."""
-        return b"\n".join(line[6:] for line in self.sse.split(b"\n")[1:-2])
 
     @classmethod
     def from_event(cls, tenant_id: str, event: Event) -> LiveEvent:
@@ -84,10 +78,13 @@ class LiveEvent(msgspec.Struct, frozen=True):
 
 
 def live_events(tenant_id: str, rows: Sequence[Any]) -> list[LiveEvent]:
-    """The events of rows selected as ``LIVE_COLUMNS`` (engine/log/rows.py): their SSE lines
-    come from Postgres, so a replayed page goes to its frames with no ``Event`` per row."""
-    return [LiveEvent(position, tenant_id, stream_id, stream_type, seq, type, sse)
-            for position, stream_id, stream_type, seq, type, sse in rows]
+    """The events of rows selected as ``LIVE_COLUMNS`` (engine/log/rows.py): the envelope comes
+    encoded from Postgres, so a replayed page goes to its frames with no ``Event`` per row."""
+    out = []
+    for position, stream_id, stream_type, seq, type, envelope in rows:
+        out.append(LiveEvent(position, tenant_id, stream_id, stream_type, seq, type, envelope,
+                             event_lines(type, envelope)))
+    return out
 
 
 def event_lines(type: str, envelope: bytes) -> bytes:

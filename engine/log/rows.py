@@ -14,35 +14,23 @@ EVENT_COLUMNS = "id, stream_id, stream_type, seq, position, type, data, meta, cr
 HEADER_COLUMNS = EVENT_COLUMNS.replace("data, meta", "'{}'::json, '{}'::json")
 E_EVENT_COLUMNS = ", ".join(f"e.{column}" for column in EVENT_COLUMNS.split(", "))
 
-# The SSE lines of a row (``event_lines`` in engine/log/live.py, byte for byte) built by Postgres,
-# envelope included (``Event`` as msgspec encodes it: the same fields in the same order). A
-# replay then decodes one bytea per row instead of a uuid, a timestamptz and two json columns,
-# and the formatting runs on Postgres' core. to_json escapes text as msgspec does (\" \\ \b \f
-# \n \r \t, other controls as \u00xx); msgspec writes microseconds only when there are some,
-# and UTC as "Z". Stored JSON may hold line breaks (whitespace): each starts a data line.
+# The envelope JSON (``Event`` as msgspec encodes it: the same fields in the same order, byte
+# for byte) built by Postgres. A replay then decodes one bytea per row instead of a uuid, a
+# timestamptz and two json columns, and Postgres does the formatting on its own core.
+# to_json escapes text as msgspec does (\" \\ \b \f \n \r \t, other controls as \u00xx);
+# msgspec writes the microseconds only when there are some, and UTC as "Z".
 _AT = "(created_at AT TIME ZONE 'UTC')"
-
-
-def _data_lines(column: str) -> str:
-    text = f"{column}::text"
-    return (f"CASE WHEN strpos({text}, E'\\n') = 0 AND strpos({text}, E'\\r') = 0 THEN {text}"
-            f" ELSE regexp_replace({text}, E'\\r\\n|\\r|\\n', E'\\ndata: ', 'g') END")
-
-
 _ENVELOPE = (
     """'{"id":"' || id::text || '","stream_id":' || to_json(stream_id)::text"""
     """ || ',"stream_type":' || to_json(stream_type)::text || ',"seq":' || seq"""
     """ || ',"position":' || position || ',"type":' || to_json(type)::text"""
-    f""" || ',"data":' || {_data_lines("data")} || ',"meta":' || {_data_lines("meta")}"""
+    """ || ',"data":' || data::text || ',"meta":' || meta::text"""
     f""" || ',"created_at":"' || to_char({_AT}, 'YYYY-MM-DD"T"HH24:MI:SS')"""
     f""" || CASE to_char({_AT}, 'US') WHEN '000000' THEN '' ELSE to_char({_AT}, '.US') END"""
     """ || 'Z"}'"""
 )
-# A row as the events a stream writes: see ``live_events`` (engine/log/live.py).
-LIVE_COLUMNS = (
-    "position, stream_id, stream_type, seq, type,"
-    f" convert_to('event: ' || type || E'\\ndata: ' || {_ENVELOPE} || E'\\n\\n', 'UTF8')"
-)
+# A row as the events a stream writes: see ``live_rows`` (engine/log/live.py).
+LIVE_COLUMNS = f"position, stream_id, stream_type, seq, type, convert_to({_ENVELOPE}, 'UTF8')"
 
 # A stream's version: its last seq, one backward step of the (stream_id, seq) index.
 LAST_SEQ = (

@@ -421,27 +421,20 @@ async def test_concurrent_appends_and_retries_keep_the_invariants(
 # are what the envelope's JSON escapes differ on, if anywhere.
 _names = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
                  min_size=1, max_size=12)
-# From 1900: asyncpg reads the very first instant (0001-01-01) back as -infinity's naive min.
-_times = st.datetimes(min_value=datetime(1900, 1, 1), timezones=st.just(UTC))
-_times = _times | _times.map(lambda at: at.replace(microsecond=0))
-
-
-# Line breaks of every kind in stored JSON: each starts a data line of the frame.
-_broken = _data | st.builds(
-    lambda value, brk: json.dumps(value, indent=1).replace("\n", brk).encode(),
-    _objects, st.sampled_from(["\r\n", "\r", "\n\n", "\r\r\n"]))
+_times = st.datetimes(timezones=st.just(UTC)) | st.datetimes(
+    timezones=st.just(UTC)).map(lambda at: at.replace(microsecond=0))
 
 
 @SETTINGS
-@given(events=st.lists(st.tuples(_names, _broken, st.sampled_from(META), _times),
+@given(events=st.lists(st.tuples(_names, _data, st.sampled_from(META), _times),
                        min_size=1, max_size=6),
        stream=_names)
 async def test_replayed_frames_equal_the_frames_of_the_stored_events(
     store: EventStore, events: list[tuple[str, bytes, bytes, datetime]], stream: str,
 ) -> None:
-    """The SSE lines Postgres builds for a replay (LIVE_COLUMNS) are byte for byte what this
-    process makes of the stored event (msgspec's envelope): any names, any JSON style and line
-    breaks, times with and without microseconds, far from now (an import keeps its times)."""
+    """The envelope Postgres builds for a replay (LIVE_COLUMNS) is byte for byte what msgspec
+    encodes of the stored event: any names, any JSON style, times with and without
+    microseconds, far from now (an import keeps the times it was given)."""
     EXAMPLES["replay"] += 1
     stream_id = f"{uuid.uuid4().hex[:8]}{stream}"
     await store.append_group([GroupPart(
