@@ -26,14 +26,7 @@ from engine.log.appender import Appender
 from engine.log.appender import GroupOutcome as GroupOutcome
 from engine.log.appender import GroupPart as GroupPart
 from engine.log.live import LiveEvent, live_events
-from engine.log.rows import (
-    E_EVENT_COLUMNS,
-    EVENT_COLUMNS,
-    HEADER_COLUMNS,
-    LAST_SEQ,
-    LIVE_COLUMNS,
-    event_of,
-)
+from engine.log.rows import E_EVENT_COLUMNS, EVENT_COLUMNS, HEADER_COLUMNS, LAST_SEQ, event_of
 from engine.log.rows import Committed as Committed
 from engine.metrics import Metrics
 
@@ -108,18 +101,17 @@ class EventStore:
         self, stream_id: str, *, tenant_id: str, after: int = 0, limit: int = 100
     ) -> list[LiveEvent]:
         """``read_stream`` as the events a stream writes (a replay: no ``Event`` per row)."""
-        rows = await self._stream_rows(stream_id, tenant_id, after, limit, columns=LIVE_COLUMNS)
-        return live_events(tenant_id, rows)
+        return live_events(tenant_id, await self._stream_rows(stream_id, tenant_id, after, limit))
 
-    async def _stream_rows(self, stream_id: str, tenant_id: str, after: int, limit: int, *,
-                           columns: str = EVENT_COLUMNS) -> list[asyncpg.Record]:
+    async def _stream_rows(self, stream_id: str, tenant_id: str, after: int,
+                           limit: int) -> list[asyncpg.Record]:
         limit = _check_limit(limit)
         async with connection(self._pool, "reading a stream") as conn:
             rows: list[asyncpg.Record] = await conn.fetch(
                 # The owner is checked on the streams row, not on events.tenant_id: a condition
                 # on that column lets the planner AND in the tenant index and sort the whole
                 # stream for every page (seen right after a bulk load, before ANALYZE).
-                f"SELECT {columns} FROM events e"
+                f"SELECT {EVENT_COLUMNS} FROM events e"
                 " WHERE stream_id = $1 AND seq > $3"
                 " AND EXISTS (SELECT 1 FROM streams s WHERE s.stream_id = $1 AND s.tenant_id = $2)"
                 " ORDER BY seq LIMIT $4",
@@ -215,14 +207,13 @@ class EventStore:
     ) -> list[LiveEvent]:
         """``read_all`` of one tenant as the events a stream writes (a replay)."""
         rows = await self._log_rows(after, limit, tenant_id=tenant_id, types=types,
-                                    stream_type=stream_type, columns=LIVE_COLUMNS)
+                                    stream_type=stream_type)
         return live_events(tenant_id, rows)
 
     async def _log_rows(
         self, after: int, limit: int, *, tenant_id: str | None = None,
         types: Sequence[str] | None = None, stream_type: str | None = None,
         actor: str | None = None, exclude_types: Sequence[str] | None = None,
-        columns: str = EVENT_COLUMNS,
     ) -> list[asyncpg.Record]:
         limit = _check_limit(limit)
         clauses: list[str] = ["position > $1"]
@@ -240,7 +231,7 @@ class EventStore:
             clauses.append(f"type <> ALL(${len(args)}::text[])")
         args.append(limit)
         sql = (
-            f"SELECT {columns} FROM events WHERE {' AND '.join(clauses)}"
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)}"
             f" ORDER BY position LIMIT ${len(args)}"
         )
         async with connection(self._pool, "reading the log") as conn:

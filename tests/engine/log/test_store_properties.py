@@ -18,7 +18,6 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -26,8 +25,6 @@ from hypothesis import strategies as st
 
 from engine.errors import Conflict, NotFound, SpoolError
 from engine.events import Event, EventMeta, NewEvent, encode
-from engine.log.appender import GroupPart
-from engine.log.live import LiveEvent
 from engine.log.store import EventStore
 
 TENANT = "ten_prop"
@@ -42,7 +39,7 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
-EXAMPLES: dict[str, int] = {"sequential": 0, "concurrent": 0, "replay": 0}
+EXAMPLES: dict[str, int] = {"sequential": 0, "concurrent": 0}
 
 
 @pytest.fixture
@@ -415,39 +412,6 @@ async def test_concurrent_appends_and_retries_keep_the_invariants(
             assert outcome[0].stream_id == request.stream
             if request.expected_seq is not None:
                 assert outcome[0].seq == request.expected_seq + 1
-
-
-# Names as the store takes them (1..100 characters, no NUL), control characters included: they
-# are what the envelope's JSON escapes differ on, if anywhere.
-_names = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
-                 min_size=1, max_size=12)
-_times = st.datetimes(timezones=st.just(UTC)) | st.datetimes(
-    timezones=st.just(UTC)).map(lambda at: at.replace(microsecond=0))
-
-
-@SETTINGS
-@given(events=st.lists(st.tuples(_names, _data, st.sampled_from(META), _times),
-                       min_size=1, max_size=6),
-       stream=_names)
-async def test_replayed_frames_equal_the_frames_of_the_stored_events(
-    store: EventStore, events: list[tuple[str, bytes, bytes, datetime]], stream: str,
-) -> None:
-    """The envelope Postgres builds for a replay (LIVE_COLUMNS) is byte for byte what msgspec
-    encodes of the stored event: any names, any JSON style, times with and without
-    microseconds, far from now (an import keeps the times it was given)."""
-    EXAMPLES["replay"] += 1
-    stream_id = f"{uuid.uuid4().hex[:8]}{stream}"
-    await store.append_group([GroupPart(
-        stream_id, STREAM_TYPE,
-        [NewEvent(type=type, data=data, meta=meta) for type, data, meta, _ in events],
-        [at for *_, at in events])], tenant_id=TENANT)
-    stored = await store.read_stream(stream_id, tenant_id=TENANT)
-    assert [event.created_at for event in stored] == [at for *_, at in events]
-    assert await store.read_stream_live(stream_id, tenant_id=TENANT) == [
-        LiveEvent.from_event(TENANT, event) for event in stored]
-    tenant = await store.read_tenant_live(TENANT, after=stored[0].position - 1,
-                                          limit=len(stored))
-    assert tenant == [LiveEvent.from_event(TENANT, event) for event in stored]
 
 
 def test_the_properties_really_ran_examples() -> None:
