@@ -281,13 +281,15 @@ class Dispatcher:
 
     def _dispatch(self, event: LiveEvent) -> None:
         self._last = event.position
-        for moved in self._watchers:
-            moved.set()
         for subscription in self._by_stream.get(event.stream_id, ()):
             subscription.offer(event)
         for subscription in self._by_tenant.get(event.tenant_id, ()):
             if subscription.accepts is None or subscription.accepts(event):
                 subscription.offer(event)
+        # Watchers (projection runners) after the streams: tasks run in the order they were
+        # woken, and a client reading the wire waits on this event while a view can wait.
+        for moved in self._watchers:
+            moved.set()
         if self._cut_off:  # not while iterating the sets above
             for subscription in self._cut_off:
                 self.unsubscribe(subscription)
