@@ -151,8 +151,10 @@ class _Plan:
 
     @classmethod
     def of(cls, batch: Sequence[_Request]) -> _Plan:
-        """An empty plan with an id at hand for every event of the batch (made in bulk)."""
-        return cls(fresh_ids=iter(new_uuids(sum(len(request.events) for request in batch))))
+        """An empty plan with an id at hand, made in bulk, for every event of the batch that
+        comes without one (an import's events all have theirs: none is made for them)."""
+        count = sum(1 for request in batch for event in request.events if event.id is None)
+        return cls(fresh_ids=iter(new_uuids(count)))
 
 
 class Appender:

@@ -329,3 +329,19 @@ async def test_the_replay_reads_give_the_events_a_stream_writes(engine: Engine) 
         LiveEvent.from_event("ten_a", event) for event in boards]
     with pytest.raises(NotFound):
         await store.read_stream_live("s1", tenant_id="ten_b")
+
+
+async def test_events_without_ids_get_fresh_ones_beside_events_with_theirs(
+    engine: Engine,
+) -> None:
+    """In one batch: a caller's ids are kept, the rest get distinct version 4 ids."""
+    mine = [uuid.uuid4() for _ in range(5)]
+    requests = [append(engine.store, f"m{i}", [ev(i, id=mine[i]), NewEvent(type="t", data=b"{}")])
+                for i in range(5)]
+    results = await asyncio.gather(*requests)
+    assert [events[0].id for events in results] == mine
+    fresh = [events[1].id for events in results]
+    assert len(set(fresh) | set(mine)) == 10
+    assert {event_id.version for event_id in fresh} == {4}
+    stored = await engine.store.read_stream("m0", tenant_id="ten_a")
+    assert [event.id for event in stored] == [mine[0], fresh[0]]
