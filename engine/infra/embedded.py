@@ -97,6 +97,20 @@ class EmbeddedServices:
             self._lock_file.close()  # closing releases the flock
             self._lock_file = None
 
+    def discard(self) -> None:
+        """Stop, for data nobody will keep (a test run's): Postgres gets an immediate shutdown
+        (SIGQUIT), with no checkpoint of what is about to be removed; a fast one took 12 s to
+        write back 400 test databases."""
+        if self._postgres is not None:
+            with contextlib.suppress(Exception):
+                pid = self._postgres.get_pid()
+                os.kill(pid, signal.SIGQUIT)
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    os.kill(pid, 0)  # ProcessLookupError once it is gone
+                    time.sleep(0.05)
+        self.stop()
+
     def stop_now(self) -> None:
         """Ask the services to stop without waiting (the process is exiting at once): Valkey
         SIGTERM (it writes its append-only file and exits), the postmaster SIGINT (a fast
